@@ -1,0 +1,176 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+)
+
+// Revision is a point in the cluster-wide MVCC history (see DESIGN.md: TSO
+// timestamps). Zero means "no version".
+type Revision int64
+
+// Key space bytes: the first byte of every prefix.
+const (
+	spaceLocalGroup byte = 0x01
+	spaceStore      byte = 0x02
+	spaceData       byte = 0x03
+	spaceDataEnd    byte = 0x04
+)
+
+// Kinds of local per-group keys. They are listed here, with the layout, so the
+// whole key space is documented in one place; their meaning belongs to the
+// packages that write them.
+const (
+	KindHardState    byte = 'h' // raft HardState
+	KindLogEntry     byte = 'l' // raft log entry; followed by index(8)
+	KindTruncated    byte = 't' // raft log truncated state (index, term)
+	KindAppliedState byte = 'a' // applied index, term and ConfState
+	KindDescriptor   byte = 'd' // range descriptor
+	KindRangeState   byte = 's' // other replicated per-range state
+)
+
+const (
+	sentinel   = 0x00
+	suffixLen  = 9 // ^rev(8) + length byte
+	localKeyLn = 1 + 8 + 1
+)
+
+// EncodeKey appends the engine encoding of (prefix, rev) to dst. rev 0 makes
+// an unversioned key.
+func EncodeKey(dst, prefix []byte, rev Revision) []byte {
+	dst = append(dst, prefix...)
+	dst = append(dst, sentinel)
+	if rev == 0 {
+		return dst
+	}
+	dst = binary.BigEndian.AppendUint64(dst, ^uint64(rev))
+	return append(dst, suffixLen)
+}
+
+// DecodeKey splits an engine key into its prefix (without the sentinel) and
+// revision (0 for an unversioned key). The prefix aliases k.
+func DecodeKey(k []byte) (prefix []byte, rev Revision, err error) {
+	n := split(k)
+	if n == 0 || k[n-1] != sentinel {
+		return nil, 0, fmt.Errorf("engine: malformed key %q", k)
+	}
+	if n < len(k) {
+		rev = Revision(^binary.BigEndian.Uint64(k[n : n+8]))
+		if rev <= 0 {
+			return nil, 0, fmt.Errorf("engine: malformed revision in key %q", k)
+		}
+	}
+	return k[:n-1], rev, nil
+}
+
+// split returns the length of the prefix of an encoded key, sentinel included.
+// Malformed keys are treated as having no suffix.
+func split(k []byte) int {
+	n := len(k)
+	if n == 0 {
+		return 0
+	}
+	if k[n-1] == suffixLen && n >= suffixLen+1 && k[n-suffixLen-1] == sentinel {
+		return n - suffixLen
+	}
+	return n
+}
+
+// LocalGroupKey returns the unversioned engine key of a local per-group key.
+func LocalGroupKey(group uint64, kind byte) []byte {
+	b := make([]byte, 0, localKeyLn+1)
+	b = append(b, spaceLocalGroup)
+	b = binary.BigEndian.AppendUint64(b, group)
+	b = append(b, kind)
+	return EncodeKey(b[:0:0], b, 0)
+}
+
+// LocalGroupIndexKey returns the engine key of an indexed per-group key (a
+// raft log entry).
+func LocalGroupIndexKey(group uint64, kind byte, index uint64) []byte {
+	b := make([]byte, 0, localKeyLn+8+1)
+	b = append(b, spaceLocalGroup)
+	b = binary.BigEndian.AppendUint64(b, group)
+	b = append(b, kind)
+	b = binary.BigEndian.AppendUint64(b, index)
+	return append(b, sentinel)
+}
+
+// DecodeLocalGroupIndexKey returns the index of a key made by
+// LocalGroupIndexKey.
+func DecodeLocalGroupIndexKey(k []byte) (uint64, error) {
+	if len(k) != localKeyLn+8+1 || k[0] != spaceLocalGroup || k[len(k)-1] != sentinel {
+		return 0, fmt.Errorf("engine: not an indexed local key: %q", k)
+	}
+	return binary.BigEndian.Uint64(k[localKeyLn : localKeyLn+8]), nil
+}
+
+// LocalGroupSpan is the span holding every local key of a group.
+func LocalGroupSpan(group uint64) Span {
+	start := make([]byte, 0, 9)
+	start = append(start, spaceLocalGroup)
+	start = binary.BigEndian.AppendUint64(start, group)
+	end := make([]byte, 0, 10)
+	end = append(end, start...)
+	end = append(end, 0xff)
+	return Span{Start: start, End: end}
+}
+
+// LocalGroupKindSpan is the span of all keys of one kind of a group (for
+// example every raft log entry).
+func LocalGroupKindSpan(group uint64, kind byte) Span {
+	s := LocalGroupSpan(group)
+	s.Start = append(s.Start[:9:9], kind)
+	s.End = append(s.Start[:9:9], kind+1)
+	return s
+}
+
+// StoreKey returns the engine key of a store-local (per node) key.
+func StoreKey(name string) []byte {
+	b := append([]byte{spaceStore}, name...)
+	return EncodeKey(nil, b, 0)
+}
+
+// dataPrefix returns the prefix of a user key in the data space.
+func dataPrefix(dst, userKey []byte) []byte {
+	dst = append(dst, spaceData)
+	return append(dst, userKey...)
+}
+
+// DataKey returns the engine key of version rev of a user key.
+func DataKey(userKey []byte, rev Revision) []byte {
+	return EncodeKey(nil, dataPrefix(nil, userKey), rev)
+}
+
+// DataSpan returns the engine span of the user keys in [start, end). An empty
+// end means "to the end of the keyspace".
+func DataSpan(start, end []byte) Span {
+	s := Span{Start: EncodeKey(nil, dataPrefix(nil, start), 0)}
+	if len(end) == 0 {
+		s.End = EncodeKey(nil, []byte{spaceDataEnd}, 0)
+	} else {
+		s.End = EncodeKey(nil, dataPrefix(nil, end), 0)
+	}
+	return s
+}
+
+// userKeyOf returns the user key of a data prefix (aliasing it).
+func userKeyOf(prefix []byte) ([]byte, bool) {
+	if len(prefix) == 0 || prefix[0] != spaceData {
+		return nil, false
+	}
+	return prefix[1:], true
+}
+
+// Span is a half-open span [Start, End) of engine keys. Raw spans made by
+// LocalGroupSpan are compared bytewise to encoded keys; every prefix made by
+// this package is a valid bound.
+type Span struct {
+	Start, End []byte
+}
+
+// Contains reports whether the encoded key k is in the span.
+func (s Span) Contains(k []byte) bool {
+	return bytes.Compare(k, s.Start) >= 0 && (len(s.End) == 0 || bytes.Compare(k, s.End) < 0)
+}

@@ -1,0 +1,110 @@
+package engine
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+func TestComparerPassesPebbleChecks(t *testing.T) {
+	prefixes := [][]byte{
+		EncodeKey(nil, []byte("\x03"), 0),
+		EncodeKey(nil, []byte("\x03a"), 0),
+		EncodeKey(nil, []byte("\x03a\x00"), 0),
+		EncodeKey(nil, []byte("\x03ab"), 0),
+		EncodeKey(nil, []byte("\x03b\x09"), 0),
+	}
+	var suffixes [][]byte
+	for _, rev := range []Revision{1, 2, 255, 1 << 40, 1<<63 - 1} {
+		k := DataKey(nil, rev)
+		suffixes = append(suffixes, k[split(k):])
+	}
+	if err := pebble.CheckComparer(Comparer, prefixes, suffixes); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestKeyOrderExamples(t *testing.T) {
+	ordered := [][]byte{
+		LocalGroupKey(1, KindAppliedState),
+		LocalGroupIndexKey(1, KindLogEntry, 5),
+		LocalGroupIndexKey(1, KindLogEntry, 6),
+		LocalGroupKey(2, KindHardState),
+		StoreKey("node"),
+		DataKey([]byte("a"), 9),
+		DataKey([]byte("a"), 5),
+		DataKey([]byte("a\x00"), 100),
+		DataKey([]byte("b"), 1),
+	}
+	for i := 1; i < len(ordered); i++ {
+		if c := compareKeys(ordered[i-1], ordered[i]); c >= 0 {
+			t.Errorf("%v should sort before %v", formatKey(ordered[i-1]), formatKey(ordered[i]))
+		}
+	}
+	if !LocalGroupSpan(1).Contains(LocalGroupIndexKey(1, KindLogEntry, 1<<60)) {
+		t.Error("log key outside its group span")
+	}
+	if LocalGroupSpan(1).Contains(LocalGroupKey(2, KindHardState)) {
+		t.Error("group 2 key inside group 1 span")
+	}
+}
+
+// FuzzKeyEncoding checks that the encoded order of any two (key, revision)
+// pairs is (key ascending, revision descending) and that decoding inverts
+// encoding.
+func FuzzKeyEncoding(f *testing.F) {
+	f.Add([]byte("a"), int64(1), []byte("b"), int64(2))
+	f.Add([]byte("a"), int64(5), []byte("a"), int64(7))
+	f.Add([]byte(""), int64(1), []byte("\x00"), int64(1))
+	f.Add([]byte("k\x00\x09"), int64(9), []byte("k"), int64(1<<62))
+	f.Add([]byte("\xff\xff"), int64(1<<63-1), []byte("\xff"), int64(1))
+	f.Fuzz(func(t *testing.T, k1 []byte, r1 int64, k2 []byte, r2 int64) {
+		if r1 <= 0 || r2 <= 0 {
+			return
+		}
+		e1, e2 := DataKey(k1, Revision(r1)), DataKey(k2, Revision(r2))
+		want := bytes.Compare(k1, k2)
+		if want == 0 {
+			// Same key: newer revision first.
+			switch {
+			case r1 > r2:
+				want = -1
+			case r1 < r2:
+				want = 1
+			}
+		}
+		if got := compareKeys(e1, e2); got != want {
+			t.Fatalf("compare(%q@%d, %q@%d) = %d, want %d", k1, r1, k2, r2, got, want)
+		}
+		for _, c := range []struct {
+			k []byte
+			r int64
+			e []byte
+		}{{k1, r1, e1}, {k2, r2, e2}} {
+			prefix, rev, err := DecodeKey(c.e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			uk, ok := userKeyOf(prefix)
+			if !ok || !bytes.Equal(uk, c.k) || rev != Revision(c.r) {
+				t.Fatalf("decode(encode(%q@%d)) = %q@%d", c.k, c.r, uk, rev)
+			}
+			// The bare key sorts before every version of its key.
+			if compareKeys(EncodeKey(nil, prefix, 0), c.e) >= 0 {
+				t.Fatalf("bare key of %q does not sort first", c.k)
+			}
+		}
+	})
+}
+
+func FuzzDecodeKeyNoPanic(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{0x09})
+	f.Add(DataKey([]byte("x"), 3))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _, _ = DecodeKey(b)
+		_ = compareKeys(b, DataKey([]byte("x"), 3))
+		_, _ = DecodeValue(b, false)
+	})
+}
