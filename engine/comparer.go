@@ -86,4 +86,3 @@ func (l pebbleLogger) Fatalf(format string, args ...any) {
 	// broken disk is worse than stopping (see STYLE.md: raft order is law).
 	panic(fmt.Sprintf("pebble: "+format, args...))
 }
-

@@ -22,7 +22,10 @@
 //
 // The first byte of a prefix names its key space:
 //
-//	0x01 group(8) kind [index(8)]   local keys of one Raft group (see Kind*)
+//	0x01 group(8) sec kind [idx(8)] local keys of one Raft group (see Kind*);
+//	                                sec is 'r' (replicated: applied state,
+//	                                descriptor) or 'u' (unreplicated: raft
+//	                                HardState, log, truncated state)
 //	0x02 name                       store-local keys (node identity, ...)
 //	0x03 userkey                    data: MVCC versions of etcd user keys
 //

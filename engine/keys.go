@@ -21,19 +21,38 @@ const (
 // Kinds of local per-group keys. They are listed here, with the layout, so the
 // whole key space is documented in one place; their meaning belongs to the
 // packages that write them.
+//
+// Replicated kinds are identical on every replica at the same applied index
+// and travel in replica snapshots; unreplicated kinds belong to one replica.
 const (
-	KindHardState    byte = 'h' // raft HardState
-	KindLogEntry     byte = 'l' // raft log entry; followed by index(8)
-	KindTruncated    byte = 't' // raft log truncated state (index, term)
+	// Replicated (section 'r').
 	KindAppliedState byte = 'a' // applied index, term and ConfState
 	KindDescriptor   byte = 'd' // range descriptor
 	KindRangeState   byte = 's' // other replicated per-range state
+
+	// Unreplicated (section 'u').
+	KindHardState byte = 'h' // raft HardState
+	KindLogEntry  byte = 'l' // raft log entry; followed by index(8)
+	KindTruncated byte = 't' // raft log truncated state (index, term)
 )
 
 const (
+	sectionReplicated   byte = 'r'
+	sectionUnreplicated byte = 'u'
+)
+
+func sectionOf(kind byte) byte {
+	switch kind {
+	case KindAppliedState, KindDescriptor, KindRangeState:
+		return sectionReplicated
+	}
+	return sectionUnreplicated
+}
+
+const (
 	sentinel   = 0x00
-	suffixLen  = 9 // ^rev(8) + length byte
-	localKeyLn = 1 + 8 + 1
+	suffixLen  = 9             // ^rev(8) + length byte
+	localKeyLn = 1 + 8 + 1 + 1 // space, group, section, kind
 )
 
 // EncodeKey appends the engine encoding of (prefix, rev) to dst. rev 0 makes
@@ -82,7 +101,7 @@ func LocalGroupKey(group uint64, kind byte) []byte {
 	b := make([]byte, 0, localKeyLn+1)
 	b = append(b, spaceLocalGroup)
 	b = binary.BigEndian.AppendUint64(b, group)
-	b = append(b, kind)
+	b = append(b, sectionOf(kind), kind)
 	return EncodeKey(b[:0:0], b, 0)
 }
 
@@ -92,7 +111,7 @@ func LocalGroupIndexKey(group uint64, kind byte, index uint64) []byte {
 	b := make([]byte, 0, localKeyLn+8+1)
 	b = append(b, spaceLocalGroup)
 	b = binary.BigEndian.AppendUint64(b, group)
-	b = append(b, kind)
+	b = append(b, sectionOf(kind), kind)
 	b = binary.BigEndian.AppendUint64(b, index)
 	return append(b, sentinel)
 }
@@ -121,9 +140,20 @@ func LocalGroupSpan(group uint64) Span {
 // example every raft log entry).
 func LocalGroupKindSpan(group uint64, kind byte) Span {
 	s := LocalGroupSpan(group)
-	s.Start = append(s.Start[:9:9], kind)
-	s.End = append(s.Start[:9:9], kind+1)
-	return s
+	sec := sectionOf(kind)
+	return Span{Start: append(s.Start[:9:9], sec, kind), End: append(s.Start[:9:9], sec, kind+1)}
+}
+
+// LocalGroupReplicatedSpan is the span of a group's replicated local keys.
+func LocalGroupReplicatedSpan(group uint64) Span {
+	s := LocalGroupSpan(group)
+	return Span{Start: append(s.Start[:9:9], sectionReplicated), End: append(s.Start[:9:9], sectionReplicated+1)}
+}
+
+// LocalGroupUnreplicatedSpan is the span of a group's unreplicated local keys.
+func LocalGroupUnreplicatedSpan(group uint64) Span {
+	s := LocalGroupSpan(group)
+	return Span{Start: append(s.Start[:9:9], sectionUnreplicated), End: append(s.Start[:9:9], sectionUnreplicated+1)}
 }
 
 // StoreKey returns the engine key of a store-local (per node) key.

@@ -108,3 +108,24 @@ func FuzzDecodeKeyNoPanic(f *testing.F) {
 		_, _ = DecodeValue(b, false)
 	})
 }
+
+func TestLocalSections(t *testing.T) {
+	rep, unrep := LocalGroupReplicatedSpan(7), LocalGroupUnreplicatedSpan(7)
+	for _, k := range []byte{KindAppliedState, KindDescriptor, KindRangeState} {
+		if !rep.Contains(LocalGroupKey(7, k)) || unrep.Contains(LocalGroupKey(7, k)) {
+			t.Errorf("kind %c not in the replicated section only", k)
+		}
+	}
+	for _, k := range []byte{KindHardState, KindTruncated} {
+		if !unrep.Contains(LocalGroupKey(7, k)) || rep.Contains(LocalGroupKey(7, k)) {
+			t.Errorf("kind %c not in the unreplicated section only", k)
+		}
+	}
+	logs := LocalGroupKindSpan(7, KindLogEntry)
+	if !logs.Contains(LocalGroupIndexKey(7, KindLogEntry, 1<<62)) || !unrep.Contains(logs.Start) || logs.Contains(LocalGroupKey(7, KindTruncated)) {
+		t.Error("log span wrong")
+	}
+	if idx, err := DecodeLocalGroupIndexKey(LocalGroupIndexKey(7, KindLogEntry, 42)); err != nil || idx != 42 {
+		t.Errorf("decode index = %d, %v", idx, err)
+	}
+}
