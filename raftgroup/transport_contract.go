@@ -7,11 +7,12 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 )
 
-// GroupMessage is one raft message addressed to one group. Message.To and
+// GroupMessage is one raft message addressed to one group (raft v3.7 messages
+// are protobuf-go structs: pass them by pointer, never copy). Message.To and
 // Message.From are NodeIDs (see NodeID).
 type GroupMessage struct {
 	Group   GroupID
-	Message raftpb.Message
+	Message *raftpb.Message
 }
 
 // SnapshotHeader precedes the data of a replica snapshot on the wire. Message
@@ -19,7 +20,7 @@ type GroupMessage struct {
 // ConfState the data is at); the data that follows is one SST file.
 type SnapshotHeader struct {
 	Group   GroupID
-	Message raftpb.Message
+	Message *raftpb.Message
 }
 
 // MessageHandler is what the Transport delivers to: the Host implements it.

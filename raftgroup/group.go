@@ -1,0 +1,36 @@
+package raftgroup
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"go.etcd.io/raft/v3"
+)
+
+// group is one hosted replica of a Raft group.
+type group struct {
+	id      GroupID
+	sm      StateMachine
+	storage *logStorage
+	log     *slog.Logger
+
+	// raftMu guards rn. Workers hold it only to step, tick, take a Ready
+	// and Advance; never across I/O. Lock order: raftMu before storage.mu.
+	raftMu sync.Mutex
+	rn     *raft.RawNode
+
+	leader atomic.Uint64 // NodeID of the known leader, 0 if none
+
+	mu struct {
+		sync.Mutex
+		readWaiters map[string]chan uint64 // ReadIndex request ctx -> waiter
+		staged      map[uint64]stagedSnapshot
+		lastLead    uint64
+		lastTerm    uint64
+		wasLeader   bool
+		removed     bool
+	}
+}
+
+func (g *group) leaderID() NodeID { return NodeID(g.leader.Load()) }

@@ -1,0 +1,463 @@
+package raftgroup
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tesseradb/tessera/engine"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
+)
+
+// Errors returned by the Host.
+var (
+	ErrGroupNotFound = errors.New("raftgroup: group not found")
+	ErrGroupExists   = errors.New("raftgroup: group already exists")
+	ErrNotLeader     = errors.New("raftgroup: not the leader")
+	ErrStopped       = errors.New("raftgroup: host stopped")
+)
+
+// NotLeaderError says which node this replica believes leads the group.
+type NotLeaderError struct {
+	Group  GroupID
+	Leader NodeID // 0: unknown
+}
+
+func (e *NotLeaderError) Error() string {
+	return fmt.Sprintf("raftgroup: %s: not the leader (leader %s)", e.Group, e.Leader)
+}
+
+func (e *NotLeaderError) Unwrap() error { return ErrNotLeader }
+
+// Host runs many Raft groups on one node: one engine, one worker pool, one
+// ticker, one transport. See doc.go for the round it runs.
+type Host struct {
+	cfg       Config
+	log       *slog.Logger
+	eng       *engine.Engine
+	sched     *scheduler
+	transport *Transport
+	metrics   *hostMetrics
+
+	mu struct {
+		sync.RWMutex
+		groups map[GroupID]*group
+	}
+
+	readSeq atomic.Uint64
+	stopper chan struct{}
+	wg      sync.WaitGroup
+	closed  atomic.Bool
+}
+
+// NewHost creates a host and its transport. Call Start to run it.
+func NewHost(cfg Config) (*Host, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.SnapshotDir, 0o755); err != nil {
+		return nil, fmt.Errorf("raftgroup: snapshot dir: %w", err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &Host{
+		cfg:     cfg,
+		log:     log.With("node", cfg.NodeID),
+		eng:     cfg.Engine,
+		sched:   newScheduler(cfg.MaxGroupsPerRound),
+		metrics: newHostMetrics(cfg.Registerer),
+		stopper: make(chan struct{}),
+	}
+	h.mu.groups = make(map[GroupID]*group)
+	tcfg := cfg.Transport
+	tcfg.NodeID = cfg.NodeID
+	tcfg.Handler = h
+	if tcfg.Registerer == nil {
+		tcfg.Registerer = cfg.Registerer
+	}
+	if tcfg.Logger == nil {
+		tcfg.Logger = h.log
+	}
+	t, err := NewTransport(tcfg)
+	if err != nil {
+		return nil, err
+	}
+	h.transport = t
+	return h, nil
+}
+
+// RegisterService registers the raft transport on a gRPC server.
+func (h *Host) RegisterService(s *grpc.Server) { h.transport.Register(s) }
+
+// Transport returns the host's transport.
+func (h *Host) Transport() *Transport { return h.transport }
+
+// Start starts the worker pool and the ticker.
+func (h *Host) Start() {
+	for i := 0; i < h.cfg.Workers; i++ {
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			h.worker()
+		}()
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.ticker()
+	}()
+}
+
+// Close stops the host: ticker, workers, snapshot senders and transport. It
+// does not close the engine.
+func (h *Host) Close() error {
+	if !h.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(h.stopper)
+	h.sched.stop()
+	h.wg.Wait()
+	return h.transport.Close()
+}
+
+func (h *Host) ticker() {
+	t := time.NewTicker(h.cfg.TickInterval)
+	defer t.Stop()
+	var ids []GroupID
+	for {
+		select {
+		case <-h.stopper:
+			return
+		case <-t.C:
+		}
+		ids = ids[:0]
+		h.mu.RLock()
+		for id := range h.mu.groups {
+			ids = append(ids, id)
+		}
+		h.mu.RUnlock()
+		h.sched.enqueueMany(ids, flagTick)
+	}
+}
+
+// Bootstrap writes the initial state of a new group whose initial voters are
+// given. Every initial voter's host must bootstrap it (with the same voters)
+// before creating it; replicas added later start empty and get a snapshot.
+func (h *Host) Bootstrap(id GroupID, voters []NodeID) error {
+	return writeBootstrap(h.cfg.Engine, id, voters)
+}
+
+// CreateGroup starts hosting a replica of group id with its persisted state
+// (none: an empty replica that waits for a snapshot).
+func (h *Host) CreateGroup(id GroupID, sm StateMachine) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed.Load() {
+		return ErrStopped
+	}
+	if _, ok := h.mu.groups[id]; ok {
+		return fmt.Errorf("%w: %s", ErrGroupExists, id)
+	}
+	g, err := h.newGroupLocked(id, sm)
+	if err != nil {
+		return err
+	}
+	h.mu.groups[id] = g
+	h.metrics.groups.Set(float64(len(h.mu.groups)))
+	h.sched.enqueue(id, flagReady)
+	return nil
+}
+
+func (h *Host) newGroupLocked(id GroupID, sm StateMachine) (*group, error) {
+	st, err := loadStorage(h.cfg.Engine, id, h.cfg.EntryCacheSize)
+	if err != nil {
+		return nil, err
+	}
+	g := &group{id: id, sm: sm, storage: st, log: h.log.With("group", id)}
+	g.mu.readWaiters = make(map[string]chan uint64)
+	g.mu.staged = make(map[uint64]stagedSnapshot)
+	rn, err := raft.NewRawNode(&raft.Config{
+		ID:                        uint64(h.cfg.NodeID),
+		ElectionTick:              h.cfg.ElectionTicks,
+		HeartbeatTick:             h.cfg.HeartbeatTicks,
+		Storage:                   st,
+		Applied:                   st.appliedState().Index,
+		MaxSizePerMsg:             h.cfg.MaxSizePerMsg,
+		MaxCommittedSizePerReady:  h.cfg.MaxCommittedBytesPerReady,
+		MaxUncommittedEntriesSize: h.cfg.MaxUncommittedEntriesBytes,
+		MaxInflightMsgs:           h.cfg.MaxInflightMsgs,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		StepDownOnRemoval:         true,
+		DisableProposalForwarding: h.cfg.DisableProposalForwarding,
+		Logger:                    raftLogger{l: g.log},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raftgroup: %s: new raft node: %w", id, err)
+	}
+	g.rn = rn
+	return g, nil
+}
+
+// RemoveGroup stops hosting a group. Its state stays in the engine (replica
+// garbage collection is the caller's business).
+func (h *Host) RemoveGroup(id GroupID) error {
+	h.mu.Lock()
+	g, ok := h.mu.groups[id]
+	delete(h.mu.groups, id)
+	h.metrics.groups.Set(float64(len(h.mu.groups)))
+	h.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrGroupNotFound, id)
+	}
+	g.mu.Lock()
+	g.mu.removed = true
+	g.mu.Unlock()
+	h.sched.remove(id)
+	return nil
+}
+
+func (h *Host) group(id GroupID) (*group, error) {
+	h.mu.RLock()
+	g := h.mu.groups[id]
+	h.mu.RUnlock()
+	if g == nil {
+		return nil, fmt.Errorf("%w: %s", ErrGroupNotFound, id)
+	}
+	return g, nil
+}
+
+// Groups returns the ids of the hosted groups.
+func (h *Host) Groups() []GroupID {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	ids := make([]GroupID, 0, len(h.mu.groups))
+	for id := range h.mu.groups {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// withRaft runs fn with the group's raft node locked, then schedules the group.
+func (h *Host) withRaft(id GroupID, fn func(g *group) error) error {
+	if h.closed.Load() {
+		return ErrStopped
+	}
+	g, err := h.group(id)
+	if err != nil {
+		return err
+	}
+	g.raftMu.Lock()
+	err = fn(g)
+	g.raftMu.Unlock()
+	h.sched.enqueue(id, flagReady)
+	return err
+}
+
+// Propose proposes data to the group. It returns once raft accepted the
+// proposal into its log (not when it commits): the state machine sees it in
+// Apply. On a follower it fails with a *NotLeaderError.
+func (h *Host) Propose(id GroupID, data []byte) error {
+	err := h.withRaft(id, func(g *group) error {
+		if err := g.rn.Propose(data); err != nil {
+			if errors.Is(err, raft.ErrProposalDropped) {
+				return &NotLeaderError{Group: id, Leader: g.leaderID()}
+			}
+			return fmt.Errorf("raftgroup: %s: propose: %w", id, err)
+		}
+		return nil
+	})
+	if err == nil {
+		h.metrics.proposals.Inc()
+	} else {
+		h.metrics.proposalsDropped.Inc()
+	}
+	return err
+}
+
+// ProposeConfChange proposes a configuration change (joint consensus when it
+// changes more than one voter). Apply sees the entry after it committed and
+// the host applied it.
+func (h *Host) ProposeConfChange(id GroupID, cc *raftpb.ConfChangeV2) error {
+	return h.withRaft(id, func(g *group) error {
+		if err := g.rn.ProposeConfChange(cc); err != nil {
+			if errors.Is(err, raft.ErrProposalDropped) {
+				return &NotLeaderError{Group: id, Leader: g.leaderID()}
+			}
+			return fmt.Errorf("raftgroup: %s: propose conf change: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// TransferLeader asks the group's leader (this replica) to hand leadership to
+// node to.
+func (h *Host) TransferLeader(id GroupID, to NodeID) error {
+	return h.withRaft(id, func(g *group) error {
+		if st := g.rn.BasicStatus(); st.RaftState != raft.StateLeader {
+			return &NotLeaderError{Group: id, Leader: NodeID(st.Lead)}
+		}
+		g.rn.TransferLeader(uint64(to))
+		return nil
+	})
+}
+
+// Campaign makes this replica start an election now.
+func (h *Host) Campaign(id GroupID) error {
+	return h.withRaft(id, func(g *group) error { return g.rn.Campaign() })
+}
+
+// ReadIndex returns a commit index that a linearizable read may be served at
+// once the group has applied it. It needs the leader to confirm its term with
+// a quorum (raft's ReadOnlySafe), so it fails on followers and waits for ctx
+// when the leader cannot reach a quorum.
+func (h *Host) ReadIndex(ctx context.Context, id GroupID) (uint64, error) {
+	rctx := binary.BigEndian.AppendUint64(nil, h.readSeq.Add(1))
+	ch := make(chan uint64, 1)
+	var g *group
+	err := h.withRaft(id, func(gr *group) error {
+		g = gr
+		if st := g.rn.BasicStatus(); st.RaftState != raft.StateLeader {
+			return &NotLeaderError{Group: id, Leader: NodeID(st.Lead)}
+		}
+		g.mu.Lock()
+		g.mu.readWaiters[string(rctx)] = ch
+		g.mu.Unlock()
+		g.rn.ReadIndex(rctx)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case idx := <-ch:
+		return idx, nil
+	case <-ctx.Done():
+		g.mu.Lock()
+		delete(g.mu.readWaiters, string(rctx))
+		g.mu.Unlock()
+		return 0, fmt.Errorf("raftgroup: %s: read index: %w", id, ctx.Err())
+	case <-h.stopper:
+		return 0, ErrStopped
+	}
+}
+
+// Status is a group's raft status as seen by this replica.
+type Status struct {
+	Group    GroupID
+	Leader   NodeID
+	Term     uint64
+	Commit   uint64
+	Applied  uint64
+	IsLeader bool
+	Voters   []NodeID
+	Learners []NodeID
+}
+
+// Status returns a group's status.
+func (h *Host) Status(id GroupID) (Status, error) {
+	g, err := h.group(id)
+	if err != nil {
+		return Status{}, err
+	}
+	g.raftMu.Lock()
+	st := g.rn.Status()
+	g.raftMu.Unlock()
+	s := Status{
+		Group:    id,
+		Leader:   NodeID(st.Lead),
+		Term:     st.GetTerm(),
+		Commit:   st.GetCommit(),
+		Applied:  g.storage.appliedState().Index,
+		IsLeader: st.RaftState == raft.StateLeader,
+	}
+	for v := range st.Config.Voters.IDs() {
+		s.Voters = append(s.Voters, NodeID(v))
+	}
+	for l := range st.Config.Learners {
+		s.Learners = append(s.Learners, NodeID(l))
+	}
+	return s, nil
+}
+
+// Leader returns the leader this replica knows of (0: none).
+func (h *Host) Leader(id GroupID) (NodeID, error) {
+	g, err := h.group(id)
+	if err != nil {
+		return 0, err
+	}
+	return g.leaderID(), nil
+}
+
+// HandleMessages implements MessageHandler: it steps each message into its
+// group, creating an empty replica for an unknown group when a leader talks
+// to it and Config.NewReplica allows it.
+func (h *Host) HandleMessages(from NodeID, msgs []GroupMessage) {
+	for _, m := range msgs {
+		g, err := h.groupForMessage(m.Group, m.Message)
+		if err != nil || g == nil {
+			h.metrics.messagesIgnored.Inc()
+			continue
+		}
+		g.raftMu.Lock()
+		err = g.rn.Step(m.Message)
+		g.raftMu.Unlock()
+		if err != nil {
+			g.log.Debug("step failed", "from", from, "type", m.Message.GetType().String(), "err", err)
+		}
+		h.sched.enqueue(m.Group, flagReady)
+	}
+}
+
+func (h *Host) groupForMessage(id GroupID, m *raftpb.Message) (*group, error) {
+	h.mu.RLock()
+	g := h.mu.groups[id]
+	h.mu.RUnlock()
+	if g != nil || h.cfg.NewReplica == nil || h.closed.Load() {
+		return g, nil
+	}
+	switch m.GetType() {
+	case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:
+	default:
+		return nil, nil
+	}
+	sm, ok := h.cfg.NewReplica(id)
+	if !ok {
+		return nil, nil
+	}
+	if err := h.CreateGroup(id, sm); err != nil && !errors.Is(err, ErrGroupExists) {
+		return nil, err
+	}
+	return h.group(id)
+}
+
+// HandleUnreachable implements MessageHandler.
+func (h *Host) HandleUnreachable(to NodeID, groups []GroupID) {
+	for _, id := range groups {
+		_ = h.withRaft(id, func(g *group) error {
+			g.rn.ReportUnreachable(uint64(to))
+			return nil
+		})
+	}
+}
+
+// storageFailed stops the process: raft state that cannot be persisted must
+// not be acted upon (STYLE.md: storage failure stops the process).
+func (h *Host) storageFailed(err error) {
+	if h.cfg.Knobs != nil && h.cfg.Knobs.OnStorageFailure != nil {
+		h.cfg.Knobs.OnStorageFailure(err)
+		return
+	}
+	h.log.Error("raft storage failure; stopping", "err", err)
+	os.Exit(2)
+}
