@@ -28,6 +28,7 @@
 //	                                HardState, log, truncated state)
 //	0x02 name                       store-local keys (node identity, ...)
 //	0x03 userkey                    data: MVCC versions of etcd user keys
+//	0x05 name                       replicated system data (cluster metadata)
 //
 // A group's local keys are one contiguous span (LocalGroupSpan), so a replica
 // can be dropped or replaced with one range deletion. User keys are not

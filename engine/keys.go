@@ -16,6 +16,7 @@ const (
 	spaceStore      byte = 0x02
 	spaceData       byte = 0x03
 	spaceDataEnd    byte = 0x04
+	spaceSystem     byte = 0x05
 )
 
 // Kinds of local per-group keys. They are listed here, with the layout, so the
@@ -160,6 +161,19 @@ func LocalGroupUnreplicatedSpan(group uint64) Span {
 func StoreKey(name string) []byte {
 	b := append([]byte{spaceStore}, name...)
 	return EncodeKey(nil, b, 0)
+}
+
+// SystemKey returns the unversioned engine key of a replicated system key
+// (cluster metadata kept by the meta group), outside the user keyspace.
+func SystemKey(name string) []byte {
+	return EncodeKey(nil, append([]byte{spaceSystem}, name...), 0)
+}
+
+// SystemSpan is the span of the system keys that start with prefix.
+func SystemSpan(prefix string) Span {
+	start := append([]byte{spaceSystem}, prefix...)
+	end := append(append([]byte(nil), start...), 0xff)
+	return Span{Start: start, End: end}
 }
 
 // dataPrefix returns the prefix of a user key in the data space.

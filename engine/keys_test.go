@@ -129,3 +129,14 @@ func TestLocalSections(t *testing.T) {
 		t.Errorf("decode index = %d, %v", idx, err)
 	}
 }
+
+func TestSystemKeysOutsideData(t *testing.T) {
+	sys := SystemSpan("meta/")
+	if !sys.Contains(SystemKey("meta/tso")) || sys.Contains(SystemKey("other")) {
+		t.Error("system span wrong")
+	}
+	all := DataSpan(nil, nil)
+	if all.Contains(SystemKey("meta/tso")) || !all.Contains(DataKey([]byte("\xff\xff"), 1)) {
+		t.Error("system keys overlap the data space")
+	}
+}

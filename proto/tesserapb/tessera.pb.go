@@ -719,9 +719,12 @@ func (x *TsoRequest) GetCount() uint32 {
 
 // TsoResponse hands out count consecutive timestamps starting at first.
 type TsoResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	First         int64                  `protobuf:"varint,1,opt,name=first,proto3" json:"first,omitempty"`
-	Count         uint32                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	First int64                  `protobuf:"varint,1,opt,name=first,proto3" json:"first,omitempty"`
+	Count uint32                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// When count is 0 this node does not serve the TSO; try leader_hint
+	// (0: unknown).
+	LeaderHint    uint64 `protobuf:"varint,3,opt,name=leader_hint,json=leaderHint,proto3" json:"leader_hint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -770,6 +773,13 @@ func (x *TsoResponse) GetCount() uint32 {
 	return 0
 }
 
+func (x *TsoResponse) GetLeaderHint() uint64 {
+	if x != nil {
+		return x.LeaderHint
+	}
+	return 0
+}
+
 type RangesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -808,7 +818,7 @@ func (*RangesRequest) Descriptor() ([]byte, []int) {
 
 type RangeStatus struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
-	Descriptor_      *RangeDescriptor       `protobuf:"bytes,1,opt,name=descriptor,proto3" json:"descriptor,omitempty"`
+	RangeDescriptor  *RangeDescriptor       `protobuf:"bytes,1,opt,name=range_descriptor,json=rangeDescriptor,proto3" json:"range_descriptor,omitempty"`
 	NodeId           uint64                 `protobuf:"varint,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	LeaderNode       uint64                 `protobuf:"varint,3,opt,name=leader_node,json=leaderNode,proto3" json:"leader_node,omitempty"`
 	Term             uint64                 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
@@ -850,9 +860,9 @@ func (*RangeStatus) Descriptor() ([]byte, []int) {
 	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{11}
 }
 
-func (x *RangeStatus) GetDescriptor_() *RangeDescriptor {
+func (x *RangeStatus) GetRangeDescriptor() *RangeDescriptor {
 	if x != nil {
-		return x.Descriptor_
+		return x.RangeDescriptor
 	}
 	return nil
 }
@@ -910,6 +920,9 @@ type RangesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	Ranges        []*RangeStatus         `protobuf:"bytes,2,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	ClientUrls    []string               `protobuf:"bytes,4,rep,name=client_urls,json=clientUrls,proto3" json:"client_urls,omitempty"`
+	PeerUrls      []string               `protobuf:"bytes,5,rep,name=peer_urls,json=peerUrls,proto3" json:"peer_urls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -954,6 +967,27 @@ func (x *RangesResponse) GetNodeId() uint64 {
 func (x *RangesResponse) GetRanges() []*RangeStatus {
 	if x != nil {
 		return x.Ranges
+	}
+	return nil
+}
+
+func (x *RangesResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RangesResponse) GetClientUrls() []string {
+	if x != nil {
+		return x.ClientUrls
+	}
+	return nil
+}
+
+func (x *RangesResponse) GetPeerUrls() []string {
+	if x != nil {
+		return x.PeerUrls
 	}
 	return nil
 }
@@ -1030,15 +1064,15 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\rrouting_error\x18\x03 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"\"\n" +
 	"\n" +
 	"TsoRequest\x12\x14\n" +
-	"\x05count\x18\x01 \x01(\rR\x05count\"9\n" +
+	"\x05count\x18\x01 \x01(\rR\x05count\"Z\n" +
 	"\vTsoResponse\x12\x14\n" +
 	"\x05first\x18\x01 \x01(\x03R\x05first\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\rR\x05count\"\x0f\n" +
-	"\rRangesRequest\"\xae\x02\n" +
-	"\vRangeStatus\x12;\n" +
-	"\n" +
-	"descriptor\x18\x01 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\n" +
-	"descriptor\x12\x17\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12\x1f\n" +
+	"\vleader_hint\x18\x03 \x01(\x04R\n" +
+	"leaderHint\"\x0f\n" +
+	"\rRangesRequest\"\xb9\x02\n" +
+	"\vRangeStatus\x12F\n" +
+	"\x10range_descriptor\x18\x01 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x0frangeDescriptor\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\x12\x1f\n" +
 	"\vleader_node\x18\x03 \x01(\x04R\n" +
 	"leaderNode\x12\x12\n" +
@@ -1046,10 +1080,14 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\rapplied_index\x18\x05 \x01(\x04R\fappliedIndex\x12+\n" +
 	"\x11resolved_revision\x18\x06 \x01(\x03R\x10resolvedRevision\x12)\n" +
 	"\x10compact_revision\x18\a \x01(\x03R\x0fcompactRevision\x12\x17\n" +
-	"\ais_meta\x18\b \x01(\bR\x06isMeta\"Z\n" +
+	"\ais_meta\x18\b \x01(\bR\x06isMeta\"\xac\x01\n" +
 	"\x0eRangesResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12/\n" +
-	"\x06ranges\x18\x02 \x03(\v2\x17.tessera.v1.RangeStatusR\x06ranges2\xc7\x01\n" +
+	"\x06ranges\x18\x02 \x03(\v2\x17.tessera.v1.RangeStatusR\x06ranges\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1f\n" +
+	"\vclient_urls\x18\x04 \x03(\tR\n" +
+	"clientUrls\x12\x1b\n" +
+	"\tpeer_urls\x18\x05 \x03(\tR\bpeerUrls2\xc7\x01\n" +
 	"\bInternal\x12B\n" +
 	"\aExecute\x12\x1a.tessera.v1.ExecuteRequest\x1a\x1b.tessera.v1.ExecuteResponse\x126\n" +
 	"\x03Tso\x12\x16.tessera.v1.TsoRequest\x1a\x17.tessera.v1.TsoResponse\x12?\n" +
@@ -1092,7 +1130,7 @@ var file_tesserapb_tessera_proto_depIdxs = []int32{
 	0,  // 3: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
 	1,  // 4: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
 	6,  // 5: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
-	1,  // 6: tessera.v1.RangeStatus.descriptor:type_name -> tessera.v1.RangeDescriptor
+	1,  // 6: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
 	12, // 7: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
 	7,  // 8: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
 	9,  // 9: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest

@@ -1,0 +1,138 @@
+// Package server wires one Tessera node together: engine, raft host, meta
+// group and TSO, range replicas, router, and the client and peer ports. It
+// holds no logic of its own beyond wiring and bootstrap.
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/tesseradb/tessera/proto/tesserapb"
+)
+
+// Config is a node's configuration; field names follow etcd's flags.
+type Config struct {
+	Name                     string
+	DataDir                  string
+	ListenClientURLs         []string
+	AdvertiseClientURLs      []string
+	ListenPeerURLs           []string
+	InitialAdvertisePeerURLs []string
+	// InitialCluster is "name=peerURL,..." as etcd's --initial-cluster.
+	InitialCluster string
+	// InitialClusterState is "new" or "existing".
+	InitialClusterState string
+	// InitialSplitKeys cut the keyspace into initial ranges.
+	InitialSplitKeys []string
+	// MaxRequestBytes is etcd's --max-request-bytes (1.5 MiB).
+	MaxRequestBytes int
+
+	// TickInterval and ElectionTicks set the raft clock (100 ms, 10 ticks:
+	// etcd's heartbeat interval and election timeout).
+	TickInterval  time.Duration
+	ElectionTicks int
+
+	// ClientListener and PeerListener, if set, are used instead of
+	// listening on the first listen URL (tests pass port-0 listeners).
+	ClientListener net.Listener
+	PeerListener   net.Listener
+
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns etcd's defaults, adapted: one node serving
+// 127.0.0.1:2379 with its data in ./default.tessera.
+func DefaultConfig() Config {
+	return Config{
+		Name:                     "default",
+		DataDir:                  "default.tessera",
+		ListenClientURLs:         []string{"http://127.0.0.1:2379"},
+		AdvertiseClientURLs:      []string{"http://127.0.0.1:2379"},
+		ListenPeerURLs:           []string{"http://127.0.0.1:2380"},
+		InitialAdvertisePeerURLs: []string{"http://127.0.0.1:2380"},
+		InitialClusterState:      "new",
+		MaxRequestBytes:          1536 * 1024,
+		TickInterval:             100 * time.Millisecond,
+		ElectionTicks:            10,
+	}
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("server: --name is empty")
+	case c.DataDir == "":
+		return errors.New("server: --data-dir is empty")
+	case len(c.ListenClientURLs) == 0 && c.ClientListener == nil:
+		return errors.New("server: no --listen-client-urls")
+	case len(c.ListenPeerURLs) == 0 && c.PeerListener == nil:
+		return errors.New("server: no --listen-peer-urls")
+	case c.InitialClusterState != "new" && c.InitialClusterState != "existing":
+		return fmt.Errorf("server: --initial-cluster-state %q must be new or existing", c.InitialClusterState)
+	case c.MaxRequestBytes <= 0:
+		return fmt.Errorf("server: --max-request-bytes %d must be positive", c.MaxRequestBytes)
+	}
+	for _, k := range c.InitialSplitKeys {
+		if k == "" {
+			return errors.New("server: --initial-split-keys has an empty key")
+		}
+	}
+	return nil
+}
+
+// initialCluster parses --initial-cluster into nodes with ids 1..N in order.
+// With no --initial-cluster the node is alone, at its advertised peer URL.
+func (c *Config) initialCluster() ([]*tesserapb.NodeDescriptor, uint64, error) {
+	spec := c.InitialCluster
+	if spec == "" {
+		if len(c.InitialAdvertisePeerURLs) == 0 {
+			return nil, 0, errors.New("server: no --initial-advertise-peer-urls")
+		}
+		spec = c.Name + "=" + c.InitialAdvertisePeerURLs[0]
+	}
+	var nodes []*tesserapb.NodeDescriptor
+	seen := map[string]bool{}
+	var self uint64
+	for _, part := range strings.Split(spec, ",") {
+		name, u, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || name == "" || u == "" {
+			return nil, 0, fmt.Errorf("server: --initial-cluster entry %q is not name=url", part)
+		}
+		if _, err := url.Parse(u); err != nil {
+			return nil, 0, fmt.Errorf("server: --initial-cluster URL %q: %w", u, err)
+		}
+		if seen[name] {
+			continue // more peer URLs of the same member: the first is used
+		}
+		seen[name] = true
+		n := &tesserapb.NodeDescriptor{NodeId: uint64(len(nodes) + 1), Name: name, PeerUrl: u}
+		if name == c.Name {
+			self = n.NodeId
+			if len(c.AdvertiseClientURLs) > 0 {
+				n.ClientUrl = c.AdvertiseClientURLs[0]
+			}
+		}
+		nodes = append(nodes, n)
+	}
+	if self == 0 {
+		return nil, 0, fmt.Errorf("server: --name %q is not in --initial-cluster %q", c.Name, spec)
+	}
+	return nodes, self, nil
+}
+
+func hostOf(rawURL string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", fmt.Errorf("server: URL %q: %w", rawURL, err)
+	}
+	if u.Scheme != "http" {
+		return "", fmt.Errorf("server: URL %q: only http is supported (TLS comes later)", rawURL)
+	}
+	return u.Host, nil
+}

@@ -1,0 +1,427 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/soheilhy/cmux"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/placement"
+	"github.com/tesseradb/tessera/proto/tesserapb"
+	"github.com/tesseradb/tessera/raftgroup"
+	"github.com/tesseradb/tessera/router"
+	"github.com/tesseradb/tessera/shard"
+)
+
+var bootstrapKey = engine.StoreKey("bootstrap")
+
+// Server is one running Tessera node.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	self   raftgroup.NodeID
+	layout *tesserapb.ClusterBootstrap
+	reg    *prometheus.Registry
+
+	eng      *engine.Engine
+	host     *raftgroup.Host
+	nodes    *placement.Nodes
+	meta     *placement.Meta
+	replicas map[uint64]*shard.Replica
+	router   *router.Router
+
+	clientLis, peerLis net.Listener
+	clientGRPC         *grpc.Server
+	peerGRPC           *grpc.Server
+	httpSrv            *http.Server
+	clientMux          cmux.CMux
+
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// Start starts a node. It returns once the node serves; the cluster may still
+// be electing leaders.
+func Start(cfg Config) (_ *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	nodes, self, err := cfg.initialCluster()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, self: raftgroup.NodeID(self), log: cfg.Logger.With("node", cfg.Name), replicas: map[uint64]*shard.Replica{}}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	s.reg = prometheus.NewRegistry()
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: data dir: %w", err)
+	}
+	ecfg := engine.DefaultConfig(filepath.Join(cfg.DataDir, "engine"))
+	ecfg.Registerer = s.reg
+	ecfg.Logger = s.log
+	if s.eng, err = engine.Open(ecfg); err != nil {
+		return nil, err
+	}
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+
+	if s.layout, err = s.loadOrComputeLayout(nodes); err != nil {
+		return nil, err
+	}
+	s.nodes = placement.NewNodes(s.self, s.layout.GetNodes(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+
+	hcfg := raftgroup.DefaultConfig()
+	hcfg.NodeID = s.self
+	hcfg.Engine = s.eng
+	hcfg.SnapshotDir = filepath.Join(cfg.DataDir, "snapshots")
+	if cfg.TickInterval > 0 {
+		hcfg.TickInterval = cfg.TickInterval
+	}
+	if cfg.ElectionTicks > 0 {
+		hcfg.ElectionTicks = cfg.ElectionTicks
+	}
+	hcfg.Registerer = s.reg
+	hcfg.Logger = s.log
+	hcfg.Transport.Resolve = s.nodes.PeerAddr
+	hcfg.Transport.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if s.host, err = raftgroup.NewHost(hcfg); err != nil {
+		return nil, err
+	}
+	if err := s.bootstrapIfNew(); err != nil {
+		return nil, err
+	}
+	if err := s.openMeta(); err != nil {
+		return nil, err
+	}
+	var localTSO *placement.TSO
+	if s.meta != nil {
+		localTSO = s.meta.TSO()
+	}
+	clock := placement.NewTSOClient(localTSO, s.nodes, voters(s.layout.GetMeta()))
+	limits := shard.DefaultLimits()
+	limits.MaxRequestBytes = cfg.MaxRequestBytes
+	if err := s.openReplicas(clock, limits); err != nil {
+		return nil, err
+	}
+	s.router = router.New(router.Config{
+		ClusterID: s.layout.GetClusterId(),
+		Nodes:     s.nodes,
+		Cache:     router.NewRangeCache(s.layout.GetRanges()),
+		Replicas:  s,
+		Clock:     clock,
+		Meta:      s.meta,
+		Limits:    limits,
+		Logger:    s.log,
+	})
+	s.serve()
+	s.host.Start()
+	return s, nil
+}
+
+func (s *Server) listen() error {
+	var err error
+	s.clientLis = s.cfg.ClientListener
+	if s.clientLis == nil {
+		addr, err := hostOf(s.cfg.ListenClientURLs[0])
+		if err != nil {
+			return err
+		}
+		if s.clientLis, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("server: listen for clients: %w", err)
+		}
+	}
+	s.peerLis = s.cfg.PeerListener
+	if s.peerLis == nil {
+		addr, err := hostOf(s.cfg.ListenPeerURLs[0])
+		if err != nil {
+			return err
+		}
+		if s.peerLis, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("server: listen for peers: %w", err)
+		}
+	}
+	return err
+}
+
+// loadOrComputeLayout reads the bootstrap record of an existing data dir, or
+// computes it for a new cluster.
+func (s *Server) loadOrComputeLayout(nodes []*tesserapb.NodeDescriptor) (*tesserapb.ClusterBootstrap, error) {
+	v, err := s.eng.Get(bootstrapKey)
+	switch {
+	case err == nil:
+		b := &tesserapb.ClusterBootstrap{}
+		if err := proto.Unmarshal(v, b); err != nil {
+			return nil, fmt.Errorf("server: decode bootstrap record: %w", err)
+		}
+		return b, nil
+	case !errors.Is(err, engine.ErrNotFound):
+		return nil, err
+	case s.cfg.InitialClusterState != "new":
+		return nil, errors.New("server: empty data dir with --initial-cluster-state=existing: adding members to a running cluster is not supported yet")
+	}
+	var split [][]byte
+	for _, k := range s.cfg.InitialSplitKeys {
+		split = append(split, []byte(k))
+	}
+	return placement.InitialLayout(nodes, split)
+}
+
+func hasReplica(d *tesserapb.RangeDescriptor, id raftgroup.NodeID) bool {
+	return slices.Contains(d.GetReplicas(), uint64(id))
+}
+
+func voters(d *tesserapb.RangeDescriptor) []raftgroup.NodeID {
+	var out []raftgroup.NodeID
+	for _, r := range d.GetReplicas() {
+		out = append(out, raftgroup.NodeID(r))
+	}
+	return out
+}
+
+// bootstrapIfNew writes the initial state of every group this node holds,
+// then the bootstrap record (last, so a crash in between starts over).
+func (s *Server) bootstrapIfNew() error {
+	if _, err := s.eng.Get(bootstrapKey); err == nil {
+		return nil
+	}
+	if m := s.layout.GetMeta(); hasReplica(m, s.self) {
+		if err := placement.WriteMetaInitialState(s.eng, s.layout); err != nil {
+			return err
+		}
+		if err := s.host.Bootstrap(placement.MetaRangeID, voters(m)); err != nil {
+			return err
+		}
+	}
+	for _, d := range s.layout.GetRanges() {
+		if !hasReplica(d, s.self) {
+			continue
+		}
+		if err := shard.WriteInitialState(s.eng, d); err != nil {
+			return err
+		}
+		if err := s.host.Bootstrap(raftgroup.GroupID(d.GetRangeId()), voters(d)); err != nil {
+			return err
+		}
+	}
+	v, err := proto.Marshal(s.layout)
+	if err != nil {
+		return err
+	}
+	b := s.eng.NewWriteBatch()
+	defer b.Close()
+	if err := b.Set(bootstrapKey, v); err != nil {
+		return err
+	}
+	return b.Commit(true)
+}
+
+func (s *Server) openMeta() error {
+	if !hasReplica(s.layout.GetMeta(), s.self) {
+		return nil
+	}
+	var err error
+	if s.meta, err = placement.NewMeta(s.self, s.eng, s.host, placement.DefaultTSOConfig(), s.log); err != nil {
+		return err
+	}
+	return s.host.CreateGroup(placement.MetaRangeID, s.meta)
+}
+
+func (s *Server) openReplicas(clock shard.Clock, limits shard.Limits) error {
+	for _, d := range s.layout.GetRanges() {
+		if !hasReplica(d, s.self) {
+			continue
+		}
+		rep, err := shard.Open(shard.Config{
+			NodeID: s.self,
+			Engine: s.eng,
+			Raft:   s.host,
+			Clock:  clock,
+			Limits: limits,
+			Logger: s.log,
+		}, raftgroup.GroupID(d.GetRangeId()))
+		if err != nil {
+			return err
+		}
+		s.replicas[d.GetRangeId()] = rep
+		if err := s.host.CreateGroup(raftgroup.GroupID(d.GetRangeId()), rep); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Replica implements router.Replicas.
+func (s *Server) Replica(rangeID uint64) *shard.Replica { return s.replicas[rangeID] }
+
+// grpcOverheadBytes is etcd's allowance for gRPC framing over the request
+// size limit.
+const grpcOverheadBytes = 512 * 1024
+
+func (s *Server) serve() {
+	// Peer port: raft transport and the internal service.
+	s.peerGRPC = grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))
+	s.host.RegisterService(s.peerGRPC)
+	internal := router.NewInternal(s.router, s.rangeStatus)
+	internal.Self = s.selfInfo
+	tesserapb.RegisterInternalServer(s.peerGRPC, internal)
+	s.goServe("peer grpc", func() error { return s.peerGRPC.Serve(s.peerLis) })
+
+	// Client port: etcd's gRPC API and HTTP (/health, /metrics), as etcd.
+	s.clientGRPC = grpc.NewServer(
+		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes+grpcOverheadBytes),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxConcurrentStreams(math.MaxUint32),
+	)
+	pb.RegisterKVServer(s.clientGRPC, s.router)
+	pb.RegisterClusterServer(s.clientGRPC, router.NewCluster(s.router, s.layout.GetClusterId(), internal))
+	tesserapb.RegisterInternalServer(s.clientGRPC, internal)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/health", s.health)
+	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.clientMux = cmux.New(s.clientLis)
+	grpcL := s.clientMux.MatchWithWriters(cmux.HTTP2MatchHeaderFieldSendSettings("content-type", "application/grpc"))
+	httpL := s.clientMux.Match(cmux.Any())
+	s.goServe("client grpc", func() error { return s.clientGRPC.Serve(grpcL) })
+	s.goServe("client http", func() error { return s.httpSrv.Serve(httpL) })
+	s.goServe("client mux", func() error { return s.clientMux.Serve() })
+}
+
+func (s *Server) goServe(what string, fn func() error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := fn(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, cmux.ErrListenerClosed) && !errors.Is(err, net.ErrClosed) {
+			s.log.Debug("server stopped", "what", what, "err", err)
+		}
+	}()
+}
+
+// health answers like etcd's /health: a linearizable read must succeed.
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	_, err := s.router.Range(ctx, &pb.RangeRequest{Key: []byte("health")})
+	w.Header().Set("Content-Type", "application/json")
+	body := map[string]string{"health": "true", "reason": ""}
+	if err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		body = map[string]string{"health": "false", "reason": err.Error()}
+	}
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func (s *Server) selfInfo() (string, []string, []string) {
+	return s.cfg.Name, s.cfg.AdvertiseClientURLs, s.cfg.InitialAdvertisePeerURLs
+}
+
+// rangeStatus reports every local replica.
+func (s *Server) rangeStatus() []*tesserapb.RangeStatus {
+	var out []*tesserapb.RangeStatus
+	if s.meta != nil {
+		st, err := s.host.Status(placement.MetaRangeID)
+		if err == nil {
+			out = append(out, &tesserapb.RangeStatus{
+				RangeDescriptor: s.layout.GetMeta(), NodeId: uint64(s.self), LeaderNode: uint64(st.Leader),
+				Term: st.Term, AppliedIndex: st.Applied, IsMeta: true,
+			})
+		}
+	}
+	ids := make([]uint64, 0, len(s.replicas))
+	for id := range s.replicas {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		st := s.replicas[id].Status()
+		rs := &tesserapb.RangeStatus{
+			RangeDescriptor: st.Descriptor, NodeId: uint64(s.self), LeaderNode: uint64(st.Leader), Term: st.Term,
+			AppliedIndex: st.Applied, ResolvedRevision: int64(st.Resolved), CompactRevision: int64(st.CompactRev),
+		}
+		out = append(out, rs)
+	}
+	return out
+}
+
+// ClientAddr returns the address the client port listens on.
+func (s *Server) ClientAddr() string { return s.clientLis.Addr().String() }
+
+// PeerAddr returns the address the peer port listens on.
+func (s *Server) PeerAddr() string { return s.peerLis.Addr().String() }
+
+// NodeID returns this node's id.
+func (s *Server) NodeID() raftgroup.NodeID { return s.self }
+
+// Host returns the node's raft host (tests move leaders with it).
+func (s *Server) Host() *raftgroup.Host { return s.host }
+
+// Close stops the node: client and peer ports, raft, replicas, engine.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		if s.clientMux != nil {
+			s.clientMux.Close()
+		}
+		if s.httpSrv != nil {
+			_ = s.httpSrv.Close()
+		}
+		if s.clientGRPC != nil {
+			s.clientGRPC.Stop()
+		}
+		if s.peerGRPC != nil {
+			s.peerGRPC.Stop()
+		}
+		if s.clientLis != nil {
+			_ = s.clientLis.Close()
+		}
+		if s.peerLis != nil {
+			_ = s.peerLis.Close()
+		}
+		if s.host != nil {
+			_ = s.host.Close()
+		}
+		for _, r := range s.replicas {
+			r.Close()
+		}
+		if s.meta != nil {
+			s.meta.Close()
+		}
+		if s.nodes != nil {
+			s.nodes.Close()
+		}
+		s.wg.Wait()
+		if s.eng != nil {
+			if err := s.eng.Close(); err != nil {
+				s.log.Error("close engine", "err", err)
+			}
+		}
+	})
+}

@@ -1,0 +1,215 @@
+package placement
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/raftgroup"
+)
+
+// LogicalBits is the width of a timestamp's logical part.
+const LogicalBits = 18
+
+// TSOConfig configures the TSO.
+type TSOConfig struct {
+	// Window is how far ahead of the clock the high-water mark is raised
+	// (3 s, as PD: a new leader may have to wait up to this long for its
+	// clock to pass the mark, and one raft write per window keeps it cheap).
+	Window time.Duration
+	// Now is the clock; nil is time.Now (tests inject a fake).
+	Now func() time.Time
+}
+
+// DefaultTSOConfig returns the defaults.
+func DefaultTSOConfig() TSOConfig { return TSOConfig{Window: 3 * time.Second} }
+
+// ErrTSONotLeader is returned by a TSO that does not serve (this node does
+// not lead the meta group, or its leadership is not established yet).
+type ErrTSONotLeader struct{ Leader raftgroup.NodeID }
+
+func (e *ErrTSONotLeader) Error() string {
+	return fmt.Sprintf("placement: TSO not served here (meta leader %s)", e.Leader)
+}
+
+// TSO serves timestamps on the meta group's leader.
+type TSO struct {
+	cfg  TSOConfig
+	meta *Meta
+
+	mu struct {
+		sync.Mutex
+		serving  bool
+		term     uint64
+		leader   raftgroup.NodeID
+		phys     int64 // ms of the last timestamp handed out
+		logical  int64 // next logical value at phys
+		highMs   int64 // exclusive limit on phys
+		raising  bool
+		changed  chan struct{}
+		closed   bool
+		stopRise context.CancelFunc
+	}
+	wg sync.WaitGroup
+}
+
+func newTSO(cfg TSOConfig, m *Meta) *TSO {
+	if cfg.Window <= 0 {
+		cfg.Window = DefaultTSOConfig().Window
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	t := &TSO{cfg: cfg, meta: m}
+	t.mu.changed = make(chan struct{})
+	return t
+}
+
+func (t *TSO) notifyLocked() {
+	close(t.mu.changed)
+	t.mu.changed = make(chan struct{})
+}
+
+func (t *TSO) close() {
+	t.mu.Lock()
+	t.mu.closed = true
+	t.mu.serving = false
+	if t.mu.stopRise != nil {
+		t.mu.stopRise()
+	}
+	t.notifyLocked()
+	t.mu.Unlock()
+	t.wg.Wait()
+}
+
+// leaderChanged starts or stops serving. A new leader serves only after its
+// own raise of the high-water mark applied: the mark it replaced bounds
+// everything its predecessors handed out.
+func (t *TSO) leaderChanged(leader raftgroup.NodeID, term uint64, isLeader bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.mu.leader = leader
+	if !isLeader || t.mu.closed {
+		t.mu.serving = false
+		if t.mu.stopRise != nil {
+			t.mu.stopRise()
+			t.mu.stopRise = nil
+		}
+		t.notifyLocked()
+		return
+	}
+	if t.mu.serving && t.mu.term == term {
+		return
+	}
+	t.mu.serving = false
+	t.mu.term = term
+	t.startRaiseLocked(true)
+}
+
+// startRaiseLocked raises the high-water mark in the background.
+func (t *TSO) startRaiseLocked(takeover bool) {
+	if t.mu.raising && !takeover {
+		return
+	}
+	if t.mu.stopRise != nil {
+		t.mu.stopRise()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.mu.stopRise = cancel
+	t.mu.raising = true
+	term := t.mu.term
+	target := max(t.cfg.Now().UnixMilli(), t.mu.highMs) + t.cfg.Window.Milliseconds()
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		defer cancel()
+		res, err := t.meta.raiseHighWater(ctx, target)
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.mu.raising = false
+		if err != nil || t.mu.term != term || t.mu.closed {
+			if takeover && err != nil && t.mu.term == term && !t.mu.closed {
+				// Retry the takeover: a leader that cannot raise the
+				// mark cannot serve.
+				t.startRaiseLocked(true)
+			}
+			t.notifyLocked()
+			return
+		}
+		if takeover {
+			// Everything handed out before is below prevHighMs.
+			if res.prevHighMs > t.mu.phys {
+				t.mu.phys, t.mu.logical = res.prevHighMs, 0
+			}
+			t.mu.serving = true
+		}
+		if res.highMs > t.mu.highMs {
+			t.mu.highMs = res.highMs
+		}
+		t.notifyLocked()
+	}()
+}
+
+// highWaterApplied records a mark applied by the meta group.
+func (t *TSO) highWaterApplied(highMs int64) {
+	t.mu.Lock()
+	if highMs > t.mu.highMs {
+		t.mu.highMs = highMs
+		t.notifyLocked()
+	}
+	t.mu.Unlock()
+}
+
+// Serving reports whether this TSO hands out timestamps now.
+func (t *TSO) Serving() (bool, raftgroup.NodeID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.mu.serving, t.mu.leader
+}
+
+// Allocate returns the first of n consecutive timestamps, each greater than
+// every timestamp handed out before by any leader.
+func (t *TSO) Allocate(ctx context.Context, n int) (engine.Revision, error) {
+	if n <= 0 || n >= 1<<LogicalBits {
+		return 0, fmt.Errorf("placement: TSO request for %d timestamps", n)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for {
+		if t.mu.closed {
+			return 0, errors.New("placement: TSO closed")
+		}
+		if !t.mu.serving {
+			return 0, &ErrTSONotLeader{Leader: t.mu.leader}
+		}
+		now := t.cfg.Now().UnixMilli()
+		phys, logical := t.mu.phys, t.mu.logical
+		if now > phys {
+			phys, logical = now, 0
+		}
+		if logical+int64(n) > 1<<LogicalBits {
+			phys, logical = phys+1, 0
+		}
+		if phys < t.mu.highMs {
+			t.mu.phys, t.mu.logical = phys, logical+int64(n)
+			if t.mu.highMs-phys < t.cfg.Window.Milliseconds()/2 {
+				t.startRaiseLocked(false)
+			}
+			return engine.Revision(phys<<LogicalBits | logical), nil
+		}
+		// At the mark: wait for the raise.
+		t.startRaiseLocked(false)
+		ch := t.mu.changed
+		t.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			t.mu.Lock()
+			return 0, fmt.Errorf("placement: TSO waiting for high-water mark: %w", ctx.Err())
+		}
+		t.mu.Lock()
+	}
+}

@@ -1,0 +1,89 @@
+package router
+
+import (
+	"context"
+	"errors"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/placement"
+	"github.com/tesseradb/tessera/proto/tesserapb"
+	"github.com/tesseradb/tessera/shard"
+)
+
+// Internal serves the peers of this node (tesserapb.Internal).
+type Internal struct {
+	tesserapb.UnimplementedInternalServer
+	r *Router
+	// Status lists this node's replicas for tessctl.
+	Status func() []*tesserapb.RangeStatus
+	// Self returns this node's name, client URLs and peer URLs.
+	Self func() (name string, clientURLs, peerURLs []string)
+}
+
+// NewInternal returns the internal service of a router.
+func NewInternal(r *Router, status func() []*tesserapb.RangeStatus) *Internal {
+	return &Internal{r: r, Status: status}
+}
+
+// Execute runs a forwarded request on a local replica.
+func (s *Internal) Execute(ctx context.Context, req *tesserapb.ExecuteRequest) (*tesserapb.ExecuteResponse, error) {
+	rep := s.r.replicas.Replica(req.GetRangeId())
+	if rep == nil {
+		return &tesserapb.ExecuteResponse{RoutingError: &tesserapb.RoutingError{
+			Code: tesserapb.RoutingError_RANGE_NOT_FOUND, Message: "range not on this node",
+		}}, nil
+	}
+	c := call{readRev: engine.Revision(req.GetReadRevision()), serial: req.GetSerializable(), compactRev: engine.Revision(req.GetCompactRevision())}
+	if len(req.GetRequestOp()) > 0 {
+		c.op = &pb.RequestOp{}
+		if err := proto.Unmarshal(req.GetRequestOp(), c.op); err != nil {
+			return nil, toGRPCError(err)
+		}
+		_, isRange := c.op.GetRequest().(*pb.RequestOp_RequestRange)
+		txn := c.op.GetRequestTxn()
+		readOnlyTxn := txn != nil && shard.IsReadOnlyTxn(txn) && (c.readRev > 0 || c.serial)
+		c.write = !isRange && !readOnlyTxn
+	}
+	out, rev, err := runLocal(ctx, rep, req.GetGeneration(), c)
+	if err != nil {
+		var re *shard.RoutingError
+		if errors.As(err, &re) {
+			return &tesserapb.ExecuteResponse{RoutingError: re.Proto()}, nil
+		}
+		return nil, toGRPCError(err)
+	}
+	b, err := proto.Marshal(out)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	return &tesserapb.ExecuteResponse{ResponseOp: b, Revision: int64(rev)}, nil
+}
+
+// Tso hands out timestamps when this node leads the meta group.
+func (s *Internal) Tso(ctx context.Context, req *tesserapb.TsoRequest) (*tesserapb.TsoResponse, error) {
+	m := s.r.cfg.Meta
+	if m == nil {
+		return &tesserapb.TsoResponse{}, nil
+	}
+	first, err := m.TSO().Allocate(ctx, int(req.GetCount()))
+	if err != nil {
+		var nl *placement.ErrTSONotLeader
+		if errors.As(err, &nl) {
+			return &tesserapb.TsoResponse{LeaderHint: uint64(nl.Leader)}, nil
+		}
+		return nil, toGRPCError(err)
+	}
+	return &tesserapb.TsoResponse{First: int64(first), Count: req.GetCount()}, nil
+}
+
+// Ranges reports this node's replicas.
+func (s *Internal) Ranges(context.Context, *tesserapb.RangesRequest) (*tesserapb.RangesResponse, error) {
+	resp := &tesserapb.RangesResponse{NodeId: uint64(s.r.nodes.Self()), Ranges: s.Status()}
+	if s.Self != nil {
+		resp.Name, resp.ClientUrls, resp.PeerUrls = s.Self()
+	}
+	return resp, nil
+}

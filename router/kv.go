@@ -1,0 +1,274 @@
+package router
+
+import (
+	"context"
+	"fmt"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/proto/tesserapb"
+	"github.com/tesseradb/tessera/shard"
+)
+
+var _ pb.KVServer = (*Router)(nil)
+
+func (r *Router) header(rev engine.Revision) *pb.ResponseHeader {
+	return &pb.ResponseHeader{ClusterId: r.cfg.ClusterID, MemberId: uint64(r.nodes.Self()), Revision: int64(rev)}
+}
+
+// now returns a fresh revision: the instant linearizable reads are served at.
+func (r *Router) now(ctx context.Context) (engine.Revision, error) {
+	return r.clock.Timestamps(ctx, 1)
+}
+
+// Range implements etcd's KV.Range.
+func (r *Router) Range(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResponse, error) {
+	resp, err := r.rangeReq(ctx, req)
+	return resp, toGRPCError(err)
+}
+
+func (r *Router) rangeReq(ctx context.Context, req *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if err := shard.ValidateRange(req); err != nil {
+		return nil, err
+	}
+	if err := shard.CheckRequestSize(req, r.cfg.Limits); err != nil {
+		return nil, err
+	}
+	var readRev engine.Revision
+	if !req.GetSerializable() {
+		var err error
+		if readRev, err = r.now(ctx); err != nil {
+			return nil, err
+		}
+		if req.GetRevision() > int64(readRev) {
+			return nil, rpctypes.ErrGRPCFutureRev
+		}
+	}
+	ranges := r.cache.Overlapping(req.GetKey(), req.GetRangeEnd())
+	if len(ranges) == 1 {
+		op := &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: req}}
+		out, rev, err := r.execute(ctx, call{desc: ranges[0], op: op, readRev: readRev, serial: req.GetSerializable()})
+		if err != nil {
+			return nil, err
+		}
+		resp := out.GetResponseRange()
+		resp.Header = r.header(rev)
+		return resp, nil
+	}
+	parts := make([]*pb.RangeResponse, len(ranges))
+	revs := make([]engine.Revision, len(ranges))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, d := range ranges {
+		sub := shard.ShardRangeRequest(req, d.GetStartKey(), d.GetEndKey())
+		if sub == nil {
+			continue
+		}
+		g.Go(func() error {
+			op := &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: sub}}
+			out, rev, err := r.execute(gctx, call{desc: d, op: op, readRev: readRev, serial: req.GetSerializable()})
+			if err != nil {
+				return err
+			}
+			parts[i], revs[i] = out.GetResponseRange(), rev
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	resp := shard.MergeRangeResponses(req, parts)
+	rev := readRev
+	if req.GetSerializable() {
+		for _, rv := range revs {
+			rev = max(rev, rv)
+		}
+	}
+	resp.Header = r.header(rev)
+	return resp, nil
+}
+
+// singleRange returns the one range a write's keys fall in.
+func (r *Router) singleRange(what string, spans [][2][]byte) (*tesserapb.RangeDescriptor, error) {
+	seen := map[uint64]*tesserapb.RangeDescriptor{}
+	var order []*tesserapb.RangeDescriptor
+	for _, s := range spans {
+		for _, d := range r.cache.Overlapping(s[0], s[1]) {
+			if seen[d.GetRangeId()] == nil {
+				seen[d.GetRangeId()] = d
+				order = append(order, d)
+			}
+		}
+	}
+	switch len(order) {
+	case 0:
+		return nil, fmt.Errorf("router: no range holds the keys of a %s", what)
+	case 1:
+		return order[0], nil
+	}
+	return nil, crossRangeError(what, order)
+}
+
+// Put implements etcd's KV.Put.
+func (r *Router) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, error) {
+	if err := shard.ValidatePut(req, r.cfg.Limits); err != nil {
+		return nil, err
+	}
+	if err := shard.CheckRequestSize(req, r.cfg.Limits); err != nil {
+		return nil, err
+	}
+	d, err := r.singleRange("put", [][2][]byte{{req.GetKey(), nil}})
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	out, rev, err := r.execute(ctx, call{desc: d, write: true, op: &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: req}}})
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	resp := out.GetResponsePut()
+	resp.Header = r.header(rev)
+	return resp, nil
+}
+
+// DeleteRange implements etcd's KV.DeleteRange.
+func (r *Router) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	if err := shard.ValidateDeleteRange(req, r.cfg.Limits); err != nil {
+		return nil, err
+	}
+	if err := shard.CheckRequestSize(req, r.cfg.Limits); err != nil {
+		return nil, err
+	}
+	d, err := r.singleRange("delete range", [][2][]byte{{req.GetKey(), req.GetRangeEnd()}})
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	out, rev, err := r.execute(ctx, call{desc: d, write: true, op: &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: req}}})
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	resp := out.GetResponseDeleteRange()
+	resp.Header = r.header(rev)
+	return resp, nil
+}
+
+// txnSpans lists every key span a txn compares, reads or writes.
+func txnSpans(t *pb.TxnRequest, out [][2][]byte) [][2][]byte {
+	for _, c := range t.GetCompare() {
+		out = append(out, [2][]byte{c.GetKey(), c.GetRangeEnd()})
+	}
+	for _, ops := range [][]*pb.RequestOp{t.GetSuccess(), t.GetFailure()} {
+		for _, op := range ops {
+			switch o := op.GetRequest().(type) {
+			case *pb.RequestOp_RequestRange:
+				out = append(out, [2][]byte{o.RequestRange.GetKey(), o.RequestRange.GetRangeEnd()})
+			case *pb.RequestOp_RequestPut:
+				out = append(out, [2][]byte{o.RequestPut.GetKey(), nil})
+			case *pb.RequestOp_RequestDeleteRange:
+				out = append(out, [2][]byte{o.RequestDeleteRange.GetKey(), o.RequestDeleteRange.GetRangeEnd()})
+			case *pb.RequestOp_RequestTxn:
+				out = txnSpans(o.RequestTxn, out)
+			}
+		}
+	}
+	return out
+}
+
+// Txn implements etcd's KV.Txn.
+func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if err := shard.ValidateTxn(req, r.cfg.Limits); err != nil {
+		return nil, err
+	}
+	if err := shard.CheckRequestSize(req, r.cfg.Limits); err != nil {
+		return nil, err
+	}
+	spans := txnSpans(req, nil)
+	if len(spans) == 0 {
+		// An empty txn reads nothing: answer at the current revision.
+		rev, err := r.now(ctx)
+		if err != nil {
+			return nil, toGRPCError(err)
+		}
+		return &pb.TxnResponse{Header: r.header(rev), Succeeded: true, Responses: []*pb.ResponseOp{}}, nil
+	}
+	d, err := r.singleRange("txn", spans)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	op := &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: req}}
+	c := call{desc: d, op: op, write: !shard.IsReadOnlyTxn(req)}
+	if !c.write {
+		if c.readRev, err = r.now(ctx); err != nil {
+			return nil, toGRPCError(err)
+		}
+	}
+	out, rev, err := r.execute(ctx, c)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	resp := out.GetResponseTxn()
+	resp.Header = r.header(rev)
+	fillTxnHeaders(resp, resp.Header)
+	return resp, nil
+}
+
+// fillTxnHeaders gives every nested response the txn's header, as etcd does.
+func fillTxnHeaders(resp *pb.TxnResponse, h *pb.ResponseHeader) {
+	for _, op := range resp.GetResponses() {
+		switch o := op.GetResponse().(type) {
+		case *pb.ResponseOp_ResponseRange:
+			o.ResponseRange.Header = h
+		case *pb.ResponseOp_ResponsePut:
+			o.ResponsePut.Header = h
+		case *pb.ResponseOp_ResponseDeleteRange:
+			o.ResponseDeleteRange.Header = h
+		case *pb.ResponseOp_ResponseTxn:
+			o.ResponseTxn.Header = h
+			fillTxnHeaders(o.ResponseTxn, h)
+		}
+	}
+}
+
+// Compact implements etcd's KV.Compact: every range drops its history below
+// the revision.
+func (r *Router) Compact(ctx context.Context, req *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	now, err := r.now(ctx)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	if req.GetRevision() > int64(now) {
+		return nil, rpctypes.ErrGRPCFutureRev
+	}
+	if req.GetRevision() <= 0 {
+		return nil, rpctypes.ErrGRPCCompacted
+	}
+	ranges := r.cache.Ranges()
+	errs := make([]error, len(ranges))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, d := range ranges {
+		g.Go(func() error {
+			_, _, errs[i] = r.execute(gctx, call{desc: d, write: true, compactRev: engine.Revision(req.GetRevision())})
+			return nil
+		})
+	}
+	_ = g.Wait()
+	// Every range applies the same compactions in the same order, so they
+	// agree; report the first range's verdict, or any other failure.
+	for _, err := range errs {
+		if err != nil {
+			return nil, toGRPCError(err)
+		}
+	}
+	return &pb.CompactionResponse{Header: r.header(now)}, nil
+}
+
+// RangeStream implements etcd 3.7's KV.RangeStream: the whole answer in one
+// chunk (merging the chunks must give Range's answer, which one chunk does).
+func (r *Router) RangeStream(req *pb.RangeRequest, stream pb.KV_RangeStreamServer) error {
+	resp, err := r.rangeReq(stream.Context(), req)
+	if err != nil {
+		return toGRPCError(err)
+	}
+	return stream.Send(&pb.RangeStreamResponse{RangeResponse: resp})
+}

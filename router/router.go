@@ -1,0 +1,49 @@
+package router
+
+import (
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"log/slog"
+
+	"github.com/tesseradb/tessera/placement"
+	"github.com/tesseradb/tessera/shard"
+)
+
+// Config configures a Router.
+type Config struct {
+	ClusterID uint64
+	Nodes     *placement.Nodes
+	Cache     *RangeCache
+	Replicas  Replicas
+	// Clock is the node's TSO client: one fresh revision per linearizable
+	// read.
+	Clock shard.Clock
+	// Meta is this node's meta replica (nil if it holds none): it serves
+	// the TSO to peers.
+	Meta *placement.Meta
+	// Limits are etcd's request limits (1.5 MiB, 128 ops per txn).
+	Limits shard.Limits
+	Logger *slog.Logger
+}
+
+// Router serves etcd's KV API and the internal service of one node.
+type Router struct {
+	pb.UnimplementedKVServer
+
+	cfg      Config
+	nodes    *placement.Nodes
+	cache    *RangeCache
+	replicas Replicas
+	clock    shard.Clock
+	log      *slog.Logger
+}
+
+// New returns a router.
+func New(cfg Config) *Router {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Router{cfg: cfg, nodes: cfg.Nodes, cache: cfg.Cache, replicas: cfg.Replicas, clock: cfg.Clock, log: cfg.Logger}
+}
+
+// Cache returns the router's range cache.
+func (r *Router) Cache() *RangeCache { return r.cache }

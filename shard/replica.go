@@ -1,0 +1,317 @@
+package shard
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/proto/tesserapb"
+	"github.com/tesseradb/tessera/raftgroup"
+	"google.golang.org/protobuf/proto"
+)
+
+// Clock hands out cluster-wide timestamps (the TSO client of the node). A
+// timestamp is always fetched after the call began, which is what makes
+// revisions follow real time across ranges.
+type Clock interface {
+	// Timestamps returns the first of n consecutive fresh timestamps.
+	Timestamps(ctx context.Context, n int) (engine.Revision, error)
+}
+
+// RaftHost is what a Replica needs from the node's raft host.
+type RaftHost interface {
+	Propose(id raftgroup.GroupID, data []byte) error
+	ReadIndex(ctx context.Context, id raftgroup.GroupID) (uint64, error)
+}
+
+var _ RaftHost = (*raftgroup.Host)(nil)
+
+// Config configures a Replica.
+type Config struct {
+	NodeID raftgroup.NodeID
+	Engine *engine.Engine
+	Raft   RaftHost
+	Clock  Clock
+	// Limits are etcd's request limits.
+	Limits Limits
+	// AmbiguousTimeout: after this replica loses leadership, a write it
+	// proposed that has not applied within this time fails with etcd's
+	// "timed out due to leader failure" (its outcome is unknown). 3 s: a few
+	// election timeouts, so a write that the new leader commits is usually
+	// reported as done.
+	AmbiguousTimeout time.Duration
+	// CompactBatch is the number of deletions per batch of a physical
+	// compaction (1024).
+	CompactBatch int
+	Logger       *slog.Logger
+}
+
+// Replica is one replica of a range.
+type Replica struct {
+	cfg   Config
+	group raftgroup.GroupID
+	log   *slog.Logger
+
+	mu struct {
+		sync.Mutex
+		desc       *tesserapb.RangeDescriptor
+		compactRev engine.Revision
+		appliedRev engine.Revision // highest revision applied
+		applied    uint64          // raft applied index
+		resolved   engine.Revision // no write <= this can still appear (leader view)
+		leader     raftgroup.NodeID
+		term       uint64
+		isLeader   bool
+		closed     bool
+
+		// The proposal pipeline (replica_proposal.go).
+		pending  []*proposal          // waiting for the next flush
+		flushing bool                 // a flush is fetching timestamps / proposing
+		inflight map[uint64]*proposal // proposed, not applied, by id
+		nextID   uint64
+		flushEpoch uint64 // incremented when a flush has proposed its batch
+		// results of local proposals applied in the current round, delivered
+		// once the apply batch committed.
+		applyResults []applyResult
+		// changed is closed (and replaced) whenever the applied index, the
+		// flush epoch or the in-flight set changes; waiters select on it.
+		changed     chan struct{}
+		compactNext engine.Revision // physical compaction to run after commit
+	}
+
+	compactions chan engine.Revision
+	wg          sync.WaitGroup
+	stop        chan struct{}
+}
+
+var _ raftgroup.StateMachine = (*Replica)(nil)
+
+// Open loads a replica's state from the engine (its descriptor must have
+// been written by WriteInitialState or arrive with a snapshot).
+func Open(cfg Config, group raftgroup.GroupID) (*Replica, error) {
+	if cfg.AmbiguousTimeout <= 0 {
+		cfg.AmbiguousTimeout = 3 * time.Second
+	}
+	if cfg.CompactBatch <= 0 {
+		cfg.CompactBatch = 1024
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Replica{
+		cfg:         cfg,
+		group:       group,
+		log:         cfg.Logger.With("range", uint64(group)),
+		compactions: make(chan engine.Revision, 1),
+		stop:        make(chan struct{}),
+	}
+	r.mu.inflight = make(map[uint64]*proposal)
+	r.mu.changed = make(chan struct{})
+	// Proposal ids only need to be unique among this replica's proposals,
+	// including those of earlier incarnations still in the log.
+	r.mu.nextID = uint64(time.Now().UnixNano())
+	if err := r.loadLocked(); err != nil {
+		return nil, err
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.compactLoop()
+	}()
+	return r, nil
+}
+
+// Close stops the replica's background work; waiting requests fail.
+func (r *Replica) Close() {
+	r.mu.Lock()
+	if r.mu.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.mu.closed = true
+	for _, p := range r.mu.inflight {
+		p.finish(nil, ErrReplicaClosed)
+	}
+	for _, p := range r.mu.pending {
+		p.finish(nil, ErrReplicaClosed)
+	}
+	r.mu.inflight, r.mu.pending = map[uint64]*proposal{}, nil
+	r.notifyLocked()
+	r.mu.Unlock()
+	close(r.stop)
+	r.wg.Wait()
+}
+
+// rangeState is the replicated per-range state besides the descriptor.
+func encodeRangeState(compact, applied engine.Revision) []byte {
+	b := binary.BigEndian.AppendUint64(nil, uint64(compact))
+	return binary.BigEndian.AppendUint64(b, uint64(applied))
+}
+
+func (r *Replica) loadLocked() error {
+	g := uint64(r.group)
+	db, err := r.cfg.Engine.Get(engine.LocalGroupKey(g, engine.KindDescriptor))
+	if err != nil {
+		return fmt.Errorf("shard: range %d: read descriptor: %w", g, err)
+	}
+	desc := &tesserapb.RangeDescriptor{}
+	if err := proto.Unmarshal(db, desc); err != nil {
+		return fmt.Errorf("shard: range %d: decode descriptor: %w", g, err)
+	}
+	r.mu.desc = desc
+	sb, err := r.cfg.Engine.Get(engine.LocalGroupKey(g, engine.KindRangeState))
+	switch {
+	case errors.Is(err, engine.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("shard: range %d: read state: %w", g, err)
+	case len(sb) != 16:
+		return fmt.Errorf("shard: range %d: range state of %d bytes", g, len(sb))
+	default:
+		r.mu.compactRev = engine.Revision(binary.BigEndian.Uint64(sb))
+		r.mu.appliedRev = engine.Revision(binary.BigEndian.Uint64(sb[8:]))
+	}
+	r.mu.resolved = max(r.mu.resolved, r.mu.appliedRev)
+	return nil
+}
+
+// WriteInitialState writes a new range's descriptor into the engine (part of
+// cluster bootstrap, identical on every initial replica).
+func WriteInitialState(eng *engine.Engine, desc *tesserapb.RangeDescriptor) error {
+	v, err := proto.Marshal(desc)
+	if err != nil {
+		return fmt.Errorf("shard: encode descriptor: %w", err)
+	}
+	b := eng.NewWriteBatch()
+	defer b.Close()
+	if err := b.Set(engine.LocalGroupKey(desc.GetRangeId(), engine.KindDescriptor), v); err != nil {
+		return err
+	}
+	if err := b.Commit(true); err != nil {
+		return fmt.Errorf("shard: write descriptor of range %d: %w", desc.GetRangeId(), err)
+	}
+	return nil
+}
+
+// Descriptor returns the range's descriptor.
+func (r *Replica) Descriptor() *tesserapb.RangeDescriptor {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.desc
+}
+
+// Status is a replica's view of its range.
+type Status struct {
+	Descriptor *tesserapb.RangeDescriptor
+	Leader     raftgroup.NodeID
+	Term       uint64
+	IsLeader   bool
+	Applied    uint64
+	AppliedRev engine.Revision
+	Resolved   engine.Revision
+	CompactRev engine.Revision
+}
+
+// Status returns the replica's status.
+func (r *Replica) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Status{
+		Descriptor: r.mu.desc, Leader: r.mu.leader, Term: r.mu.term, IsLeader: r.mu.isLeader,
+		Applied: r.mu.applied, AppliedRev: r.mu.appliedRev, Resolved: r.mu.resolved, CompactRev: r.mu.compactRev,
+	}
+}
+
+// DataSpan implements raftgroup.StateMachine.
+func (r *Replica) DataSpan() engine.Span {
+	d := r.Descriptor()
+	return engine.DataSpan(d.GetStartKey(), d.GetEndKey())
+}
+
+// LeaderChanged implements raftgroup.StateMachine.
+func (r *Replica) LeaderChanged(leader raftgroup.NodeID, term uint64, isLeader bool) {
+	r.mu.Lock()
+	lost := r.mu.isLeader && (!isLeader || term != r.mu.term)
+	r.mu.leader, r.mu.term, r.mu.isLeader = leader, term, isLeader
+	var orphans []*proposal
+	if lost {
+		for _, p := range r.mu.inflight {
+			orphans = append(orphans, p)
+		}
+		// Writes not yet proposed can go to the new leader safely.
+		for _, p := range r.mu.pending {
+			p.finish(nil, r.notLeaderLocked())
+		}
+		r.mu.pending = nil
+	}
+	r.notifyLocked()
+	r.mu.Unlock()
+	if len(orphans) > 0 {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.expireOrphans(orphans)
+		}()
+	}
+}
+
+// notifyLocked wakes everything waiting for a change of state.
+func (r *Replica) notifyLocked() {
+	close(r.mu.changed)
+	r.mu.changed = make(chan struct{})
+}
+
+// waitLocked waits until cond holds, releasing the lock while it waits.
+func (r *Replica) waitLocked(ctx context.Context, cond func() bool) error {
+	for !cond() {
+		if r.mu.closed {
+			return ErrReplicaClosed
+		}
+		ch := r.mu.changed
+		r.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			r.mu.Lock()
+			return ctx.Err()
+		}
+		r.mu.Lock()
+	}
+	return nil
+}
+
+func (r *Replica) notLeaderLocked() error {
+	return &RoutingError{
+		Code:       tesserapb.RoutingError_NOT_LEADER,
+		LeaderNode: uint64(r.mu.leader),
+		Descriptor: r.mu.desc,
+		Msg:        fmt.Sprintf("range %d: node %d is not the leader", r.group, r.cfg.NodeID),
+	}
+}
+
+// checkRequestLocked checks that the request is for this range as it is now.
+func (r *Replica) checkRoutingLocked(generation uint64) error {
+	if r.mu.closed {
+		return ErrReplicaClosed
+	}
+	if generation != 0 && generation != r.mu.desc.GetGeneration() {
+		return &RoutingError{
+			Code:       tesserapb.RoutingError_STALE_GENERATION,
+			Descriptor: r.mu.desc,
+			Msg:        fmt.Sprintf("range %d is at generation %d, request names %d", r.group, r.mu.desc.GetGeneration(), generation),
+		}
+	}
+	return nil
+}
+
+func (r *Replica) keyMismatchLocked() error {
+	return &RoutingError{
+		Code:       tesserapb.RoutingError_KEY_MISMATCH,
+		Descriptor: r.mu.desc,
+		Msg:        fmt.Sprintf("request keys outside range %d [%q, %q)", r.group, r.mu.desc.GetStartKey(), r.mu.desc.GetEndKey()),
+	}
+}

@@ -1,0 +1,185 @@
+package shard
+
+import (
+	"fmt"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/proto/tesserapb"
+)
+
+// applyResult is the outcome of a command this replica proposed.
+type applyResult struct {
+	id   uint64
+	resp *pb.ResponseOp
+	err  error
+}
+
+// Apply implements raftgroup.StateMachine: it applies committed commands in
+// log order into b. A command's own failure (an etcd error) is its result and
+// writes nothing; only a corrupt entry or a storage error fails Apply.
+func (r *Replica) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	touched := false
+	for _, e := range ents {
+		if e.GetType() != raftpb.EntryNormal || len(e.GetData()) == 0 {
+			continue
+		}
+		cmd := &tesserapb.ShardCommand{}
+		if err := proto.Unmarshal(e.GetData(), cmd); err != nil {
+			return fmt.Errorf("shard: range %d: decode command at index %d: %w", r.group, e.GetIndex(), err)
+		}
+		resp, err := r.applyCommandLocked(b, cmd)
+		if isStorageError(err) {
+			return err
+		}
+		touched = true
+		if cmd.GetProposerNode() == uint64(r.cfg.NodeID) {
+			r.mu.applyResults = append(r.mu.applyResults, applyResult{id: cmd.GetProposalId(), resp: resp, err: err})
+		}
+	}
+	if !touched {
+		return nil
+	}
+	return b.Set(engine.LocalGroupKey(uint64(r.group), engine.KindRangeState), encodeRangeState(r.mu.compactRev, r.mu.appliedRev))
+}
+
+// storageError marks errors that must stop the apply (not a command result).
+type storageError struct{ err error }
+
+func (e storageError) Error() string { return e.err.Error() }
+func (e storageError) Unwrap() error { return e.err }
+
+func isStorageError(err error) bool {
+	_, ok := err.(storageError)
+	return ok
+}
+
+func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardCommand) (*pb.ResponseOp, error) {
+	rev := engine.Revision(cmd.GetRevision())
+	if g := cmd.GetGeneration(); g != 0 && g != r.mu.desc.GetGeneration() {
+		return nil, r.checkRoutingLocked(g)
+	}
+	if rev > r.mu.appliedRev {
+		r.mu.appliedRev = rev
+	}
+	if c := engine.Revision(cmd.GetCompactRevision()); c > 0 {
+		if c <= r.mu.compactRev {
+			return nil, rpctypes.ErrGRPCCompacted
+		}
+		r.mu.compactRev = c
+		r.mu.compactNext = c
+		return &pb.ResponseOp{}, nil
+	}
+	op := &pb.RequestOp{}
+	if err := proto.Unmarshal(cmd.GetRequestOp(), op); err != nil {
+		return nil, fmt.Errorf("shard: range %d: decode request: %w", r.group, err)
+	}
+	env := TxnEnv{CompactRev: r.mu.compactRev, LeaseExists: noLeases}
+	var out *pb.ResponseOp
+	var err error
+	switch req := op.GetRequest().(type) {
+	case *pb.RequestOp_RequestPut:
+		if req.RequestPut.GetLease() != 0 {
+			return nil, rpctypes.ErrGRPCLeaseNotFound
+		}
+		var resp *pb.PutResponse
+		if resp, err = ApplyPut(b, req.RequestPut, rev); err == nil {
+			out = &pb.ResponseOp{Response: &pb.ResponseOp_ResponsePut{ResponsePut: resp}}
+		}
+	case *pb.RequestOp_RequestDeleteRange:
+		var resp *pb.DeleteRangeResponse
+		if resp, err = ApplyDeleteRange(b, req.RequestDeleteRange, rev); err == nil {
+			out = &pb.ResponseOp{Response: &pb.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: resp}}
+		}
+	case *pb.RequestOp_RequestTxn:
+		var resp *pb.TxnResponse
+		if resp, err = ApplyTxnEnv(b, req.RequestTxn, rev, env); err == nil {
+			out = &pb.ResponseOp{Response: &pb.ResponseOp_ResponseTxn{ResponseTxn: resp}}
+		}
+	default:
+		return nil, fmt.Errorf("shard: range %d: unsupported write %T", r.group, op.GetRequest())
+	}
+	if err != nil && !isEtcdError(err) {
+		return nil, storageError{err: err}
+	}
+	return out, err
+}
+
+// noLeases: until the Lease API lands, no lease exists, and a put naming one
+// fails with etcd's "lease not found", as etcd does for an ungranted lease.
+func noLeases(int64) bool { return false }
+
+// isEtcdError reports whether err is one of etcd's client-facing errors (a
+// command result) rather than a storage failure.
+func isEtcdError(err error) bool {
+	_, ok := status.FromError(err)
+	return ok
+}
+
+// Applied implements raftgroup.StateMachine: the apply batch is committed, so
+// the results can be given to the waiting writers.
+func (r *Replica) Applied(index uint64) {
+	r.mu.Lock()
+	r.mu.applied = index
+	for _, res := range r.mu.applyResults {
+		if p, ok := r.mu.inflight[res.id]; ok {
+			delete(r.mu.inflight, res.id)
+			p.finish(res.resp, res.err)
+		}
+	}
+	r.mu.applyResults = r.mu.applyResults[:0]
+	if r.mu.appliedRev > r.mu.resolved && len(r.mu.inflight) == 0 && !r.mu.flushing {
+		r.mu.resolved = r.mu.appliedRev
+	}
+	if c := r.mu.compactNext; c > 0 {
+		r.mu.compactNext = 0
+		select {
+		case r.compactions <- c:
+		default:
+			// A compaction is queued; the loop takes the newest revision.
+			select {
+			case <-r.compactions:
+			default:
+			}
+			r.compactions <- c
+		}
+	}
+	r.notifyLocked()
+	r.mu.Unlock()
+}
+
+// SnapshotApplied implements raftgroup.StateMachine.
+func (r *Replica) SnapshotApplied(index uint64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.loadLocked(); err != nil {
+		return err
+	}
+	r.mu.applied = index
+	r.notifyLocked()
+	return nil
+}
+
+// compactLoop drops history below compaction revisions, in the background:
+// reads below the compaction revision are refused from the moment the
+// compaction applied, so the physical deletion may lag.
+func (r *Replica) compactLoop() {
+	for {
+		select {
+		case <-r.stop:
+			return
+		case rev := <-r.compactions:
+			d := r.Descriptor()
+			if _, err := r.cfg.Engine.MVCCCompact(d.GetStartKey(), d.GetEndKey(), rev, r.cfg.CompactBatch); err != nil {
+				r.log.Error("compaction failed", "revision", rev, "err", err)
+			}
+		}
+	}
+}

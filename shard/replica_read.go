@@ -1,0 +1,116 @@
+package shard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/raftgroup"
+)
+
+// Read serves a Range or a read-only Txn at readRev, a fresh timestamp for
+// a linearizable read: the answer is exactly the state of the keys it covers
+// at readRev, and its revision is readRev. A serializable read is served by
+// any replica from what it has applied (readRev 0: its latest state).
+func (r *Replica) Read(ctx context.Context, generation uint64, op *pb.RequestOp, readRev engine.Revision, serializable bool) (*pb.ResponseOp, engine.Revision, error) {
+	r.mu.Lock()
+	if err := r.checkRoutingLocked(generation); err != nil {
+		r.mu.Unlock()
+		return nil, 0, err
+	}
+	if !OpWithinDescriptor(r.mu.desc, op) {
+		err := r.keyMismatchLocked()
+		r.mu.Unlock()
+		return nil, 0, err
+	}
+	if serializable {
+		if readRev <= 0 || readRev > r.mu.appliedRev {
+			readRev = r.mu.appliedRev
+		}
+		compact := r.mu.compactRev
+		r.mu.Unlock()
+		return r.evaluate(op, readRev, compact)
+	}
+	if !r.mu.isLeader {
+		err := r.notLeaderLocked()
+		r.mu.Unlock()
+		return nil, 0, err
+	}
+	if readRev <= 0 {
+		r.mu.Unlock()
+		return nil, 0, errors.New("shard: linearizable read without a read revision")
+	}
+	// 1. No write this leader may still propose or commit has a revision at
+	// or below readRev: wait out a flush that may have fetched its
+	// timestamps before readRev, and writes in flight at or below it.
+	epoch := r.mu.flushEpoch
+	err := r.waitLocked(ctx, func() bool {
+		if r.mu.flushing && r.mu.flushEpoch == epoch {
+			return false
+		}
+		for _, p := range r.mu.inflight {
+			if p.rev <= readRev {
+				return false
+			}
+		}
+		return true
+	})
+	r.mu.Unlock()
+	if err != nil {
+		return nil, 0, err
+	}
+	// 2. Still the leader, and every write committed before now is applied.
+	idx, err := r.cfg.Raft.ReadIndex(ctx, r.group)
+	if err != nil {
+		var nl *raftgroup.NotLeaderError
+		if errors.As(err, &nl) {
+			r.mu.Lock()
+			r.mu.leader = nl.Leader
+			err = r.notLeaderLocked()
+			r.mu.Unlock()
+		}
+		return nil, 0, err
+	}
+	r.mu.Lock()
+	if err := r.waitLocked(ctx, func() bool { return r.mu.applied >= idx }); err != nil {
+		r.mu.Unlock()
+		return nil, 0, fmt.Errorf("shard: range %d: wait for applied index %d: %w", r.group, idx, err)
+	}
+	if readRev > r.mu.resolved {
+		r.mu.resolved = readRev
+	}
+	compact := r.mu.compactRev
+	r.mu.Unlock()
+	return r.evaluate(op, readRev, compact)
+}
+
+// evaluate runs a read on an engine snapshot.
+func (r *Replica) evaluate(op *pb.RequestOp, readRev, compactRev engine.Revision) (*pb.ResponseOp, engine.Revision, error) {
+	snap := r.cfg.Engine.NewSnapshot()
+	defer snap.Close()
+	switch req := op.GetRequest().(type) {
+	case *pb.RequestOp_RequestRange:
+		at := readRev
+		if rr := engine.Revision(req.RequestRange.GetRevision()); rr > 0 {
+			if err := CheckReadRevision(rr, readRev, compactRev); err != nil {
+				return nil, 0, err
+			}
+			at = rr
+		}
+		resp, err := Range(snap, req.RequestRange, at)
+		if err != nil {
+			return nil, 0, err
+		}
+		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseRange{ResponseRange: resp}}, readRev, nil
+	case *pb.RequestOp_RequestTxn:
+		resp, err := EvalReadOnlyTxnEnv(snap, req.RequestTxn, readRev, TxnEnv{CompactRev: compactRev, LeaseExists: noLeases})
+		if err != nil {
+			return nil, 0, err
+		}
+		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseTxn{ResponseTxn: resp}}, readRev, nil
+	}
+	return nil, 0, fmt.Errorf("shard: range %d: %T is not a read", r.group, op.GetRequest())
+}
