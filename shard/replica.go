@@ -70,10 +70,10 @@ type Replica struct {
 		closed     bool
 
 		// The proposal pipeline (replica_proposal.go).
-		pending  []*proposal          // waiting for the next flush
-		flushing bool                 // a flush is fetching timestamps / proposing
-		inflight map[uint64]*proposal // proposed, not applied, by id
-		nextID   uint64
+		pending    []*proposal          // waiting for the next flush
+		flushing   bool                 // a flush is fetching timestamps / proposing
+		inflight   map[uint64]*proposal // proposed, not applied, by id
+		nextID     uint64
 		flushEpoch uint64 // incremented when a flush has proposed its batch
 		// results of local proposals applied in the current round, delivered
 		// once the apply batch committed.
