@@ -34,9 +34,6 @@ func (r *Router) rangeReq(ctx context.Context, req *pb.RangeRequest) (*pb.RangeR
 	if err := shard.ValidateRange(req); err != nil {
 		return nil, err
 	}
-	if err := shard.CheckRequestSize(req, r.cfg.Limits); err != nil {
-		return nil, err
-	}
 	var readRev engine.Revision
 	if !req.GetSerializable() {
 		var err error
@@ -116,9 +113,6 @@ func (r *Router) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 	if err := shard.ValidatePut(req, r.cfg.Limits); err != nil {
 		return nil, err
 	}
-	if err := shard.CheckRequestSize(req, r.cfg.Limits); err != nil {
-		return nil, err
-	}
 	d, err := r.singleRange("put", [][2][]byte{{req.GetKey(), nil}})
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -135,9 +129,6 @@ func (r *Router) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 // DeleteRange implements etcd's KV.DeleteRange.
 func (r *Router) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
 	if err := shard.ValidateDeleteRange(req, r.cfg.Limits); err != nil {
-		return nil, err
-	}
-	if err := shard.CheckRequestSize(req, r.cfg.Limits); err != nil {
 		return nil, err
 	}
 	d, err := r.singleRange("delete range", [][2][]byte{{req.GetKey(), req.GetRangeEnd()}})
@@ -180,9 +171,6 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	if err := shard.ValidateTxn(req, r.cfg.Limits); err != nil {
 		return nil, err
 	}
-	if err := shard.CheckRequestSize(req, r.cfg.Limits); err != nil {
-		return nil, err
-	}
 	spans := txnSpans(req, nil)
 	if len(spans) == 0 {
 		// An empty txn reads nothing: answer at the current revision.
@@ -208,26 +196,10 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 		return nil, toGRPCError(err)
 	}
 	resp := out.GetResponseTxn()
+	// Nested responses carry the headers ApplyTxn gave them (etcd's per-op
+	// revisions); only the top-level header is ours.
 	resp.Header = r.header(rev)
-	fillTxnHeaders(resp, resp.Header)
 	return resp, nil
-}
-
-// fillTxnHeaders gives every nested response the txn's header, as etcd does.
-func fillTxnHeaders(resp *pb.TxnResponse, h *pb.ResponseHeader) {
-	for _, op := range resp.GetResponses() {
-		switch o := op.GetResponse().(type) {
-		case *pb.ResponseOp_ResponseRange:
-			o.ResponseRange.Header = h
-		case *pb.ResponseOp_ResponsePut:
-			o.ResponsePut.Header = h
-		case *pb.ResponseOp_ResponseDeleteRange:
-			o.ResponseDeleteRange.Header = h
-		case *pb.ResponseOp_ResponseTxn:
-			o.ResponseTxn.Header = h
-			fillTxnHeaders(o.ResponseTxn, h)
-		}
-	}
 }
 
 // Compact implements etcd's KV.Compact: every range drops its history below
