@@ -1,8 +1,11 @@
 package shard
 
 // This file applies etcd's KV operations (Put, DeleteRange, Txn, Range) to a
-// shard's MVCC data with exactly the semantics of etcd v3.5+'s server
-// (server/etcdserver/txn and server/storage/mvcc), on Tessera's revisions.
+// shard's MVCC data with exactly the semantics of etcd v3.5's server
+// (server/etcdserver/apply.go and server/storage/mvcc; v3.6 moved the code to
+// server/etcdserver/txn and changed only the order of a txn's checks, see
+// txnExec.check), on Tessera's revisions. tests/differential compares it
+// with a real etcd.
 //
 // # Revisions
 //

@@ -30,6 +30,8 @@ func (r *Replica) Read(ctx context.Context, generation uint64, op *pb.RequestOp,
 		if readRev <= 0 || readRev > r.mu.appliedRev {
 			readRev = r.mu.appliedRev
 		}
+		// A range never written holds the empty state at every revision.
+		readRev = max(readRev, 1)
 		compact := r.mu.compactRev
 		r.mu.Unlock()
 		return r.evaluate(op, readRev, compact)
