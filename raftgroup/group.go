@@ -22,6 +22,9 @@ type group struct {
 
 	leader atomic.Uint64 // NodeID of the known leader, 0 if none
 
+	// reads coalesces ReadIndex requests (readindex.go).
+	reads readBatcher
+
 	mu struct {
 		sync.Mutex
 		readWaiters map[string]chan uint64 // ReadIndex request ctx -> waiter

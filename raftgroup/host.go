@@ -54,8 +54,27 @@ type Host struct {
 
 	readSeq atomic.Uint64
 	stopper chan struct{}
+	// spawnMu orders goTracked against Close, so that no goroutine is added
+	// to wg once Close waits for it.
+	spawnMu sync.Mutex
 	wg      sync.WaitGroup
 	closed  atomic.Bool
+}
+
+// goTracked runs fn on a goroutine owned by the host (Close waits for it),
+// unless the host is closing.
+func (h *Host) goTracked(fn func()) bool {
+	h.spawnMu.Lock()
+	defer h.spawnMu.Unlock()
+	if h.closed.Load() {
+		return false
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		fn()
+	}()
+	return true
 }
 
 // NewHost creates a host and its transport. Call Start to run it.
@@ -121,9 +140,12 @@ func (h *Host) Start() {
 // Close stops the host: ticker, workers, snapshot senders and transport. It
 // does not close the engine.
 func (h *Host) Close() error {
+	h.spawnMu.Lock()
 	if !h.closed.CompareAndSwap(false, true) {
+		h.spawnMu.Unlock()
 		return nil
 	}
+	h.spawnMu.Unlock()
 	close(h.stopper)
 	h.sched.stop()
 	h.wg.Wait()
@@ -320,8 +342,19 @@ func (h *Host) Campaign(id GroupID) error {
 // ReadIndex returns a commit index that a linearizable read may be served at
 // once the group has applied it. It needs the leader to confirm its term with
 // a quorum (raft's ReadOnlySafe), so it fails on followers and waits for ctx
-// when the leader cannot reach a quorum.
+// when the leader cannot reach a quorum. Concurrent calls share one raft
+// ReadIndex round (see readindex.go).
 func (h *Host) ReadIndex(ctx context.Context, id GroupID) (uint64, error) {
+	g, err := h.group(id)
+	if err != nil {
+		return 0, err
+	}
+	return g.reads.wait(ctx, h.stopper, h.goTracked, func() (chan uint64, func(), error) { return h.startReadIndex(id) })
+}
+
+// startReadIndex starts one raft ReadIndex round; the channel receives its
+// index, cancel forgets it.
+func (h *Host) startReadIndex(id GroupID) (chan uint64, func(), error) {
 	rctx := binary.BigEndian.AppendUint64(nil, h.readSeq.Add(1))
 	ch := make(chan uint64, 1)
 	var g *group
@@ -337,19 +370,14 @@ func (h *Host) ReadIndex(ctx context.Context, id GroupID) (uint64, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return nil, nil, err
 	}
-	select {
-	case idx := <-ch:
-		return idx, nil
-	case <-ctx.Done():
+	cancel := func() {
 		g.mu.Lock()
 		delete(g.mu.readWaiters, string(rctx))
 		g.mu.Unlock()
-		return 0, fmt.Errorf("raftgroup: %s: read index: %w", id, ctx.Err())
-	case <-h.stopper:
-		return 0, ErrStopped
 	}
+	return ch, cancel, nil
 }
 
 // Status is a group's raft status as seen by this replica.

@@ -33,9 +33,7 @@ type stagedSnapshot struct {
 func (s stagedSnapshot) remove() { _ = os.RemoveAll(s.dir) }
 
 func (h *Host) sendSnapshotAsync(g *group, m *raftpb.Message) {
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
+	h.goTracked(func() {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go func() {
@@ -59,7 +57,7 @@ func (h *Host) sendSnapshotAsync(g *group, m *raftpb.Message) {
 			g.rn.ReportSnapshot(uint64(to), status)
 			return nil
 		})
-	}()
+	})
 }
 
 // streamSnapshot exports the group's replicated state from one engine

@@ -17,6 +17,7 @@ func devCmd() *cobra.Command {
 	var n int
 	var dir, logLevel string
 	var split []string
+	var pprofOn bool
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a local multi-node cluster on loopback (for trying things out)",
@@ -31,17 +32,18 @@ func devCmd() *cobra.Command {
 				}
 				dir = d
 			}
-			return runDev(n, dir, split, logLevel)
+			return runDev(n, dir, split, logLevel, pprofOn)
 		},
 	}
 	cmd.Flags().IntVar(&n, "nodes", 3, "number of nodes")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the nodes' data (default: a new temporary directory)")
 	cmd.Flags().StringSliceVar(&split, "initial-split-keys", []string{"g", "n", "t"}, "keys at which the keyspace is cut into ranges")
 	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level")
+	cmd.Flags().BoolVar(&pprofOn, "enable-pprof", false, "serve /debug/pprof/ on each node's client port")
 	return cmd
 }
 
-func runDev(n int, dir string, split []string, logLevel string) error {
+func runDev(n int, dir string, split []string, logLevel string, pprofOn bool) error {
 	type node struct {
 		name         string
 		client, peer net.Listener
@@ -79,6 +81,7 @@ func runDev(n int, dir string, split []string, logLevel string) error {
 		cfg.InitialSplitKeys = split
 		cfg.ClientListener, cfg.PeerListener = nd.client, nd.peer
 		cfg.Logger = newLogger(logLevel)
+		cfg.EnablePprof = pprofOn
 		s, err := server.Start(cfg)
 		if err != nil {
 			return fmt.Errorf("start %s: %w", nd.name, err)

@@ -55,6 +55,7 @@ Flags follow etcd's names and meanings.`,
 	f.DurationVar(&cfg.TickInterval, "heartbeat-interval", cfg.TickInterval, "time of a raft tick (heartbeat interval)")
 	f.IntVar(&cfg.ElectionTicks, "election-ticks", cfg.ElectionTicks, "election timeout in ticks")
 	f.StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	f.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "serve Go's runtime profiler under /debug/pprof/ on the client port")
 	cmd.AddCommand(devCmd())
 	return cmd
 }

@@ -42,6 +42,10 @@ type Config struct {
 	ClientListener net.Listener
 	PeerListener   net.Listener
 
+	// EnablePprof serves Go's profiler under /debug/pprof/ on the client
+	// port, as etcd's --enable-pprof.
+	EnablePprof bool
+
 	Logger *slog.Logger
 }
 
