@@ -16,6 +16,10 @@ type readyWork struct {
 	rd raft.Ready
 	// status is captured with the Ready when the soft state changed.
 	status raft.BasicStatus
+	// isLeader: this replica led the group when the Ready was taken.
+	isLeader bool
+	// sentEarly: the leader's appends went out before the persist.
+	sentEarly bool
 	// applied and trunc are what this round's apply batch records.
 	applied             appliedState
 	appliedAny          bool
@@ -59,9 +63,11 @@ func (h *Host) processRound(held []scheduled) {
 		}
 		if g.rn.HasReady() {
 			w := &readyWork{g: g, rd: g.rn.Ready()}
+			st := g.rn.BasicStatus()
 			if w.rd.SoftState != nil {
-				w.status = g.rn.BasicStatus()
+				w.status = st
 			}
+			w.isLeader = st.RaftState == raft.StateLeader
 			works = append(works, w)
 		}
 		g.raftMu.Unlock()
@@ -78,6 +84,8 @@ func (h *Host) processRound(held []scheduled) {
 			}
 		}
 	}
+
+	h.sendLeaderAppends(works)
 
 	if err := h.persist(works); err != nil {
 		h.storageFailed(err)
@@ -157,11 +165,52 @@ func (h *Host) persist(works []*readyWork) error {
 	return nil
 }
 
+// sendLeaderAppends sends a leader's appends and heartbeats before its own
+// log write, in parallel with it (Raft thesis §10.2.1; etcd does the same):
+// a follower acknowledges only what it persisted, so the leader's own write
+// is one of the quorum only once it is durable. Only when the Ready changes
+// neither term nor vote: those must be durable before any peer hears of them.
+func (h *Host) sendLeaderAppends(works []*readyWork) {
+	byPeer := make(map[NodeID][]GroupMessage)
+	for _, w := range works {
+		if !w.isLeader || !raft.IsEmptySnap(w.rd.Snapshot) {
+			continue
+		}
+		if hs := w.rd.HardState; hs != nil && !raft.IsEmptyHardState(hs) {
+			prev, _, _ := w.g.storage.InitialState()
+			if hs.GetTerm() != prev.GetTerm() || hs.GetVote() != prev.GetVote() {
+				continue
+			}
+		}
+		early := true
+		for _, m := range w.rd.Messages {
+			if t := m.GetType(); t != raftpb.MsgApp && t != raftpb.MsgHeartbeat {
+				early = false
+				break
+			}
+		}
+		if !early {
+			continue
+		}
+		w.sentEarly = true
+		for _, m := range w.rd.Messages {
+			to := NodeID(m.GetTo())
+			byPeer[to] = append(byPeer[to], GroupMessage{Group: w.g.id, Message: m})
+		}
+	}
+	for to, msgs := range byPeer {
+		h.transport.Send(to, msgs...)
+	}
+}
+
 // send hands every message of the round to the transport, one call per peer
 // node; snapshots go out on their own streams.
 func (h *Host) send(works []*readyWork) {
 	byPeer := make(map[NodeID][]GroupMessage)
 	for _, w := range works {
+		if w.sentEarly {
+			continue
+		}
 		for _, m := range w.rd.Messages {
 			if m.GetType() == raftpb.MsgSnap {
 				h.sendSnapshotAsync(w.g, m)
