@@ -51,6 +51,7 @@ type Server struct {
 	router   *router.Router
 
 	clientLis, peerLis net.Listener
+	clientConns        *trackingListener
 	clientGRPC         *grpc.Server
 	peerGRPC           *grpc.Server
 	httpSrv            *http.Server
@@ -316,7 +317,8 @@ func (s *Server) serve() {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	s.clientMux = cmux.New(s.clientLis)
+	s.clientConns = newTrackingListener(s.clientLis)
+	s.clientMux = cmux.New(s.clientConns)
 	grpcL := s.clientMux.MatchWithWriters(cmux.HTTP2MatchHeaderFieldSendSettings("content-type", "application/grpc"))
 	httpL := s.clientMux.Match(cmux.Any())
 	s.goServe("client grpc", func() error { return s.clientGRPC.Serve(grpcL) })
@@ -397,6 +399,9 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		if s.clientMux != nil {
 			s.clientMux.Close()
+		}
+		if s.clientConns != nil {
+			s.clientConns.closeAll()
 		}
 		if s.httpSrv != nil {
 			_ = s.httpSrv.Close()
