@@ -1,7 +1,7 @@
 # The README's test command is `make test`; .ci/run calls it.
 GO ?= go
 
-.PHONY: test build proto fuzz bench
+.PHONY: test build proto fuzz bench system differential
 
 build:
 	$(GO) build ./...
@@ -11,9 +11,19 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -timeout 15m ./...
 
-# Longer fuzzing of the engine's key encoding (the seed corpora run in `make test`).
+# Longer fuzzing (the seed corpora run in `make test`).
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzKeyEncoding -fuzztime 60s ./engine/
+	$(GO) test -run '^$$' -fuzz FuzzValidateRequest -fuzztime 60s ./shard/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeRaftBatch -fuzztime 60s ./raftgroup/
+
+# Real-process system tests alone (crash recovery, etcdctl, SIGTERM).
+system:
+	$(GO) test -race -count=1 -timeout 10m -v ./tests/system/
+
+# A long differential run against etcd (needs /usr/bin/etcd).
+differential:
+	$(GO) test -count=1 -timeout 30m ./tests/differential/ -run TestDifferentialTesseraVsEtcd -differential.seeds=30 -differential.ops=1500
 
 # Regenerate the internal protobuf code (see proto/README.md).
 proto:
