@@ -8,6 +8,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -91,6 +92,13 @@ func (r *Router) execute(ctx context.Context, c call) (*pb.ResponseOp, engine.Re
 			r.cache.SetLeader(desc.GetRangeId(), 0)
 		case isTransportError(err):
 			r.cache.SetLeader(desc.GetRangeId(), 0)
+			if (c.write || c.compactRev > 0) && !neverSent(err) {
+				// The leader may have proposed it before the connection
+				// broke: retrying could apply it twice. Its outcome is
+				// unknown, which etcd reports as a timeout due to leader
+				// failure (clients do not retry that for writes).
+				return nil, 0, rpctypes.ErrGRPCTimeoutDueToLeaderFail
+			}
 		default:
 			return nil, 0, err
 		}
@@ -102,6 +110,14 @@ func (r *Router) execute(ctx context.Context, c call) (*pb.ResponseOp, engine.Re
 func isTransportError(err error) bool {
 	s, ok := status.FromError(err)
 	return ok && s.Code() == codes.Unavailable && !strings.HasPrefix(s.Message(), "etcdserver: ")
+}
+
+// neverSent reports whether a transport error happened before the request
+// left this node (the connection could not be made), so a retry elsewhere
+// cannot duplicate it.
+func neverSent(err error) bool {
+	s, _ := status.FromError(err)
+	return strings.Contains(s.Message(), "while dialing") || strings.Contains(s.Message(), "connection refused")
 }
 
 // pickTarget chooses where to send: the cached leader, else an untried
