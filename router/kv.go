@@ -7,6 +7,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/tesseradb/tessera/engine"
 	"github.com/tesseradb/tessera/proto/tesserapb"
@@ -17,6 +18,29 @@ var _ pb.KVServer = (*Router)(nil)
 
 func (r *Router) header(rev engine.Revision) *pb.ResponseHeader {
 	return &pb.ResponseHeader{ClusterId: r.cfg.ClusterID, MemberId: uint64(r.nodes.Self()), Revision: int64(rev)}
+}
+
+// checkLeader implements etcd's require-leader flag (clientv3's
+// WithRequireLeader): when the request carries it and this node knows no
+// leader of the meta group or of a range the request touches, it fails at
+// once with "no leader" instead of waiting for an election.
+func (r *Router) checkLeader(ctx context.Context, ranges []*tesserapb.RangeDescriptor) error {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return nil
+	}
+	if v := md.Get(rpctypes.MetadataRequireLeaderKey); len(v) == 0 || v[0] != rpctypes.MetadataHasLeader {
+		return nil
+	}
+	if m := r.cfg.Meta; m != nil && m.Leader() == 0 {
+		return rpctypes.ErrGRPCNoLeader
+	}
+	for _, d := range ranges {
+		if rep := r.replicas.Replica(d.GetRangeId()); rep != nil && rep.Status().Leader == 0 {
+			return rpctypes.ErrGRPCNoLeader
+		}
+	}
+	return nil
 }
 
 // now returns a fresh revision: the instant linearizable reads are served at.
@@ -34,6 +58,10 @@ func (r *Router) rangeReq(ctx context.Context, req *pb.RangeRequest) (*pb.RangeR
 	if err := shard.ValidateRange(req); err != nil {
 		return nil, err
 	}
+	ranges := r.cache.Overlapping(req.GetKey(), req.GetRangeEnd())
+	if err := r.checkLeader(ctx, ranges); err != nil {
+		return nil, err
+	}
 	var readRev engine.Revision
 	if !req.GetSerializable() {
 		var err error
@@ -44,7 +72,6 @@ func (r *Router) rangeReq(ctx context.Context, req *pb.RangeRequest) (*pb.RangeR
 			return nil, rpctypes.ErrGRPCFutureRev
 		}
 	}
-	ranges := r.cache.Overlapping(req.GetKey(), req.GetRangeEnd())
 	if len(ranges) == 1 {
 		op := &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: req}}
 		out, rev, err := r.execute(ctx, call{desc: ranges[0], op: op, readRev: readRev, serial: req.GetSerializable()})
@@ -117,6 +144,9 @@ func (r *Router) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
+	if err := r.checkLeader(ctx, []*tesserapb.RangeDescriptor{d}); err != nil {
+		return nil, err
+	}
 	out, rev, err := r.execute(ctx, call{desc: d, write: true, op: &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: req}}})
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -134,6 +164,9 @@ func (r *Router) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*
 	d, err := r.singleRange("delete range", [][2][]byte{{req.GetKey(), req.GetRangeEnd()}})
 	if err != nil {
 		return nil, toGRPCError(err)
+	}
+	if err := r.checkLeader(ctx, []*tesserapb.RangeDescriptor{d}); err != nil {
+		return nil, err
 	}
 	out, rev, err := r.execute(ctx, call{desc: d, write: true, op: &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: req}}})
 	if err != nil {
@@ -184,6 +217,9 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
+	if err := r.checkLeader(ctx, []*tesserapb.RangeDescriptor{d}); err != nil {
+		return nil, err
+	}
 	op := &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: req}}
 	c := call{desc: d, op: op, write: !shard.IsReadOnlyTxn(req)}
 	if !c.write {
@@ -205,6 +241,9 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 // Compact implements etcd's KV.Compact: every range drops its history below
 // the revision.
 func (r *Router) Compact(ctx context.Context, req *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	if err := r.checkLeader(ctx, r.cache.Ranges()); err != nil {
+		return nil, err
+	}
 	now, err := r.now(ctx)
 	if err != nil {
 		return nil, toGRPCError(err)

@@ -3,9 +3,10 @@
 // cmd/tessera/server.Server, wired as `tessera dev` wires them.
 //
 // A Cluster is tied to the test that started it: it stops every node when the
-// test ends (t.Cleanup), and its methods that can fail call t.Fatal, so they
-// must be called from the test's goroutine. Every wait is a poll with a
-// deadline, never a bare sleep.
+// test ends (t.Cleanup). Methods that take a testing.TB fail that test;
+// the others (Leader, TransferLeader, Restart, Stop, ...) fail the test that
+// started the cluster, so call them from its goroutine. Every wait is a poll
+// with a deadline, never a bare sleep.
 //
 //	c := testcluster.Start(t, testcluster.Options{Nodes: 3, SplitKeys: []string{"b", "d", "f"}})
 //	c.WaitReady(t)
