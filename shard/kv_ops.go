@@ -48,6 +48,7 @@ package shard
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"sort"
@@ -681,25 +682,25 @@ func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
 		if tv, _ := c.GetTargetUnion().(*pb.Compare_CreateRevision); tv != nil {
 			rev = tv.CreateRevision
 		}
-		result = compareInt64(kv.CreateRevision, rev)
+		result = cmp.Compare(kv.CreateRevision, rev)
 	case pb.Compare_MOD:
 		var rev int64
 		if tv, _ := c.GetTargetUnion().(*pb.Compare_ModRevision); tv != nil {
 			rev = tv.ModRevision
 		}
-		result = compareInt64(kv.ModRevision, rev)
+		result = cmp.Compare(kv.ModRevision, rev)
 	case pb.Compare_VERSION:
 		var ver int64
 		if tv, _ := c.GetTargetUnion().(*pb.Compare_Version); tv != nil {
 			ver = tv.Version
 		}
-		result = compareInt64(kv.Version, ver)
+		result = cmp.Compare(kv.Version, ver)
 	case pb.Compare_LEASE:
 		var lease int64
 		if tv, _ := c.GetTargetUnion().(*pb.Compare_Lease); tv != nil {
 			lease = tv.Lease
 		}
-		result = compareInt64(kv.Lease, lease)
+		result = cmp.Compare(kv.Lease, lease)
 	}
 	switch c.GetResult() {
 	case pb.Compare_EQUAL:
@@ -712,16 +713,6 @@ func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
 		return result < 0
 	}
 	return true
-}
-
-func compareInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // check is etcd v3.5's pair of checkRequests passes over the executed

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -73,7 +74,7 @@ func collect(ctx context.Context, g *globalFlags) (*clusterView, error) {
 			ID: m.GetID(), Name: m.GetName(), PeerURLs: m.GetPeerURLs(), ClientURLs: m.GetClientURLs(),
 		}})
 	}
-	slices.SortFunc(view.reports, func(a, b nodeReport) int { return compareUint(a.member.ID, b.member.ID) })
+	slices.SortFunc(view.reports, func(a, b nodeReport) int { return cmp.Compare(a.member.ID, b.member.ID) })
 	var wg sync.WaitGroup
 	for i := range view.reports {
 		wg.Add(1)
@@ -86,16 +87,6 @@ func collect(ctx context.Context, g *globalFlags) (*clusterView, error) {
 	}
 	wg.Wait()
 	return view, nil
-}
-
-func compareUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 var errNoClientURL = errors.New("no client URL known (the member did not answer the node that listed it)")

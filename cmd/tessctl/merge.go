@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"slices"
 
@@ -55,7 +56,7 @@ func mergeRanges(reports []nodeReport) []rangeInfo {
 	}
 	out := make([]rangeInfo, 0, len(byID))
 	for id, sts := range byID {
-		slices.SortFunc(sts, func(a, b *tesserapb.RangeStatus) int { return compareUint(a.GetNodeId(), b.GetNodeId()) })
+		slices.SortFunc(sts, func(a, b *tesserapb.RangeStatus) int { return cmp.Compare(a.GetNodeId(), b.GetNodeId()) })
 		out = append(out, mergeRange(id, sts))
 	}
 	slices.SortFunc(out, func(a, b rangeInfo) int {
@@ -68,7 +69,7 @@ func mergeRanges(reports []nodeReport) []rangeInfo {
 		case !bytes.Equal(a.StartKey, b.StartKey):
 			return bytes.Compare(a.StartKey, b.StartKey)
 		}
-		return compareUint(a.ID, b.ID)
+		return cmp.Compare(a.ID, b.ID)
 	})
 	return out
 }
@@ -180,6 +181,6 @@ func nodeStatuses(reports []nodeReport, ranges []rangeInfo) []nodeStatus {
 		}
 		out = append(out, ns)
 	}
-	slices.SortFunc(out, func(a, b nodeStatus) int { return compareUint(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b nodeStatus) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
