@@ -21,6 +21,9 @@ type group struct {
 	rn     *raft.RawNode
 
 	leader atomic.Uint64 // NodeID of the known leader, 0 if none
+	// isLeader is this replica's role as of its last Ready with a soft state
+	// (set by the worker that holds the group).
+	isLeader atomic.Bool
 
 	// reads coalesces ReadIndex requests (readindex.go).
 	reads readBatcher

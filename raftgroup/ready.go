@@ -63,11 +63,12 @@ func (h *Host) processRound(held []scheduled) {
 		}
 		if g.rn.HasReady() {
 			w := &readyWork{g: g, rd: g.rn.Ready()}
-			st := g.rn.BasicStatus()
+			w.isLeader = g.isLeader.Load()
 			if w.rd.SoftState != nil {
-				w.status = st
+				w.status = g.rn.BasicStatus()
+				w.isLeader = w.rd.SoftState.RaftState == raft.StateLeader
+				g.isLeader.Store(w.isLeader)
 			}
-			w.isLeader = st.RaftState == raft.StateLeader
 			works = append(works, w)
 		}
 		g.raftMu.Unlock()
