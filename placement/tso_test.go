@@ -2,6 +2,7 @@ package placement
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"path/filepath"
 	"sync"
@@ -87,16 +88,25 @@ func (n *metaNode) stop(t *testing.T) {
 // allocate waits until the TSO serves, then returns n timestamps.
 func allocate(t *testing.T, tso *TSO, n int) engine.Revision {
 	t.Helper()
+	first, err := tryAllocate(tso, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return first
+}
+
+// tryAllocate is allocate for goroutines (which must not call t.Fatal).
+func tryAllocate(tso *TSO, n int) (engine.Revision, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		first, err := tso.Allocate(ctx, n)
 		cancel()
 		if err == nil {
-			return first
+			return first, nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("TSO never served: %v", err)
+			return 0, fmt.Errorf("TSO never served: %w", err)
 		}
 		time.Sleep(5 * time.Millisecond) // poll interval while the group elects itself
 	}
@@ -133,7 +143,11 @@ func TestTSOStrictlyIncreasingAcrossRestartWithClockGoingBack(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 50; i++ {
-				first := allocate(t, n.meta.TSO(), 3)
+				first, err := tryAllocate(n.meta.TSO(), 3)
+				if err != nil {
+					t.Error(err)
+					return
+				}
 				mu.Lock()
 				for k := engine.Revision(0); k < 3; k++ {
 					if seen[first+k] {
