@@ -69,9 +69,9 @@ type RunSpan struct {
 }
 
 var workloads = map[string]func(WorkloadConfig) Workload{
-	"put":             func(c WorkloadConfig) Workload { return &putWorkload{cfg: c} },
+	"put":             func(c WorkloadConfig) Workload { return &putWorkload{keyedWrites{cfg: c}} },
 	"range":           func(c WorkloadConfig) Workload { return &rangeWorkload{cfg: c} },
-	"txn-put":         func(c WorkloadConfig) Workload { return &txnPutWorkload{cfg: c} },
+	"txn-put":         func(c WorkloadConfig) Workload { return &txnPutWorkload{keyedWrites: keyedWrites{cfg: c}} },
 	"watch":           func(c WorkloadConfig) Workload { return &watchWorkload{cfg: c} },
 	"lease-keepalive": func(c WorkloadConfig) Workload { return &leaseWorkload{cfg: c} },
 	"mixed":           func(c WorkloadConfig) Workload { return &mixedWorkload{cfg: c} },

@@ -7,7 +7,9 @@ import (
 
 // putWorkload writes values of ValueSize bytes to keys of KeySize bytes
 // chosen at random (or in sequence) from KeySpace keys.
-type putWorkload struct {
+// keyedWrites is what the put-like workloads share: their keys, the value
+// they write and a sequence for sequential keys.
+type keyedWrites struct {
 	cfg  WorkloadConfig
 	env  *Env
 	keys KeyGen
@@ -15,20 +17,17 @@ type putWorkload struct {
 	seq  atomic.Int64
 }
 
-var _ Workload = (*putWorkload)(nil)
-
-func (w *putWorkload) Name() string { return "put" }
-
-func (w *putWorkload) Params() map[string]any {
+func (w *keyedWrites) Params() map[string]any {
 	return map[string]any{
 		"key-size": w.cfg.KeySize, "val-size": w.cfg.ValueSize,
 		"key-space": w.cfg.KeySpace, "seq-keys": w.cfg.Sequential,
 	}
 }
 
-func (w *putWorkload) Setup(_ context.Context, env *Env) error {
+// setup prepares the keys of the workload called name.
+func (w *keyedWrites) setup(name string, env *Env) error {
 	w.env = env
-	keys, err := w.cfg.keyGen(w.Name())
+	keys, err := w.cfg.keyGen(name)
 	if err != nil {
 		return err
 	}
@@ -36,6 +35,16 @@ func (w *putWorkload) Setup(_ context.Context, env *Env) error {
 	w.val = string(value(w.cfg.ValueSize))
 	return nil
 }
+
+type putWorkload struct {
+	keyedWrites
+}
+
+var _ Workload = (*putWorkload)(nil)
+
+func (w *putWorkload) Name() string { return "put" }
+
+func (w *putWorkload) Setup(_ context.Context, env *Env) error { return w.setup(w.Name(), env) }
 
 func (w *putWorkload) Worker(i int) (Worker, error) {
 	cli := w.env.Client(i)

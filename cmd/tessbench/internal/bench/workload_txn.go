@@ -16,11 +16,7 @@ import (
 // conflict) or when the key changed outside the run. Swaps and conflicts
 // have their own histograms ("txn-put" and "txn-put-conflict").
 type txnPutWorkload struct {
-	cfg       WorkloadConfig
-	env       *Env
-	keys      KeyGen
-	val       string
-	seq       atomic.Int64
+	keyedWrites
 	revs      []atomic.Int64 // last seen mod revision, by key index
 	conflicts atomic.Int64
 }
@@ -29,21 +25,11 @@ var _ Workload = (*txnPutWorkload)(nil)
 
 func (w *txnPutWorkload) Name() string { return "txn-put" }
 
-func (w *txnPutWorkload) Params() map[string]any {
-	return map[string]any{
-		"key-size": w.cfg.KeySize, "val-size": w.cfg.ValueSize,
-		"key-space": w.cfg.KeySpace, "seq-keys": w.cfg.Sequential,
-	}
-}
-
 func (w *txnPutWorkload) Setup(ctx context.Context, env *Env) error {
-	w.env = env
-	keys, err := w.cfg.keyGen(w.Name())
-	if err != nil {
+	if err := w.setup(w.Name(), env); err != nil {
 		return err
 	}
-	w.keys = keys
-	w.val = string(value(w.cfg.ValueSize))
+	keys := w.keys
 	w.revs = make([]atomic.Int64, keys.Space())
 	// Learn the mod revisions of keys left by an earlier run, so the first
 	// touch of each is not a conflict.
