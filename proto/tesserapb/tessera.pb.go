@@ -399,8 +399,11 @@ type MetaCommand struct {
 	// Raise the TSO high-water mark (physical milliseconds): no leader hands
 	// out a timestamp at or above it without raising it first.
 	TsoHighWaterMs int64 `protobuf:"varint,3,opt,name=tso_high_water_ms,json=tsoHighWaterMs,proto3" json:"tso_high_water_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// etcdserverpb.AlarmRequest (ACTIVATE or DEACTIVATE one member's alarm):
+	// alarms are cluster-wide state, as in etcd.
+	AlarmRequest  []byte `protobuf:"bytes,4,opt,name=alarm_request,json=alarmRequest,proto3" json:"alarm_request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MetaCommand) Reset() {
@@ -452,6 +455,13 @@ func (x *MetaCommand) GetTsoHighWaterMs() int64 {
 		return x.TsoHighWaterMs
 	}
 	return 0
+}
+
+func (x *MetaCommand) GetAlarmRequest() []byte {
+	if x != nil {
+		return x.AlarmRequest
+	}
+	return nil
 }
 
 // RoutingError tells a router why a range did not serve its request.
@@ -992,6 +1002,462 @@ func (x *RangesResponse) GetPeerUrls() []string {
 	return nil
 }
 
+// FeedRequest opens (first message) or steers a range's change feed.
+type FeedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// First message: the range, and the first revision to deliver (events
+	// with revision >= start_revision).
+	RangeId       uint64 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Generation    uint64 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	StartRevision int64  `protobuf:"varint,3,opt,name=start_revision,json=startRevision,proto3" json:"start_revision,omitempty"`
+	// Attach each event's previous version (etcd's prev_kv) when it exists.
+	PrevKv bool `protobuf:"varint,4,opt,name=prev_kv,json=prevKv,proto3" json:"prev_kv,omitempty"`
+	// Later messages: make the range resolved at least up to this revision
+	// (every event <= it delivered), then send a checkpoint.
+	ResolveRevision int64 `protobuf:"varint,5,opt,name=resolve_revision,json=resolveRevision,proto3" json:"resolve_revision,omitempty"`
+	// When set (first message only), the feed ends after this revision: a
+	// catch-up read of history.
+	EndRevision   int64 `protobuf:"varint,6,opt,name=end_revision,json=endRevision,proto3" json:"end_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FeedRequest) Reset() {
+	*x = FeedRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeedRequest) ProtoMessage() {}
+
+func (x *FeedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeedRequest.ProtoReflect.Descriptor instead.
+func (*FeedRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *FeedRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *FeedRequest) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *FeedRequest) GetStartRevision() int64 {
+	if x != nil {
+		return x.StartRevision
+	}
+	return 0
+}
+
+func (x *FeedRequest) GetPrevKv() bool {
+	if x != nil {
+		return x.PrevKv
+	}
+	return false
+}
+
+func (x *FeedRequest) GetResolveRevision() int64 {
+	if x != nil {
+		return x.ResolveRevision
+	}
+	return 0
+}
+
+func (x *FeedRequest) GetEndRevision() int64 {
+	if x != nil {
+		return x.EndRevision
+	}
+	return 0
+}
+
+// FeedRevision holds all events of one revision of one range, in the order
+// the writes made them.
+type FeedRevision struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Revision int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Marshaled mvccpb.Event each.
+	Events        [][]byte `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FeedRevision) Reset() {
+	*x = FeedRevision{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeedRevision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeedRevision) ProtoMessage() {}
+
+func (x *FeedRevision) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeedRevision.ProtoReflect.Descriptor instead.
+func (*FeedRevision) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *FeedRevision) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *FeedRevision) GetEvents() [][]byte {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type FeedResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Events in revision order.
+	Revisions []*FeedRevision `protobuf:"bytes,1,rep,name=revisions,proto3" json:"revisions,omitempty"`
+	// Every event of the range with a revision <= resolved_revision has been
+	// sent on this stream (0: no checkpoint in this message).
+	ResolvedRevision int64 `protobuf:"varint,2,opt,name=resolved_revision,json=resolvedRevision,proto3" json:"resolved_revision,omitempty"`
+	// The feed cannot continue: start or position below the compaction
+	// revision (compact_revision set) or a routing error (resubscribe).
+	CompactRevision int64         `protobuf:"varint,3,opt,name=compact_revision,json=compactRevision,proto3" json:"compact_revision,omitempty"`
+	RoutingError    *RoutingError `protobuf:"bytes,4,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *FeedResponse) Reset() {
+	*x = FeedResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeedResponse) ProtoMessage() {}
+
+func (x *FeedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeedResponse.ProtoReflect.Descriptor instead.
+func (*FeedResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *FeedResponse) GetRevisions() []*FeedRevision {
+	if x != nil {
+		return x.Revisions
+	}
+	return nil
+}
+
+func (x *FeedResponse) GetResolvedRevision() int64 {
+	if x != nil {
+		return x.ResolvedRevision
+	}
+	return 0
+}
+
+func (x *FeedResponse) GetCompactRevision() int64 {
+	if x != nil {
+		return x.CompactRevision
+	}
+	return 0
+}
+
+func (x *FeedResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
+type HashRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HashRequest) Reset() {
+	*x = HashRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HashRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HashRequest) ProtoMessage() {}
+
+func (x *HashRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HashRequest.ProtoReflect.Descriptor instead.
+func (*HashRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *HashRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+// HashResponse is a hash of a replica's replicated state (its descriptor and
+// the MVCC history it still serves), read from one engine snapshot at the
+// applied index it reports.
+type HashResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	NodeId          uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	RangeId         uint64                 `protobuf:"varint,2,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	AppliedIndex    uint64                 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	Hash            uint32                 `protobuf:"varint,4,opt,name=hash,proto3" json:"hash,omitempty"`
+	Revision        int64                  `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	CompactRevision int64                  `protobuf:"varint,6,opt,name=compact_revision,json=compactRevision,proto3" json:"compact_revision,omitempty"`
+	RoutingError    *RoutingError          `protobuf:"bytes,7,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *HashResponse) Reset() {
+	*x = HashResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HashResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HashResponse) ProtoMessage() {}
+
+func (x *HashResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HashResponse.ProtoReflect.Descriptor instead.
+func (*HashResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *HashResponse) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *HashResponse) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *HashResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *HashResponse) GetHash() uint32 {
+	if x != nil {
+		return x.Hash
+	}
+	return 0
+}
+
+func (x *HashResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *HashResponse) GetCompactRevision() int64 {
+	if x != nil {
+		return x.CompactRevision
+	}
+	return 0
+}
+
+func (x *HashResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
+type TransferLeaderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	TargetNode    uint64                 `protobuf:"varint,2,opt,name=target_node,json=targetNode,proto3" json:"target_node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderRequest) Reset() {
+	*x = TransferLeaderRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderRequest) ProtoMessage() {}
+
+func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *TransferLeaderRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *TransferLeaderRequest) GetTargetNode() uint64 {
+	if x != nil {
+		return x.TargetNode
+	}
+	return 0
+}
+
+type TransferLeaderResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set when this node does not lead the range (leader_node is a hint).
+	RoutingError  *RoutingError `protobuf:"bytes,1,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderResponse) Reset() {
+	*x = TransferLeaderResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderResponse) ProtoMessage() {}
+
+func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *TransferLeaderResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
 var File_tesserapb_tessera_proto protoreflect.FileDescriptor
 
 const file_tesserapb_tessera_proto_rawDesc = "" +
@@ -1028,12 +1494,13 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x10compact_revision\x18\x05 \x01(\x03R\x0fcompactRevision\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x06 \x01(\x04R\n" +
-	"generation\"~\n" +
+	"generation\"\xa3\x01\n" +
 	"\vMetaCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12#\n" +
 	"\rproposer_node\x18\x02 \x01(\x04R\fproposerNode\x12)\n" +
-	"\x11tso_high_water_ms\x18\x03 \x01(\x03R\x0etsoHighWaterMs\"\xa3\x02\n" +
+	"\x11tso_high_water_ms\x18\x03 \x01(\x03R\x0etsoHighWaterMs\x12#\n" +
+	"\ralarm_request\x18\x04 \x01(\fR\falarmRequest\"\xa3\x02\n" +
 	"\fRoutingError\x121\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1d.tessera.v1.RoutingError.CodeR\x04code\x12\x1f\n" +
 	"\vleader_node\x18\x02 \x01(\x04R\n" +
@@ -1087,11 +1554,47 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1f\n" +
 	"\vclient_urls\x18\x04 \x03(\tR\n" +
 	"clientUrls\x12\x1b\n" +
-	"\tpeer_urls\x18\x05 \x03(\tR\bpeerUrls2\xc7\x01\n" +
+	"\tpeer_urls\x18\x05 \x03(\tR\bpeerUrls\"\xd6\x01\n" +
+	"\vFeedRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12%\n" +
+	"\x0estart_revision\x18\x03 \x01(\x03R\rstartRevision\x12\x17\n" +
+	"\aprev_kv\x18\x04 \x01(\bR\x06prevKv\x12)\n" +
+	"\x10resolve_revision\x18\x05 \x01(\x03R\x0fresolveRevision\x12!\n" +
+	"\fend_revision\x18\x06 \x01(\x03R\vendRevision\"B\n" +
+	"\fFeedRevision\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x16\n" +
+	"\x06events\x18\x02 \x03(\fR\x06events\"\xdd\x01\n" +
+	"\fFeedResponse\x126\n" +
+	"\trevisions\x18\x01 \x03(\v2\x18.tessera.v1.FeedRevisionR\trevisions\x12+\n" +
+	"\x11resolved_revision\x18\x02 \x01(\x03R\x10resolvedRevision\x12)\n" +
+	"\x10compact_revision\x18\x03 \x01(\x03R\x0fcompactRevision\x12=\n" +
+	"\rrouting_error\x18\x04 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"(\n" +
+	"\vHashRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\"\x81\x02\n" +
+	"\fHashResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x19\n" +
+	"\brange_id\x18\x02 \x01(\x04R\arangeId\x12#\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12\x12\n" +
+	"\x04hash\x18\x04 \x01(\rR\x04hash\x12\x1a\n" +
+	"\brevision\x18\x05 \x01(\x03R\brevision\x12)\n" +
+	"\x10compact_revision\x18\x06 \x01(\x03R\x0fcompactRevision\x12=\n" +
+	"\rrouting_error\x18\a \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"S\n" +
+	"\x15TransferLeaderRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1f\n" +
+	"\vtarget_node\x18\x02 \x01(\x04R\n" +
+	"targetNode\"W\n" +
+	"\x16TransferLeaderResponse\x12=\n" +
+	"\rrouting_error\x18\x01 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError2\x9a\x03\n" +
 	"\bInternal\x12B\n" +
 	"\aExecute\x12\x1a.tessera.v1.ExecuteRequest\x1a\x1b.tessera.v1.ExecuteResponse\x126\n" +
 	"\x03Tso\x12\x16.tessera.v1.TsoRequest\x1a\x17.tessera.v1.TsoResponse\x12?\n" +
-	"\x06Ranges\x12\x19.tessera.v1.RangesRequest\x1a\x1a.tessera.v1.RangesResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
+	"\x06Ranges\x12\x19.tessera.v1.RangesRequest\x1a\x1a.tessera.v1.RangesResponse\x12=\n" +
+	"\x04Feed\x12\x17.tessera.v1.FeedRequest\x1a\x18.tessera.v1.FeedResponse(\x010\x01\x129\n" +
+	"\x04Hash\x12\x17.tessera.v1.HashRequest\x1a\x18.tessera.v1.HashResponse\x12W\n" +
+	"\x0eTransferLeader\x12!.tessera.v1.TransferLeaderRequest\x1a\".tessera.v1.TransferLeaderResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
 
 var (
 	file_tesserapb_tessera_proto_rawDescOnce sync.Once
@@ -1106,22 +1609,29 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 }
 
 var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_tesserapb_tessera_proto_goTypes = []any{
-	(RoutingError_Code)(0),   // 0: tessera.v1.RoutingError.Code
-	(*RangeDescriptor)(nil),  // 1: tessera.v1.RangeDescriptor
-	(*NodeDescriptor)(nil),   // 2: tessera.v1.NodeDescriptor
-	(*ClusterBootstrap)(nil), // 3: tessera.v1.ClusterBootstrap
-	(*ShardCommand)(nil),     // 4: tessera.v1.ShardCommand
-	(*MetaCommand)(nil),      // 5: tessera.v1.MetaCommand
-	(*RoutingError)(nil),     // 6: tessera.v1.RoutingError
-	(*ExecuteRequest)(nil),   // 7: tessera.v1.ExecuteRequest
-	(*ExecuteResponse)(nil),  // 8: tessera.v1.ExecuteResponse
-	(*TsoRequest)(nil),       // 9: tessera.v1.TsoRequest
-	(*TsoResponse)(nil),      // 10: tessera.v1.TsoResponse
-	(*RangesRequest)(nil),    // 11: tessera.v1.RangesRequest
-	(*RangeStatus)(nil),      // 12: tessera.v1.RangeStatus
-	(*RangesResponse)(nil),   // 13: tessera.v1.RangesResponse
+	(RoutingError_Code)(0),         // 0: tessera.v1.RoutingError.Code
+	(*RangeDescriptor)(nil),        // 1: tessera.v1.RangeDescriptor
+	(*NodeDescriptor)(nil),         // 2: tessera.v1.NodeDescriptor
+	(*ClusterBootstrap)(nil),       // 3: tessera.v1.ClusterBootstrap
+	(*ShardCommand)(nil),           // 4: tessera.v1.ShardCommand
+	(*MetaCommand)(nil),            // 5: tessera.v1.MetaCommand
+	(*RoutingError)(nil),           // 6: tessera.v1.RoutingError
+	(*ExecuteRequest)(nil),         // 7: tessera.v1.ExecuteRequest
+	(*ExecuteResponse)(nil),        // 8: tessera.v1.ExecuteResponse
+	(*TsoRequest)(nil),             // 9: tessera.v1.TsoRequest
+	(*TsoResponse)(nil),            // 10: tessera.v1.TsoResponse
+	(*RangesRequest)(nil),          // 11: tessera.v1.RangesRequest
+	(*RangeStatus)(nil),            // 12: tessera.v1.RangeStatus
+	(*RangesResponse)(nil),         // 13: tessera.v1.RangesResponse
+	(*FeedRequest)(nil),            // 14: tessera.v1.FeedRequest
+	(*FeedRevision)(nil),           // 15: tessera.v1.FeedRevision
+	(*FeedResponse)(nil),           // 16: tessera.v1.FeedResponse
+	(*HashRequest)(nil),            // 17: tessera.v1.HashRequest
+	(*HashResponse)(nil),           // 18: tessera.v1.HashResponse
+	(*TransferLeaderRequest)(nil),  // 19: tessera.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 20: tessera.v1.TransferLeaderResponse
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
 	2,  // 0: tessera.v1.ClusterBootstrap.nodes:type_name -> tessera.v1.NodeDescriptor
@@ -1132,17 +1642,27 @@ var file_tesserapb_tessera_proto_depIdxs = []int32{
 	6,  // 5: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
 	1,  // 6: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
 	12, // 7: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
-	7,  // 8: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
-	9,  // 9: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
-	11, // 10: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
-	8,  // 11: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	10, // 12: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	13, // 13: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	15, // 8: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
+	6,  // 9: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
+	6,  // 10: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
+	6,  // 11: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
+	7,  // 12: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
+	9,  // 13: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
+	11, // 14: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
+	14, // 15: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
+	17, // 16: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
+	19, // 17: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
+	8,  // 18: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	10, // 19: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	13, // 20: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	16, // 21: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	18, // 22: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	20, // 23: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	18, // [18:24] is the sub-list for method output_type
+	12, // [12:18] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_tesserapb_tessera_proto_init() }
@@ -1156,7 +1676,7 @@ func file_tesserapb_tessera_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

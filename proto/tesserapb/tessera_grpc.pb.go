@@ -24,9 +24,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Internal_Execute_FullMethodName = "/tessera.v1.Internal/Execute"
-	Internal_Tso_FullMethodName     = "/tessera.v1.Internal/Tso"
-	Internal_Ranges_FullMethodName  = "/tessera.v1.Internal/Ranges"
+	Internal_Execute_FullMethodName        = "/tessera.v1.Internal/Execute"
+	Internal_Tso_FullMethodName            = "/tessera.v1.Internal/Tso"
+	Internal_Ranges_FullMethodName         = "/tessera.v1.Internal/Ranges"
+	Internal_Feed_FullMethodName           = "/tessera.v1.Internal/Feed"
+	Internal_Hash_FullMethodName           = "/tessera.v1.Internal/Hash"
+	Internal_TransferLeader_FullMethodName = "/tessera.v1.Internal/TransferLeader"
 )
 
 // InternalClient is the client API for Internal service.
@@ -41,6 +44,14 @@ type InternalClient interface {
 	Tso(ctx context.Context, in *TsoRequest, opts ...grpc.CallOption) (*TsoResponse, error)
 	// Ranges reports the replicas this node hosts.
 	Ranges(ctx context.Context, in *RangesRequest, opts ...grpc.CallOption) (*RangesResponse, error)
+	// Feed streams a range's events in revision order with resolved-revision
+	// checkpoints; only the range's leader serves it.
+	Feed(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FeedRequest, FeedResponse], error)
+	// Hash reports the content hash of this node's replica of a range.
+	Hash(ctx context.Context, in *HashRequest, opts ...grpc.CallOption) (*HashResponse, error)
+	// TransferLeader asks the range's leader (this node) to hand leadership
+	// to target_node.
+	TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error)
 }
 
 type internalClient struct {
@@ -81,6 +92,39 @@ func (c *internalClient) Ranges(ctx context.Context, in *RangesRequest, opts ...
 	return out, nil
 }
 
+func (c *internalClient) Feed(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[FeedRequest, FeedResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Internal_ServiceDesc.Streams[0], Internal_Feed_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[FeedRequest, FeedResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Internal_FeedClient = grpc.BidiStreamingClient[FeedRequest, FeedResponse]
+
+func (c *internalClient) Hash(ctx context.Context, in *HashRequest, opts ...grpc.CallOption) (*HashResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HashResponse)
+	err := c.cc.Invoke(ctx, Internal_Hash_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *internalClient) TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferLeaderResponse)
+	err := c.cc.Invoke(ctx, Internal_TransferLeader_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalServer is the server API for Internal service.
 // All implementations must embed UnimplementedInternalServer
 // for forward compatibility.
@@ -93,6 +137,14 @@ type InternalServer interface {
 	Tso(context.Context, *TsoRequest) (*TsoResponse, error)
 	// Ranges reports the replicas this node hosts.
 	Ranges(context.Context, *RangesRequest) (*RangesResponse, error)
+	// Feed streams a range's events in revision order with resolved-revision
+	// checkpoints; only the range's leader serves it.
+	Feed(grpc.BidiStreamingServer[FeedRequest, FeedResponse]) error
+	// Hash reports the content hash of this node's replica of a range.
+	Hash(context.Context, *HashRequest) (*HashResponse, error)
+	// TransferLeader asks the range's leader (this node) to hand leadership
+	// to target_node.
+	TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error)
 	mustEmbedUnimplementedInternalServer()
 }
 
@@ -111,6 +163,15 @@ func (UnimplementedInternalServer) Tso(context.Context, *TsoRequest) (*TsoRespon
 }
 func (UnimplementedInternalServer) Ranges(context.Context, *RangesRequest) (*RangesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Ranges not implemented")
+}
+func (UnimplementedInternalServer) Feed(grpc.BidiStreamingServer[FeedRequest, FeedResponse]) error {
+	return status.Error(codes.Unimplemented, "method Feed not implemented")
+}
+func (UnimplementedInternalServer) Hash(context.Context, *HashRequest) (*HashResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Hash not implemented")
+}
+func (UnimplementedInternalServer) TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferLeader not implemented")
 }
 func (UnimplementedInternalServer) mustEmbedUnimplementedInternalServer() {}
 func (UnimplementedInternalServer) testEmbeddedByValue()                  {}
@@ -187,6 +248,49 @@ func _Internal_Ranges_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Internal_Feed_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(InternalServer).Feed(&grpc.GenericServerStream[FeedRequest, FeedResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Internal_FeedServer = grpc.BidiStreamingServer[FeedRequest, FeedResponse]
+
+func _Internal_Hash_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HashRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).Hash(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_Hash_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).Hash(ctx, req.(*HashRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Internal_TransferLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeaderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).TransferLeader(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_TransferLeader_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).TransferLeader(ctx, req.(*TransferLeaderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Internal_ServiceDesc is the grpc.ServiceDesc for Internal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -206,7 +310,22 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Ranges",
 			Handler:    _Internal_Ranges_Handler,
 		},
+		{
+			MethodName: "Hash",
+			Handler:    _Internal_Hash_Handler,
+		},
+		{
+			MethodName: "TransferLeader",
+			Handler:    _Internal_TransferLeader_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Feed",
+			Handler:       _Internal_Feed_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "tesserapb/tessera.proto",
 }
