@@ -1,8 +1,10 @@
 package router
 
 import (
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"log/slog"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/tesseradb/tessera/placement"
 	"github.com/tesseradb/tessera/shard"
@@ -22,7 +24,13 @@ type Config struct {
 	Meta *placement.Meta
 	// Limits are etcd's request limits (1.5 MiB, 128 ops per txn).
 	Limits shard.Limits
-	Logger *slog.Logger
+	// Raft is the node's raft host: the operator RPCs move leaders with it.
+	Raft RaftAdmin
+	// TransferLeaderRetry is how often a leader transfer is asked again
+	// until it lands: raft abandons one after an election timeout, so the
+	// node's election timeout (0: 1 s, etcd's default).
+	TransferLeaderRetry time.Duration
+	Logger              *slog.Logger
 }
 
 // Router serves etcd's KV API and the internal service of one node.

@@ -143,6 +143,9 @@ func Start(cfg Config) (_ *Server, err error) {
 		Meta:      s.meta,
 		Limits:    limits,
 		Logger:    s.log,
+		// Operator RPCs (router/admin.go): leader transfer.
+		Raft:                s.host,
+		TransferLeaderRetry: hcfg.TickInterval * time.Duration(hcfg.ElectionTicks),
 	})
 	s.serve()
 	s.host.Start()

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tesseradb/tessera/proto/tesserapb"
+)
+
+func transferLeaderCmd(g *globalFlags) *cobra.Command {
+	var rangeID, to uint64
+	cmd := &cobra.Command{
+		Use:   "transfer-leader --range N --to NODE",
+		Short: "Move a range's leadership to another of its replicas",
+		Long: `transfer-leader asks the leader of range N (1 is the meta group) to hand its
+leadership to node NODE, one of the range's voters, and returns once NODE
+leads. It finds the leader through the members' replica lists and follows
+the leader hint of a node that no longer leads.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if rangeID == 0 || to == 0 {
+				return errors.New("tessctl: transfer-leader needs --range and --to")
+			}
+			view, err := collect(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			warnUnreachable(cmd.ErrOrStderr(), view.reports)
+			leader, err := transferLeader(cmd.Context(), g, view, rangeID, to)
+			if err != nil {
+				return err
+			}
+			format, _ := parseFormat(g.writeOut)
+			if format == formatJSON {
+				return writeJSON(cmd.OutOrStdout(), struct {
+					RangeID uint64 `json:"range_id"`
+					Leader  uint64 `json:"leader"`
+				}{rangeID, leader})
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "range %d: leader is node %d\n", rangeID, leader)
+			return err
+		},
+	}
+	cmd.Flags().Uint64Var(&rangeID, "range", 0, "the range id (1: the meta group)")
+	cmd.Flags().Uint64Var(&to, "to", 0, "the node id of the new leader")
+	return cmd
+}
+
+// transferLeader calls TransferLeader on the range's leader, following
+// NOT_LEADER hints, and returns the new leader.
+func transferLeader(ctx context.Context, g *globalFlags, view *clusterView, rangeID, to uint64) (uint64, error) {
+	var ri *rangeInfo
+	for _, r := range mergeRanges(view.reports) {
+		if r.ID == rangeID {
+			ri = &r
+			break
+		}
+	}
+	switch {
+	case ri == nil:
+		return 0, fmt.Errorf("tessctl: no member reports range %d", rangeID)
+	case !slices.Contains(ri.Replicas, to):
+		return 0, fmt.Errorf("tessctl: node %d holds no replica of range %d (replicas %v)", to, rangeID, ri.Replicas)
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.commandTimeout)
+	defer cancel()
+	leader := ri.Leader
+	var lastErr error
+	for {
+		if leader == 0 {
+			// No leader known: ask the replicas again after a pause.
+			select {
+			case <-ctx.Done():
+				return 0, fmt.Errorf("tessctl: range %d has no leader: %w (last error: %v)", rangeID, ctx.Err(), lastErr)
+			case <-time.After(100 * time.Millisecond):
+			}
+			for _, n := range ri.Replicas {
+				resp, err := callInternal(ctx, view, n, func(c tesserapb.InternalClient) (*tesserapb.TransferLeaderResponse, error) {
+					return c.TransferLeader(ctx, &tesserapb.TransferLeaderRequest{RangeId: rangeID, TargetNode: to})
+				})
+				if err == nil && resp.GetRoutingError() == nil {
+					return to, nil
+				}
+				if h := resp.GetRoutingError().GetLeaderNode(); h != 0 {
+					leader = h
+					break
+				}
+				if err != nil {
+					lastErr = err
+				}
+			}
+			continue
+		}
+		resp, err := callInternal(ctx, view, leader, func(c tesserapb.InternalClient) (*tesserapb.TransferLeaderResponse, error) {
+			return c.TransferLeader(ctx, &tesserapb.TransferLeaderRequest{RangeId: rangeID, TargetNode: to})
+		})
+		if err != nil {
+			return 0, fmt.Errorf("tessctl: transfer range %d to node %d via node %d: %w", rangeID, to, leader, err)
+		}
+		re := resp.GetRoutingError()
+		if re == nil {
+			return to, nil
+		}
+		lastErr = fmt.Errorf("node %d: %s: %s", leader, re.GetCode(), re.GetMessage())
+		if re.GetCode() != tesserapb.RoutingError_NOT_LEADER {
+			return 0, fmt.Errorf("tessctl: transfer range %d: %w", rangeID, lastErr)
+		}
+		leader = re.GetLeaderNode()
+	}
+}
+
+// callInternal calls the Internal service of member id on its client URL.
+func callInternal[T any](ctx context.Context, view *clusterView, id uint64, fn func(tesserapb.InternalClient) (T, error)) (T, error) {
+	var zero T
+	var m *member
+	for i := range view.reports {
+		if view.reports[i].member.ID == id {
+			m = &view.reports[i].member
+		}
+	}
+	if m == nil {
+		return zero, fmt.Errorf("member %d is not in the member list", id)
+	}
+	conn, err := dialMember(*m)
+	if err != nil {
+		return zero, err
+	}
+	defer conn.Close()
+	return fn(tesserapb.NewInternalClient(conn))
+}
+
+// dialMember connects to a member's first client URL (which also serves
+// Tessera's Internal service).
+func dialMember(m member) (*grpc.ClientConn, error) {
+	if len(m.ClientURLs) == 0 {
+		return nil, errNoClientURL
+	}
+	u, err := url.Parse(m.ClientURLs[0])
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme != "http" {
+		return nil, fmt.Errorf("client URL %s: only http is supported", m.ClientURLs[0])
+	}
+	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("dial member %d at %s: %w", m.ID, u.Host, err)
+	}
+	return conn, nil
+}
