@@ -24,7 +24,8 @@
 //
 //	0x01 group(8) sec kind [idx(8)] local keys of one Raft group (see Kind*);
 //	                                sec is 'r' (replicated: applied state,
-//	                                descriptor) or 'u' (unreplicated: raft
+//	                                descriptor, range state, change log
+//	                                by revision) or 'u' (unreplicated: raft
 //	                                HardState, log, truncated state)
 //	0x02 name                       store-local keys (node identity, ...)
 //	0x03 userkey                    data: MVCC versions of etcd user keys

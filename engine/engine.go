@@ -229,6 +229,23 @@ func (s *Snapshot) Close() error { return s.s.Close() }
 type Batch struct {
 	e *Engine
 	b *pebble.Batch
+	// track, when set, records the user keys of data versions written (for
+	// a range's change log); see TrackDataWrites.
+	track   bool
+	written [][]byte
+}
+
+// TrackDataWrites makes the batch record the user key of every data version
+// it sets from now on, until TakeDataWrites.
+func (b *Batch) TrackDataWrites() { b.track = true }
+
+// TakeDataWrites returns the user keys of the data versions set since
+// tracking began or the last call, in write order (a key written twice
+// appears twice), and resets the list.
+func (b *Batch) TakeDataWrites() [][]byte {
+	w := b.written
+	b.written = nil
+	return w
 }
 
 // NewBatch returns an indexed batch.
@@ -240,6 +257,11 @@ func (e *Engine) NewWriteBatch() *Batch { return &Batch{e: e, b: e.db.NewBatch()
 func (b *Batch) Set(key, value []byte) error {
 	if err := b.b.Set(key, value, nil); err != nil {
 		return fmt.Errorf("engine: batch set: %w", err)
+	}
+	if b.track {
+		if uk, ok := UserKeyOfDataKey(key); ok {
+			b.written = append(b.written, append([]byte(nil), uk...))
+		}
 	}
 	return nil
 }

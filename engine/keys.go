@@ -30,6 +30,7 @@ const (
 	KindAppliedState byte = 'a' // applied index, term and ConfState
 	KindDescriptor   byte = 'd' // range descriptor
 	KindRangeState   byte = 's' // other replicated per-range state
+	KindChangeLog    byte = 'c' // the user keys one revision wrote; followed by revision(8)
 
 	// Unreplicated (section 'u').
 	KindHardState byte = 'h' // raft HardState
@@ -44,7 +45,7 @@ const (
 
 func sectionOf(kind byte) byte {
 	switch kind {
-	case KindAppliedState, KindDescriptor, KindRangeState:
+	case KindAppliedState, KindDescriptor, KindRangeState, KindChangeLog:
 		return sectionReplicated
 	}
 	return sectionUnreplicated
@@ -155,6 +156,19 @@ func LocalGroupReplicatedSpan(group uint64) Span {
 func LocalGroupUnreplicatedSpan(group uint64) Span {
 	s := LocalGroupSpan(group)
 	return Span{Start: append(s.Start[:9:9], sectionUnreplicated), End: append(s.Start[:9:9], sectionUnreplicated+1)}
+}
+
+// UserKeyOfDataKey returns the user key of an encoded data key (a version
+// written by MVCCPut), or false when k is not one.
+func UserKeyOfDataKey(k []byte) ([]byte, bool) {
+	if len(k) == 0 || k[0] != spaceData {
+		return nil, false
+	}
+	prefix, _, err := DecodeKey(k)
+	if err != nil {
+		return nil, false
+	}
+	return userKeyOf(prefix)
 }
 
 // StoreKey returns the engine key of a store-local (per node) key.

@@ -140,3 +140,45 @@ func TestSystemKeysOutsideData(t *testing.T) {
 		t.Error("system keys overlap the data space")
 	}
 }
+
+func TestUserKeyOfDataKey(t *testing.T) {
+	for _, k := range [][]byte{[]byte("a"), {}, {0x00, 0xff}, []byte("key/with/slashes")} {
+		got, ok := UserKeyOfDataKey(DataKey(k, 42))
+		if !ok || !bytes.Equal(got, k) {
+			t.Errorf("UserKeyOfDataKey(DataKey(%q)) = %q, %v", k, got, ok)
+		}
+	}
+	if _, ok := UserKeyOfDataKey(LocalGroupKey(1, KindDescriptor)); ok {
+		t.Error("a local key decoded as a data key")
+	}
+	if _, ok := UserKeyOfDataKey(LocalGroupIndexKey(1, KindChangeLog, 7)); ok {
+		t.Error("a change-log key decoded as a data key")
+	}
+	if !LocalGroupReplicatedSpan(1).Contains(LocalGroupIndexKey(1, KindChangeLog, 7)) {
+		t.Error("the change log is not in the replicated span")
+	}
+}
+
+func TestBatchTracksDataWrites(t *testing.T) {
+	e := openTestEngine(t, t.TempDir())
+	b := e.NewBatch()
+	defer b.Close()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(MVCCPut(b, []byte("untracked"), 1, Value{Data: []byte("x")}))
+	b.TrackDataWrites()
+	must(MVCCPut(b, []byte("a"), 2, Value{Data: []byte("x")}))
+	must(b.Set(LocalGroupKey(1, KindRangeState), []byte("s")))
+	must(MVCCDelete(b, []byte("b"), 2))
+	got := b.TakeDataWrites()
+	if len(got) != 2 || string(got[0]) != "a" || string(got[1]) != "b" {
+		t.Fatalf("tracked writes = %q, want [a b]", got)
+	}
+	if again := b.TakeDataWrites(); len(again) != 0 {
+		t.Fatalf("second take = %q, want none", again)
+	}
+}

@@ -62,12 +62,16 @@ type Replica struct {
 		desc       *tesserapb.RangeDescriptor
 		compactRev engine.Revision
 		appliedRev engine.Revision // highest revision applied
-		applied    uint64          // raft applied index
-		resolved   engine.Revision // no write <= this can still appear (leader view)
-		leader     raftgroup.NodeID
-		term       uint64
-		isLeader   bool
-		closed     bool
+		// publishedRev is appliedRev as of the last committed apply batch:
+		// every change at or below it is readable in the engine (feeds read
+		// up to it).
+		publishedRev engine.Revision
+		applied      uint64          // raft applied index
+		resolved     engine.Revision // no write <= this can still appear (leader view)
+		leader       raftgroup.NodeID
+		term         uint64
+		isLeader     bool
+		closed       bool
 
 		// The proposal pipeline (replica_proposal.go).
 		pending    []*proposal          // waiting for the next flush
@@ -176,6 +180,7 @@ func (r *Replica) loadLocked() error {
 		r.mu.appliedRev = engine.Revision(binary.BigEndian.Uint64(sb[8:]))
 	}
 	r.mu.resolved = max(r.mu.resolved, r.mu.appliedRev)
+	r.mu.publishedRev = r.mu.appliedRev
 	return nil
 }
 

@@ -75,6 +75,12 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 		}
 		r.mu.compactRev = c
 		r.mu.compactNext = c
+		// The change log below the compaction revision goes with the
+		// history it indexes (in the same batch: every replica drops it at
+		// the same index).
+		if err := b.DeleteRange(changeLogSpan(uint64(r.group), 0, c)); err != nil {
+			return nil, storageError{err: err}
+		}
 		return &pb.ResponseOp{}, nil
 	}
 	op := &pb.RequestOp{}
@@ -84,6 +90,8 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 	env := TxnEnv{CompactRev: r.mu.compactRev, LeaseExists: noLeases}
 	var out *pb.ResponseOp
 	var err error
+	b.TrackDataWrites()
+	b.TakeDataWrites()
 	switch req := op.GetRequest().(type) {
 	case *pb.RequestOp_RequestPut:
 		if req.RequestPut.GetLease() != 0 {
@@ -109,6 +117,11 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 	if err != nil && !isEtcdError(err) {
 		return nil, storageError{err: err}
 	}
+	if written := b.TakeDataWrites(); err == nil && len(written) > 0 {
+		if lerr := b.Set(changeLogKey(uint64(r.group), rev), encodeChangeLog(written)); lerr != nil {
+			return nil, storageError{err: lerr}
+		}
+	}
 	return out, err
 }
 
@@ -128,6 +141,7 @@ func isEtcdError(err error) bool {
 func (r *Replica) Applied(index uint64) {
 	r.mu.Lock()
 	r.mu.applied = index
+	r.mu.publishedRev = r.mu.appliedRev
 	for _, res := range r.mu.applyResults {
 		if p, ok := r.mu.inflight[res.id]; ok {
 			delete(r.mu.inflight, res.id)
@@ -163,6 +177,7 @@ func (r *Replica) SnapshotApplied(index uint64) error {
 		return err
 	}
 	r.mu.applied = index
+	r.mu.publishedRev = r.mu.appliedRev
 	r.notifyLocked()
 	return nil
 }

@@ -41,20 +41,44 @@ func (r *Replica) Read(ctx context.Context, generation uint64, op *pb.RequestOp,
 		r.mu.Unlock()
 		return nil, 0, err
 	}
+	r.mu.Unlock()
 	if readRev <= 0 {
-		r.mu.Unlock()
 		return nil, 0, errors.New("shard: linearizable read without a read revision")
 	}
+	if err := r.resolve(ctx, readRev); err != nil {
+		return nil, 0, err
+	}
+	r.mu.Lock()
+	compact := r.mu.compactRev
+	r.mu.Unlock()
+	return r.evaluate(op, readRev, compact)
+}
+
+// resolve makes the range resolved at rev, a timestamp the TSO has handed
+// out: once it returns, no write with a revision at or below rev can still
+// appear, and every such write is applied and published here. Only the
+// leader can tell: it fails with NOT_LEADER elsewhere.
+func (r *Replica) resolve(ctx context.Context, rev engine.Revision) error {
+	r.mu.Lock()
+	if !r.mu.isLeader {
+		err := r.notLeaderLocked()
+		r.mu.Unlock()
+		return err
+	}
+	if rev <= r.mu.resolved {
+		r.mu.Unlock()
+		return nil
+	}
 	// 1. No write this leader may still propose or commit has a revision at
-	// or below readRev: wait out a flush that may have fetched its
-	// timestamps before readRev, and writes in flight at or below it.
+	// or below rev: wait out a flush that may have fetched its timestamps
+	// before rev, and writes in flight at or below it.
 	epoch := r.mu.flushEpoch
 	err := r.waitLocked(ctx, func() bool {
 		if r.mu.flushing && r.mu.flushEpoch == epoch {
 			return false
 		}
 		for _, p := range r.mu.inflight {
-			if p.rev <= readRev {
+			if p.rev <= rev {
 				return false
 			}
 		}
@@ -62,7 +86,7 @@ func (r *Replica) Read(ctx context.Context, generation uint64, op *pb.RequestOp,
 	})
 	r.mu.Unlock()
 	if err != nil {
-		return nil, 0, err
+		return err
 	}
 	// 2. Still the leader, and every write committed before now is applied.
 	idx, err := r.cfg.Raft.ReadIndex(ctx, r.group)
@@ -74,19 +98,18 @@ func (r *Replica) Read(ctx context.Context, generation uint64, op *pb.RequestOp,
 			err = r.notLeaderLocked()
 			r.mu.Unlock()
 		}
-		return nil, 0, err
+		return err
 	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if err := r.waitLocked(ctx, func() bool { return r.mu.applied >= idx }); err != nil {
-		r.mu.Unlock()
-		return nil, 0, fmt.Errorf("shard: range %d: wait for applied index %d: %w", r.group, idx, err)
+		return fmt.Errorf("shard: range %d: wait for applied index %d: %w", r.group, idx, err)
 	}
-	if readRev > r.mu.resolved {
-		r.mu.resolved = readRev
+	if rev > r.mu.resolved {
+		r.mu.resolved = rev
+		r.notifyLocked()
 	}
-	compact := r.mu.compactRev
-	r.mu.Unlock()
-	return r.evaluate(op, readRev, compact)
+	return nil
 }
 
 // evaluate runs a read on an engine snapshot.
