@@ -70,3 +70,14 @@ func decodeIndexTerm(b []byte) (uint64, uint64, error) {
 	}
 	return binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:]), nil
 }
+
+// AppliedIndex reads a group's applied index from r. Read from an engine
+// snapshot it is the index of exactly the replicated state that snapshot
+// holds: the host writes both in one batch.
+func AppliedIndex(r engine.Reader, g GroupID) (uint64, error) {
+	s, err := readAppliedState(r, g)
+	if err != nil {
+		return 0, fmt.Errorf("raftgroup: %s: read applied state: %w", g, err)
+	}
+	return s.Index, nil
+}

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/tesseradb/tessera/placement"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
 )
@@ -105,6 +106,36 @@ func (s *Internal) TransferLeader(ctx context.Context, req *tesserapb.TransferLe
 			return nil, status.Errorf(codes.DeadlineExceeded, "router: range %d: transfer to node %d: %v (leader now %d)", id, to, ctx.Err(), st.Leader)
 		}
 	}
+}
+
+// Hash reports the content hash of this node's replica of a range (the meta
+// group too) and the applied index it is exactly at: replicas at the same
+// applied index must report the same hash (tessctl check compares them).
+func (s *Internal) Hash(ctx context.Context, req *tesserapb.HashRequest) (*tesserapb.HashResponse, error) {
+	self := uint64(s.r.nodes.Self())
+	resp := &tesserapb.HashResponse{NodeId: self, RangeId: req.GetRangeId()}
+	if m := s.r.cfg.Meta; m != nil && req.GetRangeId() == placement.MetaRangeID {
+		idx, sum, err := m.Hash(ctx)
+		if err != nil {
+			return nil, toGRPCError(fmt.Errorf("router: hash of the meta group: %w", err))
+		}
+		resp.AppliedIndex, resp.Hash = idx, sum
+		return resp, nil
+	}
+	rep := s.r.replicas.Replica(req.GetRangeId())
+	if rep == nil {
+		resp.RoutingError = &tesserapb.RoutingError{
+			Code: tesserapb.RoutingError_RANGE_NOT_FOUND, Message: fmt.Sprintf("range %d not on node %d", req.GetRangeId(), self),
+		}
+		return resp, nil
+	}
+	res, err := rep.Hash(ctx)
+	if err != nil {
+		return nil, toGRPCError(fmt.Errorf("router: hash of range %d: %w", req.GetRangeId(), err))
+	}
+	resp.AppliedIndex, resp.Hash = res.AppliedIndex, res.Hash
+	resp.Revision, resp.CompactRevision = int64(res.Revision), int64(res.CompactRevision)
+	return resp, nil
 }
 
 // notLeader is the routing error of a node asked to act as a range's leader.

@@ -5,6 +5,7 @@
 //
 //	tessctl --endpoints http://127.0.0.1:2379 ranges [-w table|json]
 //	tessctl --endpoints http://127.0.0.1:2379 status [-w table|json]
+//	tessctl --endpoints http://127.0.0.1:2379 check [--timeout 30s] [-w table|json]
 //	tessctl --endpoints http://127.0.0.1:2379 transfer-leader --range N --to NODE
 package main
 
@@ -73,7 +74,7 @@ func rootCmd() *cobra.Command {
 	f.DurationVar(&g.dialTimeout, "dial-timeout", 2*time.Second, "timeout to connect to the endpoints")
 	f.DurationVar(&g.commandTimeout, "command-timeout", 5*time.Second, "timeout of the whole command, after connecting")
 	f.StringVarP(&g.writeOut, "write-out", "w", "table", "output format: table or json")
-	cmd.AddCommand(rangesCmd(g), statusCmd(g), transferLeaderCmd(g))
+	cmd.AddCommand(rangesCmd(g), statusCmd(g), checkCmd(g), transferLeaderCmd(g))
 	return cmd
 }
 

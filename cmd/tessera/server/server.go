@@ -397,6 +397,10 @@ func (s *Server) NodeID() raftgroup.NodeID { return s.self }
 // Host returns the node's raft host (tests move leaders with it).
 func (s *Server) Host() *raftgroup.Host { return s.host }
 
+// Engine returns the node's storage engine (consistency tests tamper with
+// it to check that tessctl check notices).
+func (s *Server) Engine() *engine.Engine { return s.eng }
+
 // Close stops the node: client and peer ports, raft, replicas, engine.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
