@@ -1,0 +1,556 @@
+package robustness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tesseradb/tessera/proto/tesserapb"
+)
+
+// Timeouts of the harness: generous, the machine may be small and busy.
+const (
+	startTimeout = 60 * time.Second // a (re)started node serves every range
+	stopTimeout  = 20 * time.Second // a killed process is reaped
+	rpcTimeout   = 5 * time.Second  // one admin RPC
+	pollInterval = 50 * time.Millisecond
+)
+
+// cluster is a set of tessera processes started by one test, their peer
+// traffic through a Network of proxies.
+type cluster struct {
+	t     *testing.T
+	log   *slog.Logger
+	dir   string // data dirs and logs
+	nodes []*node
+	net   *Network
+	split []string
+}
+
+// node is one member: fixed flags, current process.
+type node struct {
+	idx       int
+	name      string
+	clientURL string
+	peerAddr  string // where the process listens for peers
+	proxyAddr string // what it advertises: its proxy
+	logPath   string
+	args      []string
+
+	mu   sync.Mutex
+	proc *process // nil when not running
+}
+
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once reaped
+}
+
+// newCluster starts n nodes with the given split keys and waits until every
+// range serves through every node. Everything it started is killed when
+// the test ends. Should a port chosen as free be taken meanwhile, it starts
+// again on new ports.
+func newCluster(t *testing.T, n int, split []string) *cluster {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		c, err := tryNewCluster(t, n, split)
+		if err == nil {
+			return c
+		}
+		if attempt == 3 || !errors.Is(err, errPortTaken) {
+			t.Fatalf("start cluster: %v", err)
+		}
+		t.Logf("start cluster (attempt %d): %v; retrying on new ports", attempt, err)
+	}
+}
+
+var errPortTaken = errors.New("address already in use")
+
+func tryNewCluster(t *testing.T, n int, split []string) (*cluster, error) {
+	c := &cluster{t: t, dir: t.TempDir(), split: split, log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	c.net = NewNetwork(c.log, c.pids)
+	t.Cleanup(c.cleanup)
+	ports, err := freePorts(2 * n)
+	if err != nil {
+		return nil, err
+	}
+	var initial []string
+	for i := range n {
+		nd := &node{
+			idx:       i,
+			name:      fmt.Sprintf("node%d", i+1),
+			clientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
+			peerAddr:  fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]),
+		}
+		if nd.proxyAddr, err = c.net.Listen(i, "127.0.0.1", nd.peerAddr); err != nil {
+			return nil, err
+		}
+		nd.logPath = filepath.Join(c.dir, nd.name+".log")
+		initial = append(initial, nd.name+"=http://"+nd.proxyAddr)
+		c.nodes = append(c.nodes, nd)
+	}
+	for _, nd := range c.nodes {
+		nd.args = []string{
+			"--name", nd.name,
+			"--data-dir", filepath.Join(c.dir, nd.name),
+			"--listen-client-urls", nd.clientURL,
+			"--advertise-client-urls", nd.clientURL,
+			"--listen-peer-urls", "http://" + nd.peerAddr,
+			"--initial-advertise-peer-urls", "http://" + nd.proxyAddr,
+			"--initial-cluster", strings.Join(initial, ","),
+			"--initial-cluster-state", "new",
+			"--initial-split-keys", strings.Join(split, ","),
+			"--log-level", "info",
+		}
+	}
+	for _, nd := range c.nodes {
+		if err := c.start(nd); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.awaitServing(startTimeout); err != nil {
+		c.killAll()
+		for _, nd := range c.nodes {
+			if b, _ := os.ReadFile(nd.logPath); bytes.Contains(b, []byte(errPortTaken.Error())) {
+				return nil, fmt.Errorf("%s: %w", nd.name, errPortTaken)
+			}
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+// testWriter sends the harness's log lines to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+// freePorts returns n distinct ports that were free on 127.0.0.1.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// pids returns the running nodes' PIDs (PID -> node index).
+func (c *cluster) pids() map[int]int {
+	out := map[int]int{}
+	for _, nd := range c.nodes {
+		nd.mu.Lock()
+		if nd.proc != nil {
+			out[nd.proc.cmd.Process.Pid] = nd.idx
+		}
+		nd.mu.Unlock()
+	}
+	return out
+}
+
+// start starts nd's process in a process group of its own; its output is
+// appended to its log.
+func (c *cluster) start(nd *node) error {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.proc != nil {
+		return fmt.Errorf("%s is already running", nd.name)
+	}
+	logf, err := os.OpenFile(nd.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	fmt.Fprintf(logf, "=== %s: start %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(nd.args, " "))
+	cmd := exec.Command(tesseraBin, nd.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s: %w", nd.name, err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		err := cmd.Wait()
+		fmt.Fprintf(logf, "=== %s: pid %d exited: %v\n", time.Now().Format(time.RFC3339Nano), cmd.Process.Pid, err)
+		logf.Close()
+		close(p.done)
+	}()
+	nd.proc = p
+	c.log.Info("started", "node", nd.name, "pid", cmd.Process.Pid)
+	return nil
+}
+
+// signal sends sig to nd's process group, if it runs, and returns the
+// process.
+func (c *cluster) signal(nd *node, sig syscall.Signal) *process {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	p := nd.proc
+	if p == nil {
+		return nil
+	}
+	// The group id is the PID (Setpgid); it is ours until reaped.
+	select {
+	case <-p.done:
+		return p
+	default:
+	}
+	if err := syscall.Kill(-p.cmd.Process.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		c.t.Errorf("signal %v to %s (pgid %d): %v", sig, nd.name, p.cmd.Process.Pid, err)
+	}
+	return p
+}
+
+// kill sends SIGKILL to nd and reaps it.
+func (c *cluster) kill(nd *node) error {
+	p := c.signal(nd, syscall.SIGKILL)
+	if p == nil {
+		return nil
+	}
+	select {
+	case <-p.done:
+	case <-time.After(stopTimeout):
+		return fmt.Errorf("%s (pid %d) not reaped %v after SIGKILL", nd.name, p.cmd.Process.Pid, stopTimeout)
+	}
+	nd.mu.Lock()
+	nd.proc = nil
+	nd.mu.Unlock()
+	c.log.Info("killed", "node", nd.name, "pid", p.cmd.Process.Pid)
+	return nil
+}
+
+func (c *cluster) killAll() {
+	for _, nd := range c.nodes {
+		c.signal(nd, syscall.SIGCONT) // a stopped process dies of SIGKILL too; be explicit
+		if err := c.kill(nd); err != nil {
+			c.t.Error(err)
+		}
+	}
+}
+
+// cleanup kills what still runs and, if the test failed, keeps the node
+// logs as artifacts and shows their tails.
+func (c *cluster) cleanup() {
+	c.killAll()
+	c.net.Close()
+	if !c.t.Failed() {
+		return
+	}
+	dir := artifactDir(c.t)
+	for _, nd := range c.nodes {
+		b, err := os.ReadFile(nd.logPath)
+		if err != nil {
+			continue
+		}
+		if dir != "" {
+			_ = os.WriteFile(filepath.Join(dir, nd.name+".log"), b, 0o644)
+		}
+		c.t.Logf("--- %s log (tail) ---\n%s", nd.name, tail(b, 4000))
+	}
+}
+
+func tail(b []byte, max int) string {
+	if len(b) <= max {
+		return string(b)
+	}
+	b = b[len(b)-max:]
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[i+1:]
+	}
+	return "...\n" + string(b)
+}
+
+// artifactDir returns (creating it) the directory kept for the test's
+// artifacts: under $ROBUSTNESS_ARTIFACTS if set, else a new temporary
+// directory that is not removed. "" if none can be made.
+func artifactDir(t *testing.T) string {
+	artifactDirs.Lock()
+	defer artifactDirs.Unlock()
+	if d, ok := artifactDirs.m[t.Name()]; ok {
+		return d
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+	var dir string
+	var err error
+	if root := os.Getenv("ROBUSTNESS_ARTIFACTS"); root != "" {
+		dir = filepath.Join(root, name)
+		err = os.MkdirAll(dir, 0o755)
+	} else {
+		dir, err = os.MkdirTemp("", "tessera-robustness-"+name+"-")
+	}
+	if err != nil {
+		t.Logf("artifacts: %v", err)
+		return ""
+	}
+	t.Logf("artifacts kept in %s", dir)
+	artifactDirs.m[t.Name()] = dir
+	return dir
+}
+
+var artifactDirs = struct {
+	sync.Mutex
+	m map[string]string
+}{m: map[string]string{}}
+
+// endpoints returns every node's client URL.
+func (c *cluster) endpoints() []string {
+	var out []string
+	for _, nd := range c.nodes {
+		out = append(out, nd.clientURL)
+	}
+	return out
+}
+
+// client returns a client of every node, closed when the test ends.
+func (c *cluster) client() *clientv3.Client {
+	c.t.Helper()
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   c.endpoints(),
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		c.t.Fatalf("client: %v", err)
+	}
+	c.t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// awaitServing waits until every node is running, reports healthy and
+// answers a linearizable read of every data range (/health reads one range).
+func (c *cluster) awaitServing(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	ranges, err := c.dataRanges(deadline)
+	if err != nil {
+		return err
+	}
+	for _, nd := range c.nodes {
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{nd.clientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			return fmt.Errorf("client of %s: %w", nd.name, err)
+		}
+		for _, d := range ranges {
+			key := string(d.GetStartKey()) + "\x00readiness"
+			err := poll(deadline, func() error {
+				if err := nd.exited(); err != nil {
+					return err
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				_, err := cli.Get(ctx, key)
+				return err
+			})
+			if err != nil {
+				cli.Close()
+				return fmt.Errorf("range %d through %s: %w", d.GetRangeId(), nd.name, err)
+			}
+		}
+		cli.Close()
+	}
+	return nil
+}
+
+// exited returns an error if nd is not running.
+func (nd *node) exited() error {
+	nd.mu.Lock()
+	p := nd.proc
+	nd.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("%s is not running", nd.name)
+	}
+	select {
+	case <-p.done:
+		return fmt.Errorf("%s exited (log %s)", nd.name, nd.logPath)
+	default:
+		return nil
+	}
+}
+
+// poll calls check every pollInterval until it returns nil or the deadline
+// passes, then returns its last error.
+func poll(deadline time.Time, check func() error) error {
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		<-time.After(pollInterval)
+	}
+}
+
+// internal returns an Internal client of nd's peer port itself (not its
+// proxy: the harness is never partitioned) and a function to close it.
+func (nd *node) internal() (tesserapb.InternalClient, func(), error) {
+	conn, err := grpc.NewClient(nd.peerAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial %s: %w", nd.name, err)
+	}
+	return tesserapb.NewInternalClient(conn), func() { conn.Close() }, nil
+}
+
+// status asks nd for its replicas.
+func (nd *node) status() (*tesserapb.RangesResponse, error) {
+	ic, done, err := nd.internal()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer cancel()
+	resp, err := ic.Ranges(ctx, &tesserapb.RangesRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("ranges of %s: %w", nd.name, err)
+	}
+	return resp, nil
+}
+
+// dataRanges returns the data ranges' descriptors in key order, from the
+// first node that answers.
+func (c *cluster) dataRanges(deadline time.Time) ([]*tesserapb.RangeDescriptor, error) {
+	var out []*tesserapb.RangeDescriptor
+	err := poll(deadline, func() error {
+		var errs []error
+		for _, nd := range c.nodes {
+			resp, err := nd.status()
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out = out[:0]
+			for _, r := range resp.GetRanges() {
+				if !r.GetIsMeta() {
+					out = append(out, r.GetRangeDescriptor())
+				}
+			}
+			slices.SortFunc(out, func(a, b *tesserapb.RangeDescriptor) int { return bytes.Compare(a.GetStartKey(), b.GetStartKey()) })
+			if len(out) > 0 && len(out[0].GetStartKey()) == 0 && len(out[len(out)-1].GetEndKey()) == 0 {
+				return nil // this node holds every data range
+			}
+			errs = append(errs, fmt.Errorf("%s holds %d data ranges, not all", nd.name, len(out)))
+		}
+		return errors.Join(errs...)
+	})
+	return out, err
+}
+
+// leaders returns, for every group (the meta group is range 1), its
+// replicas and the leader as most running nodes see it (0: none known).
+func (c *cluster) leaders() (map[uint64]groupInfo, error) {
+	out := map[uint64]groupInfo{}
+	votes := map[uint64]map[uint64]int{}
+	for _, nd := range c.nodes {
+		if nd.exited() != nil {
+			continue
+		}
+		resp, err := nd.status()
+		if err != nil {
+			continue // stopped or partitioned nodes do not answer
+		}
+		for _, r := range resp.GetRanges() {
+			id := r.GetRangeDescriptor().GetRangeId()
+			out[id] = groupInfo{id: id, meta: r.GetIsMeta(), replicas: r.GetRangeDescriptor().GetReplicas()}
+			if votes[id] == nil {
+				votes[id] = map[uint64]int{}
+			}
+			if r.GetLeaderNode() != 0 {
+				votes[id][r.GetLeaderNode()]++
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no node reports its ranges")
+	}
+	for id, g := range out {
+		best := 0
+		for l, n := range votes[id] {
+			if n > best {
+				g.leader, best = l, n
+			}
+		}
+		out[id] = g
+	}
+	return out, nil
+}
+
+type groupInfo struct {
+	id       uint64
+	meta     bool
+	replicas []uint64 // node ids (index+1)
+	leader   uint64   // node id, 0 if unknown
+}
+
+// metaLeader returns the node leading the meta group, or nil.
+func (c *cluster) metaLeader() *node {
+	gs, err := c.leaders()
+	if err != nil {
+		return nil
+	}
+	for _, g := range gs {
+		if g.meta && g.leader != 0 && int(g.leader) <= len(c.nodes) {
+			return c.nodes[g.leader-1]
+		}
+	}
+	return nil
+}
+
+// health asks nd's /health once.
+func (nd *node) health() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, nd.clientURL+"/health", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s /health: %d %s", nd.name, resp.StatusCode, bytes.TrimSpace(body))
+	}
+	return nil
+}
+
+// clientHost returns host:port of nd's client URL.
+func (nd *node) clientHost() string {
+	u, _ := url.Parse(nd.clientURL)
+	return u.Host
+}
