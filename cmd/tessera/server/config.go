@@ -31,6 +31,9 @@ type Config struct {
 	InitialSplitKeys []string
 	// MaxRequestBytes is etcd's --max-request-bytes (1.5 MiB).
 	MaxRequestBytes int
+	// WatchProgressNotifyInterval is etcd's
+	// --experimental-watch-progress-notify-interval (10 minutes).
+	WatchProgressNotifyInterval time.Duration
 
 	// TickInterval and ElectionTicks set the raft clock (100 ms, 10 ticks:
 	// etcd's heartbeat interval and election timeout).
@@ -53,16 +56,17 @@ type Config struct {
 // 127.0.0.1:2379 with its data in ./default.tessera.
 func DefaultConfig() Config {
 	return Config{
-		Name:                     "default",
-		DataDir:                  "default.tessera",
-		ListenClientURLs:         []string{"http://127.0.0.1:2379"},
-		AdvertiseClientURLs:      []string{"http://127.0.0.1:2379"},
-		ListenPeerURLs:           []string{"http://127.0.0.1:2380"},
-		InitialAdvertisePeerURLs: []string{"http://127.0.0.1:2380"},
-		InitialClusterState:      "new",
-		MaxRequestBytes:          1536 * 1024,
-		TickInterval:             100 * time.Millisecond,
-		ElectionTicks:            10,
+		Name:                        "default",
+		DataDir:                     "default.tessera",
+		ListenClientURLs:            []string{"http://127.0.0.1:2379"},
+		AdvertiseClientURLs:         []string{"http://127.0.0.1:2379"},
+		ListenPeerURLs:              []string{"http://127.0.0.1:2380"},
+		InitialAdvertisePeerURLs:    []string{"http://127.0.0.1:2380"},
+		InitialClusterState:         "new",
+		MaxRequestBytes:             1536 * 1024,
+		WatchProgressNotifyInterval: 10 * time.Minute,
+		TickInterval:                100 * time.Millisecond,
+		ElectionTicks:               10,
 	}
 }
 

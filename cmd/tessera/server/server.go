@@ -30,6 +30,7 @@ import (
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
 	"github.com/tesseradb/tessera/router"
+	"github.com/tesseradb/tessera/watchhub"
 	"github.com/tesseradb/tessera/shard"
 )
 
@@ -49,6 +50,7 @@ type Server struct {
 	meta     *placement.Meta
 	replicas map[uint64]*shard.Replica
 	router   *router.Router
+	hub      *watchhub.Hub
 
 	clientLis, peerLis net.Listener
 	clientConns        *trackingListener
@@ -146,6 +148,17 @@ func Start(cfg Config) (_ *Server, err error) {
 		// Operator RPCs (router/admin.go): leader transfer.
 		Raft:                s.host,
 		TransferLeaderRetry: hcfg.TickInterval * time.Duration(hcfg.ElectionTicks),
+	})
+	s.hub = watchhub.New(watchhub.Config{
+		ClusterID:              s.layout.GetClusterId(),
+		NodeID:                 s.nodes.Self(),
+		Ranges:                 s.router.Cache(),
+		Peers:                  s.nodes,
+		Clock:                  clock,
+		ProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
+		MaxRequestBytes:        cfg.MaxRequestBytes,
+		Registerer:             s.reg,
+		Logger:                 s.log,
 	})
 	s.serve()
 	s.host.Start()
@@ -307,6 +320,7 @@ func (s *Server) serve() {
 		grpc.MaxConcurrentStreams(math.MaxUint32),
 	)
 	pb.RegisterKVServer(s.clientGRPC, s.router)
+	pb.RegisterWatchServer(s.clientGRPC, s.hub)
 	pb.RegisterClusterServer(s.clientGRPC, router.NewCluster(s.router, s.layout.GetClusterId(), internal))
 	tesserapb.RegisterInternalServer(s.clientGRPC, internal)
 	mux := http.NewServeMux()
@@ -418,6 +432,9 @@ func (s *Server) Close() {
 		}
 		if s.peerGRPC != nil {
 			s.peerGRPC.Stop()
+		}
+		if s.hub != nil {
+			s.hub.Close()
 		}
 		if s.clientLis != nil {
 			_ = s.clientLis.Close()
