@@ -30,8 +30,8 @@ import (
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
 	"github.com/tesseradb/tessera/router"
-	"github.com/tesseradb/tessera/watchhub"
 	"github.com/tesseradb/tessera/shard"
+	"github.com/tesseradb/tessera/watchhub"
 )
 
 var bootstrapKey = engine.StoreKey("bootstrap")
