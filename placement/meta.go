@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	etcdpb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
@@ -41,7 +42,8 @@ type Meta struct {
 	mu struct {
 		sync.Mutex
 		bootstrap *tesserapb.ClusterBootstrap
-		highMs    int64 // TSO high-water mark
+		highMs    int64                           // TSO high-water mark
+		alarms    map[alarmID]*etcdpb.AlarmMember // active alarms (alarms.go)
 		leader    raftgroup.NodeID
 		isLeader  bool
 		term      uint64
@@ -51,7 +53,11 @@ type Meta struct {
 	}
 }
 
-type metaResult struct{ prevHighMs, highMs int64 }
+type metaResult struct {
+	prevHighMs, highMs int64
+	// alarms: the alarms an alarm request activated or deactivated.
+	alarms []*etcdpb.AlarmMember
+}
 
 type metaResultFor struct {
 	id uint64
@@ -88,6 +94,7 @@ func NewMeta(node raftgroup.NodeID, eng *engine.Engine, raft RaftHost, tsoCfg TS
 	}
 	m := &Meta{node: node, eng: eng, raft: raft, log: log.With("range", MetaRangeID)}
 	m.mu.waiters = make(map[uint64]chan metaResult)
+	m.mu.alarms = make(map[alarmID]*etcdpb.AlarmMember)
 	m.mu.nextID = uint64(time.Now().UnixNano())
 	if err := m.load(); err != nil {
 		return nil, err
@@ -120,7 +127,7 @@ func (m *Meta) load() error {
 	default:
 		return errors.New("placement: corrupt TSO high-water mark")
 	}
-	return nil
+	return m.loadAlarmsLocked()
 }
 
 // TSO returns the node's TSO server (serving only while this node leads the
@@ -166,8 +173,15 @@ func (m *Meta) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 				return err
 			}
 		}
+		var alarms []*etcdpb.AlarmMember
+		if req := cmd.GetAlarmRequest(); len(req) > 0 {
+			var err error
+			if alarms, err = m.applyAlarmLocked(b, req); err != nil {
+				return fmt.Errorf("placement: meta command at %d: %w", e.GetIndex(), err)
+			}
+		}
 		if cmd.GetProposerNode() == uint64(m.node) {
-			m.mu.results = append(m.mu.results, metaResultFor{id: cmd.GetProposalId(), r: metaResult{prevHighMs: prev, highMs: m.mu.highMs}})
+			m.mu.results = append(m.mu.results, metaResultFor{id: cmd.GetProposalId(), r: metaResult{prevHighMs: prev, highMs: m.mu.highMs, alarms: alarms}})
 		}
 	}
 	return nil
@@ -217,6 +231,16 @@ func (m *Meta) LeaderChanged(leader raftgroup.NodeID, term uint64, isLeader bool
 // raiseHighWater proposes a new TSO high-water mark and waits until it
 // applied, returning the mark before and after it.
 func (m *Meta) raiseHighWater(ctx context.Context, highMs int64) (metaResult, error) {
+	r, err := m.propose(ctx, &tesserapb.MetaCommand{TsoHighWaterMs: highMs})
+	if err != nil {
+		return metaResult{}, fmt.Errorf("placement: raise TSO high-water mark: %w", err)
+	}
+	return r, nil
+}
+
+// propose proposes a meta command (its proposal id and proposer are set
+// here) and waits until this replica applied it.
+func (m *Meta) propose(ctx context.Context, cmd *tesserapb.MetaCommand) (metaResult, error) {
 	m.mu.Lock()
 	m.mu.nextID++
 	id := m.mu.nextID
@@ -228,17 +252,18 @@ func (m *Meta) raiseHighWater(ctx context.Context, highMs int64) (metaResult, er
 		delete(m.mu.waiters, id)
 		m.mu.Unlock()
 	}()
-	data, err := proto.Marshal(&tesserapb.MetaCommand{ProposalId: id, ProposerNode: uint64(m.node), TsoHighWaterMs: highMs})
+	cmd.ProposalId, cmd.ProposerNode = id, uint64(m.node)
+	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return metaResult{}, err
 	}
 	if err := m.raft.Propose(MetaRangeID, data); err != nil {
-		return metaResult{}, fmt.Errorf("placement: propose TSO high-water mark: %w", err)
+		return metaResult{}, fmt.Errorf("propose: %w", err)
 	}
 	select {
 	case r := <-ch:
 		return r, nil
 	case <-ctx.Done():
-		return metaResult{}, fmt.Errorf("placement: raise TSO high-water mark: %w", ctx.Err())
+		return metaResult{}, ctx.Err()
 	}
 }

@@ -140,6 +140,10 @@ func (r *Router) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 	if err := shard.ValidatePut(req, r.cfg.Limits); err != nil {
 		return nil, err
 	}
+	// NOSPACE alarm (maintenance.go): no new data while a disk is full.
+	if err := r.checkNoSpace(nil); err != nil {
+		return nil, err
+	}
 	d, err := r.singleRange("put", [][2][]byte{{req.GetKey(), nil}})
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -212,6 +216,10 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 			return nil, toGRPCError(err)
 		}
 		return &pb.TxnResponse{Header: r.header(rev), Succeeded: true, Responses: []*pb.ResponseOp{}}, nil
+	}
+	// NOSPACE alarm (maintenance.go): no txn with puts while a disk is full.
+	if err := r.checkNoSpace(req); err != nil {
+		return nil, err
 	}
 	d, err := r.singleRange("txn", spans)
 	if err != nil {

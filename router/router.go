@@ -43,6 +43,8 @@ type Router struct {
 	replicas Replicas
 	clock    shard.Clock
 	log      *slog.Logger
+	// alarms: what a node without a meta replica last learned (maintenance.go).
+	alarms alarmCache
 }
 
 // New returns a router.

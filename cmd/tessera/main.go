@@ -56,6 +56,8 @@ Flags follow etcd's names and meanings.`,
 	f.DurationVar(&cfg.TickInterval, "heartbeat-interval", cfg.TickInterval, "time of a raft tick (heartbeat interval)")
 	f.IntVar(&cfg.ElectionTicks, "election-ticks", cfg.ElectionTicks, "election timeout in ticks")
 	f.StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	f.Int64Var(&cfg.QuotaFreeBytes, "quota-free-bytes", cfg.QuotaFreeBytes, "raise the NOSPACE alarm (refusing puts) when the data directory's file system has less free space than this (0: never)")
+	f.Int64Var(&cfg.QuotaBackendBytes, "quota-backend-bytes", cfg.QuotaBackendBytes, "raise the NOSPACE alarm when the data directory grows beyond this size (0: no quota)")
 	f.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "serve Go's runtime profiler under /debug/pprof/ on the client port")
 	cmd.AddCommand(devCmd())
 	return cmd

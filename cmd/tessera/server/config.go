@@ -45,6 +45,14 @@ type Config struct {
 	ClientListener net.Listener
 	PeerListener   net.Listener
 
+	// QuotaFreeBytes: the node raises etcd's NOSPACE alarm when its data
+	// directory's file system has less free space than this (0: never).
+	QuotaFreeBytes int64
+	// QuotaBackendBytes is etcd's --quota-backend-bytes: NOSPACE when the
+	// data directory grows beyond it (0: no quota; a range-sharded store
+	// has no single backend to cap, so unlike etcd it is off by default).
+	QuotaBackendBytes int64
+
 	// EnablePprof serves Go's profiler under /debug/pprof/ on the client
 	// port, as etcd's --enable-pprof.
 	EnablePprof bool
@@ -65,6 +73,7 @@ func DefaultConfig() Config {
 		InitialClusterState:         "new",
 		MaxRequestBytes:             1536 * 1024,
 		WatchProgressNotifyInterval: 10 * time.Minute,
+		QuotaFreeBytes:              DefaultQuotaFreeBytes,
 		TickInterval:                100 * time.Millisecond,
 		ElectionTicks:               10,
 	}

@@ -51,6 +51,9 @@ type Server struct {
 	replicas map[uint64]*shard.Replica
 	router   *router.Router
 	hub      *watchhub.Hub
+	// maint serves etcd's Maintenance (alarms); diskMon raises NOSPACE.
+	maint   *router.Maintenance
+	diskMon *diskMonitor
 
 	clientLis, peerLis net.Listener
 	clientConns        *trackingListener
@@ -162,6 +165,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	})
 	s.serve()
 	s.host.Start()
+	s.startDiskMonitor()
 	return s, nil
 }
 
@@ -311,6 +315,8 @@ func (s *Server) serve() {
 	internal := router.NewInternal(s.router, s.rangeStatus)
 	internal.Self = s.selfInfo
 	tesserapb.RegisterInternalServer(s.peerGRPC, internal)
+	// Alarm requests forwarded to the meta group's nodes (maintenance.go).
+	pb.RegisterMaintenanceServer(s.peerGRPC, router.NewMaintenance(s.router, false, s.dataDirSize))
 	s.goServe("peer grpc", func() error { return s.peerGRPC.Serve(s.peerLis) })
 
 	// Client port: etcd's gRPC API and HTTP (/health, /metrics), as etcd.
@@ -323,6 +329,8 @@ func (s *Server) serve() {
 	pb.RegisterWatchServer(s.clientGRPC, s.hub)
 	pb.RegisterClusterServer(s.clientGRPC, router.NewCluster(s.router, s.layout.GetClusterId(), internal))
 	tesserapb.RegisterInternalServer(s.clientGRPC, internal)
+	s.maint = router.NewMaintenance(s.router, true, s.dataDirSize)
+	pb.RegisterMaintenanceServer(s.clientGRPC, s.maint)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/health", s.health)
@@ -418,6 +426,9 @@ func (s *Server) Engine() *engine.Engine { return s.eng }
 // Close stops the node: client and peer ports, raft, replicas, engine.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
+		if s.diskMon != nil {
+			s.diskMon.close()
+		}
 		if s.clientMux != nil {
 			s.clientMux.Close()
 		}
