@@ -40,6 +40,10 @@ const (
 type clusterConfig struct {
 	nodes     int
 	splitKeys []string
+	// prepare, if set, runs for each node before any starts, once its flags
+	// are set: it may add flags or set up the data dir (a cleanup it
+	// registers runs after the processes are killed).
+	prepare func(n *node)
 }
 
 // cluster is a set of tessera processes started by one test.
@@ -123,6 +127,11 @@ func tryNewCluster(t *testing.T, cfg clusterConfig) (*cluster, error) {
 		}
 		if len(cfg.splitKeys) > 0 {
 			n.args = append(n.args, "--initial-split-keys", strings.Join(cfg.splitKeys, ","))
+		}
+	}
+	if cfg.prepare != nil {
+		for _, n := range c.nodes {
+			cfg.prepare(n)
 		}
 	}
 	t.Cleanup(c.cleanup)
