@@ -170,20 +170,62 @@ func (t *TSO) Serving() (bool, raftgroup.NodeID) {
 	return t.mu.serving, t.mu.leader
 }
 
+// leaderConfirmer is what Allocate needs from the raft host to prove that
+// this node still leads the meta group (raftgroup.Host has it).
+type leaderConfirmer interface {
+	ReadIndex(ctx context.Context, id raftgroup.GroupID) (uint64, error)
+}
+
 // Allocate returns the first of n consecutive timestamps, each greater than
 // every timestamp handed out before by any leader.
+//
+// A leader cut off from the others believes it leads until CheckQuorum
+// makes it step down, an election timeout later; by then the others may
+// have elected a leader that hands out timestamps above this one's whole
+// window. Handing out a lower timestamp after that would put a request
+// below writes acknowledged before it arrived (a stale read). So the
+// timestamps go out only after a ReadIndex round that started after they
+// were chosen has confirmed the leadership: a new leader's election ends
+// after that round's quorum answered, hence after these timestamps were
+// chosen, and everything it hands out is above them anyway.
 func (t *TSO) Allocate(ctx context.Context, n int) (engine.Revision, error) {
+	first, term, err := t.allocate(ctx, n)
+	if err != nil {
+		return 0, err
+	}
+	rc, ok := t.meta.raft.(leaderConfirmer)
+	if !ok {
+		return 0, errors.New("placement: TSO cannot confirm its leadership: raft host has no ReadIndex")
+	}
+	if _, err := rc.ReadIndex(ctx, MetaRangeID); err != nil {
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("placement: TSO confirming leadership: %w", err)
+		}
+		// Not confirmed: possibly deposed; the leader is not known here.
+		return 0, &ErrTSONotLeader{}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.mu.serving || t.mu.term != term {
+		return 0, &ErrTSONotLeader{Leader: t.mu.leader}
+	}
+	return first, nil
+}
+
+// allocate picks n timestamps and returns them with the term they were
+// picked in.
+func (t *TSO) allocate(ctx context.Context, n int) (engine.Revision, uint64, error) {
 	if n <= 0 || n >= 1<<LogicalBits {
-		return 0, fmt.Errorf("placement: TSO request for %d timestamps", n)
+		return 0, 0, fmt.Errorf("placement: TSO request for %d timestamps", n)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for {
 		if t.mu.closed {
-			return 0, errors.New("placement: TSO closed")
+			return 0, 0, errors.New("placement: TSO closed")
 		}
 		if !t.mu.serving {
-			return 0, &ErrTSONotLeader{Leader: t.mu.leader}
+			return 0, 0, &ErrTSONotLeader{Leader: t.mu.leader}
 		}
 		now := t.cfg.Now().UnixMilli()
 		phys, logical := t.mu.phys, t.mu.logical
@@ -198,7 +240,7 @@ func (t *TSO) Allocate(ctx context.Context, n int) (engine.Revision, error) {
 			if t.mu.highMs-phys < t.cfg.Window.Milliseconds()/2 {
 				t.startRaiseLocked(false)
 			}
-			return engine.Revision(phys<<LogicalBits | logical), nil
+			return engine.Revision(phys<<LogicalBits | logical), t.mu.term, nil
 		}
 		// At the mark: wait for the raise.
 		t.startRaiseLocked(false)
@@ -208,7 +250,7 @@ func (t *TSO) Allocate(ctx context.Context, n int) (engine.Revision, error) {
 		case <-ch:
 		case <-ctx.Done():
 			t.mu.Lock()
-			return 0, fmt.Errorf("placement: TSO waiting for high-water mark: %w", ctx.Err())
+			return 0, 0, fmt.Errorf("placement: TSO waiting for high-water mark: %w", ctx.Err())
 		}
 		t.mu.Lock()
 	}
