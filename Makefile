@@ -1,7 +1,7 @@
 # The README's test command is `make test`; .ci/run calls it.
 GO ?= go
 
-.PHONY: test build proto fuzz bench system differential
+.PHONY: test build proto fuzz bench system differential robustness
 
 build:
 	$(GO) build ./...
@@ -20,6 +20,12 @@ fuzz:
 # Real-process system tests alone (crash recovery, etcdctl, SIGTERM).
 system:
 	$(GO) test -race -count=1 -timeout 10m -v ./tests/system/
+
+# The linearizability harness at full length: 3- and 5-node clusters,
+# longer traffic under every fault, three times (failure artifacts go to
+# $ROBUSTNESS_ARTIFACTS, else a kept temporary directory).
+robustness:
+	ROBUSTNESS_LONG=1 $(GO) test -race -count=3 -timeout 60m -run TestRobustness ./tests/robustness/
 
 # A long differential run against etcd (needs /usr/bin/etcd).
 differential:
