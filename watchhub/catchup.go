@@ -8,7 +8,6 @@ import (
 	"sort"
 	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	"github.com/tesseradb/tessera/engine"
@@ -63,7 +62,7 @@ func (h *Hub) catchUp(ctx context.Context, w *watcher, cursor engine.Revision) {
 		h.mu.Unlock()
 
 		if fromRing {
-			if len(evs) > 0 && w.s.push(w, &pb.WatchResponse{Header: h.header(target), WatchId: w.id, Events: evs}, true) != pushed {
+			if res, _ := w.s.pushEvents(w, target, evs, true); res != pushed {
 				return
 			}
 			cursor = target
@@ -150,10 +149,8 @@ func (h *Hub) history(ctx context.Context, w *watcher, from, to engine.Revision,
 	var revsInBatch int
 	var batchTop engine.Revision
 	flush := func() bool {
-		if len(evs) > 0 {
-			if w.s.push(w, &pb.WatchResponse{Header: h.header(to), WatchId: w.id, Events: evs}, true) != pushed {
-				return false
-			}
+		if res, _ := w.s.pushEvents(w, to, evs, true); res != pushed {
+			return false
 		}
 		sent = max(sent, batchTop)
 		evs, revsInBatch = nil, 0

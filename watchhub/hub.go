@@ -296,15 +296,14 @@ func (h *Hub) releaseLocked(g engine.Revision) {
 		if len(evs) == 0 {
 			continue
 		}
-		resp := &pb.WatchResponse{Header: h.header(g), WatchId: w.id, Events: evs}
-		switch w.s.push(w, resp, false) {
+		switch res, done := w.s.pushEvents(w, g, evs, false); res {
 		case pushFull:
 			// The stream cannot take more: this watcher catches up on its
 			// own from what it was last given.
 			delete(h.mu.synced, w)
 			w.synced = false
 			h.m.unsynced.Inc()
-			h.startCatchUpLocked(w, max(prev, w.start-1))
+			h.startCatchUpLocked(w, max(prev, w.start-1, done))
 		case pushed:
 			w.sentEvents = true
 		}

@@ -430,3 +430,37 @@ func (s *stream) send(it outItem) error {
 	}
 	return nil
 }
+
+// chunks splits a watcher's events into the event lists of its responses:
+// at revision boundaries, each under maxBytes unless one revision alone is
+// larger (the fragment option splits that one further when sent).
+func chunks(evs []*mvccpb.Event, maxBytes int) [][]*mvccpb.Event {
+	var out [][]*mvccpb.Event
+	start, size := 0, 0
+	for i, ev := range evs {
+		es := proto.Size(ev) + 8
+		if i > start && size+es > maxBytes && ev.GetKv().GetModRevision() != evs[i-1].GetKv().GetModRevision() {
+			out = append(out, evs[start:i])
+			start, size = i, 0
+		}
+		size += es
+	}
+	if start < len(evs) {
+		out = append(out, evs[start:])
+	}
+	return out
+}
+
+// pushEvents queues a watcher's events as one or more responses. On
+// failure it also returns the revision up to which events were queued (0:
+// none).
+func (s *stream) pushEvents(w *watcher, rev engine.Revision, evs []*mvccpb.Event, block bool) (pushResult, engine.Revision) {
+	var done engine.Revision
+	for _, c := range chunks(evs, s.h.cfg.MaxRequestBytes) {
+		if r := s.push(w, &pb.WatchResponse{Header: s.h.header(rev), WatchId: w.id, Events: c}, block); r != pushed {
+			return r, done
+		}
+		done = engine.Revision(c[len(c)-1].GetKv().GetModRevision())
+	}
+	return pushed, done
+}

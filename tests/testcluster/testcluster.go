@@ -51,6 +51,9 @@ type Options struct {
 	// Tick is the raft tick; 0 means 20ms (ten ticks to an election: fast
 	// elections for tests, still well above loopback round trips).
 	Tick time.Duration
+	// Configure, when set, adjusts each node's configuration before it
+	// starts (flags a test needs, such as etcd's watch progress interval).
+	Configure func(*server.Config)
 }
 
 // Timeouts of the cluster's waits. They are generous because the race
@@ -162,6 +165,9 @@ func (c *Cluster) startNode(n *node, client, peer net.Listener) (*server.Server,
 	cfg.TickInterval = c.opts.Tick
 	cfg.ElectionTicks = electionTicks
 	cfg.Logger = nodeLogger()
+	if c.opts.Configure != nil {
+		c.opts.Configure(&cfg)
+	}
 	return server.Start(cfg)
 }
 

@@ -34,6 +34,10 @@ type Config struct {
 	// WatchProgressNotifyInterval is etcd's
 	// --experimental-watch-progress-notify-interval (10 minutes).
 	WatchProgressNotifyInterval time.Duration
+	// WatchStreamQueue bounds the responses queued per watch stream before
+	// its watchers fall back to catching up (0: the hub's default, 1024).
+	// Not a flag: tests lower it to exercise slow watchers.
+	WatchStreamQueue int
 
 	// TickInterval and ElectionTicks set the raft clock (100 ms, 10 ticks:
 	// etcd's heartbeat interval and election timeout).

@@ -160,6 +160,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		Clock:                  clock,
 		ProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 		MaxRequestBytes:        cfg.MaxRequestBytes,
+		StreamQueue:            cfg.WatchStreamQueue,
 		Registerer:             s.reg,
 		Logger:                 s.log,
 	})
