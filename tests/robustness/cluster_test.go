@@ -94,7 +94,6 @@ func tryNewCluster(t *testing.T, n int, split []string) (*cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	var initial []string
 	for i := range n {
 		nd := &node{
 			idx:       i,
@@ -102,12 +101,16 @@ func tryNewCluster(t *testing.T, n int, split []string) (*cluster, error) {
 			clientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
 			peerAddr:  fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]),
 		}
-		if nd.proxyAddr, err = c.net.Listen(i, "127.0.0.1", nd.peerAddr); err != nil {
+		nd.logPath = filepath.Join(c.dir, nd.name+".log")
+		c.nodes = append(c.nodes, nd)
+	}
+	// The proxies start once c.nodes is complete: they read it (pids).
+	var initial []string
+	for _, nd := range c.nodes {
+		if nd.proxyAddr, err = c.net.Listen(nd.idx, "127.0.0.1", nd.peerAddr); err != nil {
 			return nil, err
 		}
-		nd.logPath = filepath.Join(c.dir, nd.name+".log")
 		initial = append(initial, nd.name+"=http://"+nd.proxyAddr)
-		c.nodes = append(c.nodes, nd)
 	}
 	for _, nd := range c.nodes {
 		nd.args = []string{
