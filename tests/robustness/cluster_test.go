@@ -443,11 +443,13 @@ func (nd *node) status() (*tesserapb.RangesResponse, error) {
 	return resp, nil
 }
 
-// dataRanges returns the data ranges' descriptors in key order, from the
-// first node that answers.
+// dataRanges returns the data ranges' descriptors in key order, gathered
+// from every node (with more than three nodes none holds them all); it
+// polls until they cover the keyspace without gaps.
 func (c *cluster) dataRanges(deadline time.Time) ([]*tesserapb.RangeDescriptor, error) {
 	var out []*tesserapb.RangeDescriptor
 	err := poll(deadline, func() error {
+		byID := map[uint64]*tesserapb.RangeDescriptor{}
 		var errs []error
 		for _, nd := range c.nodes {
 			resp, err := nd.status()
@@ -455,19 +457,28 @@ func (c *cluster) dataRanges(deadline time.Time) ([]*tesserapb.RangeDescriptor, 
 				errs = append(errs, err)
 				continue
 			}
-			out = out[:0]
 			for _, r := range resp.GetRanges() {
 				if !r.GetIsMeta() {
-					out = append(out, r.GetRangeDescriptor())
+					byID[r.GetRangeDescriptor().GetRangeId()] = r.GetRangeDescriptor()
 				}
 			}
-			slices.SortFunc(out, func(a, b *tesserapb.RangeDescriptor) int { return bytes.Compare(a.GetStartKey(), b.GetStartKey()) })
-			if len(out) > 0 && len(out[0].GetStartKey()) == 0 && len(out[len(out)-1].GetEndKey()) == 0 {
-				return nil // this node holds every data range
-			}
-			errs = append(errs, fmt.Errorf("%s holds %d data ranges, not all", nd.name, len(out)))
 		}
-		return errors.Join(errs...)
+		out = out[:0]
+		for _, d := range byID {
+			out = append(out, d)
+		}
+		slices.SortFunc(out, func(a, b *tesserapb.RangeDescriptor) int { return bytes.Compare(a.GetStartKey(), b.GetStartKey()) })
+		var prev []byte
+		for i, d := range out {
+			if (i == 0 && len(d.GetStartKey()) != 0) || (i > 0 && !bytes.Equal(d.GetStartKey(), prev)) {
+				return errors.Join(append(errs, fmt.Errorf("no range known at %q", prev))...)
+			}
+			prev = d.GetEndKey()
+		}
+		if len(out) == 0 || len(prev) != 0 {
+			return errors.Join(append(errs, fmt.Errorf("no range known at %q", prev))...)
+		}
+		return nil
 	})
 	return out, err
 }
