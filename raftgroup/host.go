@@ -349,20 +349,24 @@ func (h *Host) ReadIndex(ctx context.Context, id GroupID) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return g.reads.wait(ctx, h.stopper, h.goTracked, func() (chan uint64, func(), error) { return h.startReadIndex(id) })
+	return g.reads.wait(ctx, h.stopper, h.goTracked, func() (chan uint64, func(), func() error, error) { return h.startReadIndex(id) })
 }
 
 // startReadIndex starts one raft ReadIndex round; the channel receives its
-// index, cancel forgets it.
-func (h *Host) startReadIndex(id GroupID) (chan uint64, func(), error) {
+// index, cancel forgets it, lost fails once leadership moved (raft forgets
+// pending reads when its leader steps down).
+func (h *Host) startReadIndex(id GroupID) (chan uint64, func(), func() error, error) {
 	rctx := binary.BigEndian.AppendUint64(nil, h.readSeq.Add(1))
 	ch := make(chan uint64, 1)
 	var g *group
+	var term uint64
 	err := h.withRaft(id, func(gr *group) error {
 		g = gr
-		if st := g.rn.BasicStatus(); st.RaftState != raft.StateLeader {
+		st := g.rn.BasicStatus()
+		if st.RaftState != raft.StateLeader {
 			return &NotLeaderError{Group: id, Leader: NodeID(st.Lead)}
 		}
+		term = st.GetTerm()
 		g.mu.Lock()
 		g.mu.readWaiters[string(rctx)] = ch
 		g.mu.Unlock()
@@ -370,14 +374,22 @@ func (h *Host) startReadIndex(id GroupID) (chan uint64, func(), error) {
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cancel := func() {
 		g.mu.Lock()
 		delete(g.mu.readWaiters, string(rctx))
 		g.mu.Unlock()
 	}
-	return ch, cancel, nil
+	lost := func() error {
+		return h.withRaft(id, func(gr *group) error {
+			if st := gr.rn.BasicStatus(); st.RaftState != raft.StateLeader || st.GetTerm() != term {
+				return &NotLeaderError{Group: id, Leader: NodeID(st.Lead)}
+			}
+			return nil
+		})
+	}
+	return ch, cancel, lost, nil
 }
 
 // Status is a group's raft status as seen by this replica.

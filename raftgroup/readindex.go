@@ -34,7 +34,7 @@ type readRound struct {
 const readRoundTimeout = 5 * time.Second
 
 // wait joins the next round and returns its index. start begins a raft round.
-func (b *readBatcher) wait(ctx context.Context, stop <-chan struct{}, spawn func(func()) bool, start func() (chan uint64, func(), error)) (uint64, error) {
+func (b *readBatcher) wait(ctx context.Context, stop <-chan struct{}, spawn func(func()) bool, start readStart) (uint64, error) {
 	b.mu.Lock()
 	if b.mu.next == nil {
 		b.mu.next = &readRound{done: make(chan struct{})}
@@ -58,9 +58,18 @@ func (b *readBatcher) wait(ctx context.Context, stop <-chan struct{}, spawn func
 	}
 }
 
+// readStart begins one raft ReadIndex round: the channel receives its
+// index, cancel forgets it, and lost reports an error once the replica is no
+// longer the leader that started it (raft then drops the round silently).
+type readStart func() (ch chan uint64, cancel func(), lost func() error, err error)
+
+// readLeaderCheck is how often a waiting round checks that its leader still
+// leads.
+const readLeaderCheck = 20 * time.Millisecond
+
 // run runs rounds until no request waits. It is the only goroutine running
 // rounds for this group while b.mu.running is set.
-func (b *readBatcher) run(stop <-chan struct{}, start func() (chan uint64, func(), error)) {
+func (b *readBatcher) run(stop <-chan struct{}, start readStart) {
 	for {
 		b.mu.Lock()
 		r := b.mu.next
@@ -71,17 +80,29 @@ func (b *readBatcher) run(stop <-chan struct{}, start func() (chan uint64, func(
 			return
 		}
 		b.mu.Unlock()
-		ch, cancel, err := start()
+		ch, cancel, lost, err := start()
 		if err == nil {
 			t := time.NewTimer(readRoundTimeout)
-			select {
-			case r.index = <-ch:
-			case <-t.C:
-				err = fmt.Errorf("raftgroup: read index round timed out after %v", readRoundTimeout)
-			case <-stop:
-				err = ErrStopped
+			tick := time.NewTicker(readLeaderCheck)
+		wait:
+			for {
+				select {
+				case r.index = <-ch:
+					break wait
+				case <-tick.C:
+					if err = lost(); err != nil {
+						break wait
+					}
+				case <-t.C:
+					err = fmt.Errorf("raftgroup: read index round timed out after %v", readRoundTimeout)
+					break wait
+				case <-stop:
+					err = ErrStopped
+					break wait
+				}
 			}
 			t.Stop()
+			tick.Stop()
 			cancel()
 		}
 		r.err = err
