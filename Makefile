@@ -38,3 +38,4 @@ proto:
 # Micro-benchmarks of the storage layers.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./engine/ ./raftgroup/
+	$(GO) test -run '^$$' -bench BenchmarkManyWatchers -benchtime 4000x -count 3 ./tests/integration/
