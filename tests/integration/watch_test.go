@@ -332,3 +332,55 @@ func TestWatchRequestProgress(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchHistorySurvivesRestart: the history a watch catches up from (the
+// ranges' change logs) survives a restart of every node, with prev_kv.
+func TestWatchHistorySurvivesRestart(t *testing.T) {
+	c, cli := newClusterClient(t)
+	var hist []ev
+	for i := 0; i < 3; i++ {
+		for _, p := range rangeKeys {
+			k, v := p+"/r", fmt.Sprint(i)
+			hist = append(hist, ev{mvccpb.PUT, k, v, put(t, cli, k, v)})
+		}
+	}
+	for i := 0; i < c.Size(); i++ {
+		c.Stop(i)
+	}
+	for i := 0; i < c.Size(); i++ {
+		c.Restart(i)
+	}
+	c.WaitReady(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wch := c.NodeClient(t, 1).Watch(ctx, "", clientv3.WithPrefix(), clientv3.WithRev(hist[0].rev), clientv3.WithPrevKV())
+	var got []ev
+	var prevs []string
+	deadline := time.After(opTimeout)
+	for len(got) < len(hist) {
+		select {
+		case wr := <-wch:
+			must(t, "watch", wr.Err())
+			for _, e := range wr.Events {
+				got = append(got, evOf(e))
+				p := ""
+				if e.PrevKv != nil {
+					p = string(e.PrevKv.Value)
+				}
+				prevs = append(prevs, p)
+			}
+		case <-deadline:
+			t.Fatalf("after restart: %d of %d events: %v", len(got), len(hist), got)
+		}
+	}
+	wantEvents(t, "history after a restart of every node", got, hist)
+	for i := range hist {
+		want := ""
+		if i >= len(rangeKeys) {
+			want = hist[i-len(rangeKeys)].val
+		}
+		if prevs[i] != want {
+			t.Errorf("event %v: prev_kv %q, want %q", hist[i], prevs[i], want)
+		}
+	}
+}
