@@ -11,6 +11,9 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/tesseradb/tessera/cmd/tessera/server"
+	"github.com/tesseradb/tessera/tests/testcluster"
 )
 
 // The watch tests follow the behaviours etcd's tests/integration
@@ -382,5 +385,39 @@ func TestWatchHistorySurvivesRestart(t *testing.T) {
 		if prevs[i] != want {
 			t.Errorf("event %v: prev_kv %q, want %q", hist[i], prevs[i], want)
 		}
+	}
+}
+
+// TestWatchHistoryMovesWithSnapshot: a replica that caught up by snapshot
+// (its log was truncated while it was down) holds the change log too: as
+// the range's leader it serves a watch from a revision before the snapshot.
+func TestWatchHistoryMovesWithSnapshot(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Nodes: 3, SplitKeys: splitKeys, Configure: func(cfg *server.Config) {
+		cfg.RaftLogTruncateThreshold = 16
+	}})
+	c.WaitReady(t)
+	cli := c.Client(t)
+	const rangeOfC = 3 // ["b", "d")
+	c.TransferLeader(rangeOfC, 0)
+	c.Stop(2)
+	var hist []ev
+	for i := 0; i < 60; i++ {
+		k, v := fmt.Sprintf("c/s%d", i%7), fmt.Sprint(i)
+		hist = append(hist, ev{mvccpb.PUT, k, v, put(t, cli, k, v)})
+	}
+	c.Restart(2)
+	c.WaitReady(t)
+	// Node 2 has every write only once it applied the snapshot and the
+	// entries after it; leading the range proves it is caught up.
+	c.TransferLeader(rangeOfC, 2)
+	if l := c.Leader(rangeOfC); l != 2 {
+		t.Fatalf("range %d led by node index %d, want 2", rangeOfC, l)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wch := c.NodeClient(t, 2).Watch(ctx, "c/", clientv3.WithPrefix(), clientv3.WithRev(hist[0].rev))
+	wantEvents(t, "history served by a replica that caught up by snapshot", collect(t, wch, len(hist)), hist)
+	if n := metricValue(t, c.Endpoint(2), "tessera_raft_snapshots_applied_total"); n < 1 {
+		t.Errorf("node 2 applied %v snapshots: it did not catch up by snapshot, the test did not test it", n)
 	}
 }

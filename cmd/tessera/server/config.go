@@ -38,6 +38,10 @@ type Config struct {
 	// its watchers fall back to catching up (0: the hub's default, 1024).
 	// Not a flag: tests lower it to exercise slow watchers.
 	WatchStreamQueue int
+	// RaftLogTruncateThreshold, when set, overrides the raft log length at
+	// which a group truncates its log (keeping half). Not a flag: tests
+	// lower it to make lagging replicas catch up by snapshot.
+	RaftLogTruncateThreshold uint64
 
 	// TickInterval and ElectionTicks set the raft clock (100 ms, 10 ticks:
 	// etcd's heartbeat interval and election timeout).

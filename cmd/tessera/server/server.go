@@ -116,6 +116,9 @@ func Start(cfg Config) (_ *Server, err error) {
 	if cfg.ElectionTicks > 0 {
 		hcfg.ElectionTicks = cfg.ElectionTicks
 	}
+	if cfg.RaftLogTruncateThreshold > 0 {
+		hcfg.LogTruncateThreshold, hcfg.LogKeepEntries = cfg.RaftLogTruncateThreshold, cfg.RaftLogTruncateThreshold/2
+	}
 	hcfg.Registerer = s.reg
 	hcfg.Logger = s.log
 	hcfg.Transport.Resolve = s.nodes.PeerAddr
