@@ -28,6 +28,9 @@ var (
 // RaftHost is what the meta group needs from the node's raft host.
 type RaftHost interface {
 	Propose(id raftgroup.GroupID, data []byte) error
+	// ReadIndex confirms leadership with a quorum (the TSO proves it still
+	// leads before it hands out timestamps).
+	ReadIndex(ctx context.Context, id raftgroup.GroupID) (uint64, error)
 }
 
 // Meta is the meta group's state machine on one node. On the leader it also

@@ -170,12 +170,6 @@ func (t *TSO) Serving() (bool, raftgroup.NodeID) {
 	return t.mu.serving, t.mu.leader
 }
 
-// leaderConfirmer is what Allocate needs from the raft host to prove that
-// this node still leads the meta group (raftgroup.Host has it).
-type leaderConfirmer interface {
-	ReadIndex(ctx context.Context, id raftgroup.GroupID) (uint64, error)
-}
-
 // Allocate returns the first of n consecutive timestamps, each greater than
 // every timestamp handed out before by any leader.
 //
@@ -193,11 +187,7 @@ func (t *TSO) Allocate(ctx context.Context, n int) (engine.Revision, error) {
 	if err != nil {
 		return 0, err
 	}
-	rc, ok := t.meta.raft.(leaderConfirmer)
-	if !ok {
-		return 0, errors.New("placement: TSO cannot confirm its leadership: raft host has no ReadIndex")
-	}
-	if _, err := rc.ReadIndex(ctx, MetaRangeID); err != nil {
+	if _, err := t.meta.raft.ReadIndex(ctx, MetaRangeID); err != nil {
 		if ctx.Err() != nil {
 			return 0, fmt.Errorf("placement: TSO confirming leadership: %w", err)
 		}
