@@ -1,7 +1,6 @@
 package shard
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -37,17 +36,12 @@ func changeLogSpan(group uint64, from, to engine.Revision) engine.Span {
 // order of their first write.
 func encodeChangeLog(keys [][]byte) []byte {
 	var b []byte
-	for i, k := range keys {
-		dup := false
-		for _, prev := range keys[:i] {
-			if bytes.Equal(prev, k) {
-				dup = true
-				break
-			}
-		}
-		if dup {
+	seen := make(map[string]struct{}, len(keys))
+	for _, k := range keys {
+		if _, dup := seen[string(k)]; dup {
 			continue
 		}
+		seen[string(k)] = struct{}{}
 		b = binary.AppendUvarint(b, uint64(len(k)))
 		b = append(b, k...)
 	}
