@@ -48,6 +48,21 @@ func encodeChangeLog(keys [][]byte) []byte {
 	return b
 }
 
+// lastChangeLogRev returns the revision of the newest change-log entry in
+// span (0: none).
+func lastChangeLogRev(rd engine.Reader, span engine.Span) (engine.Revision, error) {
+	it, err := rd.NewIter(span)
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	if !it.Last() {
+		return 0, it.Error()
+	}
+	idx, err := engine.DecodeLocalGroupIndexKey(it.Key())
+	return engine.Revision(idx), err
+}
+
 func decodeChangeLog(b []byte) ([][]byte, error) {
 	var keys [][]byte
 	for len(b) > 0 {
@@ -190,12 +205,16 @@ func (r *Replica) Feed(ctx context.Context, opts FeedOptions, resolveReqs <-chan
 func (r *Replica) sendLog(opts FeedOptions, from, to engine.Revision, send FeedSink) error {
 	snap := r.cfg.Engine.NewSnapshot()
 	defer snap.Close()
-	// The snapshot is older than this check: if the log below from+1 was
-	// not cut yet, the snapshot still holds it and the versions it names.
+	// The snapshot is older than this check: if no entry above from was
+	// cut yet, the snapshot still holds them and the versions they name.
+	// A history read (End set) follows etcd: any start below the
+	// compaction revision is compacted. A live feed only fails when it
+	// lost events, so a compaction ahead of an idle range's position does
+	// not end it.
 	r.mu.Lock()
-	compact := r.mu.compactRev
+	compact, cut := r.mu.compactRev, r.mu.logCut
 	r.mu.Unlock()
-	if from+1 < compact {
+	if opts.End > 0 && from+1 < compact || from < cut {
 		return &CompactedError{CompactRev: compact}
 	}
 	it, err := snap.NewIter(changeLogSpan(uint64(r.group), from+1, to+1))

@@ -75,3 +75,20 @@ func TestEventAt(t *testing.T) {
 		t.Error("an event for a key the revision did not write")
 	}
 }
+
+func TestRangeStateEncoding(t *testing.T) {
+	s := rangeState{compact: 7, applied: 99, logCut: 5}
+	got, err := decodeRangeState(encodeRangeState(s))
+	if err != nil || got != s {
+		t.Fatalf("round trip: %+v %v, want %+v", got, err, s)
+	}
+	// A state written before the change log had no cut: assume everything
+	// below the compaction revision was cut.
+	legacy := encodeRangeState(rangeState{compact: 7, applied: 99})[:16]
+	if got, err := decodeRangeState(legacy); err != nil || got != (rangeState{compact: 7, applied: 99, logCut: 6}) {
+		t.Fatalf("legacy: %+v %v", got, err)
+	}
+	if _, err := decodeRangeState(make([]byte, 9)); err == nil {
+		t.Fatal("a 9-byte range state decoded")
+	}
+}

@@ -97,11 +97,12 @@ func HashState(ctx context.Context, rd engine.Reader, group raftgroup.GroupID) (
 		sb = nil // never written: nothing applied yet
 	case err != nil:
 		return res, fmt.Errorf("shard: range %d: hash: read range state: %w", g, err)
-	case len(sb) != 16:
-		return res, fmt.Errorf("shard: range %d: hash: range state of %d bytes", g, len(sb))
 	default:
-		res.CompactRevision = engine.Revision(binary.BigEndian.Uint64(sb))
-		res.Revision = engine.Revision(binary.BigEndian.Uint64(sb[8:]))
+		st, err := decodeRangeState(sb)
+		if err != nil {
+			return res, fmt.Errorf("shard: range %d: hash: %w", g, err)
+		}
+		res.CompactRevision, res.Revision = st.compact, st.applied
 	}
 	writeField(h, sb)
 

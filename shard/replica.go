@@ -61,6 +61,7 @@ type Replica struct {
 		sync.Mutex
 		desc       *tesserapb.RangeDescriptor
 		compactRev engine.Revision
+		logCut     engine.Revision // see rangeState
 		appliedRev engine.Revision // highest revision applied
 		// publishedRev is appliedRev as of the last committed apply batch:
 		// every change at or below it is readable in the engine (feeds read
@@ -152,9 +153,38 @@ func (r *Replica) Close() {
 }
 
 // rangeState is the replicated per-range state besides the descriptor.
-func encodeRangeState(compact, applied engine.Revision) []byte {
-	b := binary.BigEndian.AppendUint64(nil, uint64(compact))
-	return binary.BigEndian.AppendUint64(b, uint64(applied))
+type rangeState struct {
+	compact engine.Revision // history below it is gone
+	applied engine.Revision // highest revision applied
+	// logCut is the highest change-log revision a compaction removed: a
+	// feed positioned below it has lost events (shard/feed.go).
+	logCut engine.Revision
+}
+
+func encodeRangeState(s rangeState) []byte {
+	b := binary.BigEndian.AppendUint64(nil, uint64(s.compact))
+	b = binary.BigEndian.AppendUint64(b, uint64(s.applied))
+	return binary.BigEndian.AppendUint64(b, uint64(s.logCut))
+}
+
+// decodeRangeState decodes a range state; one written before the change
+// log (16 bytes) gets the cautious log cut just below its compaction.
+func decodeRangeState(b []byte) (rangeState, error) {
+	switch len(b) {
+	case 16, 24:
+	default:
+		return rangeState{}, fmt.Errorf("range state of %d bytes", len(b))
+	}
+	s := rangeState{
+		compact: engine.Revision(binary.BigEndian.Uint64(b)),
+		applied: engine.Revision(binary.BigEndian.Uint64(b[8:])),
+	}
+	if len(b) == 24 {
+		s.logCut = engine.Revision(binary.BigEndian.Uint64(b[16:]))
+	} else {
+		s.logCut = max(s.compact-1, 0)
+	}
+	return s, nil
 }
 
 func (r *Replica) loadLocked() error {
@@ -173,11 +203,12 @@ func (r *Replica) loadLocked() error {
 	case errors.Is(err, engine.ErrNotFound):
 	case err != nil:
 		return fmt.Errorf("shard: range %d: read state: %w", g, err)
-	case len(sb) != 16:
-		return fmt.Errorf("shard: range %d: range state of %d bytes", g, len(sb))
 	default:
-		r.mu.compactRev = engine.Revision(binary.BigEndian.Uint64(sb))
-		r.mu.appliedRev = engine.Revision(binary.BigEndian.Uint64(sb[8:]))
+		st, err := decodeRangeState(sb)
+		if err != nil {
+			return fmt.Errorf("shard: range %d: %w", g, err)
+		}
+		r.mu.compactRev, r.mu.appliedRev, r.mu.logCut = st.compact, st.applied, st.logCut
 	}
 	r.mu.resolved = max(r.mu.resolved, r.mu.appliedRev)
 	r.mu.publishedRev = r.mu.appliedRev

@@ -47,7 +47,7 @@ func (r *Replica) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 	if !touched {
 		return nil
 	}
-	return b.Set(engine.LocalGroupKey(uint64(r.group), engine.KindRangeState), encodeRangeState(r.mu.compactRev, r.mu.appliedRev))
+	return b.Set(engine.LocalGroupKey(uint64(r.group), engine.KindRangeState), encodeRangeState(rangeState{compact: r.mu.compactRev, applied: r.mu.appliedRev, logCut: r.mu.logCut}))
 }
 
 // storageError marks errors that must stop the apply (not a command result).
@@ -77,8 +77,15 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 		r.mu.compactNext = c
 		// The change log below the compaction revision goes with the
 		// history it indexes (in the same batch: every replica drops it at
-		// the same index).
-		if err := b.DeleteRange(changeLogSpan(uint64(r.group), 0, c)); err != nil {
+		// the same index). The newest entry cut is remembered: only feeds
+		// behind it lost events.
+		span := changeLogSpan(uint64(r.group), 0, c)
+		cut, err := lastChangeLogRev(b, span)
+		if err != nil {
+			return nil, storageError{err: err}
+		}
+		r.mu.logCut = max(r.mu.logCut, cut)
+		if err := b.DeleteRange(span); err != nil {
 			return nil, storageError{err: err}
 		}
 		return &pb.ResponseOp{}, nil

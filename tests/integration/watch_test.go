@@ -421,3 +421,27 @@ func TestWatchHistoryMovesWithSnapshot(t *testing.T) {
 		t.Errorf("node 2 applied %v snapshots: it did not catch up by snapshot, the test did not test it", n)
 	}
 }
+
+// TestWatchSurvivesCompaction: a compaction at the current revision does not
+// cancel live watches, also on ranges that had no writes for a while (etcd
+// only cancels watchers that need history below the compaction revision).
+func TestWatchSurvivesCompaction(t *testing.T) {
+	_, cli := newClusterClient(t)
+	for _, p := range rangeKeys {
+		put(t, cli, p+"/old", "x")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wch := cli.Watch(ctx, "", clientv3.WithPrefix())
+	// Only range "a" is written; the others stay idle.
+	var want []ev
+	for i := 0; i < 3; i++ {
+		want = append(want, ev{mvccpb.PUT, "a/new", fmt.Sprint(i), put(t, cli, "a/new", fmt.Sprint(i))})
+	}
+	_, err := cli.Compact(tctx(t), want[len(want)-1].rev)
+	must(t, "compact", err)
+	for _, p := range rangeKeys {
+		want = append(want, ev{mvccpb.PUT, p + "/after", "y", put(t, cli, p+"/after", "y")})
+	}
+	wantEvents(t, "events across a compaction", collect(t, wch, len(want)), want)
+}
