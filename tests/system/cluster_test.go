@@ -441,10 +441,10 @@ func (n *node) client() *clientv3.Client {
 	return newClient(n.t, n.clientURL)
 }
 
-// ranges asks the node for its replicas (tesserapb.Internal/Ranges on the
-// client port).
+// ranges asks the node for its replicas (tesserapb.Internal/Ranges, served
+// on the peer port only).
 func (n *node) ranges() (*tesserapb.RangesResponse, error) {
-	u, err := url.Parse(n.clientURL)
+	u, err := url.Parse(n.peerURL)
 	if err != nil {
 		return nil, err
 	}
