@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tesseradb/tessera/cmd/tessbench/internal/cluster"
+	cluster "github.com/tesseradb/tessera/tests/proccluster"
 )
 
 // EtcdBin returns the installed etcd binary, or skips the test.
