@@ -2,6 +2,7 @@ package proccluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +40,10 @@ type Config struct {
 	// Prepare, when set, runs for each node once its flags are set and
 	// before any node starts: it may edit n.Args and n.DataDir.
 	Prepare func(n *Node) error
+	// ClientTLS and PeerTLS, when set, make the client and peer URLs https
+	// (the caller adds the servers' TLS flags); ClientTLS is also how the
+	// default readiness probe dials.
+	ClientTLS, PeerTLS *tls.Config
 	// Ready, when set, replaces the readiness probe of a node (default: a
 	// linearizable read through the node answers).
 	Ready func(ctx context.Context, n *Node) error
@@ -129,14 +134,23 @@ func start(ctx context.Context, cfg Config, attempt int) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{cfg: cfg}
+	clientScheme, peerScheme := "http", "http"
+	if cfg.ClientTLS != nil {
+		clientScheme = "https"
+	}
+	if cfg.PeerTLS != nil {
+		peerScheme = "https"
+	}
 	var peers []string
 	for i := range cfg.Nodes {
 		n := &Node{
 			Index:     i,
 			ID:        uint64(i + 1),
 			Name:      fmt.Sprintf("%s-%d", cfg.Name, i+1),
-			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
-			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+			ClientURL: fmt.Sprintf("%s://127.0.0.1:%d", clientScheme, ports[2*i]),
+			PeerURL:   fmt.Sprintf("%s://127.0.0.1:%d", peerScheme, ports[2*i+1]),
+			ClientTLS: cfg.ClientTLS,
+			PeerTLS:   cfg.PeerTLS,
 			bin:       cfg.Bin,
 			log:       cfg.Logger,
 		}
@@ -248,6 +262,7 @@ func readByClient(ctx context.Context, n *Node) error {
 		DialTimeout: time.Second,
 		Logger:      zap.NewNop(),
 		Context:     ctx,
+		TLS:         n.ClientTLS,
 	})
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package proccluster
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -25,6 +26,9 @@ type Node struct {
 	LogPath          string
 	// Args are the node's flags, used by every start.
 	Args []string
+	// ClientTLS and PeerTLS are how a harness dials the node's client and
+	// peer ports (nil: plaintext).
+	ClientTLS, PeerTLS *tls.Config
 
 	bin string
 	log *slog.Logger
