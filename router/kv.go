@@ -62,6 +62,17 @@ func (r *Router) rangeReq(ctx context.Context, req *pb.RangeRequest) (*pb.RangeR
 	if err := r.checkLeader(ctx, ranges); err != nil {
 		return nil, err
 	}
+	own := req.GetRevision() == 0 && !req.GetSerializable()
+	for attempt := 0; ; attempt++ {
+		resp, err := r.rangeOnce(ctx, req, ranges)
+		if !retryCompactedRead(err, attempt, own) {
+			return resp, err
+		}
+	}
+}
+
+// rangeOnce serves a validated Range over ranges at one fresh timestamp.
+func (r *Router) rangeOnce(ctx context.Context, req *pb.RangeRequest, ranges []*tesserapb.RangeDescriptor) (*pb.RangeResponse, error) {
 	var readRev engine.Revision
 	if !req.GetSerializable() {
 		var err error
@@ -230,12 +241,19 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	}
 	op := &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: req}}
 	c := call{desc: d, op: op, write: !shard.IsReadOnlyTxn(req)}
-	if !c.write {
-		if c.readRev, err = r.now(ctx); err != nil {
-			return nil, toGRPCError(err)
+	var out *pb.ResponseOp
+	var rev engine.Revision
+	for attempt := 0; ; attempt++ {
+		if !c.write {
+			if c.readRev, err = r.now(ctx); err != nil {
+				return nil, toGRPCError(err)
+			}
+		}
+		out, rev, err = r.execute(ctx, c)
+		if !retryCompactedRead(err, attempt, !c.write) {
+			break
 		}
 	}
-	out, rev, err := r.execute(ctx, c)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
