@@ -71,6 +71,12 @@ func (r *Replica) readViewLocked() (*engine.Snapshot, engine.Revision) {
 // appear, and every such write is applied and published here. Only the
 // leader can tell: it fails with NOT_LEADER elsewhere.
 func (r *Replica) resolve(ctx context.Context, rev engine.Revision) error {
+	// A revision the TSO never handed out cannot be resolved: the promise
+	// would cover writes still to come below it (defence in depth; the
+	// internal RPCs refuse such revisions before they get here).
+	if ic, ok := r.cfg.Clock.(interface{ Highest() engine.Revision }); ok && rev > ic.Highest() {
+		return fmt.Errorf("shard: range %d: resolve at %d, above every issued timestamp (%d): %w", r.group, rev, ic.Highest(), rpctypes.ErrGRPCFutureRev)
+	}
 	r.mu.Lock()
 	if !r.mu.isLeader {
 		err := r.notLeaderLocked()
