@@ -445,6 +445,11 @@ func (s *Server) Close() {
 		if s.clientGRPC != nil {
 			s.clientGRPC.Stop()
 		}
+		if s.host != nil {
+			// Before the peer port: the transport ends its peers' streams
+			// with "transport closed", so they see a clean shutdown.
+			_ = s.host.Close()
+		}
 		if s.peerGRPC != nil {
 			s.peerGRPC.Stop()
 		}
@@ -456,9 +461,6 @@ func (s *Server) Close() {
 		}
 		if s.peerLis != nil {
 			_ = s.peerLis.Close()
-		}
-		if s.host != nil {
-			_ = s.host.Close()
 		}
 		for _, r := range s.replicas {
 			r.Close()
