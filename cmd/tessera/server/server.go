@@ -64,6 +64,7 @@ type Server struct {
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	life      lifecycle // start, ready and stop lines (http_probes.go)
 }
 
 // Start starts a node. It returns once the node serves; the cluster may still
@@ -75,11 +76,13 @@ func Start(cfg Config) (_ *Server, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.probeDefaults()
 	nodes, self, err := cfg.initialCluster()
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, self: raftgroup.NodeID(self), log: cfg.Logger.With("node", cfg.Name), replicas: map[uint64]*shard.Replica{}}
+	s.logStarting()
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -170,6 +173,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	s.serve()
 	s.host.Start()
 	s.startDiskMonitor()
+	s.startLifecycle()
 	return s, nil
 }
 
@@ -334,10 +338,12 @@ func (s *Server) serve() {
 	pb.RegisterClusterServer(s.clientGRPC, router.NewCluster(s.router, s.layout.GetClusterId(), internal))
 	tesserapb.RegisterInternalServer(s.clientGRPC, internal)
 	s.maint = router.NewMaintenance(s.router, true, s.dataDirSize)
+	s.maint.Info = s.statusInfo // version, quota, meta raft state (status.go)
 	pb.RegisterMaintenanceServer(s.clientGRPC, s.maint)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/health", s.health)
+	s.registerProbes(mux) // /version, /livez, /readyz (http_probes.go)
 	if s.cfg.EnablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -430,6 +436,7 @@ func (s *Server) Engine() *engine.Engine { return s.eng }
 // Close stops the node: client and peer ports, raft, replicas, engine.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
+		s.stopLifecycle()
 		if s.diskMon != nil {
 			s.diskMon.close()
 		}
@@ -476,6 +483,7 @@ func (s *Server) Close() {
 			if err := s.eng.Close(); err != nil {
 				s.log.Error("close engine", "err", err)
 			}
+			s.logStopped()
 		}
 	})
 }
