@@ -20,8 +20,9 @@ import (
 	"testing"
 )
 
-// tesseraBin is the binary the tests run, set by TestMain.
-var tesseraBin string
+// tesseraBin is the binary the tests run, set by TestMain; tessctlBin is
+// tessctl, built next to it (TestReadme runs it).
+var tesseraBin, tessctlBin string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -29,28 +30,39 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	if p := os.Getenv("TESSERA_BINARY"); p != "" {
-		tesseraBin = p
-		return m.Run()
-	}
 	dir, err := os.MkdirTemp("", "tessera-system-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "system:", err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	tesseraBin = filepath.Join(dir, "tessera")
-	args := []string{"build", "-o", tesseraBin}
+	tesseraBin, tessctlBin = filepath.Join(dir, "tessera"), filepath.Join(dir, "tessctl")
+	if p := os.Getenv("TESSERA_BINARY"); p != "" {
+		tesseraBin = p
+	} else if err := goBuild(tesseraBin, "github.com/tesseradb/tessera/cmd/tessera"); err != nil {
+		fmt.Fprintln(os.Stderr, "system:", err)
+		return 1
+	}
+	if err := goBuild(tessctlBin, "github.com/tesseradb/tessera/cmd/tessctl"); err != nil {
+		fmt.Fprintln(os.Stderr, "system:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// goBuild builds pkg into out (with the race detector when
+// TESSERA_SYSTEM_RACE is set).
+func goBuild(out, pkg string) error {
+	args := []string{"build", "-o", out}
 	if os.Getenv("TESSERA_SYSTEM_RACE") != "" {
 		args = append(args, "-race")
 	}
-	args = append(args, "github.com/tesseradb/tessera/cmd/tessera")
+	args = append(args, pkg)
 	// go test puts its own go command first in PATH.
 	build := exec.Command("go", args...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "system: go %v: %v\n", args, err)
-		return 1
+		return fmt.Errorf("go %v: %w", args, err)
 	}
-	return m.Run()
+	return nil
 }
