@@ -100,6 +100,9 @@ func runDev(out io.Writer, o devOptions) (err error) {
 	var servers []*server.Server
 	defer func() {
 		for _, s := range servers {
+			s.BeginShutdown()
+		}
+		for _, s := range servers {
 			s.Close()
 		}
 		switch {

@@ -186,7 +186,7 @@ func TestStartupAndShutdownLines(t *testing.T) {
 	if code := p.stop(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
-	checkStopLines(t, p, dir)
+	checkStopLines(t, p, dir, "terminated")
 }
 
 // checkStartLines waits for a node's start and ready lines (run in dir
@@ -206,14 +206,14 @@ func checkStartLines(t *testing.T, p *proc, dir, client, peer string) {
 	}
 }
 
-// checkStopLines checks a stopped node's last lines, and that its data dir
-// stayed.
-func checkStopLines(t *testing.T, p *proc, dir string) {
+// checkStopLines checks the last lines of a node stopped by signal
+// ("terminated", "interrupt"), and that its data dir stayed.
+func checkStopLines(t *testing.T, p *proc, dir, signal string) {
 	t.Helper()
 	dataDir := filepath.Join(dir, "default.tessera")
 	log := p.stderr.String()
 	for _, want := range []string{
-		`msg="received signal; shutting down" signal=terminated`,
+		`msg="received signal; shutting down" signal=` + signal,
 		`msg="stopping Tessera" node=default`,
 		`msg="stopped Tessera; its data stays in the data dir (a restart with the same --data-dir resumes)" node=default data-dir=` + dataDir + "\n",
 	} {

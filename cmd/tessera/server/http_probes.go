@@ -156,6 +156,9 @@ type lifecycle struct {
 	cancel context.CancelFunc // stops the readiness watcher
 	done   chan struct{}      // closed when the readiness watcher has returned
 	ready  chan struct{}      // closed when the node has logged that it is ready
+	// stopped: stopLifecycle ran (BeginShutdown, then Close, call it;
+	// neither runs concurrently with the other for one node).
+	stopped bool
 }
 
 // logStarting is the first line a node logs, as etcd's "starting an etcd
@@ -206,9 +209,10 @@ func (s *Server) Ready() <-chan struct{} { return s.life.ready }
 
 // stopLifecycle stops the readiness watcher (first thing in Close).
 func (s *Server) stopLifecycle() {
-	if s.life.cancel == nil {
+	if s.life.cancel == nil || s.life.stopped {
 		return
 	}
+	s.life.stopped = true
 	s.log.Info("stopping Tessera")
 	s.life.cancel()
 	<-s.life.done
@@ -239,4 +243,17 @@ func absPath(p string) string {
 		return a
 	}
 	return p
+}
+
+// BeginShutdown stops the node's raft host and its transport, so that its
+// peers see their streams end with "transport closed" (a clean shutdown,
+// logged at debug) rather than a broken connection; Close does the rest.
+// A process that runs several nodes (tessera dev) calls it on every node
+// before closing any: a node's Close stops its peer port, which would
+// otherwise break the streams of nodes still running.
+func (s *Server) BeginShutdown() {
+	s.stopLifecycle()
+	if s.host != nil {
+		_ = s.host.Close()
+	}
 }
