@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/api/v3/version"
@@ -127,6 +128,26 @@ func TestEndpointStatusAndDowngrade(t *testing.T) {
 			t.Errorf("node %d: raft term %d index %d applied %d leader %d: want the meta group's", i+1, st.RaftTerm, st.RaftIndex, st.RaftAppliedIndex, st.Leader)
 		}
 	}
+
+	// The data dir's size is measured with no quota set (its help says
+	// it is the data dir's size).
+	waitMetric := func(name string) {
+		t.Helper()
+		deadline := time.Now().Add(opTimeout)
+		for {
+			_, body := httpGet(t, http.MethodGet, c.Endpoint(0)+"/metrics")
+			for _, line := range strings.Split(body, "\n") {
+				if v, ok := strings.CutPrefix(line, name+" "); ok && v != "0" {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no non-zero %s in /metrics", name)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitMetric("tessera_disk_data_dir_bytes")
 
 	for _, tc := range []struct {
 		action  clientv3.DowngradeAction
