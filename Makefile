@@ -11,7 +11,8 @@ build:
 # (scripts/testsummary), with how to install the tools they need.
 test:
 	$(GO) vet ./...
-	$(GO) run ./scripts/testsummary -race -timeout 15m ./...
+	$(GO) build -o bin/testsummary ./scripts/testsummary
+	GO=$(GO) bin/testsummary -race -timeout 15m ./...
 
 # Longer fuzzing (the seed corpora run in `make test`).
 fuzz:

@@ -4,7 +4,10 @@
 // so that a test skipped for a missing tool (etcd, etcdctl) does not pass
 // unnoticed. It exits with go test's status. `make test` runs it:
 //
-//	go run ./scripts/testsummary -race -timeout 15m ./...
+//	go build -o bin/testsummary ./scripts/testsummary
+//	GO=go bin/testsummary -race -timeout 15m ./...
+//
+// $GO names the go command (default: go).
 package main
 
 import (
@@ -33,7 +36,11 @@ type skip struct {
 }
 
 func main() {
-	cmd := exec.Command("go", append([]string{"test", "-json"}, os.Args[1:]...)...)
+	goCmd := os.Getenv("GO")
+	if goCmd == "" {
+		goCmd = "go"
+	}
+	cmd := exec.Command(goCmd, append([]string{"test", "-json"}, os.Args[1:]...)...)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
