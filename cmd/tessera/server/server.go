@@ -64,7 +64,7 @@ type Server struct {
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
-	life      lifecycle // start, ready and stop lines (http_probes.go)
+	life      lifecycle // start, ready and stop lines (lifecycle.go)
 }
 
 // Start starts a node. It returns once the node serves; the cluster may still
