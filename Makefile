@@ -6,10 +6,13 @@ GO ?= go
 build:
 	$(GO) build ./...
 
-# Unit, integration and system tests, with the race detector on.
+# Unit, integration and system tests, with the race detector on. The
+# output is go test's; it ends with the tests that were skipped and why
+# (scripts/testsummary), with how to install the tools they need.
 test:
 	$(GO) vet ./...
-	$(GO) test -race -timeout 15m ./...
+	$(GO) build -o bin/testsummary ./scripts/testsummary
+	GO=$(GO) bin/testsummary -race -timeout 15m ./...
 
 # Longer fuzzing (the seed corpora run in `make test`).
 fuzz:

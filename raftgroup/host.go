@@ -91,7 +91,7 @@ func NewHost(cfg Config) (*Host, error) {
 	}
 	h := &Host{
 		cfg:     cfg,
-		log:     log.With("node", cfg.NodeID),
+		log:     log.With("node_id", cfg.NodeID),
 		eng:     cfg.Engine,
 		sched:   newScheduler(cfg.MaxGroupsPerRound),
 		metrics: newHostMetrics(cfg.Registerer),

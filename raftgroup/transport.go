@@ -209,7 +209,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	}
 	t := &Transport{
 		cfg:     cfg,
-		log:     logger.With("component", "raft-transport", "node", cfg.NodeID),
+		log:     logger.With("component", "raft-transport"),
 		metrics: newTransportMetrics(),
 	}
 	if cfg.Registerer != nil {
@@ -566,6 +566,7 @@ func (p *transportPeer) run(ctx context.Context) {
 		backoff  = cfg.ReconnectBackoffMin
 		retryAt  time.Time // no dial before this
 		failures int       // consecutive dial/stream failures
+		quiet    bool      // the first of these failures was a clean shutdown of the peer
 		attempts int       // streams opened or tried
 	)
 	defer func() {
@@ -585,15 +586,26 @@ func (p *transportPeer) run(ctx context.Context) {
 		retryAt = time.Now().Add(backoffJitter(backoff))
 		backoff = min(2*backoff, cfg.ReconnectBackoffMax)
 		failures++
-		if failures == 1 {
+		switch {
+		case failures == 1 && peerClosed(err):
+			// The peer shut down cleanly (its transport closed the
+			// stream): its own log says so; reconnecting fails quietly
+			// until it is back.
+			quiet = true
+			p.log.Debug("raft transport: peer shut down", "err", err)
+		case failures == 1:
+			quiet = false
 			p.log.Warn("raft transport: peer stream failed", "err", err)
-		} else {
+		default:
 			p.log.Debug("raft transport: peer stream failed again", "err", err, "failures", failures)
 		}
 	}
 	for {
 		p.reportUnreachable()
 		if s != nil && s.broken() {
+			if ctx.Err() != nil {
+				return // we are closing: the stream ended with us
+			}
 			// The stream ended while we had nothing to send (the peer
 			// restarted, closed, or rejected us).
 			lived := s.age()
@@ -638,7 +650,11 @@ func (p *transportPeer) run(ctx context.Context) {
 				continue
 			}
 			if failures > 0 {
-				p.log.Info("raft transport: peer stream re-established", "after_failures", failures)
+				if quiet {
+					p.log.Debug("raft transport: peer stream re-established", "after_failures", failures)
+				} else {
+					p.log.Info("raft transport: peer stream re-established", "after_failures", failures)
+				}
 				failures = 0
 			}
 		}
@@ -842,6 +858,13 @@ type transportService struct {
 }
 
 var errClosedStatus = status.Error(codes.Unavailable, ErrTransportClosed.Error())
+
+// peerClosed reports whether a stream error is a peer's transport closing
+// the stream (a clean shutdown), not a failure.
+func peerClosed(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.Unavailable && st.Message() == ErrTransportClosed.Error()
+}
 
 // RaftMessages receives batches from one peer node and delivers them in
 // order. A separate goroutine reads the stream so that Close can end the

@@ -76,7 +76,8 @@ func TestCheck(t *testing.T) {
 		}
 	}
 	out, _, code = tc.tessctl(t, "check")
-	if lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n"); code != 0 || len(lines) != 4 || !strings.HasPrefix(lines[0], "RANGE") {
+	table, legend, _ := strings.Cut(out, "\n\n")
+	if lines := strings.Split(table, "\n"); code != 0 || len(lines) != 4 || !strings.HasPrefix(lines[0], "RANGE") || !strings.Contains(legend, "-w json gives the raw numbers") {
 		t.Errorf("check table: exit status %d:\n%s", code, out)
 	}
 

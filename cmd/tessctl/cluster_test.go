@@ -138,8 +138,9 @@ func TestAgainstCluster(t *testing.T) {
 	}
 
 	out, stderr, code := tc.tessctl(t, "ranges")
-	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	if code != 0 || stderr != "" || len(lines) != 6 {
+	table, legend, _ := strings.Cut(out, "\n\n")
+	lines := strings.Split(table, "\n")
+	if code != 0 || stderr != "" || len(lines) != 6 || !strings.HasPrefix(legend, "RESOLVED: ") {
 		t.Fatalf("ranges: exit status %d, stderr %q, stdout:\n%s", code, stderr, out)
 	}
 	col := strings.Index(lines[0], "REPLICAS")

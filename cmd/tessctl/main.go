@@ -7,6 +7,7 @@
 //	tessctl --endpoints http://127.0.0.1:2379 status [-w table|json]
 //	tessctl --endpoints http://127.0.0.1:2379 check [--timeout 30s] [-w table|json]
 //	tessctl --endpoints http://127.0.0.1:2379 transfer-leader --range N --to NODE
+//	tessctl version
 package main
 
 import (
@@ -26,13 +27,13 @@ func main() {
 
 // run runs tessctl with args and returns its exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cmd := rootCmd()
+	cmd, g := rootCmd()
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		if !errors.Is(err, errReported) {
-			fmt.Fprintln(stderr, "Error:", err)
+			fmt.Fprintln(stderr, "Error:", withHint(err, g.endpoints))
 		}
 		return 1
 	}
@@ -52,7 +53,7 @@ type globalFlags struct {
 	writeOut       string
 }
 
-func rootCmd() *cobra.Command {
+func rootCmd() (*cobra.Command, *globalFlags) {
 	g := &globalFlags{}
 	cmd := &cobra.Command{
 		Use:           "tessctl",
@@ -74,8 +75,8 @@ func rootCmd() *cobra.Command {
 	f.DurationVar(&g.dialTimeout, "dial-timeout", 2*time.Second, "timeout to connect to the endpoints")
 	f.DurationVar(&g.commandTimeout, "command-timeout", 5*time.Second, "timeout of the whole command, after connecting")
 	f.StringVarP(&g.writeOut, "write-out", "w", "table", "output format: table or json")
-	cmd.AddCommand(rangesCmd(g), statusCmd(g), checkCmd(g), transferLeaderCmd(g))
-	return cmd
+	cmd.AddCommand(rangesCmd(g), statusCmd(g), checkCmd(g), transferLeaderCmd(g), versionCmd())
+	return cmd, g
 }
 
 func rangesCmd(g *globalFlags) *cobra.Command {

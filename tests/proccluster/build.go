@@ -18,17 +18,24 @@ func BuildTessera(race bool) (bin string, cleanup func(), err error) {
 	if p := os.Getenv(BinaryEnv); p != "" {
 		return p, func() {}, nil
 	}
-	dir, err := os.MkdirTemp("", "tessera-bin-")
+	return BuildCommand("tessera", race)
+}
+
+// BuildCommand builds the project's command cmd/<name> into a new
+// temporary directory (with the race detector when race is set); cleanup
+// removes it.
+func BuildCommand(name string, race bool) (bin string, cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", name+"-bin-")
 	if err != nil {
 		return "", nil, fmt.Errorf("proccluster: %w", err)
 	}
 	cleanup = func() { _ = os.RemoveAll(dir) }
-	bin = filepath.Join(dir, "tessera")
+	bin = filepath.Join(dir, name)
 	args := []string{"build", "-o", bin}
 	if race {
 		args = append(args, "-race")
 	}
-	args = append(args, "github.com/tesseradb/tessera/cmd/tessera")
+	args = append(args, "github.com/tesseradb/tessera/cmd/"+name)
 	// go test puts its own go command first in PATH.
 	build := exec.Command("go", args...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr

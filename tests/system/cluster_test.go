@@ -1,6 +1,7 @@
 package system_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -370,4 +371,26 @@ func waitFor(t *testing.T, timeout time.Duration, what string, check func() erro
 		}
 		<-time.After(pollInterval)
 	}
+}
+
+// freePorts returns n distinct TCP ports that were free on 127.0.0.1.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	ports, err := proccluster.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ports
+}
+
+// tail returns about the last max bytes of b, starting at a line.
+func tail(b []byte, max int) string {
+	if len(b) <= max {
+		return string(b)
+	}
+	b = b[len(b)-max:]
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[i+1:]
+	}
+	return "...\n" + string(b)
 }

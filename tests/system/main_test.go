@@ -20,8 +20,9 @@ import (
 	"github.com/tesseradb/tessera/tests/proccluster"
 )
 
-// tesseraBin is the binary the tests run, set by TestMain.
-var tesseraBin string
+// tesseraBin is the binary the tests run, set by TestMain; tessctlBin is
+// tessctl, built next to it (TestReadme runs it).
+var tesseraBin, tessctlBin string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -29,12 +30,19 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	bin, cleanup, err := proccluster.BuildTessera(os.Getenv("TESSERA_SYSTEM_RACE") != "")
+	race := os.Getenv("TESSERA_SYSTEM_RACE") != ""
+	bin, cleanup, err := proccluster.BuildTessera(race)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "system:", err)
 		return 1
 	}
 	defer cleanup()
-	tesseraBin = bin
+	ctl, ctlCleanup, err := proccluster.BuildCommand("tessctl", race)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "system:", err)
+		return 1
+	}
+	defer ctlCleanup()
+	tesseraBin, tessctlBin = bin, ctl
 	return m.Run()
 }

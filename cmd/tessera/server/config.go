@@ -66,6 +66,15 @@ type Config struct {
 	EnablePprof bool
 
 	Logger *slog.Logger
+
+	// ProbeTimeout bounds each check of /livez and /readyz (2 s, as
+	// /health: a probe must answer before Kubernetes' 1-10 s timeouts
+	// give up on it).
+	ProbeTimeout time.Duration
+	// ReadyCheckInterval: how often a starting node tries a read over
+	// every range until it logs "ready to serve client requests" (100 ms,
+	// a raft tick: the line follows readiness closely and costs little).
+	ReadyCheckInterval time.Duration
 }
 
 // DefaultConfig returns etcd's defaults, adapted: one node serving
@@ -84,6 +93,8 @@ func DefaultConfig() Config {
 		QuotaFreeBytes:              DefaultQuotaFreeBytes,
 		TickInterval:                100 * time.Millisecond,
 		ElectionTicks:               10,
+		ProbeTimeout:                2 * time.Second,
+		ReadyCheckInterval:          100 * time.Millisecond,
 	}
 }
 
@@ -102,6 +113,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("server: --initial-cluster-state %q must be new or existing", c.InitialClusterState)
 	case c.MaxRequestBytes <= 0:
 		return fmt.Errorf("server: --max-request-bytes %d must be positive", c.MaxRequestBytes)
+	case c.ProbeTimeout < 0 || c.ReadyCheckInterval < 0:
+		return errors.New("server: ProbeTimeout and ReadyCheckInterval must not be negative (0: default)")
 	}
 	for _, k := range c.InitialSplitKeys {
 		if k == "" {

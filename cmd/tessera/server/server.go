@@ -64,6 +64,7 @@ type Server struct {
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	life      lifecycle // start, ready and stop lines (lifecycle.go)
 }
 
 // Start starts a node. It returns once the node serves; the cluster may still
@@ -75,11 +76,13 @@ func Start(cfg Config) (_ *Server, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.probeDefaults()
 	nodes, self, err := cfg.initialCluster()
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, self: raftgroup.NodeID(self), log: cfg.Logger.With("node", cfg.Name), replicas: map[uint64]*shard.Replica{}}
+	s.logStarting()
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -170,6 +173,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	s.serve()
 	s.host.Start()
 	s.startDiskMonitor()
+	s.startLifecycle()
 	return s, nil
 }
 
@@ -335,10 +339,12 @@ func (s *Server) serve() {
 	pb.RegisterWatchServer(s.clientGRPC, s.hub)
 	pb.RegisterClusterServer(s.clientGRPC, router.NewCluster(s.router, s.layout.GetClusterId(), internal))
 	s.maint = router.NewMaintenance(s.router, true, s.dataDirSize)
+	s.maint.Info = s.statusInfo // version, quota, meta raft state (status.go)
 	pb.RegisterMaintenanceServer(s.clientGRPC, s.maint)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/health", s.health)
+	s.registerProbes(mux) // /version, /livez, /readyz (http_probes.go)
 	if s.cfg.EnablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -431,6 +437,7 @@ func (s *Server) Engine() *engine.Engine { return s.eng }
 // Close stops the node: client and peer ports, raft, replicas, engine.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
+		s.stopLifecycle()
 		if s.diskMon != nil {
 			s.diskMon.close()
 		}
@@ -446,6 +453,11 @@ func (s *Server) Close() {
 		if s.clientGRPC != nil {
 			s.clientGRPC.Stop()
 		}
+		if s.host != nil {
+			// Before the peer port: the transport ends its peers' streams
+			// with "transport closed", so they see a clean shutdown.
+			_ = s.host.Close()
+		}
 		if s.peerGRPC != nil {
 			s.peerGRPC.Stop()
 		}
@@ -457,9 +469,6 @@ func (s *Server) Close() {
 		}
 		if s.peerLis != nil {
 			_ = s.peerLis.Close()
-		}
-		if s.host != nil {
-			_ = s.host.Close()
 		}
 		for _, r := range s.replicas {
 			r.Close()
@@ -475,6 +484,7 @@ func (s *Server) Close() {
 			if err := s.eng.Close(); err != nil {
 				s.log.Error("close engine", "err", err)
 			}
+			s.logStopped()
 		}
 	})
 }
