@@ -65,6 +65,14 @@ type Config struct {
 	// port, as etcd's --enable-pprof.
 	EnablePprof bool
 
+	// MetricsTopRanges is the number of ranges (this node's busiest
+	// replicas) that get per-range series on /metrics; 0 turns per-range
+	// series off. Bounded so that 10,000 ranges are not 10,000 series.
+	MetricsTopRanges int
+	// PeerProbeInterval is how often the node measures the round trip to
+	// each peer (etcd_network_peer_round_trip_time_seconds); 0: 5 s.
+	PeerProbeInterval time.Duration
+
 	Logger *slog.Logger
 }
 
@@ -84,6 +92,8 @@ func DefaultConfig() Config {
 		QuotaFreeBytes:              DefaultQuotaFreeBytes,
 		TickInterval:                100 * time.Millisecond,
 		ElectionTicks:               10,
+		MetricsTopRanges:            DefaultMetricsTopRanges,
+		PeerProbeInterval:           DefaultPeerProbeInterval,
 	}
 }
 
@@ -102,6 +112,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("server: --initial-cluster-state %q must be new or existing", c.InitialClusterState)
 	case c.MaxRequestBytes <= 0:
 		return fmt.Errorf("server: --max-request-bytes %d must be positive", c.MaxRequestBytes)
+	case c.MetricsTopRanges < 0 || c.MetricsTopRanges > maxMetricsTopRanges:
+		return fmt.Errorf("server: --metrics-top-ranges %d must be within [0, %d]", c.MetricsTopRanges, maxMetricsTopRanges)
+	case c.PeerProbeInterval < 0:
+		return fmt.Errorf("server: peer probe interval %v must not be negative", c.PeerProbeInterval)
 	}
 	for _, k := range c.InitialSplitKeys {
 		if k == "" {
