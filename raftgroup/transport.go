@@ -440,6 +440,11 @@ func (t *Transport) peer(id NodeID) *transportPeer {
 		wake:  make(chan struct{}, 1),
 	}
 	t.mu.peers[id] = p
+	// Create the peer's drop series at zero, so that rates and alerts see
+	// them before the first drop.
+	for _, r := range []string{dropReasonQueueFull, dropReasonSendError, dropReasonEncode, dropReasonClosed} {
+		t.metrics.messagesDropped.WithLabelValues(p.label, r)
+	}
 	t.wg.Add(1)
 	go p.run(t.ctx)
 	return p

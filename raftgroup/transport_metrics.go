@@ -54,7 +54,7 @@ func newTransportMetrics() *transportMetrics {
 			Namespace: ns, Subsystem: sub, Name: name, Help: help,
 		})
 	}
-	return &transportMetrics{
+	m := &transportMetrics{
 		messagesSent: counterVec("messages_sent_total",
 			"Raft messages handed to the stream to a peer node.", "peer"),
 		messagesDropped: counterVec("messages_dropped_total",
@@ -86,6 +86,10 @@ func newTransportMetrics() *transportMetrics {
 		snapshotReceivedBytes: counter("snapshot_received_bytes_total",
 			"Snapshot data bytes received."),
 	}
+	for _, d := range []string{"send", "receive"} {
+		m.snapshotsInProgress.WithLabelValues(d)
+	}
+	return m
 }
 
 func (m *transportMetrics) collectors() []prometheus.Collector {
