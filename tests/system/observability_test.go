@@ -230,7 +230,7 @@ func startPrometheus(t *testing.T, promBin, dir string, c *cluster, ruleFiles []
 		targets = append(targets, u.Host)
 	}
 	cfg := map[string]any{
-		"global": map[string]any{"scrape_interval": "1s", "evaluation_interval": "1s"},
+		"global":     map[string]any{"scrape_interval": "1s", "evaluation_interval": "1s"},
 		"rule_files": ruleFiles,
 		"scrape_configs": []any{map[string]any{
 			"job_name": promJob, "static_configs": []any{map[string]any{"targets": targets}},
