@@ -445,6 +445,7 @@ func (t *Transport) peer(id NodeID) *transportPeer {
 	for _, r := range []string{dropReasonQueueFull, dropReasonSendError, dropReasonEncode, dropReasonClosed} {
 		t.metrics.messagesDropped.WithLabelValues(p.label, r)
 	}
+	t.metrics.sendErrors.WithLabelValues(p.label)
 	t.wg.Add(1)
 	go p.run(t.ctx)
 	return p

@@ -34,6 +34,7 @@ var etcdMetricNames = []string{
 	"etcd_network_peer_round_trip_time_seconds",
 	"etcd_network_peer_sent_bytes_total",
 	"etcd_network_peer_received_bytes_total",
+	"etcd_network_peer_sent_failures_total",
 	"etcd_network_client_grpc_received_bytes_total",
 	"etcd_network_client_grpc_sent_bytes_total",
 	"grpc_server_started_total",

@@ -250,3 +250,39 @@ func (c *Client) Rules(ctx context.Context) ([]Rule, error) {
 	}
 	return out, nil
 }
+
+// Alert is an active (pending or firing) alert (/api/v1/alerts).
+type Alert struct {
+	Name   string
+	State  string // pending or firing
+	Labels map[string]string
+}
+
+// Alerts returns the active alerts.
+func (c *Client) Alerts(ctx context.Context) ([]Alert, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/api/v1/alerts", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data struct {
+			Alerts []struct {
+				Labels map[string]string `json:"labels"`
+				State  string            `json:"state"`
+			} `json:"alerts"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("promcheck: decode alerts (%s): %w", resp.Status, err)
+	}
+	var out []Alert
+	for _, a := range body.Data.Alerts {
+		out = append(out, Alert{Name: a.Labels["alertname"], State: a.State, Labels: a.Labels})
+	}
+	return out, nil
+}

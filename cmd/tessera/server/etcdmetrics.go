@@ -27,6 +27,7 @@ var etcdAliases = []etcdAlias{
 	{etcd: "etcd_server_proposals_failed_total", tessera: "tessera_shard_proposals_failed_total"},
 	{etcd: "etcd_network_peer_sent_bytes_total", tessera: "tessera_raft_transport_sent_bytes_total", renameLabel: [2]string{"peer", "To"}},
 	{etcd: "etcd_network_peer_received_bytes_total", tessera: "tessera_raft_transport_received_bytes_total", renameLabel: [2]string{"peer", "From"}},
+	{etcd: "etcd_network_peer_sent_failures_total", tessera: "tessera_raft_transport_send_errors_total", renameLabel: [2]string{"peer", "To"}},
 }
 
 // aliasGatherer gathers src and returns the etcd aliases of its families.
