@@ -25,17 +25,23 @@ func promtool(t *testing.T) string {
 	return p
 }
 
-// TestPrometheusConfigAndRules runs promtool check config and check rules
-// on deploy/prometheus.
+// TestPrometheusConfigAndRules runs promtool check config, check rules and
+// test rules (the alerts' unit tests) on deploy/prometheus.
 func TestPrometheusConfigAndRules(t *testing.T) {
 	pt := promtool(t)
-	rules, err := filepath.Glob("prometheus/rules/*.yml")
+	rules, err := filepath.Glob("prometheus/rules/*.rules.yml")
 	if err != nil || len(rules) == 0 {
 		t.Fatalf("no rule files (%v)", err)
+	}
+	// Unit tests of the alerts: each fires on the series that mean it.
+	tests, err := filepath.Glob("prometheus/rules/*.test.yml")
+	if err != nil || len(tests) == 0 {
+		t.Fatalf("no rule unit tests (%v)", err)
 	}
 	for _, args := range [][]string{
 		{"check", "config", "prometheus/prometheus.yml"},
 		append([]string{"check", "rules"}, rules...),
+		append([]string{"test", "rules"}, tests...),
 	} {
 		if out, err := exec.Command(pt, args...).CombinedOutput(); err != nil {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -55,6 +61,7 @@ func TestDashboards(t *testing.T) {
 		t.Fatalf("want the six dashboards in deploy/grafana, have %v (%v)", files, err)
 	}
 	var rules []map[string]string
+	cluster, total := 0, 0
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -77,15 +84,22 @@ func TestDashboards(t *testing.T) {
 		if len(d.Exprs) == 0 {
 			t.Errorf("%s: no queries", f)
 		}
+		total += len(d.Exprs)
 		for i, e := range d.Exprs {
-			if !strings.Contains(e.Expr, `instance=~"$instance"`) {
-				t.Errorf("%s: %s: query does not select $instance: %s", f, e.Where, e.Expr)
+			if !strings.Contains(e.Expr, `job=~"$job"`) {
+				t.Errorf("%s: %s: query does not select $job: %s", f, e.Where, e.Expr)
+			}
+			if strings.Contains(e.Expr, `job=~"$job"}`) || strings.Contains(e.Expr, `job=~"$job",state`) {
+				cluster++ // a cluster-wide query (ignores $instance on purpose)
 			}
 			rules = append(rules, map[string]string{
-				"record": fmt.Sprintf("dashboard:query_%d:check", i),
+				"record": fmt.Sprintf("dashboard:query_%d_%d:check", len(rules), i),
 				"expr":   promcheck.Substitute(e.Expr, dashboardVars, "5m"),
 			})
 		}
+	}
+	if cluster > 5 || cluster*10 > total {
+		t.Errorf("%d of %d queries ignore $instance: only cluster-wide counts should", cluster, total)
 	}
 	pt := promtool(t)
 	b, err := yaml.Marshal(map[string]any{"groups": []any{map[string]any{"name": "dashboards", "rules": rules}}})

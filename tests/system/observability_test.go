@@ -76,7 +76,7 @@ func TestDashboardsAndAlertsAgainstPrometheus(t *testing.T) {
 		}
 		sources = append(sources, source{name: filepath.Base(f), exprs: d.Exprs, vars: tesseraVars})
 	}
-	ruleFiles, _ := filepath.Glob(filepath.Join(root, "deploy/prometheus/rules/*.yml"))
+	ruleFiles, _ := filepath.Glob(filepath.Join(root, "deploy/prometheus/rules/*.rules.yml"))
 	mixinDashboards, mixinAlerts, why := renderEtcdMixin(t, dir)
 	if why != "" {
 		t.Logf("etcd's mixin is not checked: %s", why)

@@ -33,6 +33,7 @@ type nodeCollector struct {
 	dbSize, dbInUse, quota, engineSize            *prometheus.Desc
 	replicas, underReplicated, pendingWrites      *prometheus.Desc
 	rangeLoad, rangeLeader, rangeResolvedRevision *prometheus.Desc
+	placementRanges                               *prometheus.Desc
 }
 
 func newNodeCollector(s *Server) *nodeCollector {
@@ -61,13 +62,15 @@ func newNodeCollector(s *Server) *nodeCollector {
 			"1 if this node leads the range, for this node's busiest ranges only (--metrics-top-ranges).", "range"),
 		rangeResolvedRevision: d("tessera_range_resolved_revision",
 			"Resolved revision of a range replica (revision timestamps: physical ms << 18), for this node's busiest ranges only.", "range"),
+		placementRanges: d("tessera_placement_ranges",
+			"Data ranges in the cluster's layout, exported by the meta group's leader only: minus the sum of range leaders over the nodes, it counts the ranges without a leader."),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.hasLeader, c.isLeader, c.leaderChanges, c.committed, c.applied, c.pending,
 		c.dbSize, c.dbInUse, c.quota, c.engineSize, c.replicas, c.underReplicated, c.pendingWrites,
-		c.rangeLoad, c.rangeLeader, c.rangeResolvedRevision} {
+		c.rangeLoad, c.rangeLeader, c.rangeResolvedRevision, c.placementRanges} {
 		ch <- d
 	}
 }
@@ -124,6 +127,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.hasLeader, b2f(hasLeader))
 	gauge(c.isLeader, b2f(isLeader))
+	if isLeader {
+		gauge(c.placementRanges, float64(len(s.router.Cache().Ranges())))
+	}
 	ch <- prometheus.MustNewConstMetric(c.leaderChanges, prometheus.CounterValue, float64(leaderChanges))
 	gauge(c.committed, float64(committed))
 	gauge(c.applied, float64(applied))

@@ -95,6 +95,14 @@ var dashboards = []dashboard{
 				Targets: []target{t(q(`sum(tessera_shard_ranges_underreplicated{%s})`), "under-replicated")}},
 			{Title: "Raft groups per node", Unit: "short", Desc: "Raft groups hosted per node (ranges plus the meta group).",
 				Targets: []target{t(q(`tessera_raft_groups{%s}`), "{{instance}}")}},
+		}}, {Title: "Cluster", Panels: []panel{
+			{Title: "Ranges and ranges led", Unit: "short", Desc: "Data ranges in the cluster's layout (from the meta leader) and ranges with a leader (summed over all nodes, whatever the instance variable).",
+				Targets: []target{
+					t(`max(tessera_placement_ranges{job=~"$job"})`, "ranges"),
+					t(`sum(tessera_shard_replicas{job=~"$job",state="leader"})`, "led"),
+				}},
+			{Title: "Ranges without a leader", Unit: "short", Desc: "Ranges no node leads: they refuse linearizable reads and writes.",
+				Targets: []target{t(`max(tessera_placement_ranges{job=~"$job"}) - sum(tessera_shard_replicas{job=~"$job",state="leader"})`, "without leader")}},
 		}}, {Title: "Busiest ranges", Panels: []panel{
 			{Title: "Top ranges by load", Unit: "reqps", Desc: "Requests per second of the busiest ranges (each node reports its --metrics-top-ranges busiest replicas).",
 				Targets: []target{t(q(`topk(10, max by (range) (tessera_range_load_requests_per_second{%s}))`), "range {{range}}")}},
