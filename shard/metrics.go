@@ -92,11 +92,17 @@ type loadMeter struct {
 	at       time.Time
 }
 
+// decayLocked decays the sum to now. Time never goes back: a caller with an
+// older now (concurrent callers) leaves the sum as is.
 func (l *loadMeter) decayLocked(now time.Time) {
-	if !l.at.IsZero() && now.After(l.at) {
-		l.sum *= math.Exp2(-float64(now.Sub(l.at)) / float64(l.halfLife))
+	if l.at.IsZero() {
+		l.at = now
+		return
 	}
-	l.at = now
+	if now.After(l.at) {
+		l.sum *= math.Exp2(-float64(now.Sub(l.at)) / float64(l.halfLife))
+		l.at = now
+	}
 }
 
 func (l *loadMeter) add(now time.Time, n float64) {
