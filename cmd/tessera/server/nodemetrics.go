@@ -10,6 +10,7 @@ import (
 
 	"github.com/tesseradb/tessera/placement"
 	"github.com/tesseradb/tessera/raftgroup"
+	"github.com/tesseradb/tessera/shard"
 )
 
 // DefaultMetricsTopRanges is how many ranges a node reports per-range
@@ -76,10 +77,10 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 type rangeLoad struct {
-	id       uint64
-	load     float64
-	leader   bool
-	resolved int64
+	id     uint64
+	load   float64
+	leader bool
+	rep    *shard.Replica
 }
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -122,7 +123,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		pending += rep.PendingWrites()
 		if c.s.cfg.MetricsTopRanges > 0 {
-			loads = append(loads, rangeLoad{id: id, load: rep.Load(), leader: st.IsLeader, resolved: int64(rep.Status().Resolved)})
+			loads = append(loads, rangeLoad{id: id, load: rep.Load(), leader: st.IsLeader, rep: rep})
 		}
 	}
 	gauge(c.hasLeader, b2f(hasLeader))
@@ -160,7 +161,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		id := strconv.FormatUint(l.id, 10)
 		gauge(c.rangeLoad, l.load, id)
 		gauge(c.rangeLeader, b2f(l.leader), id)
-		gauge(c.rangeResolvedRevision, float64(l.resolved), id)
+		gauge(c.rangeResolvedRevision, float64(l.rep.Status().Resolved), id)
 	}
 }
 
