@@ -56,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		compactedTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tessera_shard_compaction_deleted_versions_total",
-			Help: "Versions deleted by physical compactions (its rate is the progress of a running compaction).",
+			Help: "Versions deleted by physical compactions, counted per committed batch (its rate is the progress of a running compaction).",
 		}),
 		compactFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tessera_shard_compaction_failures_total",

@@ -203,9 +203,9 @@ func (r *Replica) compactLoop() {
 		case rev := <-r.compactions:
 			d := r.Descriptor()
 			r.cfg.Metrics.compactions.Inc()
-			st, err := r.cfg.Engine.MVCCCompact(d.GetStartKey(), d.GetEndKey(), rev, r.cfg.CompactBatch)
+			_, err := r.cfg.Engine.MVCCCompactWithProgress(d.GetStartKey(), d.GetEndKey(), rev, r.cfg.CompactBatch,
+				func(deleted int) { r.cfg.Metrics.compactedTotal.Add(float64(deleted)) })
 			r.cfg.Metrics.compactions.Dec()
-			r.cfg.Metrics.compactedTotal.Add(float64(st.VersionsDeleted))
 			if err != nil {
 				r.cfg.Metrics.compactFailures.Inc()
 				r.log.Error("compaction failed", "revision", rev, "err", err)
