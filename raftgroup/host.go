@@ -404,7 +404,9 @@ type Status struct {
 	Learners []NodeID
 	// ActiveVoters, on a leader, counts the voters (itself included) it
 	// heard from within the last election timeout (raft's RecentActive
-	// under CheckQuorum); 0 on a follower.
+	// under CheckQuorum); 0 on a follower. Groups heartbeat on their own
+	// today; once idle groups quiesce, a quiesced leader must count its
+	// voters as active (it stopped hearing from them on purpose).
 	ActiveVoters int
 	// LeaderChanges counts the changes of the known leader seen by this
 	// replica since it was opened.
