@@ -134,6 +134,10 @@ func (e *Engine) Close() error {
 // Open.
 func (e *Engine) WALSyncs() uint64 { return e.syncs.walSyncs.Load() }
 
+// DiskSpaceUsage returns the bytes the engine's files take on disk (SSTs,
+// WAL, manifest), as Pebble accounts them.
+func (e *Engine) DiskSpaceUsage() uint64 { return e.db.Metrics().DiskSpaceUsage() }
+
 // Flush flushes memtables to SSTs (tests and shutdown).
 func (e *Engine) Flush() error {
 	if err := e.db.Flush(); err != nil {

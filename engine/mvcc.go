@@ -248,6 +248,13 @@ type CompactStats struct {
 // version it hides (deleted first, it would bring the key back to life until
 // the next batch, or for good if the process stopped in between).
 func (e *Engine) MVCCCompact(start, end []byte, rev Revision, batchSize int) (CompactStats, error) {
+	return e.MVCCCompactWithProgress(start, end, rev, batchSize, nil)
+}
+
+// MVCCCompactWithProgress is MVCCCompact, calling progress (if not nil) with
+// the deletions of each batch once it is committed, so that a long
+// compaction reports its progress as it goes.
+func (e *Engine) MVCCCompactWithProgress(start, end []byte, rev Revision, batchSize int, progress func(deleted int)) (CompactStats, error) {
 	var st CompactStats
 	if batchSize <= 0 {
 		batchSize = 1024
@@ -265,8 +272,12 @@ func (e *Engine) MVCCCompact(start, end []byte, rev Revision, batchSize int) (Co
 		if b.Empty() || (!force && int(b.Count()) < batchSize) {
 			return nil
 		}
+		n := int(b.Count())
 		if err := b.Commit(false); err != nil {
 			return err
+		}
+		if progress != nil {
+			progress(n)
 		}
 		b.Close()
 		b = e.NewWriteBatch()

@@ -288,7 +288,10 @@ func (t *Transport) SendSnapshot(ctx context.Context, to NodeID, h SnapshotHeade
 	if drop := t.dropKnob(); drop != nil && drop(t.cfg.NodeID, to, GroupMessage{Group: h.Group, Message: h.Message}) {
 		return fmt.Errorf("raftgroup: snapshot for %s to %s dropped by testing knob", h.Group, to)
 	}
+	inProgress := t.metrics.snapshotsInProgress.WithLabelValues("send")
+	inProgress.Inc()
 	err := t.sendSnapshot(ctx, to, &h, data)
+	inProgress.Dec()
 	switch {
 	case err == nil:
 		t.metrics.snapshotsSent.WithLabelValues(snapshotResultAccepted).Inc()
@@ -437,6 +440,12 @@ func (t *Transport) peer(id NodeID) *transportPeer {
 		wake:  make(chan struct{}, 1),
 	}
 	t.mu.peers[id] = p
+	// Create the peer's drop series at zero, so that rates and alerts see
+	// them before the first drop.
+	for _, r := range []string{dropReasonQueueFull, dropReasonSendError, dropReasonEncode, dropReasonClosed} {
+		t.metrics.messagesDropped.WithLabelValues(p.label, r)
+	}
+	t.metrics.sendErrors.WithLabelValues(p.label)
 	t.wg.Add(1)
 	go p.run(t.ctx)
 	return p
@@ -923,6 +932,7 @@ func (svc *transportService) RaftMessages(stream grpc.BidiStreamingServer[raftrp
 			return status.Error(codes.FailedPrecondition, err.Error())
 		}
 		from = d.from
+		t.metrics.receivedBytes.WithLabelValues(peerLabel(from)).Add(float64(proto.Size(b)))
 		if d.invalid > 0 {
 			t.metrics.invalidReceived.Add(float64(d.invalid))
 			t.log.Warn("raft transport: dropped invalid messages", "peer", from, "count", d.invalid, "first_err", d.invalidErr)
@@ -1041,6 +1051,9 @@ func (svc *transportService) Snapshot(stream grpc.ClientStreamingServer[raftrpc.
 	stopOnClose := context.AfterFunc(t.ctx, cancel)
 	defer stopOnClose()
 
+	inProgress := t.metrics.snapshotsInProgress.WithLabelValues("receive")
+	inProgress.Inc()
+	defer inProgress.Dec()
 	pr, pw := io.Pipe()
 	// Unblock the Handler's Read when the stream or the Transport ends.
 	stopPipe := context.AfterFunc(ctx, func() { pr.CloseWithError(fmt.Errorf("raftgroup: snapshot stream: %w", context.Cause(ctx))) })
@@ -1048,7 +1061,7 @@ func (svc *transportService) Snapshot(stream grpc.ClientStreamingServer[raftrpc.
 	t.wg.Add(1) // this RPC is counted, so wg is positive here
 	go func() {
 		defer t.wg.Done()
-		pw.CloseWithError(pumpSnapshot(stream, first.GetData(), pw))
+		pw.CloseWithError(pumpSnapshot(stream, first.GetData(), countingWriter{pw, t.metrics.snapshotReceivedBytes}))
 	}()
 
 	herr := t.cfg.Handler.HandleSnapshot(ctx, from, h, pr)
@@ -1062,6 +1075,18 @@ func (svc *transportService) Snapshot(stream grpc.ClientStreamingServer[raftrpc.
 	}
 	t.metrics.snapshotsReceived.WithLabelValues(snapshotResultAccepted).Inc()
 	return stream.SendAndClose(&raftrpc.SnapshotResponse{Accepted: true})
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n prometheus.Counter
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(float64(n))
+	return n, err
 }
 
 // pumpSnapshot writes the data of a snapshot stream into w: first (the data

@@ -83,6 +83,7 @@ func (r *Router) rangeOnce(ctx context.Context, req *pb.RangeRequest, ranges []*
 			return nil, rpctypes.ErrGRPCFutureRev
 		}
 	}
+	r.metrics.fanOut.Observe(float64(len(ranges)))
 	if len(ranges) == 1 {
 		op := &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: req}}
 		out, rev, err := r.execute(ctx, call{desc: ranges[0], op: op, readRev: readRev, serial: req.GetSerializable()})

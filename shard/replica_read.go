@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -27,6 +28,8 @@ func (r *Replica) Read(ctx context.Context, generation uint64, op *pb.RequestOp,
 		r.mu.Unlock()
 		return nil, 0, err
 	}
+	r.cfg.Metrics.reads.Inc()
+	r.load.add(time.Now(), 1)
 	if serializable {
 		if readRev <= 0 || readRev > r.mu.appliedRev {
 			readRev = r.mu.appliedRev

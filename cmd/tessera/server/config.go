@@ -65,6 +65,14 @@ type Config struct {
 	// port, as etcd's --enable-pprof.
 	EnablePprof bool
 
+	// MetricsTopRanges is the number of ranges (this node's busiest
+	// replicas) that get per-range series on /metrics; 0 turns per-range
+	// series off. Bounded so that 10,000 ranges are not 10,000 series.
+	MetricsTopRanges int
+	// PeerProbeInterval is how often the node measures the round trip to
+	// each peer (etcd_network_peer_round_trip_time_seconds); 0: 5 s.
+	PeerProbeInterval time.Duration
+
 	Logger *slog.Logger
 
 	// ProbeTimeout bounds each check of /livez and /readyz (2 s, as
@@ -95,6 +103,8 @@ func DefaultConfig() Config {
 		ElectionTicks:               10,
 		ProbeTimeout:                2 * time.Second,
 		ReadyCheckInterval:          100 * time.Millisecond,
+		MetricsTopRanges:            DefaultMetricsTopRanges,
+		PeerProbeInterval:           DefaultPeerProbeInterval,
 	}
 }
 
@@ -115,6 +125,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("server: --max-request-bytes %d must be positive", c.MaxRequestBytes)
 	case c.ProbeTimeout < 0 || c.ReadyCheckInterval < 0:
 		return errors.New("server: ProbeTimeout and ReadyCheckInterval must not be negative (0: default)")
+	case c.MetricsTopRanges < 0 || c.MetricsTopRanges > maxMetricsTopRanges:
+		return fmt.Errorf("server: --metrics-top-ranges %d must be within [0, %d]", c.MetricsTopRanges, maxMetricsTopRanges)
+	case c.PeerProbeInterval < 0:
+		return fmt.Errorf("server: peer probe interval %v must not be negative", c.PeerProbeInterval)
 	}
 	for _, k := range c.InitialSplitKeys {
 		if k == "" {

@@ -18,7 +18,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/soheilhy/cmux"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
@@ -54,6 +53,7 @@ type Server struct {
 	// maint serves etcd's Maintenance (alarms); diskMon raises NOSPACE.
 	maint   *router.Maintenance
 	diskMon *diskMonitor
+	obs     *observability // metrics wiring (observability.go)
 
 	clientLis, peerLis net.Listener
 	clientConns        *trackingListener
@@ -90,6 +90,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	}()
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.obs = newObservability(s.reg)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
@@ -157,6 +158,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		// Operator RPCs (router/admin.go): leader transfer.
 		Raft:                s.host,
 		TransferLeaderRetry: hcfg.TickInterval * time.Duration(hcfg.ElectionTicks),
+		Registerer:          s.reg,
 	})
 	s.hub = watchhub.New(watchhub.Config{
 		ClusterID:              s.layout.GetClusterId(),
@@ -173,6 +175,9 @@ func Start(cfg Config) (_ *Server, err error) {
 	s.serve()
 	s.host.Start()
 	s.startDiskMonitor()
+	if err := s.startObservability(clock); err != nil {
+		return nil, err
+	}
 	s.startLifecycle()
 	return s, nil
 }
@@ -291,12 +296,13 @@ func (s *Server) openReplicas(clock shard.Clock, limits shard.Limits) error {
 			continue
 		}
 		rep, err := shard.Open(shard.Config{
-			NodeID: s.self,
-			Engine: s.eng,
-			Raft:   s.host,
-			Clock:  clock,
-			Limits: limits,
-			Logger: s.log,
+			NodeID:  s.self,
+			Engine:  s.eng,
+			Raft:    s.host,
+			Clock:   clock,
+			Limits:  limits,
+			Metrics: s.obs.shard,
+			Logger:  s.log,
 		}, raftgroup.GroupID(d.GetRangeId()))
 		if err != nil {
 			return err
@@ -318,31 +324,34 @@ const grpcOverheadBytes = 512 * 1024
 
 func (s *Server) serve() {
 	// Peer port: raft transport and the internal service.
-	s.peerGRPC = grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))
+	s.peerGRPC = grpc.NewServer(append(s.obs.peer.serverOptions(), grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))...)
 	s.host.RegisterService(s.peerGRPC)
 	internal := router.NewInternal(s.router, s.rangeStatus)
 	internal.Self = s.selfInfo
 	tesserapb.RegisterInternalServer(s.peerGRPC, internal)
 	// Alarm requests forwarded to the meta group's nodes (maintenance.go).
 	pb.RegisterMaintenanceServer(s.peerGRPC, router.NewMaintenance(s.router, false, s.dataDirSize))
+	registerHealth(s.peerGRPC) // peer round-trip probes (peerprobe.go)
+	s.obs.peer.initialize(s.peerGRPC)
 	s.goServe("peer grpc", func() error { return s.peerGRPC.Serve(s.peerLis) })
 
 	// Client port: etcd's gRPC API and HTTP (/health, /metrics), as etcd.
 	// Never the internal service: it trusts its caller to be a router
 	// (docs/decisions.md, "Listeners").
-	s.clientGRPC = grpc.NewServer(
+	s.clientGRPC = grpc.NewServer(append(s.obs.client.serverOptions(),
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes+grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
-	)
+	)...)
 	pb.RegisterKVServer(s.clientGRPC, s.router)
 	pb.RegisterWatchServer(s.clientGRPC, s.hub)
 	pb.RegisterClusterServer(s.clientGRPC, router.NewCluster(s.router, s.layout.GetClusterId(), internal))
 	s.maint = router.NewMaintenance(s.router, true, s.dataDirSize)
 	s.maint.Info = s.statusInfo // version, quota, meta raft state (status.go)
 	pb.RegisterMaintenanceServer(s.clientGRPC, s.maint)
+	s.obs.client.initialize(s.clientGRPC)
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", s.obs.metricsHandler())
 	mux.HandleFunc("/health", s.health)
 	s.registerProbes(mux) // /version, /livez, /readyz (http_probes.go)
 	if s.cfg.EnablePprof {
@@ -441,6 +450,7 @@ func (s *Server) Close() {
 		if s.diskMon != nil {
 			s.diskMon.close()
 		}
+		s.obs.close()
 		if s.clientMux != nil {
 			s.clientMux.Close()
 		}
