@@ -64,6 +64,9 @@ type Config struct {
 	// EnablePprof serves Go's profiler under /debug/pprof/ on the client
 	// port, as etcd's --enable-pprof.
 	EnablePprof bool
+	// EnableGRPCGateway serves etcd's HTTP/JSON gateway under /v3/ on the
+	// client port, as etcd's --enable-grpc-gateway (on by default).
+	EnableGRPCGateway bool
 
 	Logger *slog.Logger
 }
@@ -84,6 +87,7 @@ func DefaultConfig() Config {
 		QuotaFreeBytes:              DefaultQuotaFreeBytes,
 		TickInterval:                100 * time.Millisecond,
 		ElectionTicks:               10,
+		EnableGRPCGateway:           true,
 	}
 }
 

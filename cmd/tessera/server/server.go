@@ -54,6 +54,8 @@ type Server struct {
 	// maint serves etcd's Maintenance (alarms); diskMon raises NOSPACE.
 	maint   *router.Maintenance
 	diskMon *diskMonitor
+	// gw is etcd's HTTP/JSON gateway on the client port (gateway.go).
+	gw *gateway
 
 	clientLis, peerLis net.Listener
 	clientConns        *trackingListener
@@ -338,6 +340,9 @@ func (s *Server) serve() {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/health", s.health)
+	if err := s.startGateway(mux); err != nil {
+		s.log.Error("no HTTP/JSON gateway", "err", err)
+	}
 	if s.cfg.EnablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -442,6 +447,7 @@ func (s *Server) Close() {
 		if s.httpSrv != nil {
 			_ = s.httpSrv.Close()
 		}
+		s.gw.close()
 		if s.clientGRPC != nil {
 			s.clientGRPC.Stop()
 		}
