@@ -285,4 +285,3 @@ func sameKeys(a, b map[string]any) bool {
 	}
 	return true
 }
-
