@@ -31,6 +31,8 @@ type Maintenance struct {
 	forward bool
 	// dbSize returns the node's storage size in bytes (nil: 0).
 	dbSize func() int64
+	// snapshot, defrag, …: the other Maintenance RPCs (maintenance_*.go).
+	maintenanceExtra
 }
 
 var _ pb.MaintenanceServer = (*Maintenance)(nil)

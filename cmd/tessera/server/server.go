@@ -241,30 +241,37 @@ func (s *Server) bootstrapIfNew() error {
 	if _, err := s.eng.Get(bootstrapKey); err == nil {
 		return nil
 	}
-	if m := s.layout.GetMeta(); hasReplica(m, s.self) {
-		if err := placement.WriteMetaInitialState(s.eng, s.layout); err != nil {
+	return bootstrapStore(s.eng, s.layout, s.self)
+}
+
+// bootstrapStore writes the initial state of every group node self holds in
+// layout, then the bootstrap record (a restore writes the ranges' data
+// before, restore.go).
+func bootstrapStore(eng *engine.Engine, layout *tesserapb.ClusterBootstrap, self raftgroup.NodeID) error {
+	if m := layout.GetMeta(); hasReplica(m, self) {
+		if err := placement.WriteMetaInitialState(eng, layout); err != nil {
 			return err
 		}
-		if err := s.host.Bootstrap(placement.MetaRangeID, voters(m)); err != nil {
+		if err := raftgroup.Bootstrap(eng, placement.MetaRangeID, voters(m)); err != nil {
 			return err
 		}
 	}
-	for _, d := range s.layout.GetRanges() {
-		if !hasReplica(d, s.self) {
+	for _, d := range layout.GetRanges() {
+		if !hasReplica(d, self) {
 			continue
 		}
-		if err := shard.WriteInitialState(s.eng, d); err != nil {
+		if err := shard.WriteInitialState(eng, d); err != nil {
 			return err
 		}
-		if err := s.host.Bootstrap(raftgroup.GroupID(d.GetRangeId()), voters(d)); err != nil {
+		if err := raftgroup.Bootstrap(eng, raftgroup.GroupID(d.GetRangeId()), voters(d)); err != nil {
 			return err
 		}
 	}
-	v, err := proto.Marshal(s.layout)
+	v, err := proto.Marshal(layout)
 	if err != nil {
 		return err
 	}
-	b := s.eng.NewWriteBatch()
+	b := eng.NewWriteBatch()
 	defer b.Close()
 	if err := b.Set(bootstrapKey, v); err != nil {
 		return err
