@@ -197,7 +197,7 @@ func ReadBackup(r io.Reader, size int64, skipHash bool, fn func(rangeID uint64, 
 			}
 			h := x.Header
 			if h.GetFormatVersion() != BackupFormatVersion {
-				return nil, fmt.Errorf("router: backup format version %d is not supported (this build reads %d)", h.GetFormatVersion(), BackupFormatVersion)
+				return nil, corrupt("format version %d is not supported (this build reads %d): written by a newer Tessera, or damaged", h.GetFormatVersion(), BackupFormatVersion)
 			}
 			if err := checkLayout(h.GetRanges()); err != nil {
 				return nil, corrupt("header: %v", err)
