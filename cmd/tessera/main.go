@@ -60,6 +60,11 @@ Flags follow etcd's names and meanings.`,
 	f.Int64Var(&cfg.QuotaBackendBytes, "quota-backend-bytes", cfg.QuotaBackendBytes, "raise the NOSPACE alarm when the data directory grows beyond this size (0: no quota)")
 	f.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "serve Go's runtime profiler under /debug/pprof/ on the client port")
 	f.BoolVar(&cfg.EnableGRPCGateway, "enable-grpc-gateway", cfg.EnableGRPCGateway, "serve etcd's HTTP/JSON gateway under /v3/ on the client port")
+	f.DurationVar(&cfg.CorruptCheckTime, "corrupt-check-time", cfg.CorruptCheckTime, "duration between corruption check passes (compare range replicas, raise CORRUPT); 0 disables")
+	f.DurationVar(&cfg.CorruptCheckTime, "experimental-corrupt-check-time", cfg.CorruptCheckTime, "deprecated name of --corrupt-check-time")
+	_ = f.MarkHidden("experimental-corrupt-check-time")
+	f.StringVar(&cfg.AutoCompactionMode, "auto-compaction-mode", cfg.AutoCompactionMode, "interpret --auto-compaction-retention as: periodic (a duration, or hours)")
+	f.StringVar(&cfg.AutoCompactionRetention, "auto-compaction-retention", cfg.AutoCompactionRetention, "auto compaction retention; 0 disables")
 	cmd.AddCommand(devCmd())
 	return cmd
 }

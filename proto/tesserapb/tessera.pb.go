@@ -1223,10 +1223,16 @@ func (x *FeedResponse) GetRoutingError() *RoutingError {
 }
 
 type HashRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	// When set, hash the range's state at this revision (every key live at
+	// it) instead of its replicated state at the applied index: the leader
+	// resolves the revision and reports its applied index (min_applied_index
+	// 0); a follower waits until it applied min_applied_index first.
+	Revision        int64  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	MinAppliedIndex uint64 `protobuf:"varint,3,opt,name=min_applied_index,json=minAppliedIndex,proto3" json:"min_applied_index,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *HashRequest) Reset() {
@@ -1262,6 +1268,20 @@ func (*HashRequest) Descriptor() ([]byte, []int) {
 func (x *HashRequest) GetRangeId() uint64 {
 	if x != nil {
 		return x.RangeId
+	}
+	return 0
+}
+
+func (x *HashRequest) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *HashRequest) GetMinAppliedIndex() uint64 {
+	if x != nil {
+		return x.MinAppliedIndex
 	}
 	return 0
 }
@@ -1899,9 +1919,11 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\trevisions\x18\x01 \x03(\v2\x18.tessera.v1.FeedRevisionR\trevisions\x12+\n" +
 	"\x11resolved_revision\x18\x02 \x01(\x03R\x10resolvedRevision\x12)\n" +
 	"\x10compact_revision\x18\x03 \x01(\x03R\x0fcompactRevision\x12=\n" +
-	"\rrouting_error\x18\x04 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"(\n" +
+	"\rrouting_error\x18\x04 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"p\n" +
 	"\vHashRequest\x12\x19\n" +
-	"\brange_id\x18\x01 \x01(\x04R\arangeId\"\x81\x02\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x12*\n" +
+	"\x11min_applied_index\x18\x03 \x01(\x04R\x0fminAppliedIndex\"\x81\x02\n" +
 	"\fHashResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x19\n" +
 	"\brange_id\x18\x02 \x01(\x04R\arangeId\x12#\n" +

@@ -68,6 +68,16 @@ type Config struct {
 	// client port, as etcd's --enable-grpc-gateway (on by default).
 	EnableGRPCGateway bool
 
+	// CorruptCheckTime is etcd's --corrupt-check-time: how often each node
+	// compares the replicas of the ranges it leads and raises CORRUPT on a
+	// difference (0: never, etcd's default).
+	CorruptCheckTime time.Duration
+	// AutoCompactionMode and AutoCompactionRetention are etcd's
+	// --auto-compaction-mode (periodic) and --auto-compaction-retention
+	// ("0": off; a duration, or a number of hours).
+	AutoCompactionMode      string
+	AutoCompactionRetention string
+
 	Logger *slog.Logger
 }
 
@@ -88,6 +98,8 @@ func DefaultConfig() Config {
 		TickInterval:                100 * time.Millisecond,
 		ElectionTicks:               10,
 		EnableGRPCGateway:           true,
+		AutoCompactionMode:          "periodic",
+		AutoCompactionRetention:     "0",
 	}
 }
 
@@ -104,6 +116,8 @@ func (c *Config) Validate() error {
 		return errors.New("server: no --listen-peer-urls")
 	case c.InitialClusterState != "new" && c.InitialClusterState != "existing":
 		return fmt.Errorf("server: --initial-cluster-state %q must be new or existing", c.InitialClusterState)
+	case c.CorruptCheckTime < 0:
+		return fmt.Errorf("server: --corrupt-check-time %v is negative", c.CorruptCheckTime)
 	case c.MaxRequestBytes <= 0:
 		return fmt.Errorf("server: --max-request-bytes %d must be positive", c.MaxRequestBytes)
 	}

@@ -56,6 +56,9 @@ type Server struct {
 	diskMon *diskMonitor
 	// gw is etcd's HTTP/JSON gateway on the client port (gateway.go).
 	gw *gateway
+	// loops: corruption check, auto-compaction (maintenance.go).
+	loops                *maintenanceLoops
+	autoCompactRetention time.Duration
 
 	clientLis, peerLis net.Listener
 	clientConns        *trackingListener
@@ -74,6 +77,10 @@ func Start(cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	autoCompact, err := router.ParseAutoCompaction(router.AutoCompactionConfig{Mode: cfg.AutoCompactionMode, Retention: cfg.AutoCompactionRetention})
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -81,7 +88,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, self: raftgroup.NodeID(self), log: cfg.Logger.With("node", cfg.Name), replicas: map[uint64]*shard.Replica{}}
+	s := &Server{cfg: cfg, self: raftgroup.NodeID(self), log: cfg.Logger.With("node", cfg.Name), replicas: map[uint64]*shard.Replica{}, autoCompactRetention: autoCompact}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -172,6 +179,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	s.serve()
 	s.host.Start()
 	s.startDiskMonitor()
+	s.startMaintenanceLoops()
 	return s, nil
 }
 
@@ -442,6 +450,7 @@ func (s *Server) Engine() *engine.Engine { return s.eng }
 // Close stops the node: client and peer ports, raft, replicas, engine.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
+		s.loops.stop()
 		if s.diskMon != nil {
 			s.diskMon.close()
 		}

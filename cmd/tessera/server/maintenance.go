@@ -1,0 +1,42 @@
+package server
+
+import (
+	"context"
+	"sync"
+)
+
+// maintenanceLoops are the node's periodic maintenance tasks: the
+// corruption check (--corrupt-check-time) and auto-compaction
+// (--auto-compaction-*). Both start after serve and stop with Close.
+type maintenanceLoops struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (s *Server) startMaintenanceLoops() {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &maintenanceLoops{cancel: cancel}
+	s.loops = l
+	if d := s.cfg.CorruptCheckTime; d > 0 {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			s.maint.RunCorruptionCheck(ctx, d)
+		}()
+	}
+	if s.autoCompactRetention > 0 {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			s.router.RunAutoCompaction(ctx, s.autoCompactRetention)
+		}()
+	}
+}
+
+func (l *maintenanceLoops) stop() {
+	if l == nil {
+		return
+	}
+	l.cancel()
+	l.wg.Wait()
+}

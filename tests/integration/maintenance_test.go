@@ -1,0 +1,105 @@
+package integration_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"github.com/tesseradb/tessera/cmd/tessera/server"
+	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/tests/testcluster"
+)
+
+// TestHashKVAndCorruptCheck: etcdctl endpoint hashkv's RPC answers the same
+// hash on every node of a healthy three-node cluster, at a given revision
+// and at a fresh one; once one replica's data is altered under the engine,
+// that node's hash differs, and the periodic corruption check raises
+// etcd's CORRUPT alarm for it, after which requests fail with etcd's
+// "corrupt cluster".
+func TestHashKVAndCorruptCheck(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{SplitKeys: []string{"m"}, Configure: func(cfg *server.Config) {
+		cfg.CorruptCheckTime = 200 * time.Millisecond
+	}})
+	c.WaitReady(t)
+	cli := c.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	var last *pb.PutResponse
+	for _, k := range []string{"apple", "banana", "mango", "zebra", "apple"} {
+		resp, err := cli.Put(ctx, k, "v-"+k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = (*pb.PutResponse)(resp)
+	}
+	rev := last.Header.Revision
+	hashes := func(rev int64) []*pb.HashKVResponse {
+		t.Helper()
+		var out []*pb.HashKVResponse
+		for i := range c.Size() {
+			resp, err := c.NodeClient(t, i).HashKV(ctx, c.Endpoint(i), rev)
+			if err != nil {
+				t.Fatalf("node %d: hashkv at %d: %v", i+1, rev, err)
+			}
+			out = append(out, (*pb.HashKVResponse)(resp))
+		}
+		return out
+	}
+	for _, at := range []int64{rev, 0} {
+		hs := hashes(at)
+		for i, h := range hs {
+			if h.Hash != hs[0].Hash || (at > 0 && h.HashRevision != at) {
+				t.Fatalf("healthy cluster, hashkv at %d: node %d hash %08x at %d, node 1 %08x at %d", at, i+1, h.Hash, h.HashRevision, hs[0].Hash, hs[0].HashRevision)
+			}
+		}
+		t.Logf("hashkv at %d: %08x on every node", at, hs[0].Hash)
+	}
+	if _, err := c.NodeClient(t, 0).HashKV(ctx, c.Endpoint(0), rev+1<<40); !errors.Is(err, rpctypes.ErrFutureRev) {
+		t.Errorf("hashkv in the future: %v, want %v", err, rpctypes.ErrFutureRev)
+	}
+
+	// Alter node 2's copy of "apple" (range [, m)): same revision, another
+	// value.
+	g, err := cli.Get(ctx, "apple")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := g.Kvs[0]
+	b := c.Node(1).Engine().NewWriteBatch()
+	if err := engine.MVCCPut(b, kv.Key, engine.Revision(kv.ModRevision), engine.Value{CreateRev: engine.Revision(kv.CreateRevision), Version: kv.Version, Data: []byte("bogus")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	hs := hashes(rev)
+	if hs[1].Hash == hs[0].Hash || hs[2].Hash != hs[0].Hash {
+		t.Errorf("after altering node 2's replica: hashes %08x %08x %08x, want only node 2's different", hs[0].Hash, hs[1].Hash, hs[2].Hash)
+	}
+
+	// The periodic check raises CORRUPT for node 2.
+	deadline := time.Now().Add(testcluster.ReadyTimeout)
+	for {
+		resp, err := cli.AlarmList(ctx)
+		if err == nil && len(resp.Alarms) > 0 {
+			if len(resp.Alarms) != 1 || resp.Alarms[0].MemberID != 2 || resp.Alarms[0].Alarm != pb.AlarmType_CORRUPT {
+				t.Fatalf("alarms %v, want CORRUPT for member 2", resp.Alarms)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no CORRUPT alarm after %v: %v %v", testcluster.ReadyTimeout, resp, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// As in etcd, a cluster with CORRUPT raised refuses requests (on the
+	// meta nodes at once: they hold the alarm).
+	if _, err := c.NodeClient(t, 0).Put(ctx, "after", "x"); !errors.Is(err, rpctypes.ErrCorrupt) {
+		t.Errorf("put with CORRUPT raised: %v, want %v", err, rpctypes.ErrCorrupt)
+	}
+}
