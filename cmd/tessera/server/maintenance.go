@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"sync"
+
+	"github.com/tesseradb/tessera/router"
 )
 
 // maintenanceLoops are the node's periodic maintenance tasks: the
@@ -39,4 +41,15 @@ func (l *maintenanceLoops) stop() {
 	}
 	l.cancel()
 	l.wg.Wait()
+}
+
+// configureMaintenance wires the client port's Maintenance RPCs beyond
+// alarms and status: snapshot, defragment.
+func (s *Server) configureMaintenance() {
+	scfg := router.DefaultSnapshotConfig()
+	scfg.NodeName = s.cfg.Name
+	if err := s.maint.SetSnapshotConfig(scfg); err != nil {
+		s.log.Error("snapshot config", "err", err)
+	}
+	s.maint.SetDefragment(s.defragment)
 }

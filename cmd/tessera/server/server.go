@@ -351,6 +351,7 @@ func (s *Server) serve() {
 	pb.RegisterClusterServer(s.clientGRPC, router.NewCluster(s.router, s.layout.GetClusterId(), internal))
 	tesserapb.RegisterInternalServer(s.clientGRPC, internal)
 	s.maint = router.NewMaintenance(s.router, true, s.dataDirSize)
+	s.configureMaintenance()
 	pb.RegisterMaintenanceServer(s.clientGRPC, s.maint)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
