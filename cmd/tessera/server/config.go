@@ -77,6 +77,11 @@ type Config struct {
 	// ("0": off; a duration, or a number of hours).
 	AutoCompactionMode      string
 	AutoCompactionRetention string
+	// DefragIdleRatio: after each step of a defragmentation (one range's
+	// manual compaction), the node pauses this many times as long as the
+	// step took, leaving the disk and CPU to requests (1: at most half of
+	// the time compacting). Not a flag.
+	DefragIdleRatio float64
 
 	Logger *slog.Logger
 }
@@ -100,6 +105,7 @@ func DefaultConfig() Config {
 		EnableGRPCGateway:           true,
 		AutoCompactionMode:          "periodic",
 		AutoCompactionRetention:     "0",
+		DefragIdleRatio:             1,
 	}
 }
 
@@ -116,6 +122,8 @@ func (c *Config) Validate() error {
 		return errors.New("server: no --listen-peer-urls")
 	case c.InitialClusterState != "new" && c.InitialClusterState != "existing":
 		return fmt.Errorf("server: --initial-cluster-state %q must be new or existing", c.InitialClusterState)
+	case c.DefragIdleRatio < 0:
+		return fmt.Errorf("server: DefragIdleRatio %v is negative", c.DefragIdleRatio)
 	case c.CorruptCheckTime < 0:
 		return fmt.Errorf("server: --corrupt-check-time %v is negative", c.CorruptCheckTime)
 	case c.MaxRequestBytes <= 0:
