@@ -23,32 +23,53 @@ type AutoCompactionConfig struct {
 	Retention string
 }
 
-// ParseAutoCompaction checks the configuration and returns the periodic
-// retention (0: off).
-func ParseAutoCompaction(c AutoCompactionConfig) (time.Duration, error) {
+// AutoCompaction is a parsed auto-compaction policy; the zero value is off.
+type AutoCompaction struct {
+	// Period: keep this much time of history (periodic mode).
+	Period time.Duration
+	// Writes: keep the newest this many writes' history (revision mode).
+	Writes int
+	// RevisionInterval is how often revision mode compacts (5 minutes, as
+	// etcd's revision compactor).
+	RevisionInterval time.Duration
+}
+
+// DefaultRevisionCompactInterval is etcd's revision compactor period.
+const DefaultRevisionCompactInterval = 5 * time.Minute
+
+// ParseAutoCompaction checks the configuration and returns the policy.
+func ParseAutoCompaction(c AutoCompactionConfig) (AutoCompaction, error) {
 	r := strings.TrimSpace(c.Retention)
 	if r == "" || r == "0" {
-		return 0, nil
+		return AutoCompaction{}, nil
 	}
 	switch c.Mode {
 	case "periodic":
 		if h, err := strconv.ParseFloat(r, 64); err == nil {
 			if h < 0 {
-				return 0, fmt.Errorf("router: --auto-compaction-retention %q is negative", r)
+				return AutoCompaction{}, fmt.Errorf("router: --auto-compaction-retention %q is negative", r)
 			}
-			return time.Duration(h * float64(time.Hour)), nil
+			return AutoCompaction{Period: time.Duration(h * float64(time.Hour))}, nil
 		}
 		d, err := time.ParseDuration(r)
 		if err != nil || d < 0 {
-			return 0, fmt.Errorf("router: --auto-compaction-retention %q is neither a duration nor a number of hours", r)
+			return AutoCompaction{}, fmt.Errorf("router: --auto-compaction-retention %q is neither a duration nor a number of hours", r)
 		}
-		return d, nil
+		return AutoCompaction{Period: d}, nil
 	case "revision":
-		return 0, fmt.Errorf("router: --auto-compaction-mode revision is not supported yet: revisions are timestamps, so \"the last N revisions\" needs a count of writes across ranges (docs/operations.md); use periodic")
+		n, err := strconv.ParseInt(r, 10, 64)
+		if err != nil || n < 0 || n > maxRevisionRetention {
+			return AutoCompaction{}, fmt.Errorf("router: --auto-compaction-retention %q: revision mode takes a number of writes in [0, %d]", r, maxRevisionRetention)
+		}
+		return AutoCompaction{Writes: int(n), RevisionInterval: DefaultRevisionCompactInterval}, nil
 	default:
-		return 0, fmt.Errorf("router: unknown --auto-compaction-mode %q (periodic or revision)", c.Mode)
+		return AutoCompaction{}, fmt.Errorf("router: unknown --auto-compaction-mode %q (periodic or revision)", c.Mode)
 	}
 }
+
+// maxRevisionRetention bounds revision mode's retention: the compactor
+// reads up to that many revisions of every range's change log per pass.
+const maxRevisionRetention = 10_000_000
 
 // autoCompactInterval is how often periodic auto-compaction compacts: a
 // tenth of the retention (so history is kept between 1 and 1.1 times the
@@ -57,17 +78,29 @@ func autoCompactInterval(retention time.Duration) time.Duration {
 	return min(max(retention/10, time.Second), time.Hour)
 }
 
-// RunAutoCompaction compacts the cluster's history periodically until ctx
-// ends: every autoCompactInterval, the node leading the meta group compacts
-// at the revision of the instant retention ago. Revisions are TSO
-// timestamps (physical milliseconds << 18), so "history older than the
-// retention" is exactly the revisions below that instant; no write count
-// is needed, unlike etcd, which keeps samples of its revision counter.
-func (r *Router) RunAutoCompaction(ctx context.Context, retention time.Duration) {
-	if retention <= 0 {
+// RunAutoCompaction compacts the cluster's history until ctx ends; only
+// the node leading the meta group compacts.
+//
+// Periodic mode: every autoCompactInterval, at the revision of the instant
+// retention ago. Revisions are TSO timestamps (physical milliseconds <<
+// 18), so "history older than the retention" is exactly the revisions below
+// that instant; no samples of a revision counter are needed, unlike etcd.
+//
+// Revision mode (keep the newest N writes, etcd's "last N revisions"):
+// every RevisionInterval, at the revision of the N-th newest write of the
+// cluster, counted from the ranges' change logs (revisionToKeep).
+func (r *Router) RunAutoCompaction(ctx context.Context, p AutoCompaction) {
+	var interval time.Duration
+	switch {
+	case p.Period > 0:
+		interval = autoCompactInterval(p.Period)
+	case p.Writes > 0 && p.RevisionInterval > 0:
+		interval = p.RevisionInterval
+	default:
 		return
 	}
-	t := time.NewTicker(autoCompactInterval(retention))
+	retention := p.Period
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	var last engine.Revision
 	for {
@@ -80,11 +113,20 @@ func (r *Router) RunAutoCompaction(ctx context.Context, retention time.Duration)
 		if meta == nil || meta.Leader() != r.nodes.Self() {
 			continue // one compactor in the cluster: the meta leader's
 		}
+		cctx, cancel := context.WithTimeout(ctx, interval)
 		rev := engine.Revision(time.Now().Add(-retention).UnixMilli() << placement.LogicalBits)
+		if p.Writes > 0 {
+			var err error
+			if rev, err = r.revisionToKeep(cctx, p.Writes); err != nil {
+				cancel()
+				r.log.Warn("auto-compaction: count writes", "err", err)
+				continue
+			}
+		}
 		if rev <= last {
+			cancel()
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, autoCompactInterval(retention))
 		_, err := r.Compact(cctx, &pb.CompactionRequest{Revision: int64(rev)})
 		cancel()
 		if err != nil {
@@ -92,6 +134,6 @@ func (r *Router) RunAutoCompaction(ctx context.Context, retention time.Duration)
 			continue
 		}
 		last = rev
-		r.log.Info("auto-compacted", "revision", int64(rev), "retention", retention)
+		r.log.Info("auto-compacted", "revision", int64(rev), "period", p.Period, "writes", p.Writes)
 	}
 }

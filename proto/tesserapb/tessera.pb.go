@@ -1806,6 +1806,114 @@ func (x *SnapshotFooter) GetValueBytes() uint64 {
 	return 0
 }
 
+// RecentWritesRequest asks a replica for the revisions of the newest writes
+// of a range (its change log), newest first: revision-mode auto-compaction
+// counts writes across ranges with it.
+type RecentWritesRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	// At most this many revisions.
+	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecentWritesRequest) Reset() {
+	*x = RecentWritesRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecentWritesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecentWritesRequest) ProtoMessage() {}
+
+func (x *RecentWritesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecentWritesRequest.ProtoReflect.Descriptor instead.
+func (*RecentWritesRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RecentWritesRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *RecentWritesRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type RecentWritesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revisions     []int64                `protobuf:"varint,1,rep,packed,name=revisions,proto3" json:"revisions,omitempty"`
+	RoutingError  *RoutingError          `protobuf:"bytes,2,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecentWritesResponse) Reset() {
+	*x = RecentWritesResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecentWritesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecentWritesResponse) ProtoMessage() {}
+
+func (x *RecentWritesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecentWritesResponse.ProtoReflect.Descriptor instead.
+func (*RecentWritesResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RecentWritesResponse) GetRevisions() []int64 {
+	if x != nil {
+		return x.Revisions
+	}
+	return nil
+}
+
+func (x *RecentWritesResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
 var File_tesserapb_tessera_proto protoreflect.FileDescriptor
 
 const file_tesserapb_tessera_proto_rawDesc = "" +
@@ -1960,14 +2068,22 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x04keys\x18\x01 \x01(\x04R\x04keys\x12\x18\n" +
 	"\arecords\x18\x02 \x01(\x04R\arecords\x12\x1f\n" +
 	"\vvalue_bytes\x18\x03 \x01(\x04R\n" +
-	"valueBytes2\x9a\x03\n" +
+	"valueBytes\"F\n" +
+	"\x13RecentWritesRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"s\n" +
+	"\x14RecentWritesResponse\x12\x1c\n" +
+	"\trevisions\x18\x01 \x03(\x03R\trevisions\x12=\n" +
+	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError2\x9a\x03\n" +
 	"\bInternal\x12B\n" +
 	"\aExecute\x12\x1a.tessera.v1.ExecuteRequest\x1a\x1b.tessera.v1.ExecuteResponse\x126\n" +
 	"\x03Tso\x12\x16.tessera.v1.TsoRequest\x1a\x17.tessera.v1.TsoResponse\x12?\n" +
 	"\x06Ranges\x12\x19.tessera.v1.RangesRequest\x1a\x1a.tessera.v1.RangesResponse\x12=\n" +
 	"\x04Feed\x12\x17.tessera.v1.FeedRequest\x1a\x18.tessera.v1.FeedResponse(\x010\x01\x129\n" +
 	"\x04Hash\x12\x17.tessera.v1.HashRequest\x1a\x18.tessera.v1.HashResponse\x12W\n" +
-	"\x0eTransferLeader\x12!.tessera.v1.TransferLeaderRequest\x1a\".tessera.v1.TransferLeaderResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
+	"\x0eTransferLeader\x12!.tessera.v1.TransferLeaderRequest\x1a\".tessera.v1.TransferLeaderResponse2h\n" +
+	"\x13InternalMaintenance\x12Q\n" +
+	"\fRecentWrites\x12\x1f.tessera.v1.RecentWritesRequest\x1a .tessera.v1.RecentWritesResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
 
 var (
 	file_tesserapb_tessera_proto_rawDescOnce sync.Once
@@ -1982,7 +2098,7 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 }
 
 var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_tesserapb_tessera_proto_goTypes = []any{
 	(RoutingError_Code)(0),         // 0: tessera.v1.RoutingError.Code
 	(*RangeDescriptor)(nil),        // 1: tessera.v1.RangeDescriptor
@@ -2009,6 +2125,8 @@ var file_tesserapb_tessera_proto_goTypes = []any{
 	(*SnapshotHeader)(nil),         // 22: tessera.v1.SnapshotHeader
 	(*SnapshotKVs)(nil),            // 23: tessera.v1.SnapshotKVs
 	(*SnapshotFooter)(nil),         // 24: tessera.v1.SnapshotFooter
+	(*RecentWritesRequest)(nil),    // 25: tessera.v1.RecentWritesRequest
+	(*RecentWritesResponse)(nil),   // 26: tessera.v1.RecentWritesResponse
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
 	2,  // 0: tessera.v1.ClusterBootstrap.nodes:type_name -> tessera.v1.NodeDescriptor
@@ -2027,23 +2145,26 @@ var file_tesserapb_tessera_proto_depIdxs = []int32{
 	23, // 13: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
 	24, // 14: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
 	1,  // 15: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
-	7,  // 16: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
-	9,  // 17: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
-	11, // 18: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
-	14, // 19: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
-	17, // 20: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
-	19, // 21: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
-	8,  // 22: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	10, // 23: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	13, // 24: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	16, // 25: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	18, // 26: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	20, // 27: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	22, // [22:28] is the sub-list for method output_type
-	16, // [16:22] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	6,  // 16: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
+	7,  // 17: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
+	9,  // 18: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
+	11, // 19: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
+	14, // 20: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
+	17, // 21: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
+	19, // 22: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
+	25, // 23: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
+	8,  // 24: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	10, // 25: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	13, // 26: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	16, // 27: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	18, // 28: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	20, // 29: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	26, // 30: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
+	24, // [24:31] is the sub-list for method output_type
+	17, // [17:24] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_tesserapb_tessera_proto_init() }
@@ -2062,9 +2183,9 @@ func file_tesserapb_tessera_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_tesserapb_tessera_proto_goTypes,
 		DependencyIndexes: file_tesserapb_tessera_proto_depIdxs,

@@ -8,6 +8,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/tesseradb/tessera/cmd/tessera/server"
 	"github.com/tesseradb/tessera/engine"
@@ -101,5 +102,47 @@ func TestHashKVAndCorruptCheck(t *testing.T) {
 	// meta nodes at once: they hold the alarm).
 	if _, err := c.NodeClient(t, 0).Put(ctx, "after", "x"); !errors.Is(err, rpctypes.ErrCorrupt) {
 		t.Errorf("put with CORRUPT raised: %v, want %v", err, rpctypes.ErrCorrupt)
+	}
+}
+
+// TestAutoCompactionRevisionMode: --auto-compaction-mode revision
+// --auto-compaction-retention 10 keeps the history of the newest ten writes
+// of the whole cluster (counted over both ranges): the eleventh newest
+// write's revision gets compacted, the tenth newest stays readable.
+func TestAutoCompactionRevisionMode(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{SplitKeys: []string{"m"}, Configure: func(cfg *server.Config) {
+		cfg.AutoCompactionMode, cfg.AutoCompactionRetention = "revision", "10"
+		cfg.AutoCompactionRevisionInterval = 100 * time.Millisecond
+	}})
+	c.WaitReady(t)
+	cli := c.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	var revs []int64
+	for i := range 30 {
+		k := "a"
+		if i%2 == 1 {
+			k = "z" // the other range
+		}
+		resp, err := cli.Put(ctx, k, "v")
+		if err != nil {
+			t.Fatal(err)
+		}
+		revs = append(revs, resp.Header.Revision)
+	}
+	tenth, eleventh := revs[len(revs)-10], revs[len(revs)-11]
+	deadline := time.Now().Add(testcluster.ReadyTimeout)
+	for {
+		_, err := cli.Get(ctx, "a", clientv3.WithRev(eleventh))
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the 11th newest write's revision %d is not compacted: %v", eleventh, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := cli.Get(ctx, "z", clientv3.WithRev(tenth)); err != nil {
+		t.Errorf("read at the 10th newest write's revision %d: %v", tenth, err)
 	}
 }

@@ -77,6 +77,10 @@ type Config struct {
 	// ("0": off; a duration, or a number of hours).
 	AutoCompactionMode      string
 	AutoCompactionRetention string
+	// AutoCompactionRevisionInterval, when set, overrides how often
+	// revision-mode auto-compaction runs (5 minutes, etcd's). Not a flag:
+	// tests lower it.
+	AutoCompactionRevisionInterval time.Duration
 	// DefragIdleRatio: after each step of a defragmentation (one range's
 	// manual compaction), the node pauses this many times as long as the
 	// step took, leaving the disk and CPU to requests (1: at most half of

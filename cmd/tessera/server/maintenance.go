@@ -26,11 +26,11 @@ func (s *Server) startMaintenanceLoops() {
 			s.maint.RunCorruptionCheck(ctx, d)
 		}()
 	}
-	if s.autoCompactRetention > 0 {
+	if s.autoCompact != (router.AutoCompaction{}) {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			s.router.RunAutoCompaction(ctx, s.autoCompactRetention)
+			s.router.RunAutoCompaction(ctx, s.autoCompact)
 		}()
 	}
 }

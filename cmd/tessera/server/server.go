@@ -57,8 +57,8 @@ type Server struct {
 	// gw is etcd's HTTP/JSON gateway on the client port (gateway.go).
 	gw *gateway
 	// loops: corruption check, auto-compaction (maintenance.go).
-	loops                *maintenanceLoops
-	autoCompactRetention time.Duration
+	loops       *maintenanceLoops
+	autoCompact router.AutoCompaction
 
 	clientLis, peerLis net.Listener
 	clientConns        *trackingListener
@@ -81,6 +81,9 @@ func Start(cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if autoCompact.Writes > 0 && cfg.AutoCompactionRevisionInterval > 0 {
+		autoCompact.RevisionInterval = cfg.AutoCompactionRevisionInterval
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -88,7 +91,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, self: raftgroup.NodeID(self), log: cfg.Logger.With("node", cfg.Name), replicas: map[uint64]*shard.Replica{}, autoCompactRetention: autoCompact}
+	s := &Server{cfg: cfg, self: raftgroup.NodeID(self), log: cfg.Logger.With("node", cfg.Name), replicas: map[uint64]*shard.Replica{}, autoCompact: autoCompact}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -336,6 +339,7 @@ func (s *Server) serve() {
 	internal := router.NewInternal(s.router, s.rangeStatus)
 	internal.Self = s.selfInfo
 	tesserapb.RegisterInternalServer(s.peerGRPC, internal)
+	tesserapb.RegisterInternalMaintenanceServer(s.peerGRPC, router.NewInternalMaintenance(s.router))
 	// Alarm requests forwarded to the meta group's nodes (maintenance.go).
 	pb.RegisterMaintenanceServer(s.peerGRPC, router.NewMaintenance(s.router, false, s.dataDirSize))
 	s.goServe("peer grpc", func() error { return s.peerGRPC.Serve(s.peerLis) })
