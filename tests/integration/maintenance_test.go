@@ -1,17 +1,24 @@
 package integration_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"strings"
 	"testing"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/tesseradb/tessera/cmd/tessera/server"
 	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/router"
 	"github.com/tesseradb/tessera/tests/testcluster"
 )
 
@@ -144,5 +151,63 @@ func TestAutoCompactionRevisionMode(t *testing.T) {
 	}
 	if _, err := cli.Get(ctx, "z", clientv3.WithRev(tenth)); err != nil {
 		t.Errorf("read at the 10th newest write's revision %d: %v", tenth, err)
+	}
+}
+
+// TestSnapshotHoldsCompaction: while a backup is being streamed (here held
+// open by a client that does not read), writes go on, and a compaction
+// through the same node above the backup's revision waits until the backup
+// ends; the backup is then complete and valid, and the compaction done.
+func TestSnapshotHoldsCompaction(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{SplitKeys: []string{"m"}})
+	c.WaitReady(t)
+	cli := c.NodeClient(t, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	big := strings.Repeat("x", 64<<10)
+	for i := range 64 { // 4 MiB: more than gRPC's flow-control windows
+		if _, err := cli.Put(ctx, fmt.Sprintf("%c/%d", 'a'+i%26, i), big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stream, err := pb.NewMaintenanceClient(cli.ActiveConnection()).Snapshot(ctx, &pb.SnapshotRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	put, err := cli.Put(ctx, "during", "backup")
+	if err != nil {
+		t.Fatalf("put while a backup is streamed: %v", err)
+	}
+	cctx, ccancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	_, err = cli.Compact(cctx, put.Header.Revision)
+	ccancel()
+	if !errors.Is(err, context.DeadlineExceeded) && status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("compaction above the backup's revision during the backup: %v, want it to wait", err)
+	}
+	var buf bytes.Buffer
+	buf.Write(first.GetBlob())
+	for {
+		resp, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf.Write(resp.GetBlob())
+	}
+	info, err := router.ReadBackup(bytes.NewReader(buf.Bytes()), int64(buf.Len()), false, nil)
+	if err != nil {
+		t.Fatalf("backup streamed during a held compaction: %v", err)
+	}
+	if info.Footer.GetKeys() != 64 || info.Header.GetRevision() >= put.Header.Revision {
+		t.Errorf("backup: %d keys at revision %d, want 64 keys below the later put's %d", info.Footer.GetKeys(), info.Header.GetRevision(), put.Header.Revision)
+	}
+	if _, err := cli.Compact(ctx, put.Header.Revision); err != nil {
+		t.Errorf("compaction after the backup: %v", err)
 	}
 }
