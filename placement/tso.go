@@ -14,6 +14,10 @@ import (
 // LogicalBits is the width of a timestamp's logical part.
 const LogicalBits = 18
 
+// MaxTSOCount is the most timestamps one request may ask for: the logical
+// part of one millisecond, less one.
+const MaxTSOCount = 1<<LogicalBits - 1
+
 // TSOConfig configures the TSO.
 type TSOConfig struct {
 	// Window is how far ahead of the clock the high-water mark is raised
@@ -205,7 +209,7 @@ func (t *TSO) Allocate(ctx context.Context, n int) (engine.Revision, error) {
 // allocate picks n timestamps and returns them with the term they were
 // picked in.
 func (t *TSO) allocate(ctx context.Context, n int) (engine.Revision, uint64, error) {
-	if n <= 0 || n >= 1<<LogicalBits {
+	if n <= 0 || n > MaxTSOCount {
 		return 0, 0, fmt.Errorf("placement: TSO request for %d timestamps", n)
 	}
 	t.mu.Lock()

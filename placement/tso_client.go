@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tesseradb/tessera/engine"
@@ -20,6 +21,10 @@ type TSOClient struct {
 	local     *TSO // nil when this node holds no meta replica
 	nodes     *Nodes
 	metaNodes []raftgroup.NodeID
+
+	// highest is the highest timestamp this client has handed out: every
+	// revision at or below it was issued by the TSO (router/internal_validate.go).
+	highest atomic.Int64
 
 	mu struct {
 		sync.Mutex
@@ -58,11 +63,28 @@ func (c *TSOClient) Timestamps(ctx context.Context, n int) (engine.Revision, err
 	}
 	select {
 	case <-w.done:
+		if w.err == nil {
+			c.observe(w.first + engine.Revision(n) - 1)
+		}
 		return w.first, w.err
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
 }
+
+// observe raises the highest timestamp handed out to rev.
+func (c *TSOClient) observe(rev engine.Revision) {
+	for {
+		cur := c.highest.Load()
+		if int64(rev) <= cur || c.highest.CompareAndSwap(cur, int64(rev)) {
+			return
+		}
+	}
+}
+
+// Highest returns the highest timestamp this client has handed out (0 before
+// the first): the TSO has issued every revision at or below it.
+func (c *TSOClient) Highest() engine.Revision { return engine.Revision(c.highest.Load()) }
 
 func (c *TSOClient) fetchLoop() {
 	for {

@@ -21,6 +21,9 @@ func (s *Internal) Feed(stream tesserapb.Internal_FeedServer) error {
 	if err != nil {
 		return err
 	}
+	if err := s.validateFeedStart(stream.Context(), first); err != nil {
+		return toGRPCError(err)
+	}
 	rep := s.r.replicas.Replica(first.GetRangeId())
 	if rep == nil {
 		return stream.Send(&tesserapb.FeedResponse{RoutingError: &tesserapb.RoutingError{
@@ -37,6 +40,11 @@ func (s *Internal) Feed(stream tesserapb.Internal_FeedServer) error {
 				return // the subscriber sends no more requests
 			}
 			if err != nil {
+				cancel()
+				return
+			}
+			if err := s.validateFeedResolve(ctx, req); err != nil {
+				s.r.log.Warn("feed: invalid resolve request, stream ended", "range", first.GetRangeId(), "err", err)
 				cancel()
 				return
 			}

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/tesseradb/tessera/engine"
 	"github.com/tesseradb/tessera/placement"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/shard"
@@ -36,16 +34,9 @@ func (s *Internal) Execute(ctx context.Context, req *tesserapb.ExecuteRequest) (
 			Code: tesserapb.RoutingError_RANGE_NOT_FOUND, Message: "range not on this node",
 		}}, nil
 	}
-	c := call{readRev: engine.Revision(req.GetReadRevision()), serial: req.GetSerializable(), compactRev: engine.Revision(req.GetCompactRevision())}
-	if len(req.GetRequestOp()) > 0 {
-		c.op = &pb.RequestOp{}
-		if err := proto.Unmarshal(req.GetRequestOp(), c.op); err != nil {
-			return nil, toGRPCError(err)
-		}
-		_, isRange := c.op.GetRequest().(*pb.RequestOp_RequestRange)
-		txn := c.op.GetRequestTxn()
-		readOnlyTxn := txn != nil && shard.IsReadOnlyTxn(txn) && (c.readRev > 0 || c.serial)
-		c.write = !isRange && !readOnlyTxn
+	c, err := s.validateExecute(ctx, req)
+	if err != nil {
+		return nil, toGRPCError(err)
 	}
 	out, rev, err := runLocal(ctx, rep, req.GetGeneration(), c)
 	if err != nil {
@@ -64,6 +55,9 @@ func (s *Internal) Execute(ctx context.Context, req *tesserapb.ExecuteRequest) (
 
 // Tso hands out timestamps when this node leads the meta group.
 func (s *Internal) Tso(ctx context.Context, req *tesserapb.TsoRequest) (*tesserapb.TsoResponse, error) {
+	if n := req.GetCount(); n == 0 || n > placement.MaxTSOCount {
+		return nil, invalidArg("TSO count %d outside [1, %d]", n, placement.MaxTSOCount)
+	}
 	m := s.r.cfg.Meta
 	if m == nil {
 		return &tesserapb.TsoResponse{}, nil

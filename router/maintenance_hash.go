@@ -156,6 +156,11 @@ func (s *Internal) hashAt(ctx context.Context, req *tesserapb.HashRequest) (*tes
 		}
 		return resp, nil
 	}
+	// As every internal request, checked as strictly as the router checks
+	// its own (internal_validate.go): the revision was issued by the TSO.
+	if err := s.r.checkIssued(ctx, engine.Revision(req.GetRevision())); err != nil {
+		return nil, toGRPCError(err)
+	}
 	res, err := rep.HashAt(ctx, engine.Revision(req.GetRevision()), req.GetMinAppliedIndex())
 	if err != nil {
 		var re *shard.RoutingError

@@ -27,6 +27,9 @@ func (s *InternalMaintenance) RecentWrites(_ context.Context, req *tesserapb.Rec
 			Code: tesserapb.RoutingError_RANGE_NOT_FOUND, Message: fmt.Sprintf("range %d not on node %d", req.GetRangeId(), s.r.nodes.Self()),
 		}}, nil
 	}
+	if req.GetLimit() == 0 || req.GetLimit() > maxRevisionRetention {
+		return nil, invalidArg("recent writes: limit %d not in [1, %d]", req.GetLimit(), maxRevisionRetention)
+	}
 	revs, err := rep.RecentWrites(int(req.GetLimit()))
 	if err != nil {
 		return nil, toGRPCError(err)

@@ -6,6 +6,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -65,6 +66,9 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 	rev := engine.Revision(cmd.GetRevision())
 	if g := cmd.GetGeneration(); g != 0 && g != r.mu.desc.GetGeneration() {
 		return nil, r.checkRoutingLocked(g)
+	}
+	if err := r.checkCompactionLocked(cmd); err != nil {
+		return nil, err
 	}
 	if rev > r.mu.appliedRev {
 		r.mu.appliedRev = rev
@@ -130,6 +134,29 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 		}
 	}
 	return out, err
+}
+
+// checkCompactionLocked refuses, before the command changes anything, a
+// compaction that would move the compaction revision above the range's
+// applied revision (this command's own revision included). A compaction the
+// router sends is at a revision the TSO issued before the command's own
+// revision was fetched, so it is always below that; one above it names
+// history that has not happened, and compacting there would make every
+// acknowledged revision unreadable and every later compaction impossible.
+// The decision depends only on the command and the replicated state, so
+// every replica refuses it alike.
+func (r *Replica) checkCompactionLocked(cmd *tesserapb.ShardCommand) error {
+	c := engine.Revision(cmd.GetCompactRevision())
+	switch {
+	case c < 0:
+		return rpctypes.ErrGRPCCompacted
+	case c > 0 && c > max(r.mu.appliedRev, engine.Revision(cmd.GetRevision())):
+		r.log.Warn("refused a compaction above the applied revision", "compact_revision", int64(c), "applied_revision", int64(r.mu.appliedRev), "command_revision", cmd.GetRevision())
+		return rpctypes.ErrGRPCFutureRev
+	case c > 0 && len(cmd.GetRequestOp()) > 0:
+		return status.Errorf(codes.InvalidArgument, "shard: range %d: a command with both a compaction and a request", r.group)
+	}
+	return nil
 }
 
 // noLeases: until the Lease API lands, no lease exists, and a put naming one

@@ -82,7 +82,7 @@ func TestCheck(t *testing.T) {
 
 	// Tamper with node 2's copy of range 2 (keys < "g"): one extra version
 	// of "apple" that no write made.
-	b := tc.servers[1].Engine().NewWriteBatch()
+	b := tc.Node(1).Engine().NewWriteBatch()
 	if err := engine.MVCCPut(b, []byte("apple"), engine.Revision(compactAt+1), engine.Value{CreateRev: engine.Revision(compactAt + 1), Version: 1, Data: []byte("bogus")}); err != nil {
 		t.Fatal(err)
 	}

@@ -5,67 +5,27 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tesseradb/tessera/tests/testcluster"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-
-	"github.com/tesseradb/tessera/cmd/tessera/server"
 )
 
-// testCluster is an in-process cluster on loopback, as `tessera dev` runs.
+// testCluster is the in-process test cluster (tests/testcluster), as
+// `tessera dev` runs one, with tessctl pointed at it.
 type testCluster struct {
-	servers   []*server.Server
+	*testcluster.Cluster
 	endpoints []string
 }
 
 func startCluster(t *testing.T, n int, split []string) *testCluster {
 	t.Helper()
-	dir := t.TempDir()
-	type lis struct{ client, peer net.Listener }
-	ls := make([]lis, n)
-	var initial []string
-	for i := range ls {
-		c, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls[i] = lis{c, p}
-		initial = append(initial, fmt.Sprintf("node%d=http://%s", i+1, p.Addr()))
-	}
-	tc := &testCluster{}
-	t.Cleanup(func() {
-		for _, s := range tc.servers {
-			s.Close()
-		}
-	})
-	for i, l := range ls {
-		cfg := server.DefaultConfig()
-		cfg.Name = fmt.Sprintf("node%d", i+1)
-		cfg.DataDir = filepath.Join(dir, cfg.Name)
-		clientURL, peerURL := "http://"+l.client.Addr().String(), "http://"+l.peer.Addr().String()
-		cfg.ListenClientURLs, cfg.AdvertiseClientURLs = []string{clientURL}, []string{clientURL}
-		cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []string{peerURL}, []string{peerURL}
-		cfg.InitialCluster = strings.Join(initial, ",")
-		cfg.InitialSplitKeys = split
-		cfg.ClientListener, cfg.PeerListener = l.client, l.peer
-		s, err := server.Start(cfg)
-		if err != nil {
-			t.Fatalf("start %s: %v", cfg.Name, err)
-		}
-		tc.servers = append(tc.servers, s)
-		tc.endpoints = append(tc.endpoints, clientURL)
-	}
-	return tc
+	c := testcluster.Start(t, testcluster.Options{Nodes: n, SplitKeys: split})
+	return &testCluster{Cluster: c, endpoints: c.Endpoints()}
 }
 
 // tessctl runs tessctl against the cluster.
@@ -219,7 +179,7 @@ func TestAgainstCluster(t *testing.T) {
 
 	// Stop node 3: status reports it and fails; ranges lists every range,
 	// led by the others once they have elected leaders.
-	tc.servers[2].Close()
+	tc.Stop(2)
 	out, stderr, code = tc.tessctl(t, "status", "-w", "json")
 	nodes = decodeNodes(t, out)
 	if code != 1 || len(nodes) != 3 || nodes[2].Healthy || nodes[2].Replicas != nil || !nodes[0].Healthy || !nodes[1].Healthy {

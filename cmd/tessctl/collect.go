@@ -8,14 +8,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tesseradb/tessera/proto/tesserapb"
 )
@@ -89,28 +86,21 @@ func collect(ctx context.Context, g *globalFlags) (*clusterView, error) {
 	return view, nil
 }
 
-var errNoClientURL = errors.New("no client URL known (the member did not answer the node that listed it)")
+var (
+	errNoClientURL = errors.New("no client URL known (the member did not answer the node that listed it)")
+	errNoPeerURL   = errors.New("no peer URL known")
+)
 
-// askRanges calls Internal/Ranges on the member's first client URL.
+// askRanges calls Internal/Ranges on the member's peer URL.
 func askRanges(ctx context.Context, m member) (*tesserapb.RangesResponse, error) {
-	if len(m.ClientURLs) == 0 {
-		return nil, errNoClientURL
-	}
-	u, err := url.Parse(m.ClientURLs[0])
-	if err != nil {
-		return nil, err
-	}
-	if u.Scheme != "http" {
-		return nil, fmt.Errorf("client URL %s: only http is supported", m.ClientURLs[0])
-	}
-	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := dialMember(m)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
 	resp, err := tesserapb.NewInternalClient(conn).Ranges(ctx, &tesserapb.RangesRequest{})
 	if err != nil {
-		return nil, fmt.Errorf("ranges from %s: %w", m.ClientURLs[0], err)
+		return nil, fmt.Errorf("ranges from %s: %w", m.PeerURLs[0], err)
 	}
 	return resp, nil
 }

@@ -117,7 +117,7 @@ func transferLeader(ctx context.Context, g *globalFlags, view *clusterView, rang
 	}
 }
 
-// callInternal calls the Internal service of member id on its client URL.
+// callInternal calls the Internal service of member id on its peer URL.
 func callInternal[T any](ctx context.Context, view *clusterView, id uint64, fn func(tesserapb.InternalClient) (T, error)) (T, error) {
 	var zero T
 	var m *member
@@ -137,18 +137,19 @@ func callInternal[T any](ctx context.Context, view *clusterView, id uint64, fn f
 	return fn(tesserapb.NewInternalClient(conn))
 }
 
-// dialMember connects to a member's first client URL (which also serves
-// Tessera's Internal service).
+// dialMember connects to a member's first peer URL: Tessera serves its
+// Internal service (replicas, hashes, leader transfers) on the peer port
+// only, never to clients (docs/decisions.md, "Listeners").
 func dialMember(m member) (*grpc.ClientConn, error) {
-	if len(m.ClientURLs) == 0 {
-		return nil, errNoClientURL
+	if len(m.PeerURLs) == 0 {
+		return nil, errNoPeerURL
 	}
-	u, err := url.Parse(m.ClientURLs[0])
+	u, err := url.Parse(m.PeerURLs[0])
 	if err != nil {
 		return nil, err
 	}
 	if u.Scheme != "http" {
-		return nil, fmt.Errorf("client URL %s: only http is supported", m.ClientURLs[0])
+		return nil, fmt.Errorf("peer URL %s: only http is supported", m.PeerURLs[0])
 	}
 	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -218,7 +218,7 @@ func checkHashes(t *testing.T, c *cluster) {
 		hash  uint32
 	}
 	ask := func(n *node, rangeID uint64) (answer, error) {
-		u, err := url.Parse(n.clientURL)
+		u, err := url.Parse(n.peerURL)
 		if err != nil {
 			return answer{}, err
 		}

@@ -15,9 +15,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
+
+	"github.com/tesseradb/tessera/tests/proccluster"
 )
 
 // tesseraBin is the binary the tests run, set by TestMain.
@@ -29,28 +29,12 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	if p := os.Getenv("TESSERA_BINARY"); p != "" {
-		tesseraBin = p
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "tessera-system-bin-")
+	bin, cleanup, err := proccluster.BuildTessera(os.Getenv("TESSERA_SYSTEM_RACE") != "")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "system:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	tesseraBin = filepath.Join(dir, "tessera")
-	args := []string{"build", "-o", tesseraBin}
-	if os.Getenv("TESSERA_SYSTEM_RACE") != "" {
-		args = append(args, "-race")
-	}
-	args = append(args, "github.com/tesseradb/tessera/cmd/tessera")
-	// go test puts its own go command first in PATH.
-	build := exec.Command("go", args...)
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "system: go %v: %v\n", args, err)
-		return 1
-	}
+	defer cleanup()
+	tesseraBin = bin
 	return m.Run()
 }

@@ -345,6 +345,8 @@ func (s *Server) serve() {
 	s.goServe("peer grpc", func() error { return s.peerGRPC.Serve(s.peerLis) })
 
 	// Client port: etcd's gRPC API and HTTP (/health, /metrics), as etcd.
+	// Never the internal service: it trusts its caller to be a router
+	// (docs/decisions.md, "Listeners").
 	s.clientGRPC = grpc.NewServer(
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes+grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
@@ -353,7 +355,6 @@ func (s *Server) serve() {
 	pb.RegisterKVServer(s.clientGRPC, s.router)
 	pb.RegisterWatchServer(s.clientGRPC, s.hub)
 	pb.RegisterClusterServer(s.clientGRPC, router.NewCluster(s.router, s.layout.GetClusterId(), internal))
-	tesserapb.RegisterInternalServer(s.clientGRPC, internal)
 	s.maint = router.NewMaintenance(s.router, true, s.dataDirSize)
 	s.configureMaintenance()
 	pb.RegisterMaintenanceServer(s.clientGRPC, s.maint)
