@@ -181,6 +181,27 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	}
 	t.Logf("backup at revision %d: %d keys, %d ranges", st.Revision, st.TotalKey, len(st.Ranges))
 
+	// tessctl snapshot save does the same (no terminal here: no progress
+	// bar), through another node.
+	file2 := filepath.Join(dir, "backup2.db")
+	if out, err := tessctl(t, "--endpoints", src.nodes[2].clientURL, "snapshot", "save", file2); err != nil || !strings.HasPrefix(out, "Snapshot saved at "+file2) {
+		t.Fatalf("tessctl snapshot save: %v: %s", err, out)
+	}
+	stOut2, err := tessctl(t, "snapshot", "status", file2, "-w", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st2 struct {
+		Revision int64  `json:"revision"`
+		TotalKey uint64 `json:"totalKey"`
+	}
+	if err := json.Unmarshal([]byte(stOut2), &st2); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(readAllAt(t, cli, st2.Revision)); st2.TotalKey != uint64(n) || st2.Revision <= st.Revision {
+		t.Errorf("tessctl snapshot save: %d keys at %d, want %d (a read there), after %d", st2.TotalKey, st2.Revision, n, st.Revision)
+	}
+
 	// Corrupt and truncated copies are refused before anything is written.
 	raw, err := os.ReadFile(file)
 	if err != nil {
