@@ -83,8 +83,9 @@ type Config struct {
 	AutoCompactionRevisionInterval time.Duration
 	// DefragIdleRatio: after each step of a defragmentation (one range's
 	// manual compaction), the node pauses this many times as long as the
-	// step took, leaving the disk and CPU to requests (1: at most half of
-	// the time compacting). Not a flag.
+	// step took, leaving the disk and CPU to requests (3: compacting at
+	// most a quarter of the time, which kept put p99 within 1.25x during
+	// defrag in docs/operations.md, where 1 let it reach 1.9x). Not a flag.
 	DefragIdleRatio float64
 
 	Logger *slog.Logger
@@ -109,7 +110,7 @@ func DefaultConfig() Config {
 		EnableGRPCGateway:           true,
 		AutoCompactionMode:          "periodic",
 		AutoCompactionRetention:     "0",
-		DefragIdleRatio:             1,
+		DefragIdleRatio:             3,
 	}
 }
 
