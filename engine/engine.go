@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,6 +78,12 @@ type Engine struct {
 	lastSyncReq atomic.Int64
 	syncBusy    atomic.Bool
 	minSync     time.Duration
+	// maint guards manual compactions against Close (compact.go): Pebble
+	// panics on a compaction of a closed DB.
+	maint struct {
+		sync.RWMutex
+		closed bool
+	}
 }
 
 // Open opens (creating if needed) the engine in cfg.Dir.
@@ -124,6 +131,9 @@ func Open(cfg Config) (*Engine, error) {
 
 // Close closes the database.
 func (e *Engine) Close() error {
+	e.maint.Lock()
+	e.maint.closed = true
+	e.maint.Unlock()
 	if err := e.db.Close(); err != nil {
 		return fmt.Errorf("engine: close: %w", err)
 	}

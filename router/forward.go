@@ -42,6 +42,9 @@ const retryBackoff = 20 * time.Millisecond
 // execute runs a call on the range's leader (or, for a serializable read, on
 // the nearest replica), following routing errors until ctx ends.
 func (r *Router) execute(ctx context.Context, c call) (*pb.ResponseOp, engine.Revision, error) {
+	if err := r.checkCorrupt(ctx); err != nil {
+		return nil, 0, err
+	}
 	desc := c.desc
 	var lastErr error
 	tried := map[raftgroup.NodeID]bool{}

@@ -281,6 +281,9 @@ func (r *Router) Compact(ctx context.Context, req *pb.CompactionRequest) (*pb.Co
 	if req.GetRevision() <= 0 {
 		return nil, rpctypes.ErrGRPCCompacted
 	}
+	if err := r.waitCompactionHolds(ctx, engine.Revision(req.GetRevision())); err != nil {
+		return nil, toGRPCError(err)
+	}
 	ranges := r.cache.Ranges()
 	errs := make([]error, len(ranges))
 	g, gctx := errgroup.WithContext(ctx)

@@ -33,6 +33,8 @@ type Maintenance struct {
 	dbSize func() int64
 	// Info, if set, fills the rest of Status (etcdctl endpoint status).
 	Info func() StatusInfo
+	// snapshot, defrag, …: the other Maintenance RPCs (maintenance_*.go).
+	maintenanceExtra
 }
 
 // StatusInfo is what a node reports in Maintenance.Status beyond what the

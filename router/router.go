@@ -49,6 +49,8 @@ type Router struct {
 	metrics  *metrics
 	// alarms: what a node without a meta replica last learned (maintenance.go).
 	alarms alarmCache
+	// holds: revisions of backups in progress (compaction_hold.go).
+	holds compactionHolds
 }
 
 // New returns a router.

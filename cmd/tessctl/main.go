@@ -8,6 +8,9 @@
 //	tessctl --endpoints http://127.0.0.1:2379 check [--timeout 30s] [-w table|json]
 //	tessctl --endpoints http://127.0.0.1:2379 transfer-leader --range N --to NODE
 //	tessctl version
+//	tessctl --endpoints http://127.0.0.1:2379 snapshot save FILE
+//	tessctl snapshot status FILE [-w table|json]
+//	tessctl snapshot restore FILE --name NAME --data-dir DIR --initial-cluster n0=URL,… --initial-advertise-peer-urls URL
 package main
 
 import (
@@ -75,7 +78,7 @@ func rootCmd() (*cobra.Command, *globalFlags) {
 	f.DurationVar(&g.dialTimeout, "dial-timeout", 2*time.Second, "timeout to connect to the endpoints")
 	f.DurationVar(&g.commandTimeout, "command-timeout", 5*time.Second, "timeout of the whole command, after connecting")
 	f.StringVarP(&g.writeOut, "write-out", "w", "table", "output format: table or json")
-	cmd.AddCommand(rangesCmd(g), statusCmd(g), checkCmd(g), transferLeaderCmd(g), versionCmd())
+	cmd.AddCommand(rangesCmd(g), statusCmd(g), checkCmd(g), transferLeaderCmd(g), versionCmd(), snapshotCmd(g))
 	return cmd, g
 }
 

@@ -54,6 +54,11 @@ type Server struct {
 	maint   *router.Maintenance
 	diskMon *diskMonitor
 	obs     *observability // metrics wiring (observability.go)
+	// gw is etcd's HTTP/JSON gateway on the client port (gateway.go).
+	gw *gateway
+	// loops: corruption check, auto-compaction (maintenance.go).
+	loops       *maintenanceLoops
+	autoCompact router.AutoCompaction
 
 	clientLis, peerLis net.Listener
 	clientConns        *trackingListener
@@ -73,6 +78,13 @@ func Start(cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	autoCompact, err := router.ParseAutoCompaction(router.AutoCompactionConfig{Mode: cfg.AutoCompactionMode, Retention: cfg.AutoCompactionRetention})
+	if err != nil {
+		return nil, err
+	}
+	if autoCompact.Writes > 0 && cfg.AutoCompactionRevisionInterval > 0 {
+		autoCompact.RevisionInterval = cfg.AutoCompactionRevisionInterval
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -81,7 +93,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, self: raftgroup.NodeID(self), log: cfg.Logger.With("node", cfg.Name), replicas: map[uint64]*shard.Replica{}}
+	s := &Server{cfg: cfg, self: raftgroup.NodeID(self), log: cfg.Logger.With("node", cfg.Name), replicas: map[uint64]*shard.Replica{}, autoCompact: autoCompact}
 	s.logStarting()
 	defer func() {
 		if err != nil {
@@ -178,6 +190,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	if err := s.startObservability(clock); err != nil {
 		return nil, err
 	}
+	s.startMaintenanceLoops()
 	s.startLifecycle()
 	return s, nil
 }
@@ -248,30 +261,37 @@ func (s *Server) bootstrapIfNew() error {
 	if _, err := s.eng.Get(bootstrapKey); err == nil {
 		return nil
 	}
-	if m := s.layout.GetMeta(); hasReplica(m, s.self) {
-		if err := placement.WriteMetaInitialState(s.eng, s.layout); err != nil {
+	return bootstrapStore(s.eng, s.layout, s.self)
+}
+
+// bootstrapStore writes the initial state of every group node self holds in
+// layout, then the bootstrap record (a restore writes the ranges' data
+// before, restore.go).
+func bootstrapStore(eng *engine.Engine, layout *tesserapb.ClusterBootstrap, self raftgroup.NodeID) error {
+	if m := layout.GetMeta(); hasReplica(m, self) {
+		if err := placement.WriteMetaInitialState(eng, layout); err != nil {
 			return err
 		}
-		if err := s.host.Bootstrap(placement.MetaRangeID, voters(m)); err != nil {
+		if err := raftgroup.Bootstrap(eng, placement.MetaRangeID, voters(m)); err != nil {
 			return err
 		}
 	}
-	for _, d := range s.layout.GetRanges() {
-		if !hasReplica(d, s.self) {
+	for _, d := range layout.GetRanges() {
+		if !hasReplica(d, self) {
 			continue
 		}
-		if err := shard.WriteInitialState(s.eng, d); err != nil {
+		if err := shard.WriteInitialState(eng, d); err != nil {
 			return err
 		}
-		if err := s.host.Bootstrap(raftgroup.GroupID(d.GetRangeId()), voters(d)); err != nil {
+		if err := raftgroup.Bootstrap(eng, raftgroup.GroupID(d.GetRangeId()), voters(d)); err != nil {
 			return err
 		}
 	}
-	v, err := proto.Marshal(s.layout)
+	v, err := proto.Marshal(layout)
 	if err != nil {
 		return err
 	}
-	b := s.eng.NewWriteBatch()
+	b := eng.NewWriteBatch()
 	defer b.Close()
 	if err := b.Set(bootstrapKey, v); err != nil {
 		return err
@@ -329,6 +349,7 @@ func (s *Server) serve() {
 	internal := router.NewInternal(s.router, s.rangeStatus)
 	internal.Self = s.selfInfo
 	tesserapb.RegisterInternalServer(s.peerGRPC, internal)
+	tesserapb.RegisterInternalMaintenanceServer(s.peerGRPC, router.NewInternalMaintenance(s.router))
 	// Alarm requests forwarded to the meta group's nodes (maintenance.go).
 	pb.RegisterMaintenanceServer(s.peerGRPC, router.NewMaintenance(s.router, false, s.dataDirSize))
 	registerHealth(s.peerGRPC) // peer round-trip probes (peerprobe.go)
@@ -348,12 +369,16 @@ func (s *Server) serve() {
 	pb.RegisterClusterServer(s.clientGRPC, router.NewCluster(s.router, s.layout.GetClusterId(), internal))
 	s.maint = router.NewMaintenance(s.router, true, s.dataDirSize)
 	s.maint.Info = s.statusInfo // version, quota, meta raft state (status.go)
+	s.configureMaintenance()
 	pb.RegisterMaintenanceServer(s.clientGRPC, s.maint)
 	s.obs.client.initialize(s.clientGRPC)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", s.obs.metricsHandler())
 	mux.HandleFunc("/health", s.health)
 	s.registerProbes(mux) // /version, /livez, /readyz (http_probes.go)
+	if err := s.startGateway(mux); err != nil {
+		s.log.Error("no HTTP/JSON gateway", "err", err)
+	}
 	if s.cfg.EnablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -447,6 +472,7 @@ func (s *Server) Engine() *engine.Engine { return s.eng }
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		s.stopLifecycle()
+		s.loops.stop()
 		if s.diskMon != nil {
 			s.diskMon.close()
 		}
@@ -460,6 +486,7 @@ func (s *Server) Close() {
 		if s.httpSrv != nil {
 			_ = s.httpSrv.Close()
 		}
+		s.gw.close()
 		if s.clientGRPC != nil {
 			s.clientGRPC.Stop()
 		}
