@@ -36,7 +36,9 @@ func (s *Internal) Execute(ctx context.Context, req *tesserapb.ExecuteRequest) (
 			Code: tesserapb.RoutingError_RANGE_NOT_FOUND, Message: "range not on this node",
 		}}, nil
 	}
-	c := call{readRev: engine.Revision(req.GetReadRevision()), serial: req.GetSerializable(), compactRev: engine.Revision(req.GetCompactRevision())}
+	c := call{readRev: engine.Revision(req.GetReadRevision()), serial: req.GetSerializable(), compactRev: engine.Revision(req.GetCompactRevision()),
+		leases: shard.LeaseRefs{Attach: req.GetLeases(), Revoke: req.GetRevokeLeases()}}
+	c.write = len(c.leases.Revoke) > 0
 	if len(req.GetRequestOp()) > 0 {
 		c.op = &pb.RequestOp{}
 		if err := proto.Unmarshal(req.GetRequestOp(), c.op); err != nil {

@@ -151,7 +151,12 @@ func (r *Router) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 	if err := r.checkLeader(ctx, []*tesserapb.RangeDescriptor{d}); err != nil {
 		return nil, err
 	}
-	out, rev, err := r.execute(ctx, call{desc: d, write: true, op: &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: req}}})
+	c := call{desc: d, write: true, op: &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: req}}}
+	// Leases (lease.go): the range checks the incarnation at apply.
+	if err := r.attachLeases(ctx, &c); err != nil {
+		return nil, toGRPCError(err)
+	}
+	out, rev, err := r.execute(ctx, c)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -234,6 +239,8 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 		if c.readRev, err = r.now(ctx); err != nil {
 			return nil, toGRPCError(err)
 		}
+	} else if err := r.attachLeases(ctx, &c); err != nil {
+		return nil, toGRPCError(err)
 	}
 	out, rev, err := r.execute(ctx, c)
 	if err != nil {

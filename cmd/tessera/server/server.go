@@ -54,6 +54,8 @@ type Server struct {
 	// maint serves etcd's Maintenance (alarms); diskMon raises NOSPACE.
 	maint   *router.Maintenance
 	diskMon *diskMonitor
+	// leases serves etcd's Lease service (lease.go).
+	leases *router.Lease
 
 	clientLis, peerLis net.Listener
 	clientConns        *trackingListener
@@ -167,6 +169,9 @@ func Start(cfg Config) (_ *Server, err error) {
 		Registerer:             s.reg,
 		Logger:                 s.log,
 	})
+	if err := s.newLeases(); err != nil {
+		return nil, err
+	}
 	s.serve()
 	s.host.Start()
 	s.startDiskMonitor()
@@ -321,6 +326,7 @@ func (s *Server) serve() {
 	tesserapb.RegisterInternalServer(s.peerGRPC, internal)
 	// Alarm requests forwarded to the meta group's nodes (maintenance.go).
 	pb.RegisterMaintenanceServer(s.peerGRPC, router.NewMaintenance(s.router, false, s.dataDirSize))
+	pb.RegisterLeaseServer(s.peerGRPC, s.leases.PeerService()) // lease.go
 	s.goServe("peer grpc", func() error { return s.peerGRPC.Serve(s.peerLis) })
 
 	// Client port: etcd's gRPC API and HTTP (/health, /metrics), as etcd.
@@ -335,6 +341,7 @@ func (s *Server) serve() {
 	tesserapb.RegisterInternalServer(s.clientGRPC, internal)
 	s.maint = router.NewMaintenance(s.router, true, s.dataDirSize)
 	pb.RegisterMaintenanceServer(s.clientGRPC, s.maint)
+	pb.RegisterLeaseServer(s.clientGRPC, s.leases)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/health", s.health)
@@ -432,6 +439,9 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		if s.diskMon != nil {
 			s.diskMon.close()
+		}
+		if s.leases != nil {
+			s.leases.Close()
 		}
 		if s.clientMux != nil {
 			s.clientMux.Close()
