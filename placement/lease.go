@@ -199,6 +199,13 @@ func (m *Meta) notLeaderLocked() error {
 	return &raftgroup.NotLeaderError{Group: MetaRangeID, Leader: m.mu.leader}
 }
 
+// leaseLeaderLocked reports whether this replica serves leases: it leads
+// and has applied an entry of its term, so it knows every lease granted
+// before (a lease it has not applied yet would look expired otherwise).
+func (m *Meta) leaseLeaderLocked() bool {
+	return m.mu.isLeader && m.mu.appliedTerm == m.mu.term
+}
+
 // GrantLease grants a lease with the given id (0: one picked here) and TTL
 // in seconds (raised to the minimum TTL). It runs on the meta leader.
 func (m *Meta) GrantLease(ctx context.Context, id, ttl int64) (*tesserapb.LeaseRecord, error) {
@@ -232,7 +239,7 @@ func (m *Meta) GrantLease(ctx context.Context, id, ttl int64) (*tesserapb.LeaseR
 func (m *Meta) LookupLeases(ids []int64) ([]*tesserapb.LeaseRef, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.mu.isLeader {
+	if !m.leaseLeaderLocked() {
 		return nil, m.notLeaderLocked()
 	}
 	var out []*tesserapb.LeaseRef
@@ -253,7 +260,7 @@ func (m *Meta) LookupLeases(ids []int64) ([]*tesserapb.LeaseRef, error) {
 func (m *Meta) KeepAliveLease(ctx context.Context, id int64) (int64, error) {
 	now := time.Now()
 	m.mu.Lock()
-	if !m.mu.isLeader {
+	if !m.leaseLeaderLocked() {
 		err := m.notLeaderLocked()
 		m.mu.Unlock()
 		return 0, err
@@ -273,7 +280,7 @@ func (m *Meta) KeepAliveLease(ctx context.Context, id int64) (int64, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.mu.isLeader {
+	if !m.leaseLeaderLocked() {
 		return 0, m.notLeaderLocked()
 	}
 	if l, ok = m.mu.leases[id]; !ok || l.revoking {
@@ -295,7 +302,7 @@ type LeaseStatus struct {
 func (m *Meta) LeaseTimeToLive(id int64) (LeaseStatus, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.mu.isLeader {
+	if !m.leaseLeaderLocked() {
 		return LeaseStatus{}, false, m.notLeaderLocked()
 	}
 	l, ok := m.mu.leases[id]
@@ -313,7 +320,7 @@ func (m *Meta) LeaseTimeToLive(id int64) (LeaseStatus, bool, error) {
 func (m *Meta) LeaseIDs() ([]int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.mu.isLeader {
+	if !m.leaseLeaderLocked() {
 		return nil, m.notLeaderLocked()
 	}
 	ids := make([]int64, 0, len(m.mu.leases))
@@ -330,7 +337,7 @@ func (m *Meta) LeaseIDs() ([]int64, error) {
 func (m *Meta) StartRevoke(ids []int64) ([]*tesserapb.LeaseRef, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.mu.isLeader {
+	if !m.leaseLeaderLocked() {
 		return nil, m.notLeaderLocked()
 	}
 	var out []*tesserapb.LeaseRef
@@ -374,7 +381,7 @@ type ExpiredLease struct {
 func (m *Meta) TakeExpired(now time.Time, limit int) []ExpiredLease {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.mu.isLeader {
+	if !m.leaseLeaderLocked() {
 		return nil
 	}
 	var out []ExpiredLease
@@ -396,7 +403,7 @@ func (m *Meta) TakeExpired(now time.Time, limit int) []ExpiredLease {
 func (m *Meta) CheckpointLeases(ctx context.Context, limit int) error {
 	now := time.Now()
 	m.mu.Lock()
-	if !m.mu.isLeader {
+	if !m.leaseLeaderLocked() {
 		err := m.notLeaderLocked()
 		m.mu.Unlock()
 		return err

@@ -49,6 +49,10 @@ type Meta struct {
 		alarms    map[alarmID]*etcdpb.AlarmMember // active alarms (alarms.go)
 		leases    map[int64]*lease                // granted leases (lease.go)
 		leaseCfg  LeaseConfig
+		// appliedTerm is the term of the last entry applied: a new leader
+		// serves leases once it applied an entry of its own term (every
+		// earlier committed grant and revoke is applied by then).
+		appliedTerm uint64
 		leader    raftgroup.NodeID
 		isLeader  bool
 		term      uint64
@@ -173,6 +177,7 @@ func (m *Meta) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, e := range ents {
+		m.mu.appliedTerm = e.GetTerm()
 		if e.GetType() != raftpb.EntryNormal || len(e.GetData()) == 0 {
 			continue
 		}

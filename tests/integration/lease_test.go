@@ -294,3 +294,121 @@ func TestLeaseRevokeRacesPuts(t *testing.T) {
 		t.Logf("round %d: puts ok %d, refused %d", round, ok, refused)
 	}
 }
+
+// TestLeaseKeepAliveAcrossMetaLeaderLoss: a lease kept alive through a
+// node that does not lead the meta group outlives the loss of the meta
+// leader (the lease's owner) by several TTLs: the new leader extends every
+// lease on promotion and the keep-alives move to it.
+func TestLeaseKeepAliveAcrossMetaLeaderLoss(t *testing.T) {
+	c, _ := newClusterClient(t)
+	owner := c.Leader(metaRange)
+	via := (owner + 1) % c.Size()
+	cli := c.NodeClient(t, via)
+	g, err := cli.Grant(tctx(t), 2)
+	must(t, "grant", err)
+	keys := leaseKeys(t, cli, "owner", g.ID)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := cli.KeepAlive(ctx, g.ID)
+	must(t, "keep-alive", err)
+	go func() {
+		for range ch {
+		}
+	}()
+	c.Stop(owner)
+	newOwner := c.Leader(metaRange)
+	if newOwner == owner {
+		t.Fatalf("meta leader still node %d", owner)
+	}
+	// Three TTLs after the loss every key must still be there.
+	deadline := time.Now().Add(6 * time.Second)
+	for time.Now().Before(deadline) {
+		if got := leasedKeys(t, cli, g.ID); !slices.Equal(got, keys) {
+			t.Fatalf("keys of a lease kept alive across the meta leader's loss: %q, want %q", got, keys)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.Restart(owner)
+	c.WaitReady(t)
+	ttl, err := cli.TimeToLive(tctx(t), g.ID)
+	must(t, "timetolive", err)
+	if ttl.TTL <= 0 {
+		t.Fatalf("lease kept alive: ttl %d", ttl.TTL)
+	}
+}
+
+// TestLeaseSurvivesFullRestart: leases and their keys survive a restart of
+// every node, and still expire afterwards.
+func TestLeaseSurvivesFullRestart(t *testing.T) {
+	c, cli := newClusterClient(t)
+	long, err := cli.Grant(tctx(t), 3600)
+	must(t, "grant", err)
+	short, err := cli.Grant(tctx(t), 3)
+	must(t, "grant", err)
+	longKeys := leaseKeys(t, cli, "long", long.ID)
+	leaseKeys(t, cli, "short", short.ID)
+	for i := range c.Size() {
+		c.Stop(i)
+	}
+	for i := range c.Size() {
+		c.Restart(i)
+	}
+	c.WaitReady(t)
+	cli2 := c.Client(t)
+	ttl, err := cli2.TimeToLive(tctx(t), long.ID, clientv3.WithAttachedKeys())
+	must(t, "timetolive after restart", err)
+	if ttl.TTL <= 0 || ttl.GrantedTTL != 3600 || len(ttl.Keys) != len(longKeys) {
+		t.Fatalf("lease after restart: ttl %d granted %d keys %q", ttl.TTL, ttl.GrantedTTL, ttl.Keys)
+	}
+	waitFor(t, "short lease to expire after the restart", func() bool { return len(leasedKeys(t, cli2, short.ID)) == 0 })
+	if got := leasedKeys(t, cli2, long.ID); !slices.Equal(got, longKeys) {
+		t.Fatalf("long lease keys: %q, want %q", got, longKeys)
+	}
+	_, err = cli2.Revoke(tctx(t), long.ID)
+	must(t, "revoke after restart", err)
+	if got := leasedKeys(t, cli2, long.ID); len(got) > 0 {
+		t.Fatalf("keys left: %q", got)
+	}
+}
+
+// TestLeaseBadInput: etcd's errors for bad lease requests, and the node
+// keeps serving.
+func TestLeaseBadInput(t *testing.T) {
+	_, cli := newClusterClient(t)
+	raw := pb.NewLeaseClient(cli.ActiveConnection())
+	_, err := raw.LeaseRevoke(tctx(t), &pb.LeaseRevokeRequest{ID: 424242})
+	wantErr(t, "revoke unknown", err, rpctypes.ErrGRPCLeaseNotFound)
+	_, err = cli.Put(tctx(t), "a/x", "v", clientv3.WithLease(424242))
+	wantErr(t, "put unknown lease", err, rpctypes.ErrGRPCLeaseNotFound)
+	_, err = cli.Txn(tctx(t)).Then(clientv3.OpPut("e/x", "v", clientv3.WithLease(424242))).Commit()
+	wantErr(t, "txn put unknown lease", err, rpctypes.ErrGRPCLeaseNotFound)
+	// A put on the branch that does not run names no lease that matters.
+	_, err = cli.Txn(tctx(t)).If(clientv3.Compare(clientv3.Version("e/x"), ">", 5)).
+		Then(clientv3.OpPut("e/x", "v", clientv3.WithLease(424242))).Else(clientv3.OpPut("e/y", "v")).Commit()
+	must(t, "txn with unknown lease on the branch not taken", err)
+	_, err = cli.Put(tctx(t), "a/x", "v", clientv3.WithLease(424242), clientv3.WithIgnoreLease())
+	wantErr(t, "put with lease and ignore_lease", err, rpctypes.ErrGRPCLeaseProvided)
+	_, err = raw.LeaseGrant(tctx(t), &pb.LeaseGrantRequest{TTL: -5})
+	must(t, "grant negative ttl (raised to the minimum, as etcd)", err)
+
+	// Keep-alive of an unknown lease answers TTL 0; the stream goes on.
+	s, err := raw.LeaseKeepAlive(tctx(t))
+	must(t, "keep-alive stream", err)
+	must(t, "send", s.Send(&pb.LeaseKeepAliveRequest{ID: 424242}))
+	resp, err := s.Recv()
+	must(t, "recv", err)
+	if resp.TTL != 0 || resp.ID != 424242 {
+		t.Fatalf("keep-alive of unknown lease: %v, want TTL 0", resp)
+	}
+	g, err := cli.Grant(tctx(t), 60)
+	must(t, "grant", err)
+	must(t, "send", s.Send(&pb.LeaseKeepAliveRequest{ID: int64(g.ID)}))
+	resp, err = s.Recv()
+	must(t, "recv", err)
+	if resp.TTL != 60 {
+		t.Fatalf("keep-alive: %v, want TTL 60", resp)
+	}
+	must(t, "close send", s.CloseSend())
+	_, err = cli.Put(tctx(t), "g/x", "v", clientv3.WithLease(g.ID))
+	must(t, "node still serves", err)
+}
