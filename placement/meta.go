@@ -53,12 +53,12 @@ type Meta struct {
 		// serves leases once it applied an entry of its own term (every
 		// earlier committed grant and revoke is applied by then).
 		appliedTerm uint64
-		leader    raftgroup.NodeID
-		isLeader  bool
-		term      uint64
-		nextID    uint64
-		waiters   map[uint64]chan metaResult
-		results   []metaResultFor
+		leader      raftgroup.NodeID
+		isLeader    bool
+		term        uint64
+		nextID      uint64
+		waiters     map[uint64]chan metaResult
+		results     []metaResultFor
 	}
 }
 
