@@ -409,9 +409,10 @@ func (l *Lease) LeaseTimeToLive(ctx context.Context, req *pb.LeaseTimeToLiveRequ
 }
 
 // keysOf lists the keys attached to a lease, on every range (a
-// linearizable keys-only read of the whole keyspace).
+// linearizable read of the whole keyspace: etcd's keys_only answers leave
+// the lease out).
 func (l *Lease) keysOf(ctx context.Context, id int64) ([][]byte, error) {
-	resp, err := l.r.rangeReq(ctx, &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, KeysOnly: true})
+	resp, err := l.r.rangeReq(ctx, &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}})
 	if err != nil {
 		return nil, fmt.Errorf("router: keys of lease %d: %w", id, err)
 	}

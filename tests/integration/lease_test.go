@@ -37,7 +37,7 @@ func leaseKeys(t testing.TB, cli *clientv3.Client, prefix string, id clientv3.Le
 // whole keyspace.
 func leasedKeys(t testing.TB, cli *clientv3.Client, id clientv3.LeaseID) []string {
 	t.Helper()
-	resp, err := cli.Get(tctx(t), "", clientv3.WithFromKey(), clientv3.WithKeysOnly())
+	resp, err := cli.Get(tctx(t), "", clientv3.WithFromKey())
 	must(t, "get all", err)
 	var out []string
 	for _, kv := range resp.Kvs {
