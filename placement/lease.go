@@ -392,6 +392,9 @@ func (m *Meta) TakeExpired(now time.Time, limit int) []ExpiredLease {
 		if !l.revoking && !l.expiry.IsZero() && l.expiry.Before(now) {
 			l.revoking = true
 			out = append(out, ExpiredLease{Ref: l.ref(), Expiry: l.expiry})
+			if len(out) == 1 {
+				m.log.Debug("lease expired", "lease", l.rec.GetId(), "ttl", l.rec.GetTtl(), "expiry", l.expiry, "term", m.mu.term)
+			}
 		}
 	}
 	return out

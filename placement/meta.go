@@ -262,6 +262,7 @@ func (m *Meta) LeaderChanged(leader raftgroup.NodeID, term uint64, isLeader bool
 	m.mu.Lock()
 	if isLeader && !m.mu.isLeader {
 		m.promoteLeasesLocked(time.Now())
+		m.log.Debug("meta leader: leases promoted", "leases", len(m.mu.leases), "term", term)
 	}
 	m.mu.leader, m.mu.isLeader, m.mu.term = leader, isLeader, term
 	m.mu.Unlock()

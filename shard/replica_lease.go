@@ -91,16 +91,8 @@ func (r *Replica) applyRevokeLocked(b *engine.Batch, cmd *tesserapb.ShardCommand
 	dead := make(map[int64]bool, len(cmd.GetRevokeLeases()))
 	for _, ref := range cmd.GetRevokeLeases() {
 		dead[ref.GetId()] = true
-		prev, err := revokedIncarnation(b, g, ref.GetId())
-		if err != nil {
-			return nil, storageError{err: err}
-		}
-		if ref.GetIncarnation() > prev {
-			if err := b.Set(revokedLeaseKey(g, ref.GetId()), binary.BigEndian.AppendUint64(nil, ref.GetIncarnation())); err != nil {
-				return nil, storageError{err: err}
-			}
-		}
 	}
+	// Scan before writing the records: the batch's index stays small.
 	var keys [][]byte
 	span := spanOf(r.mu.desc.GetStartKey(), r.mu.desc.GetEndKey())
 	if len(r.mu.desc.GetEndKey()) == 0 {
@@ -114,6 +106,17 @@ func (r *Replica) applyRevokeLocked(b *engine.Batch, cmd *tesserapb.ShardCommand
 	})
 	if err != nil {
 		return nil, storageError{err: fmt.Errorf("shard: range %d: scan for leased keys: %w", g, err)}
+	}
+	for _, ref := range cmd.GetRevokeLeases() {
+		prev, err := revokedIncarnation(b, g, ref.GetId())
+		if err != nil {
+			return nil, storageError{err: err}
+		}
+		if ref.GetIncarnation() > prev {
+			if err := b.Set(revokedLeaseKey(g, ref.GetId()), binary.BigEndian.AppendUint64(nil, ref.GetIncarnation())); err != nil {
+				return nil, storageError{err: err}
+			}
+		}
 	}
 	b.TrackDataWrites()
 	b.TakeDataWrites()

@@ -90,12 +90,50 @@ func BenchmarkLeaseExpiryLag(b *testing.B) {
 		}
 		gone := time.Now()
 		b.StopTimer()
+		// The leader observes the lag once the meta group removed the
+		// leases, just after their keys went. Under load the meta
+		// leadership may move again meanwhile (the next leader extends
+		// the leases once more): the figures are summed over the nodes.
+		expired := func() float64 {
+			var n float64
+			for i := range cl.Size() {
+				n += metricValue2(b, cl.Endpoint(i), "tessera_lease_expired_total")
+			}
+			return n
+		}
+		for expired() < float64(expiring) {
+			if time.Since(gone) > time.Minute {
+				b.Fatalf("%v expired leases counted, want %d", expired(), expiring)
+			}
+			time.Sleep(50 * time.Millisecond) // poll interval
+		}
 		// Deadline: the transfer plus the TTL plus the promotion extension
 		// (an election timeout: 200 ms in the test cluster).
 		last := gone.Sub(moved) - time.Duration(shortTTL)*time.Second - 200*time.Millisecond
 		b.ReportMetric(last.Seconds(), "s-last-lag")
-		b.ReportMetric(histogramQuantile(b, cl.Endpoint(to), "tessera_lease_expiry_lag_seconds", 0.99), "s-p99-lag")
+		var p99 float64
+		for i := range cl.Size() {
+			p99 = max(p99, histogramQuantile(b, cl.Endpoint(i), "tessera_lease_expiry_lag_seconds", 0.99))
+		}
+		b.ReportMetric(p99, "s-p99-lag")
 	}
+}
+
+// metricValue2 is metricValue for benchmarks.
+func metricValue2(t testing.TB, endpoint, name string) float64 {
+	resp, err := http.Get(endpoint + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	s := bufio.NewScanner(resp.Body)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return math.NaN()
 }
 
 func envInt(name string, def int) int {
