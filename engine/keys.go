@@ -31,6 +31,7 @@ const (
 	KindDescriptor   byte = 'd' // range descriptor
 	KindRangeState   byte = 's' // other replicated per-range state
 	KindChangeLog    byte = 'c' // the user keys one revision wrote; followed by revision(8)
+	KindRevokedLease byte = 'v' // a lease revoked on the range; followed by lease id(8)
 
 	// Unreplicated (section 'u').
 	KindHardState byte = 'h' // raft HardState
@@ -45,7 +46,7 @@ const (
 
 func sectionOf(kind byte) byte {
 	switch kind {
-	case KindAppliedState, KindDescriptor, KindRangeState, KindChangeLog:
+	case KindAppliedState, KindDescriptor, KindRangeState, KindChangeLog, KindRevokedLease:
 		return sectionReplicated
 	}
 	return sectionUnreplicated

@@ -47,12 +47,18 @@ type Meta struct {
 		bootstrap *tesserapb.ClusterBootstrap
 		highMs    int64                           // TSO high-water mark
 		alarms    map[alarmID]*etcdpb.AlarmMember // active alarms (alarms.go)
-		leader    raftgroup.NodeID
-		isLeader  bool
-		term      uint64
-		nextID    uint64
-		waiters   map[uint64]chan metaResult
-		results   []metaResultFor
+		leases    map[int64]*lease                // granted leases (lease.go)
+		leaseCfg  LeaseConfig
+		// appliedTerm is the term of the last entry applied: a new leader
+		// serves leases once it applied an entry of its own term (every
+		// earlier committed grant and revoke is applied by then).
+		appliedTerm uint64
+		leader      raftgroup.NodeID
+		isLeader    bool
+		term        uint64
+		nextID      uint64
+		waiters     map[uint64]chan metaResult
+		results     []metaResultFor
 	}
 }
 
@@ -60,6 +66,10 @@ type metaResult struct {
 	prevHighMs, highMs int64
 	// alarms: the alarms an alarm request activated or deactivated.
 	alarms []*etcdpb.AlarmMember
+	// lease: the lease a grant created; err: why a command failed (an
+	// etcd error, such as a duplicate lease id).
+	lease *tesserapb.LeaseRecord
+	err   error
 }
 
 type metaResultFor struct {
@@ -98,6 +108,8 @@ func NewMeta(node raftgroup.NodeID, eng *engine.Engine, raft RaftHost, tsoCfg TS
 	m := &Meta{node: node, eng: eng, raft: raft, log: log.With("range", MetaRangeID)}
 	m.mu.waiters = make(map[uint64]chan metaResult)
 	m.mu.alarms = make(map[alarmID]*etcdpb.AlarmMember)
+	m.mu.leases = make(map[int64]*lease)
+	m.mu.leaseCfg = DefaultLeaseConfig()
 	m.mu.nextID = uint64(time.Now().UnixNano())
 	if err := m.load(); err != nil {
 		return nil, err
@@ -130,7 +142,10 @@ func (m *Meta) load() error {
 	default:
 		return errors.New("placement: corrupt TSO high-water mark")
 	}
-	return m.loadAlarmsLocked()
+	if err := m.loadAlarmsLocked(); err != nil {
+		return err
+	}
+	return m.loadLeasesLocked()
 }
 
 // TSO returns the node's TSO server (serving only while this node leads the
@@ -162,6 +177,7 @@ func (m *Meta) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, e := range ents {
+		m.mu.appliedTerm = e.GetTerm()
 		if e.GetType() != raftpb.EntryNormal || len(e.GetData()) == 0 {
 			continue
 		}
@@ -183,8 +199,26 @@ func (m *Meta) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 				return fmt.Errorf("placement: meta command at %d: %w", e.GetIndex(), err)
 			}
 		}
+		res := metaResult{prevHighMs: prev, highMs: m.mu.highMs, alarms: alarms}
+		if g := cmd.GetLeaseGrant(); g != nil {
+			rec, err := m.applyLeaseGrantLocked(b, g, e.GetIndex())
+			if err != nil && !isEtcdError(err) {
+				return fmt.Errorf("placement: meta command at %d: %w", e.GetIndex(), err)
+			}
+			res.lease, res.err = rec, err
+		}
+		if refs := cmd.GetLeaseRevoke(); len(refs) > 0 {
+			if err := m.applyLeaseRevokeLocked(b, refs); err != nil {
+				return fmt.Errorf("placement: meta command at %d: %w", e.GetIndex(), err)
+			}
+		}
+		if cps := cmd.GetLeaseCheckpoints(); len(cps) > 0 {
+			if err := m.applyLeaseCheckpointsLocked(b, cps); err != nil {
+				return fmt.Errorf("placement: meta command at %d: %w", e.GetIndex(), err)
+			}
+		}
 		if cmd.GetProposerNode() == uint64(m.node) {
-			m.mu.results = append(m.mu.results, metaResultFor{id: cmd.GetProposalId(), r: metaResult{prevHighMs: prev, highMs: m.mu.highMs, alarms: alarms}})
+			m.mu.results = append(m.mu.results, metaResultFor{id: cmd.GetProposalId(), r: res})
 		}
 	}
 	return nil
@@ -226,6 +260,10 @@ func (m *Meta) SnapshotApplied(uint64) error {
 // LeaderChanged implements raftgroup.StateMachine.
 func (m *Meta) LeaderChanged(leader raftgroup.NodeID, term uint64, isLeader bool) {
 	m.mu.Lock()
+	if isLeader && !m.mu.isLeader {
+		m.promoteLeasesLocked(time.Now())
+		m.log.Debug("meta leader: leases promoted", "leases", len(m.mu.leases), "term", term)
+	}
 	m.mu.leader, m.mu.isLeader, m.mu.term = leader, isLeader, term
 	m.mu.Unlock()
 	m.tso.leaderChanged(leader, term, isLeader)

@@ -26,7 +26,7 @@ type metaNode struct {
 	srv  *grpc.Server
 }
 
-func startMeta(t *testing.T, dir string, now func() time.Time, bootstrap bool) *metaNode {
+func startMeta(t testing.TB, dir string, now func() time.Time, bootstrap bool) *metaNode {
 	t.Helper()
 	ecfg := engine.DefaultConfig(filepath.Join(dir, "engine"))
 	ecfg.Registerer = prometheus.NewRegistry()
@@ -74,7 +74,7 @@ func startMeta(t *testing.T, dir string, now func() time.Time, bootstrap bool) *
 	return &metaNode{eng: eng, host: host, meta: meta, srv: srv}
 }
 
-func (n *metaNode) stop(t *testing.T) {
+func (n *metaNode) stop(t testing.TB) {
 	n.srv.Stop()
 	n.meta.Close()
 	if err := n.host.Close(); err != nil {

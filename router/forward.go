@@ -33,6 +33,8 @@ type call struct {
 	readRev    engine.Revision
 	serial     bool
 	compactRev engine.Revision
+	// leases: incarnations of the leases the op attaches, or a revocation.
+	leases shard.LeaseRefs
 }
 
 // retryBackoff is the pause between attempts on the same range once every
@@ -174,6 +176,8 @@ func (r *Router) executeOn(ctx context.Context, target raftgroup.NodeID, desc *t
 		ReadRevision:    int64(c.readRev),
 		Serializable:    c.serial,
 		CompactRevision: int64(c.compactRev),
+		Leases:          c.leases.Attach,
+		RevokeLeases:    c.leases.Revoke,
 	}
 	if c.op != nil {
 		b, err := proto.Marshal(c.op)
@@ -205,6 +209,8 @@ func runLocal(ctx context.Context, rep *shard.Replica, generation uint64, c call
 	switch {
 	case c.compactRev > 0:
 		return rep.Write(ctx, generation, nil, c.compactRev)
+	case len(c.leases.Attach) > 0 || len(c.leases.Revoke) > 0:
+		return rep.WriteLeased(ctx, generation, c.op, c.leases)
 	case c.write:
 		return rep.Write(ctx, generation, c.op, 0)
 	default:

@@ -68,6 +68,23 @@ func (r *Router) checkIssued(ctx context.Context, rev engine.Revision) error {
 //     issued; a serializable read and a write carry none.
 func (s *Internal) validateExecute(ctx context.Context, req *tesserapb.ExecuteRequest) (call, error) {
 	var c call
+	if err := validateLeaseRefs(req); err != nil {
+		return c, err
+	}
+	c.leases = shard.LeaseRefs{Attach: req.GetLeases(), Revoke: req.GetRevokeLeases()}
+	if len(c.leases.Revoke) > 0 {
+		// A lease revocation: the range deletes the leases' keys.
+		switch {
+		case req.GetRangeId() == 0 || req.GetRangeId() == placement.MetaRangeID:
+			return c, invalidArg("range id %d is not a data range", req.GetRangeId())
+		case req.GetGeneration() == 0:
+			return c, invalidArg("range %d: generation 0", req.GetRangeId())
+		case len(req.GetRequestOp()) > 0 || req.GetCompactRevision() != 0 || req.GetReadRevision() != 0 || req.GetSerializable() || len(c.leases.Attach) > 0:
+			return c, invalidArg("a lease revocation carries nothing else")
+		}
+		c.write = true
+		return c, nil
+	}
 	switch {
 	case req.GetRangeId() == 0 || req.GetRangeId() == placement.MetaRangeID:
 		return c, invalidArg("range id %d is not a data range", req.GetRangeId())
@@ -83,7 +100,7 @@ func (s *Internal) validateExecute(ctx context.Context, req *tesserapb.ExecuteRe
 		return c, invalidArg("neither a request op nor a compaction")
 	}
 	if c.compactRev = engine.Revision(req.GetCompactRevision()); c.compactRev > 0 {
-		if req.GetReadRevision() != 0 || req.GetSerializable() {
+		if req.GetReadRevision() != 0 || req.GetSerializable() || len(c.leases.Attach) > 0 {
 			return c, invalidArg("a compaction carries no read revision")
 		}
 		if err := s.r.checkIssued(ctx, c.compactRev); err != nil {
@@ -123,6 +140,8 @@ func (s *Internal) validateExecute(ctx context.Context, req *tesserapb.ExecuteRe
 	}
 	c.write = !read
 	switch {
+	case !c.write && len(c.leases.Attach) > 0:
+		return c, invalidArg("a read attaches no lease")
 	case c.write && (c.readRev != 0 || c.serial):
 		return c, invalidArg("a write carries no read revision and is not serializable")
 	case read && c.serial && c.readRev != 0:
@@ -135,6 +154,26 @@ func (s *Internal) validateExecute(ctx context.Context, req *tesserapb.ExecuteRe
 		}
 	}
 	return c, nil
+}
+
+// validateLeaseRefs checks the lease references of a request: real lease
+// ids, each named once, with the incarnation the router looked up.
+func validateLeaseRefs(req *tesserapb.ExecuteRequest) error {
+	for _, refs := range [][]*tesserapb.LeaseRef{req.GetLeases(), req.GetRevokeLeases()} {
+		seen := make(map[int64]bool, len(refs))
+		for _, ref := range refs {
+			switch {
+			case ref.GetId() <= 0:
+				return invalidArg("lease id %d", ref.GetId())
+			case ref.GetIncarnation() == 0:
+				return invalidArg("lease %x without an incarnation", ref.GetId())
+			case seen[ref.GetId()]:
+				return invalidArg("lease %x named twice", ref.GetId())
+			}
+			seen[ref.GetId()] = true
+		}
+	}
+	return nil
 }
 
 // validateFeedStart checks the first message of a feed.

@@ -163,7 +163,12 @@ func (r *Router) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 	if err := r.checkLeader(ctx, []*tesserapb.RangeDescriptor{d}); err != nil {
 		return nil, err
 	}
-	out, rev, err := r.execute(ctx, call{desc: d, write: true, op: &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: req}}})
+	c := call{desc: d, write: true, op: &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: req}}}
+	// Leases (lease.go): the range checks the incarnation at apply.
+	if err := r.attachLeases(ctx, &c); err != nil {
+		return nil, toGRPCError(err)
+	}
+	out, rev, err := r.execute(ctx, c)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -242,6 +247,12 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	}
 	op := &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: req}}
 	c := call{desc: d, op: op, write: !shard.IsReadOnlyTxn(req)}
+	if c.write {
+		// Leases (lease.go): the range checks the incarnation at apply.
+		if err := r.attachLeases(ctx, &c); err != nil {
+			return nil, toGRPCError(err)
+		}
+	}
 	var out *pb.ResponseOp
 	var rev engine.Revision
 	for attempt := 0; ; attempt++ {

@@ -97,18 +97,21 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 		}
 		return &pb.ResponseOp{}, nil
 	}
+	if len(cmd.GetRevokeLeases()) > 0 {
+		return r.applyRevokeLocked(b, cmd, rev)
+	}
 	op := &pb.RequestOp{}
 	if err := proto.Unmarshal(cmd.GetRequestOp(), op); err != nil {
 		return nil, fmt.Errorf("shard: range %d: decode request: %w", r.group, err)
 	}
-	env := TxnEnv{CompactRev: r.mu.compactRev, LeaseExists: noLeases}
+	env := TxnEnv{CompactRev: r.mu.compactRev, LeaseExists: r.leaseCheck(b, cmd)}
 	var out *pb.ResponseOp
 	var err error
 	b.TrackDataWrites()
 	b.TakeDataWrites()
 	switch req := op.GetRequest().(type) {
 	case *pb.RequestOp_RequestPut:
-		if req.RequestPut.GetLease() != 0 {
+		if l := req.RequestPut.GetLease(); l != 0 && !env.LeaseExists(l) {
 			return nil, rpctypes.ErrGRPCLeaseNotFound
 		}
 		var resp *pb.PutResponse
@@ -161,10 +164,6 @@ func (r *Replica) checkCompactionLocked(cmd *tesserapb.ShardCommand) error {
 	}
 	return nil
 }
-
-// noLeases: until the Lease API lands, no lease exists, and a put naming one
-// fails with etcd's "lease not found", as etcd does for an ungranted lease.
-func noLeases(int64) bool { return false }
 
 // isEtcdError reports whether err is one of etcd's client-facing errors (a
 // command result) rather than a storage failure.

@@ -22,6 +22,8 @@ type proposal struct {
 	op         []byte // marshaled RequestOp (nil for a compaction)
 	compactRev engine.Revision
 	generation uint64
+	leases     []*tesserapb.LeaseRef // incarnations of the leases op attaches
+	revoke     []*tesserapb.LeaseRef // a lease revocation (op nil)
 	rev        engine.Revision
 	term       uint64
 
@@ -47,6 +49,25 @@ const flushTimeout = 5 * time.Second
 // proposed, the next accumulates, so timestamps are always fetched after the
 // writes they are for arrived, and proposals go to raft in revision order.
 func (r *Replica) Write(ctx context.Context, generation uint64, op *pb.RequestOp, compactRev engine.Revision) (*pb.ResponseOp, engine.Revision, error) {
+	return r.write(ctx, generation, op, compactRev, LeaseRefs{})
+}
+
+// LeaseRefs are the lease incarnations a write carries (see
+// ShardCommand.leases and revoke_leases).
+type LeaseRefs struct {
+	// Attach: the leases the op's puts name, as the router found them.
+	Attach []*tesserapb.LeaseRef
+	// Revoke: a revocation (op nil): every key of the range attached to
+	// one of them is deleted and the range refuses them from then on.
+	Revoke []*tesserapb.LeaseRef
+}
+
+// WriteLeased is Write for an op whose puts name leases.
+func (r *Replica) WriteLeased(ctx context.Context, generation uint64, op *pb.RequestOp, leases LeaseRefs) (*pb.ResponseOp, engine.Revision, error) {
+	return r.write(ctx, generation, op, 0, leases)
+}
+
+func (r *Replica) write(ctx context.Context, generation uint64, op *pb.RequestOp, compactRev engine.Revision, leases LeaseRefs) (*pb.ResponseOp, engine.Revision, error) {
 	start := time.Now()
 	var opb []byte
 	if op != nil {
@@ -71,7 +92,7 @@ func (r *Replica) Write(ctx context.Context, generation uint64, op *pb.RequestOp
 		return nil, 0, err
 	}
 	r.mu.nextID++
-	p := &proposal{id: r.mu.nextID, op: opb, compactRev: compactRev, generation: r.mu.desc.GetGeneration(), done: make(chan struct{})}
+	p := &proposal{id: r.mu.nextID, op: opb, compactRev: compactRev, generation: r.mu.desc.GetGeneration(), leases: leases.Attach, revoke: leases.Revoke, done: make(chan struct{})}
 	r.mu.pending = append(r.mu.pending, p)
 	lead := !r.mu.flushing
 	r.mu.flushing = true
@@ -142,6 +163,8 @@ func (r *Replica) proposeLocked(p *proposal) {
 		RequestOp:       p.op,
 		CompactRevision: int64(p.compactRev),
 		Generation:      p.generation,
+		Leases:          p.leases,
+		RevokeLeases:    p.revoke,
 	}
 	data, err := proto.Marshal(cmd)
 	if err != nil {

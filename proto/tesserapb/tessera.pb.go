@@ -314,7 +314,14 @@ type ShardCommand struct {
 	// When set, a compaction of the range's history below this revision.
 	CompactRevision int64 `protobuf:"varint,5,opt,name=compact_revision,json=compactRevision,proto3" json:"compact_revision,omitempty"`
 	// Generation of the descriptor the leader proposed under.
-	Generation    uint64 `protobuf:"varint,6,opt,name=generation,proto3" json:"generation,omitempty"`
+	Generation uint64 `protobuf:"varint,6,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The leases the op attaches keys to, with the incarnation the router
+	// found in the meta group; the apply refuses a lease this range saw
+	// revoked at that incarnation or later (lease not found).
+	Leases []*LeaseRef `protobuf:"bytes,7,rep,name=leases,proto3" json:"leases,omitempty"`
+	// When set (request_op empty), delete at revision every live key of the
+	// range attached to one of these leases and remember them as revoked.
+	RevokeLeases  []*LeaseRef `protobuf:"bytes,8,rep,name=revoke_leases,json=revokeLeases,proto3" json:"revoke_leases,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -391,6 +398,20 @@ func (x *ShardCommand) GetGeneration() uint64 {
 	return 0
 }
 
+func (x *ShardCommand) GetLeases() []*LeaseRef {
+	if x != nil {
+		return x.Leases
+	}
+	return nil
+}
+
+func (x *ShardCommand) GetRevokeLeases() []*LeaseRef {
+	if x != nil {
+		return x.RevokeLeases
+	}
+	return nil
+}
+
 // MetaCommand is one entry of the meta group's raft log.
 type MetaCommand struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -401,9 +422,16 @@ type MetaCommand struct {
 	TsoHighWaterMs int64 `protobuf:"varint,3,opt,name=tso_high_water_ms,json=tsoHighWaterMs,proto3" json:"tso_high_water_ms,omitempty"`
 	// etcdserverpb.AlarmRequest (ACTIVATE or DEACTIVATE one member's alarm):
 	// alarms are cluster-wide state, as in etcd.
-	AlarmRequest  []byte `protobuf:"bytes,4,opt,name=alarm_request,json=alarmRequest,proto3" json:"alarm_request,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AlarmRequest []byte `protobuf:"bytes,4,opt,name=alarm_request,json=alarmRequest,proto3" json:"alarm_request,omitempty"`
+	// Grant a lease (its id chosen by the proposer; refused if it exists).
+	LeaseGrant *LeaseRecord `protobuf:"bytes,5,opt,name=lease_grant,json=leaseGrant,proto3" json:"lease_grant,omitempty"`
+	// Remove leases whose keys every range has deleted.
+	LeaseRevoke []*LeaseRef `protobuf:"bytes,6,rep,name=lease_revoke,json=leaseRevoke,proto3" json:"lease_revoke,omitempty"`
+	// Remaining TTLs of leases (etcd's lease checkpoints): a new meta leader
+	// starts them from there instead of their full TTL.
+	LeaseCheckpoints []*LeaseCheckpoint `protobuf:"bytes,7,rep,name=lease_checkpoints,json=leaseCheckpoints,proto3" json:"lease_checkpoints,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *MetaCommand) Reset() {
@@ -460,6 +488,27 @@ func (x *MetaCommand) GetTsoHighWaterMs() int64 {
 func (x *MetaCommand) GetAlarmRequest() []byte {
 	if x != nil {
 		return x.AlarmRequest
+	}
+	return nil
+}
+
+func (x *MetaCommand) GetLeaseGrant() *LeaseRecord {
+	if x != nil {
+		return x.LeaseGrant
+	}
+	return nil
+}
+
+func (x *MetaCommand) GetLeaseRevoke() []*LeaseRef {
+	if x != nil {
+		return x.LeaseRevoke
+	}
+	return nil
+}
+
+func (x *MetaCommand) GetLeaseCheckpoints() []*LeaseCheckpoint {
+	if x != nil {
+		return x.LeaseCheckpoints
 	}
 	return nil
 }
@@ -545,8 +594,11 @@ type ExecuteRequest struct {
 	Serializable bool  `protobuf:"varint,5,opt,name=serializable,proto3" json:"serializable,omitempty"`
 	// Compaction of this range below compact_revision (request_op empty).
 	CompactRevision int64 `protobuf:"varint,6,opt,name=compact_revision,json=compactRevision,proto3" json:"compact_revision,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// See ShardCommand.leases and revoke_leases.
+	Leases        []*LeaseRef `protobuf:"bytes,7,rep,name=leases,proto3" json:"leases,omitempty"`
+	RevokeLeases  []*LeaseRef `protobuf:"bytes,8,rep,name=revoke_leases,json=revokeLeases,proto3" json:"revoke_leases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExecuteRequest) Reset() {
@@ -619,6 +671,20 @@ func (x *ExecuteRequest) GetCompactRevision() int64 {
 		return x.CompactRevision
 	}
 	return 0
+}
+
+func (x *ExecuteRequest) GetLeases() []*LeaseRef {
+	if x != nil {
+		return x.Leases
+	}
+	return nil
+}
+
+func (x *ExecuteRequest) GetRevokeLeases() []*LeaseRef {
+	if x != nil {
+		return x.RevokeLeases
+	}
+	return nil
 }
 
 type ExecuteResponse struct {
@@ -1478,6 +1544,282 @@ func (x *TransferLeaderResponse) GetRoutingError() *RoutingError {
 	return nil
 }
 
+type LeaseLookupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []int64                `protobuf:"varint,1,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseLookupRequest) Reset() {
+	*x = LeaseLookupRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseLookupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseLookupRequest) ProtoMessage() {}
+
+func (x *LeaseLookupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseLookupRequest.ProtoReflect.Descriptor instead.
+func (*LeaseLookupRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *LeaseLookupRequest) GetIds() []int64 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+type LeaseLookupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The leases that exist (the others do not).
+	Leases []*LeaseRef `protobuf:"bytes,1,rep,name=leases,proto3" json:"leases,omitempty"`
+	// Set when this node does not lead the meta group (leader_node: a hint).
+	RoutingError  *RoutingError `protobuf:"bytes,2,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseLookupResponse) Reset() {
+	*x = LeaseLookupResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseLookupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseLookupResponse) ProtoMessage() {}
+
+func (x *LeaseLookupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseLookupResponse.ProtoReflect.Descriptor instead.
+func (*LeaseLookupResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *LeaseLookupResponse) GetLeases() []*LeaseRef {
+	if x != nil {
+		return x.Leases
+	}
+	return nil
+}
+
+func (x *LeaseLookupResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
+// LeaseRef names one grant of a lease: etcd lets a client grant an id again
+// after revoking it, and the incarnation (the meta log index of the grant)
+// tells the grants apart.
+type LeaseRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Incarnation   uint64                 `protobuf:"varint,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRef) Reset() {
+	*x = LeaseRef{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRef) ProtoMessage() {}
+
+func (x *LeaseRef) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRef.ProtoReflect.Descriptor instead.
+func (*LeaseRef) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *LeaseRef) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LeaseRef) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
+// LeaseRecord is a granted lease as the meta group keeps it.
+type LeaseRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Granted TTL in seconds.
+	Ttl         int64  `protobuf:"varint,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	Incarnation uint64 `protobuf:"varint,3,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// Remaining TTL in seconds at the last checkpoint (0: none).
+	RemainingTtl  int64 `protobuf:"varint,4,opt,name=remaining_ttl,json=remainingTtl,proto3" json:"remaining_ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRecord) Reset() {
+	*x = LeaseRecord{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRecord) ProtoMessage() {}
+
+func (x *LeaseRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRecord.ProtoReflect.Descriptor instead.
+func (*LeaseRecord) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *LeaseRecord) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LeaseRecord) GetTtl() int64 {
+	if x != nil {
+		return x.Ttl
+	}
+	return 0
+}
+
+func (x *LeaseRecord) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
+func (x *LeaseRecord) GetRemainingTtl() int64 {
+	if x != nil {
+		return x.RemainingTtl
+	}
+	return 0
+}
+
+type LeaseCheckpoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	RemainingTtl  int64                  `protobuf:"varint,2,opt,name=remaining_ttl,json=remainingTtl,proto3" json:"remaining_ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseCheckpoint) Reset() {
+	*x = LeaseCheckpoint{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseCheckpoint) ProtoMessage() {}
+
+func (x *LeaseCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseCheckpoint.ProtoReflect.Descriptor instead.
+func (*LeaseCheckpoint) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *LeaseCheckpoint) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *LeaseCheckpoint) GetRemainingTtl() int64 {
+	if x != nil {
+		return x.RemainingTtl
+	}
+	return 0
+}
+
 // A cluster backup file (etcdctl snapshot save, tessctl snapshot save) is a
 // sequence of length-prefixed SnapshotRecords: one header, the key-values of
 // every range in key order, one footer; then zero padding to a multiple of
@@ -1496,7 +1838,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[20]
+	mi := &file_tesserapb_tessera_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +1850,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[20]
+	mi := &file_tesserapb_tessera_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +1863,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{20}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -1605,7 +1947,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[21]
+	mi := &file_tesserapb_tessera_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +1959,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[21]
+	mi := &file_tesserapb_tessera_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +1972,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{21}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SnapshotHeader) GetFormatVersion() uint32 {
@@ -1702,7 +2044,7 @@ type SnapshotKVs struct {
 
 func (x *SnapshotKVs) Reset() {
 	*x = SnapshotKVs{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[22]
+	mi := &file_tesserapb_tessera_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1714,7 +2056,7 @@ func (x *SnapshotKVs) String() string {
 func (*SnapshotKVs) ProtoMessage() {}
 
 func (x *SnapshotKVs) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[22]
+	mi := &file_tesserapb_tessera_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1727,7 +2069,7 @@ func (x *SnapshotKVs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotKVs.ProtoReflect.Descriptor instead.
 func (*SnapshotKVs) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{22}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SnapshotKVs) GetRangeId() uint64 {
@@ -1757,7 +2099,7 @@ type SnapshotFooter struct {
 
 func (x *SnapshotFooter) Reset() {
 	*x = SnapshotFooter{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[23]
+	mi := &file_tesserapb_tessera_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +2111,7 @@ func (x *SnapshotFooter) String() string {
 func (*SnapshotFooter) ProtoMessage() {}
 
 func (x *SnapshotFooter) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[23]
+	mi := &file_tesserapb_tessera_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +2124,7 @@ func (x *SnapshotFooter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotFooter.ProtoReflect.Descriptor instead.
 func (*SnapshotFooter) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{23}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SnapshotFooter) GetKeys() uint64 {
@@ -1820,7 +2162,7 @@ type RecentWritesRequest struct {
 
 func (x *RecentWritesRequest) Reset() {
 	*x = RecentWritesRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[24]
+	mi := &file_tesserapb_tessera_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +2174,7 @@ func (x *RecentWritesRequest) String() string {
 func (*RecentWritesRequest) ProtoMessage() {}
 
 func (x *RecentWritesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[24]
+	mi := &file_tesserapb_tessera_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +2187,7 @@ func (x *RecentWritesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecentWritesRequest.ProtoReflect.Descriptor instead.
 func (*RecentWritesRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{24}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RecentWritesRequest) GetRangeId() uint64 {
@@ -1872,7 +2214,7 @@ type RecentWritesResponse struct {
 
 func (x *RecentWritesResponse) Reset() {
 	*x = RecentWritesResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[25]
+	mi := &file_tesserapb_tessera_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +2226,7 @@ func (x *RecentWritesResponse) String() string {
 func (*RecentWritesResponse) ProtoMessage() {}
 
 func (x *RecentWritesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[25]
+	mi := &file_tesserapb_tessera_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +2239,7 @@ func (x *RecentWritesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecentWritesResponse.ProtoReflect.Descriptor instead.
 func (*RecentWritesResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{25}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RecentWritesResponse) GetRevisions() []int64 {
@@ -1939,7 +2281,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x120\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x1a.tessera.v1.NodeDescriptorR\x05nodes\x123\n" +
 	"\x06ranges\x18\x03 \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x06ranges\x12/\n" +
-	"\x04meta\x18\x04 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x04meta\"\xda\x01\n" +
+	"\x04meta\x18\x04 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x04meta\"\xc3\x02\n" +
 	"\fShardCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12#\n" +
@@ -1950,13 +2292,19 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x10compact_revision\x18\x05 \x01(\x03R\x0fcompactRevision\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x06 \x01(\x04R\n" +
-	"generation\"\xa3\x01\n" +
+	"generation\x12,\n" +
+	"\x06leases\x18\a \x03(\v2\x14.tessera.v1.LeaseRefR\x06leases\x129\n" +
+	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\"\xe0\x02\n" +
 	"\vMetaCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12#\n" +
 	"\rproposer_node\x18\x02 \x01(\x04R\fproposerNode\x12)\n" +
 	"\x11tso_high_water_ms\x18\x03 \x01(\x03R\x0etsoHighWaterMs\x12#\n" +
-	"\ralarm_request\x18\x04 \x01(\fR\falarmRequest\"\xa3\x02\n" +
+	"\ralarm_request\x18\x04 \x01(\fR\falarmRequest\x128\n" +
+	"\vlease_grant\x18\x05 \x01(\v2\x17.tessera.v1.LeaseRecordR\n" +
+	"leaseGrant\x127\n" +
+	"\flease_revoke\x18\x06 \x03(\v2\x14.tessera.v1.LeaseRefR\vleaseRevoke\x12H\n" +
+	"\x11lease_checkpoints\x18\a \x03(\v2\x1b.tessera.v1.LeaseCheckpointR\x10leaseCheckpoints\"\xa3\x02\n" +
 	"\fRoutingError\x121\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1d.tessera.v1.RoutingError.CodeR\x04code\x12\x1f\n" +
 	"\vleader_node\x18\x02 \x01(\x04R\n" +
@@ -1969,7 +2317,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"NOT_LEADER\x10\x01\x12\x13\n" +
 	"\x0fRANGE_NOT_FOUND\x10\x02\x12\x10\n" +
 	"\fKEY_MISMATCH\x10\x03\x12\x14\n" +
-	"\x10STALE_GENERATION\x10\x04\"\xde\x01\n" +
+	"\x10STALE_GENERATION\x10\x04\"\xc7\x02\n" +
 	"\x0eExecuteRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1e\n" +
 	"\n" +
@@ -1979,7 +2327,9 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"request_op\x18\x03 \x01(\fR\trequestOp\x12#\n" +
 	"\rread_revision\x18\x04 \x01(\x03R\freadRevision\x12\"\n" +
 	"\fserializable\x18\x05 \x01(\bR\fserializable\x12)\n" +
-	"\x10compact_revision\x18\x06 \x01(\x03R\x0fcompactRevision\"\x8d\x01\n" +
+	"\x10compact_revision\x18\x06 \x01(\x03R\x0fcompactRevision\x12,\n" +
+	"\x06leases\x18\a \x03(\v2\x14.tessera.v1.LeaseRefR\x06leases\x129\n" +
+	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\"\x8d\x01\n" +
 	"\x0fExecuteResponse\x12\x1f\n" +
 	"\vresponse_op\x18\x01 \x01(\fR\n" +
 	"responseOp\x12\x1a\n" +
@@ -2045,7 +2395,23 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\vtarget_node\x18\x02 \x01(\x04R\n" +
 	"targetNode\"W\n" +
 	"\x16TransferLeaderResponse\x12=\n" +
-	"\rrouting_error\x18\x01 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"\xb3\x01\n" +
+	"\rrouting_error\x18\x01 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"&\n" +
+	"\x12LeaseLookupRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\x03R\x03ids\"\x82\x01\n" +
+	"\x13LeaseLookupResponse\x12,\n" +
+	"\x06leases\x18\x01 \x03(\v2\x14.tessera.v1.LeaseRefR\x06leases\x12=\n" +
+	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"<\n" +
+	"\bLeaseRef\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12 \n" +
+	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\"v\n" +
+	"\vLeaseRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x10\n" +
+	"\x03ttl\x18\x02 \x01(\x03R\x03ttl\x12 \n" +
+	"\vincarnation\x18\x03 \x01(\x04R\vincarnation\x12#\n" +
+	"\rremaining_ttl\x18\x04 \x01(\x03R\fremainingTtl\"F\n" +
+	"\x0fLeaseCheckpoint\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12#\n" +
+	"\rremaining_ttl\x18\x02 \x01(\x03R\fremainingTtl\"\xb3\x01\n" +
 	"\x0eSnapshotRecord\x124\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.tessera.v1.SnapshotHeaderH\x00R\x06header\x12+\n" +
 	"\x03kvs\x18\x02 \x01(\v2\x17.tessera.v1.SnapshotKVsH\x00R\x03kvs\x124\n" +
@@ -2074,14 +2440,15 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"s\n" +
 	"\x14RecentWritesResponse\x12\x1c\n" +
 	"\trevisions\x18\x01 \x03(\x03R\trevisions\x12=\n" +
-	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError2\x9a\x03\n" +
+	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError2\xea\x03\n" +
 	"\bInternal\x12B\n" +
 	"\aExecute\x12\x1a.tessera.v1.ExecuteRequest\x1a\x1b.tessera.v1.ExecuteResponse\x126\n" +
 	"\x03Tso\x12\x16.tessera.v1.TsoRequest\x1a\x17.tessera.v1.TsoResponse\x12?\n" +
 	"\x06Ranges\x12\x19.tessera.v1.RangesRequest\x1a\x1a.tessera.v1.RangesResponse\x12=\n" +
 	"\x04Feed\x12\x17.tessera.v1.FeedRequest\x1a\x18.tessera.v1.FeedResponse(\x010\x01\x129\n" +
 	"\x04Hash\x12\x17.tessera.v1.HashRequest\x1a\x18.tessera.v1.HashResponse\x12W\n" +
-	"\x0eTransferLeader\x12!.tessera.v1.TransferLeaderRequest\x1a\".tessera.v1.TransferLeaderResponse2h\n" +
+	"\x0eTransferLeader\x12!.tessera.v1.TransferLeaderRequest\x1a\".tessera.v1.TransferLeaderResponse\x12N\n" +
+	"\vLeaseLookup\x12\x1e.tessera.v1.LeaseLookupRequest\x1a\x1f.tessera.v1.LeaseLookupResponse2h\n" +
 	"\x13InternalMaintenance\x12Q\n" +
 	"\fRecentWrites\x12\x1f.tessera.v1.RecentWritesRequest\x1a .tessera.v1.RecentWritesResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
 
@@ -2098,7 +2465,7 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 }
 
 var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_tesserapb_tessera_proto_goTypes = []any{
 	(RoutingError_Code)(0),         // 0: tessera.v1.RoutingError.Code
 	(*RangeDescriptor)(nil),        // 1: tessera.v1.RangeDescriptor
@@ -2121,50 +2488,66 @@ var file_tesserapb_tessera_proto_goTypes = []any{
 	(*HashResponse)(nil),           // 18: tessera.v1.HashResponse
 	(*TransferLeaderRequest)(nil),  // 19: tessera.v1.TransferLeaderRequest
 	(*TransferLeaderResponse)(nil), // 20: tessera.v1.TransferLeaderResponse
-	(*SnapshotRecord)(nil),         // 21: tessera.v1.SnapshotRecord
-	(*SnapshotHeader)(nil),         // 22: tessera.v1.SnapshotHeader
-	(*SnapshotKVs)(nil),            // 23: tessera.v1.SnapshotKVs
-	(*SnapshotFooter)(nil),         // 24: tessera.v1.SnapshotFooter
-	(*RecentWritesRequest)(nil),    // 25: tessera.v1.RecentWritesRequest
-	(*RecentWritesResponse)(nil),   // 26: tessera.v1.RecentWritesResponse
+	(*LeaseLookupRequest)(nil),     // 21: tessera.v1.LeaseLookupRequest
+	(*LeaseLookupResponse)(nil),    // 22: tessera.v1.LeaseLookupResponse
+	(*LeaseRef)(nil),               // 23: tessera.v1.LeaseRef
+	(*LeaseRecord)(nil),            // 24: tessera.v1.LeaseRecord
+	(*LeaseCheckpoint)(nil),        // 25: tessera.v1.LeaseCheckpoint
+	(*SnapshotRecord)(nil),         // 26: tessera.v1.SnapshotRecord
+	(*SnapshotHeader)(nil),         // 27: tessera.v1.SnapshotHeader
+	(*SnapshotKVs)(nil),            // 28: tessera.v1.SnapshotKVs
+	(*SnapshotFooter)(nil),         // 29: tessera.v1.SnapshotFooter
+	(*RecentWritesRequest)(nil),    // 30: tessera.v1.RecentWritesRequest
+	(*RecentWritesResponse)(nil),   // 31: tessera.v1.RecentWritesResponse
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
 	2,  // 0: tessera.v1.ClusterBootstrap.nodes:type_name -> tessera.v1.NodeDescriptor
 	1,  // 1: tessera.v1.ClusterBootstrap.ranges:type_name -> tessera.v1.RangeDescriptor
 	1,  // 2: tessera.v1.ClusterBootstrap.meta:type_name -> tessera.v1.RangeDescriptor
-	0,  // 3: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
-	1,  // 4: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	6,  // 5: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
-	1,  // 6: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	12, // 7: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
-	15, // 8: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
-	6,  // 9: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
-	6,  // 10: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
-	6,  // 11: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
-	22, // 12: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
-	23, // 13: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
-	24, // 14: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
-	1,  // 15: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
-	6,  // 16: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
-	7,  // 17: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
-	9,  // 18: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
-	11, // 19: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
-	14, // 20: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
-	17, // 21: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
-	19, // 22: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
-	25, // 23: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
-	8,  // 24: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	10, // 25: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	13, // 26: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	16, // 27: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	18, // 28: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	20, // 29: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	26, // 30: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
-	24, // [24:31] is the sub-list for method output_type
-	17, // [17:24] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	23, // 3: tessera.v1.ShardCommand.leases:type_name -> tessera.v1.LeaseRef
+	23, // 4: tessera.v1.ShardCommand.revoke_leases:type_name -> tessera.v1.LeaseRef
+	24, // 5: tessera.v1.MetaCommand.lease_grant:type_name -> tessera.v1.LeaseRecord
+	23, // 6: tessera.v1.MetaCommand.lease_revoke:type_name -> tessera.v1.LeaseRef
+	25, // 7: tessera.v1.MetaCommand.lease_checkpoints:type_name -> tessera.v1.LeaseCheckpoint
+	0,  // 8: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
+	1,  // 9: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	23, // 10: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
+	23, // 11: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
+	6,  // 12: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
+	1,  // 13: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	12, // 14: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
+	15, // 15: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
+	6,  // 16: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
+	6,  // 17: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
+	6,  // 18: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
+	23, // 19: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
+	6,  // 20: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
+	27, // 21: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
+	28, // 22: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
+	29, // 23: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
+	1,  // 24: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
+	6,  // 25: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
+	7,  // 26: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
+	9,  // 27: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
+	11, // 28: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
+	14, // 29: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
+	17, // 30: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
+	19, // 31: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
+	21, // 32: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
+	30, // 33: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
+	8,  // 34: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	10, // 35: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	13, // 36: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	16, // 37: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	18, // 38: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	20, // 39: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	22, // 40: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
+	31, // 41: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
+	34, // [34:42] is the sub-list for method output_type
+	26, // [26:34] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_tesserapb_tessera_proto_init() }
@@ -2172,7 +2555,7 @@ func file_tesserapb_tessera_proto_init() {
 	if File_tesserapb_tessera_proto != nil {
 		return
 	}
-	file_tesserapb_tessera_proto_msgTypes[20].OneofWrappers = []any{
+	file_tesserapb_tessera_proto_msgTypes[25].OneofWrappers = []any{
 		(*SnapshotRecord_Header)(nil),
 		(*SnapshotRecord_Kvs)(nil),
 		(*SnapshotRecord_Footer)(nil),
@@ -2183,7 +2566,7 @@ func file_tesserapb_tessera_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -41,7 +41,7 @@ func TestDifferentialTesseraVsEtcd(t *testing.T) {
 			c.WaitReady(t)
 			etcd := startEtcd(t, bin, "etcd")
 			RunOptions(t, etcd, c.Client(t), Options{
-				Seed: seed, NOps: nOps, Prefix: prefix, Compact: true, KeepKeys: true, SerializableAsLinearizable: true,
+				Seed: seed, NOps: nOps, Prefix: prefix, Leases: true, Compact: true, KeepKeys: true, SerializableAsLinearizable: true,
 				Skip: func(req any) bool { return writeSpansRanges(req, splits) },
 			})
 		})

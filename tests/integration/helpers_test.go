@@ -3,7 +3,7 @@
 // into four data ranges, following what etcd's tests/integration
 // (v3_grpc_test.go, clientv3/kv_test.go, clientv3/txn_test.go) check, adapted
 // to Tessera's revisions (TSO instants: increasing, not consecutive) and to
-// its documented limits (no atomic writes across ranges; no leases yet).
+// its documented limits (no atomic writes across ranges).
 package integration_test
 
 import (

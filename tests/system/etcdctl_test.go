@@ -121,13 +121,7 @@ func (e *etcdctl) jsonRevisions(args ...string) (header int64, mod []int64) {
 // against a 3-node cluster cut into 4 ranges and checks their output where
 // etcdctl's format is fixed.
 func TestEtcdctlSmoke(t *testing.T) {
-	bin := os.Getenv("TESSERA_ETCDCTL")
-	if bin == "" {
-		bin = "/usr/bin/etcdctl"
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("no etcdctl at %s (install Debian's etcd-client, as .ci/run does, or set TESSERA_ETCDCTL): %v", bin, err)
-	}
+	bin := etcdctlPath(t)
 	// Ranges: ["", "key/g"), ["key/g", "key/n"), ["key/n", "key/t"), ["key/t", "").
 	c := newCluster(t, clusterConfig{nodes: 3, splitKeys: []string{"key/g", "key/n", "key/t"}})
 	e := &etcdctl{t: t, bin: bin, endpoints: c.endpoints()}

@@ -59,6 +59,8 @@ type Server struct {
 	// loops: corruption check, auto-compaction (maintenance.go).
 	loops       *maintenanceLoops
 	autoCompact router.AutoCompaction
+	// leases serves etcd's Lease service (lease.go).
+	leases *router.Lease
 
 	clientLis, peerLis net.Listener
 	clientConns        *trackingListener
@@ -184,6 +186,9 @@ func Start(cfg Config) (_ *Server, err error) {
 		Registerer:             s.reg,
 		Logger:                 s.log,
 	})
+	if err := s.newLeases(); err != nil {
+		return nil, err
+	}
 	s.serve()
 	s.host.Start()
 	s.startDiskMonitor()
@@ -354,6 +359,7 @@ func (s *Server) serve() {
 	pb.RegisterMaintenanceServer(s.peerGRPC, router.NewMaintenance(s.router, false, s.dataDirSize))
 	registerHealth(s.peerGRPC) // peer round-trip probes (peerprobe.go)
 	s.obs.peer.initialize(s.peerGRPC)
+	pb.RegisterLeaseServer(s.peerGRPC, s.leases.PeerService()) // lease.go
 	s.goServe("peer grpc", func() error { return s.peerGRPC.Serve(s.peerLis) })
 
 	// Client port: etcd's gRPC API and HTTP (/health, /metrics), as etcd.
@@ -372,6 +378,7 @@ func (s *Server) serve() {
 	s.configureMaintenance()
 	pb.RegisterMaintenanceServer(s.clientGRPC, s.maint)
 	s.obs.client.initialize(s.clientGRPC)
+	pb.RegisterLeaseServer(s.clientGRPC, s.leases)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", s.obs.metricsHandler())
 	mux.HandleFunc("/health", s.health)
@@ -477,6 +484,9 @@ func (s *Server) Close() {
 			s.diskMon.close()
 		}
 		s.obs.close()
+		if s.leases != nil {
+			s.leases.Close()
+		}
 		if s.clientMux != nil {
 			s.clientMux.Close()
 		}

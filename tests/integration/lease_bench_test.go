@@ -1,0 +1,176 @@
+package integration_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/tesseradb/tessera/tests/testcluster"
+)
+
+// BenchmarkLeaseExpiryLag grants TESSERA_LEASES leases (default 2,000)
+// with one key each on the four ranges; the last TESSERA_EXPIRING of them
+// (default a tenth) have a TESSERA_SHORT_TTL (default 30 s) TTL, the
+// others an hour; the short ones must all be granted within their TTL. Moving the meta
+// group's leadership then restarts every deadline at once on the new
+// leader, so the short leases all expire in the same instant. It reports
+// the expiry lag (deadline → keys deleted on every range) at p99 from the
+// new leader's histogram (an upper bound: a bucket's edge) and until the
+// last key was gone.
+//
+//	TESSERA_LEASES=100000 TESSERA_EXPIRING=10000 TESSERA_SHORT_TTL=120 go test -run XXX \
+//	  -bench BenchmarkLeaseExpiryLag -benchtime 1x ./tests/integration/
+func BenchmarkLeaseExpiryLag(b *testing.B) {
+	total := envInt("TESSERA_LEASES", 2000)
+	expiring := envInt("TESSERA_EXPIRING", total/10)
+	shortTTL := envInt("TESSERA_SHORT_TTL", 30)
+	for range b.N {
+		b.StopTimer()
+		cl := testcluster.Start(b, testcluster.Options{Nodes: 3, SplitKeys: splitKeys})
+		cl.WaitReady(b)
+		cli := cl.Client(b)
+		grant := func(from, to int, ttl int64) {
+			var next atomic.Int64
+			next.Store(int64(from))
+			var wg sync.WaitGroup
+			for range 32 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := int(next.Add(1)) - 1
+						if i >= to {
+							return
+						}
+						ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+						g, err := cli.Grant(ctx, ttl)
+						if err == nil {
+							_, err = cli.Put(ctx, fmt.Sprintf("%s/lease%07d", rangeKeys[i%len(rangeKeys)], i), "v", clientv3.WithLease(g.ID))
+						}
+						cancel()
+						if err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+		}
+		start := time.Now()
+		grant(0, total-expiring, 3600)
+		grant(total-expiring, total, int64(shortTTL))
+		b.Logf("granted %d leases with a key each in %v", total, time.Since(start))
+		meta := cl.Leader(metaRange)
+		to := (meta + 1) % cl.Size()
+		cl.TransferLeader(metaRange, to)
+		moved := time.Now()
+		b.StartTimer()
+		ctx := context.Background()
+		for {
+			resp, err := cli.Get(ctx, "", clientv3.WithFromKey(), clientv3.WithCountOnly())
+			if err == nil && resp.Count == int64(total-expiring) {
+				break
+			}
+			if time.Since(moved) > 10*time.Minute {
+				b.Fatalf("keys of expired leases still there: %v %v", resp, err)
+			}
+			time.Sleep(50 * time.Millisecond) // poll interval
+		}
+		gone := time.Now()
+		b.StopTimer()
+		// The leader observes the lag once the meta group removed the
+		// leases, just after their keys went. Under load the meta
+		// leadership may move again meanwhile (the next leader extends
+		// the leases once more): the figures are summed over the nodes.
+		expired := func() float64 {
+			var n float64
+			for i := range cl.Size() {
+				n += metricValue2(b, cl.Endpoint(i), "tessera_lease_expired_total")
+			}
+			return n
+		}
+		for expired() < float64(expiring) {
+			if time.Since(gone) > time.Minute {
+				b.Fatalf("%v expired leases counted, want %d", expired(), expiring)
+			}
+			time.Sleep(50 * time.Millisecond) // poll interval
+		}
+		// Deadline: the transfer plus the TTL plus the promotion extension
+		// (an election timeout: 200 ms in the test cluster).
+		last := gone.Sub(moved) - time.Duration(shortTTL)*time.Second - 200*time.Millisecond
+		b.ReportMetric(last.Seconds(), "s-last-lag")
+		var p99 float64
+		for i := range cl.Size() {
+			p99 = max(p99, histogramQuantile(b, cl.Endpoint(i), "tessera_lease_expiry_lag_seconds", 0.99))
+		}
+		b.ReportMetric(p99, "s-p99-lag")
+	}
+}
+
+// metricValue2 is metricValue for benchmarks.
+func metricValue2(t testing.TB, endpoint, name string) float64 {
+	resp, err := http.Get(endpoint + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	s := bufio.NewScanner(resp.Body)
+	for s.Scan() {
+		if v, ok := strings.CutPrefix(s.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return math.NaN()
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// histogramQuantile returns the upper edge of the bucket holding quantile q
+// of a histogram on a node's /metrics.
+func histogramQuantile(t testing.TB, endpoint, name string, q float64) float64 {
+	resp, err := http.Get(endpoint + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	type bucket struct{ le, n float64 }
+	var buckets []bucket
+	var count float64
+	s := bufio.NewScanner(resp.Body)
+	for s.Scan() {
+		line := s.Text()
+		if rest, ok := strings.CutPrefix(line, name+`_bucket{le="`); ok {
+			le, n, _ := strings.Cut(rest, `"} `)
+			lev, _ := strconv.ParseFloat(le, 64)
+			nv, _ := strconv.ParseFloat(n, 64)
+			buckets = append(buckets, bucket{lev, nv})
+		}
+		if v, ok := strings.CutPrefix(line, name+"_count "); ok {
+			count, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	for _, bk := range buckets {
+		if bk.n >= q*count {
+			return bk.le
+		}
+	}
+	return math.Inf(1)
+}
