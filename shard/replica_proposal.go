@@ -104,6 +104,11 @@ func (r *Replica) flush() {
 			r.mu.Unlock()
 			return
 		}
+		// The batch belongs to this term: if leadership changes while it
+		// waits for timestamps, even back to this replica, it is not
+		// proposed (a leader of the term in between may have committed
+		// writes above its timestamps).
+		isLeader, term := r.mu.isLeader, r.mu.term
 		r.mu.Unlock()
 
 		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
@@ -116,7 +121,7 @@ func (r *Replica) flush() {
 			for _, p := range batch {
 				p.finish(nil, fmt.Errorf("shard: range %d: fetch revision: %w", r.group, errors.Join(rpctypes.ErrGRPCNoLeader, err)))
 			}
-		case !r.mu.isLeader:
+		case !isLeader || !r.mu.isLeader || r.mu.term != term:
 			for _, p := range batch {
 				p.finish(nil, r.notLeaderLocked())
 			}
