@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/internal/coalesce"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
 	"google.golang.org/protobuf/proto"
@@ -53,7 +54,13 @@ type Config struct {
 	// LoadHalfLife is the half-life of the replica's request rate (Load);
 	// 0: DefaultLoadHalfLife.
 	LoadHalfLife time.Duration
-	Logger       *slog.Logger
+	// FlushTimeout bounds one timestamp fetch of the proposal pipeline (5 s:
+	// longer than a TSO leader election, so a write outlives one).
+	FlushTimeout time.Duration
+	// Batching: how far the write that starts a batch serves other writes'
+	// batches (internal/coalesce; zero value: coalesce.DefaultConfig()).
+	Batching coalesce.Config
+	Logger   *slog.Logger
 }
 
 // Replica is one replica of a range.
@@ -80,8 +87,7 @@ type Replica struct {
 		closed       bool
 
 		// The proposal pipeline (replica_proposal.go).
-		pending    []*proposal          // waiting for the next flush
-		flushing   bool                 // a flush is fetching timestamps / proposing
+		flushing   bool                 // a batch is fetching timestamps / proposing
 		inflight   map[uint64]*proposal // proposed, not applied, by id
 		nextID     uint64
 		flushEpoch uint64 // incremented when a flush has proposed its batch
@@ -97,6 +103,9 @@ type Replica struct {
 	// load is the decaying request rate of this replica (reads and writes).
 	load loadMeter
 
+	// batches queues writes for the proposal pipeline (replica_proposal.go).
+	// Lock order: mu before the batcher's own lock.
+	batches     *coalesce.Batcher[*proposal]
 	compactions chan engine.Revision
 	wg          sync.WaitGroup
 	stop        chan struct{}
@@ -112,6 +121,12 @@ func Open(cfg Config, group raftgroup.GroupID) (*Replica, error) {
 	}
 	if cfg.CompactBatch <= 0 {
 		cfg.CompactBatch = 1024
+	}
+	if cfg.FlushTimeout <= 0 {
+		cfg.FlushTimeout = 5 * time.Second
+	}
+	if cfg.Batching == (coalesce.Config{}) {
+		cfg.Batching = coalesce.DefaultConfig()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -132,6 +147,10 @@ func Open(cfg Config, group raftgroup.GroupID) (*Replica, error) {
 	r.mu.inflight = make(map[uint64]*proposal)
 	r.mu.changed = make(chan struct{})
 	r.load.halfLife = cfg.LoadHalfLife
+	var err error
+	if r.batches, err = coalesce.New(cfg.Batching, r.flush); err != nil {
+		return nil, fmt.Errorf("shard: range %d: %w", group, err)
+	}
 	// Proposal ids only need to be unique among this replica's proposals,
 	// including those of earlier incarnations still in the log.
 	r.mu.nextID = uint64(time.Now().UnixNano())
@@ -157,12 +176,13 @@ func (r *Replica) Close() {
 	for _, p := range r.mu.inflight {
 		p.finish(nil, ErrReplicaClosed)
 	}
-	for _, p := range r.mu.pending {
+	for _, p := range r.batches.Drain() {
 		p.finish(nil, ErrReplicaClosed)
 	}
-	r.mu.inflight, r.mu.pending = map[uint64]*proposal{}, nil
+	r.mu.inflight = map[uint64]*proposal{}
 	r.notifyLocked()
 	r.mu.Unlock()
+	r.batches.Close()
 	close(r.stop)
 	r.wg.Wait()
 }
@@ -276,7 +296,7 @@ func (r *Replica) Load() float64 { return r.load.rate(time.Now()) }
 func (r *Replica) PendingWrites() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.mu.pending) + len(r.mu.inflight)
+	return r.batches.Queued() + len(r.mu.inflight)
 }
 
 // Status returns the replica's status.
@@ -306,10 +326,9 @@ func (r *Replica) LeaderChanged(leader raftgroup.NodeID, term uint64, isLeader b
 			orphans = append(orphans, p)
 		}
 		// Writes not yet proposed can go to the new leader safely.
-		for _, p := range r.mu.pending {
+		for _, p := range r.batches.Drain() {
 			p.finish(nil, r.notLeaderLocked())
 		}
-		r.mu.pending = nil
 	}
 	r.notifyLocked()
 	r.mu.Unlock()

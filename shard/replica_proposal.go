@@ -38,9 +38,6 @@ func (p *proposal) finish(resp *pb.ResponseOp, err error) {
 	})
 }
 
-// flushTimeout bounds one timestamp fetch of the pipeline.
-const flushTimeout = 5 * time.Second
-
 // Write proposes a write (a Put, DeleteRange or Txn, or a compaction when op
 // is nil) and returns its response and revision once it applied on this
 // replica. Writes are batched: while one batch fetches its timestamps and is
@@ -72,15 +69,10 @@ func (r *Replica) Write(ctx context.Context, generation uint64, op *pb.RequestOp
 	}
 	r.mu.nextID++
 	p := &proposal{id: r.mu.nextID, op: opb, compactRev: compactRev, generation: r.mu.desc.GetGeneration(), done: make(chan struct{})}
-	r.mu.pending = append(r.mu.pending, p)
-	lead := !r.mu.flushing
-	r.mu.flushing = true
 	r.mu.Unlock()
 	r.cfg.Metrics.writes.Inc()
 	r.load.add(start, 1)
-	if lead {
-		r.flush()
-	}
+	r.batches.Add(p, p.done)
 	select {
 	case <-p.done:
 		r.cfg.Metrics.observeWrite(start, p.err)
@@ -90,51 +82,61 @@ func (r *Replica) Write(ctx context.Context, generation uint64, op *pb.RequestOp
 	}
 }
 
-// flush proposes pending writes, batch after batch, until none is left. It
-// runs on the goroutine of the write that found no flush running.
-func (r *Replica) flush() {
-	for {
-		r.mu.Lock()
-		batch := r.mu.pending
-		r.mu.pending = nil
-		if len(batch) == 0 || r.mu.closed {
-			r.mu.flushing = false
-			r.mu.flushEpoch++
-			r.notifyLocked()
-			r.mu.Unlock()
-			return
+// flush fetches timestamps for one batch of writes and proposes them in
+// timestamp order. It runs on the goroutine of the write that found no batch
+// running, or on the batcher's hand-off goroutine (internal/coalesce).
+func (r *Replica) flush(batch []*proposal) {
+	r.mu.Lock()
+	switch {
+	case r.mu.closed:
+		for _, p := range batch {
+			p.finish(nil, ErrReplicaClosed)
 		}
-		// The batch belongs to this term: if leadership changes while it
-		// waits for timestamps, even back to this replica, it is not
-		// proposed (a leader of the term in between may have committed
-		// writes above its timestamps).
-		isLeader, term := r.mu.isLeader, r.mu.term
 		r.mu.Unlock()
-
-		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
-		first, err := r.cfg.Clock.Timestamps(ctx, len(batch))
-		cancel()
-
-		r.mu.Lock()
-		switch {
-		case err != nil:
-			for _, p := range batch {
-				p.finish(nil, fmt.Errorf("shard: range %d: fetch revision: %w", r.group, errors.Join(rpctypes.ErrGRPCNoLeader, err)))
-			}
-		case !isLeader || !r.mu.isLeader || r.mu.term != term:
-			for _, p := range batch {
-				p.finish(nil, r.notLeaderLocked())
-			}
-		default:
-			for i, p := range batch {
-				p.rev, p.term = first+engine.Revision(i), r.mu.term
-				r.proposeLocked(p)
-			}
+		return
+	case !r.mu.isLeader:
+		for _, p := range batch {
+			p.finish(nil, r.notLeaderLocked())
 		}
-		r.mu.flushEpoch++
-		r.notifyLocked()
 		r.mu.Unlock()
+		return
 	}
+	// The batch belongs to this term: if leadership changes while it waits
+	// for timestamps, even back to this replica, it is not proposed (a
+	// leader of the term in between may have committed writes above its
+	// timestamps).
+	term := r.mu.term
+	r.mu.flushing = true
+	r.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.FlushTimeout)
+	first, err := r.cfg.Clock.Timestamps(ctx, len(batch))
+	cancel()
+
+	r.mu.Lock()
+	switch {
+	case err != nil:
+		for _, p := range batch {
+			p.finish(nil, fmt.Errorf("shard: range %d: fetch revision: %w", r.group, errors.Join(rpctypes.ErrGRPCNoLeader, err)))
+		}
+	case r.mu.closed:
+		for _, p := range batch {
+			p.finish(nil, ErrReplicaClosed)
+		}
+	case !r.mu.isLeader || r.mu.term != term:
+		for _, p := range batch {
+			p.finish(nil, r.notLeaderLocked())
+		}
+	default:
+		for i, p := range batch {
+			p.rev, p.term = first+engine.Revision(i), r.mu.term
+			r.proposeLocked(p)
+		}
+	}
+	r.mu.flushing = false
+	r.mu.flushEpoch++
+	r.notifyLocked()
+	r.mu.Unlock()
 }
 
 // proposeLocked hands one write to raft. Lock order: Replica.mu, then the

@@ -44,6 +44,7 @@ type Server struct {
 	reg    *prometheus.Registry
 
 	eng      *engine.Engine
+	tso      *placement.TSOClient
 	host     *raftgroup.Host
 	nodes    *placement.Nodes
 	meta     *placement.Meta
@@ -141,6 +142,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		localTSO = s.meta.TSO()
 	}
 	clock := placement.NewTSOClient(localTSO, s.nodes, voters(s.layout.GetMeta()))
+	s.tso = clock
 	limits := shard.DefaultLimits()
 	limits.MaxRequestBytes = cfg.MaxRequestBytes
 	if err := s.openReplicas(clock, limits); err != nil {
@@ -482,6 +484,9 @@ func (s *Server) Close() {
 		}
 		for _, r := range s.replicas {
 			r.Close()
+		}
+		if s.tso != nil {
+			s.tso.Close()
 		}
 		if s.meta != nil {
 			s.meta.Close()
