@@ -213,9 +213,15 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 				run.Endpoints = s.cluster.Endpoints()
 				c.adjust(&run, &wl, cfg)
 				lg.Info("running", "case", c.Name, "system", s.name, "round", round)
+				pids := s.pids()
 				load := RunLoad{System: s.name, Round: round, Before: LoadAvg()}
+				cpu0 := clusterCPU(pids)
 				res, rerr := bench.Execute(ctx, run, wl, c.Workload, lg)
 				load.After = LoadAvg()
+				load.CPUSeconds = -1
+				if cpu1 := clusterCPU(pids); cpu0 >= 0 && cpu1 >= 0 {
+					load.CPUSeconds = cpu1 - cpu0
+				}
 				if rerr != nil {
 					if ctx.Err() != nil {
 						return rep, ctx.Err()
