@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/internal/backoff"
 	"github.com/tesseradb/tessera/internal/coalesce"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
@@ -59,6 +60,11 @@ func (c *TSOClient) Close() { c.batches.Close() }
 
 // tsoCallTimeout bounds one call to the TSO (which may wait for a leader).
 const tsoCallTimeout = 3 * time.Second
+
+// tsoRetry paces the attempts of one call while the TSO leader is unknown
+// or moving: 10 ms (a hint to follow is usually right at once) up to 200 ms
+// (a fraction of an election).
+var tsoRetry = backoff.Config{Min: 10 * time.Millisecond, Max: 200 * time.Millisecond}
 
 // Timestamps implements shard.Clock.
 func (c *TSOClient) Timestamps(ctx context.Context, n int) (engine.Revision, error) {
@@ -118,13 +124,12 @@ func (c *TSOClient) fetchBatch(batch []*tsoWaiter) {
 // retrying until ctx ends.
 func (c *TSOClient) fetch(ctx context.Context, n int) (engine.Revision, error) {
 	var lastErr error
+	retry := backoff.New(tsoRetry)
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			c.metrics.retries.Inc()
-			select {
-			case <-ctx.Done():
-				return 0, fmt.Errorf("placement: TSO: %w (last error: %v)", ctx.Err(), lastErr)
-			case <-time.After(min(time.Duration(attempt)*10*time.Millisecond, 200*time.Millisecond)):
+			if err := retry.Wait(ctx); err != nil {
+				return 0, fmt.Errorf("placement: TSO: %w (last error: %v)", err, lastErr)
 			}
 		}
 		target := c.target(attempt)
