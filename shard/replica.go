@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tesseradb/tessera/engine"
@@ -89,8 +90,7 @@ type Replica struct {
 		// The proposal pipeline (replica_proposal.go).
 		flushing   bool                 // a batch is fetching timestamps / proposing
 		inflight   map[uint64]*proposal // proposed, not applied, by id
-		nextID     uint64
-		flushEpoch uint64 // incremented when a flush has proposed its batch
+		flushEpoch uint64               // incremented when a flush has proposed its batch
 		// results of local proposals applied in the current round, delivered
 		// once the apply batch committed.
 		applyResults []applyResult
@@ -105,7 +105,13 @@ type Replica struct {
 
 	// batches queues writes for the proposal pipeline (replica_proposal.go).
 	// Lock order: mu before the batcher's own lock.
-	batches     *coalesce.Batcher[*proposal]
+	batches *coalesce.Batcher[*proposal]
+	// route is what the write path checks a request against without
+	// taking mu (replica_route.go); republished under mu on every change.
+	route atomic.Pointer[routeState]
+	// nextID numbers this replica's proposals.
+	nextID atomic.Uint64
+
 	compactions chan engine.Revision
 	wg          sync.WaitGroup
 	stop        chan struct{}
@@ -153,7 +159,7 @@ func Open(cfg Config, group raftgroup.GroupID) (*Replica, error) {
 	}
 	// Proposal ids only need to be unique among this replica's proposals,
 	// including those of earlier incarnations still in the log.
-	r.mu.nextID = uint64(time.Now().UnixNano())
+	r.nextID.Store(uint64(time.Now().UnixNano()))
 	if err := r.loadLocked(); err != nil {
 		return nil, err
 	}
@@ -173,6 +179,7 @@ func (r *Replica) Close() {
 		return
 	}
 	r.mu.closed = true
+	r.publishRouteLocked()
 	for _, p := range r.mu.inflight {
 		p.finish(nil, ErrReplicaClosed)
 	}
@@ -233,6 +240,7 @@ func (r *Replica) loadLocked() error {
 		return fmt.Errorf("shard: range %d: decode descriptor: %w", g, err)
 	}
 	r.mu.desc = desc
+	r.publishRouteLocked()
 	sb, err := r.cfg.Engine.Get(engine.LocalGroupKey(g, engine.KindRangeState))
 	switch {
 	case errors.Is(err, engine.ErrNotFound):
@@ -320,6 +328,7 @@ func (r *Replica) LeaderChanged(leader raftgroup.NodeID, term uint64, isLeader b
 	r.mu.Lock()
 	lost := r.mu.isLeader && (!isLeader || term != r.mu.term)
 	r.mu.leader, r.mu.term, r.mu.isLeader = leader, term, isLeader
+	r.publishRouteLocked()
 	var orphans []*proposal
 	if lost {
 		for _, p := range r.mu.inflight {
@@ -366,34 +375,11 @@ func (r *Replica) waitLocked(ctx context.Context, cond func() bool) error {
 	return nil
 }
 
-func (r *Replica) notLeaderLocked() error {
-	return &RoutingError{
-		Code:       tesserapb.RoutingError_NOT_LEADER,
-		LeaderNode: uint64(r.mu.leader),
-		Descriptor: r.mu.desc,
-		Msg:        fmt.Sprintf("range %d: node %d is not the leader", r.group, r.cfg.NodeID),
-	}
-}
+func (r *Replica) notLeaderLocked() error { return r.routeLocked().notLeader() }
 
 // checkRequestLocked checks that the request is for this range as it is now.
 func (r *Replica) checkRoutingLocked(generation uint64) error {
-	if r.mu.closed {
-		return ErrReplicaClosed
-	}
-	if generation != 0 && generation != r.mu.desc.GetGeneration() {
-		return &RoutingError{
-			Code:       tesserapb.RoutingError_STALE_GENERATION,
-			Descriptor: r.mu.desc,
-			Msg:        fmt.Sprintf("range %d is at generation %d, request names %d", r.group, r.mu.desc.GetGeneration(), generation),
-		}
-	}
-	return nil
+	return r.routeLocked().check(generation)
 }
 
-func (r *Replica) keyMismatchLocked() error {
-	return &RoutingError{
-		Code:       tesserapb.RoutingError_KEY_MISMATCH,
-		Descriptor: r.mu.desc,
-		Msg:        fmt.Sprintf("request keys outside range %d [%q, %q)", r.group, r.mu.desc.GetStartKey(), r.mu.desc.GetEndKey()),
-	}
-}
+func (r *Replica) keyMismatchLocked() error { return r.routeLocked().keyMismatch() }

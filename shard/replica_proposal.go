@@ -52,24 +52,20 @@ func (r *Replica) Write(ctx context.Context, generation uint64, op *pb.RequestOp
 			return nil, 0, fmt.Errorf("shard: encode request: %w", err)
 		}
 	}
-	r.mu.Lock()
-	if err := r.checkRoutingLocked(generation); err != nil {
-		r.mu.Unlock()
+	// The checks read the published routing state, not mu: the write path
+	// does not queue behind an apply round holding mu. A leadership change
+	// racing with them is caught when the batch starts (flush).
+	rt := r.route.Load()
+	if err := rt.check(generation); err != nil {
 		return nil, 0, err
 	}
-	if !r.mu.isLeader {
-		err := r.notLeaderLocked()
-		r.mu.Unlock()
-		return nil, 0, err
+	if !rt.isLeader {
+		return nil, 0, rt.notLeader()
 	}
-	if op != nil && !OpWithinDescriptor(r.mu.desc, op) {
-		err := r.keyMismatchLocked()
-		r.mu.Unlock()
-		return nil, 0, err
+	if op != nil && !OpWithinDescriptor(rt.desc, op) {
+		return nil, 0, rt.keyMismatch()
 	}
-	r.mu.nextID++
-	p := &proposal{id: r.mu.nextID, op: opb, compactRev: compactRev, generation: r.mu.desc.GetGeneration(), done: make(chan struct{})}
-	r.mu.Unlock()
+	p := &proposal{id: r.nextID.Add(1), op: opb, compactRev: compactRev, generation: rt.desc.GetGeneration(), done: make(chan struct{})}
 	r.cfg.Metrics.writes.Inc()
 	r.load.add(start, 1)
 	r.batches.Add(p, p.done)
@@ -161,6 +157,7 @@ func (r *Replica) proposeLocked(p *proposal) {
 		var nl *raftgroup.NotLeaderError
 		if errors.As(err, &nl) {
 			r.mu.leader = nl.Leader
+			r.publishRouteLocked()
 			p.finish(nil, r.notLeaderLocked())
 			return
 		}
