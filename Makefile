@@ -50,7 +50,7 @@ bench:
 
 # Tessera against etcd, side by side in one run (docs/benchmarks.md): every
 # case A/B/A/B with tessbench, 100 clients on 10 connections, then one
-# client. ETCD_BIN is etcd 3.7.3 as built by etcd-peer-install.sh (its
+# client sending to the first member, then to the second. ETCD_BIN is etcd 3.7.3 as built by etcd-peer-install.sh (its
 # default output directory); tessbench prints the ratio table and the
 # CPU-seconds of all servers per 1,000 requests.
 ETCD_BIN ?= $(HOME)/.cache/tessera-peer/bin/etcd
@@ -64,5 +64,5 @@ bench-compare:
 	$(GO) build -o $(BENCH_BIN)/tessbench ./cmd/tessbench
 	$(BENCH_BIN)/tessbench compare --etcd-bin $(ETCD_BIN) --install-etcd=false --tessera-bin $(BENCH_BIN)/tessera \
 		--clients 100 --conns 10 --duration $(BENCH_DURATION) --rounds $(BENCH_ROUNDS) --cases put,range-l,range-s,range-prefix
-	$(BENCH_BIN)/tessbench compare --etcd-bin $(ETCD_BIN) --install-etcd=false --tessera-bin $(BENCH_BIN)/tessera \
-		--clients 1 --conns 1 --duration $(BENCH_DURATION) --rounds $(BENCH_ROUNDS) --cases put
+	for ep in 1 2; do $(BENCH_BIN)/tessbench compare --etcd-bin $(ETCD_BIN) --install-etcd=false --tessera-bin $(BENCH_BIN)/tessera \
+		--clients 1 --conns 1 --duration $(BENCH_DURATION) --rounds $(BENCH_ROUNDS) --cases put --endpoint $$ep || exit 1; done

@@ -3,6 +3,7 @@ package compare
 import (
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -38,5 +39,25 @@ func TestProcessCPU(t *testing.T) {
 	}
 	if got := clusterCPU([]int{-5}); got != -1 {
 		t.Fatalf("a missing process gave %.2f, want -1", got)
+	}
+}
+
+// TestEndpointSetting: --endpoint must name a member (or 0 for all), and
+// the report says which member the clients used.
+func TestEndpointSetting(t *testing.T) {
+	cfg := DefaultConfig()
+	for ep, ok := range map[int]bool{0: true, 1: true, 3: true, 4: false, -1: false} {
+		cfg.Endpoint = ep
+		if err := cfg.Validate(); (err == nil) != ok {
+			t.Errorf("endpoint %d of 3 nodes: Validate() = %v", ep, err)
+		}
+	}
+	rep := &Report{Settings: Settings{Nodes: 3, Conns: 1, Clients: 1, Duration: 10, Rounds: 2, Endpoint: 2}}
+	var b strings.Builder
+	if err := rep.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "clients sent every request to member 2 of each cluster") {
+		t.Errorf("table does not name the endpoint:\n%s", b.String())
 	}
 }

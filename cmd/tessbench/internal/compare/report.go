@@ -24,21 +24,23 @@ type Report struct {
 
 // Settings are the shared settings of every run.
 type Settings struct {
-	Nodes       int           `json:"nodes"`
-	Conns       int           `json:"conns"`
-	Clients     int           `json:"clients"`
-	Total       int64         `json:"total,omitempty"`
-	Duration    bench.Seconds `json:"duration_s,omitempty"`
-	Rate        float64       `json:"rate,omitempty"`
-	Rounds      int           `json:"rounds"`
-	SplitRanges int           `json:"split_ranges"`
-	SplitKeys   []string      `json:"split_keys,omitempty"`
-	PrefixKeys  int           `json:"prefix_keys"`
-	KeySize     int           `json:"key_size"`
-	ValueSize   int           `json:"val_size"`
-	KeySpace    int           `json:"key_space"`
-	ReadRatio   float64       `json:"read_ratio"`
-	Watchers    int           `json:"watchers"`
+	Nodes    int           `json:"nodes"`
+	Conns    int           `json:"conns"`
+	Clients  int           `json:"clients"`
+	Total    int64         `json:"total,omitempty"`
+	Duration bench.Seconds `json:"duration_s,omitempty"`
+	Rate     float64       `json:"rate,omitempty"`
+	Rounds   int           `json:"rounds"`
+	// Endpoint is the one member the clients used (1-based), 0 for all.
+	Endpoint    int      `json:"endpoint,omitempty"`
+	SplitRanges int      `json:"split_ranges"`
+	SplitKeys   []string `json:"split_keys,omitempty"`
+	PrefixKeys  int      `json:"prefix_keys"`
+	KeySize     int      `json:"key_size"`
+	ValueSize   int      `json:"val_size"`
+	KeySpace    int      `json:"key_space"`
+	ReadRatio   float64  `json:"read_ratio"`
+	Watchers    int      `json:"watchers"`
 }
 
 // SystemInfo describes one system under test.
@@ -219,6 +221,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "settings: %d nodes each, %d clients on %d conns, %s, %s per run, %d rounds (A B A B…), key %dB, value %dB\n",
 		s.Nodes, s.Clients, s.Conns, loop, run, s.Rounds, s.KeySize, s.ValueSize)
+	if s.Endpoint > 0 {
+		fmt.Fprintf(&b, "clients sent every request to member %d of each cluster\n", s.Endpoint)
+	}
 	if lo, hi, ok := r.loadRange(); ok {
 		fmt.Fprintf(&b, "load average (1 min) around the runs: %.2f to %.2f on %d cpus\n", lo, hi, m.CPUs)
 	}
