@@ -142,3 +142,98 @@ func TestWriteNotProposedAfterTermChange(t *testing.T) {
 		t.Fatalf("proposed at revision %d, want %d", p.GetRevision(), baseRev+10)
 	}
 }
+
+// TestWriteLeaderNotCaptured: the write whose goroutine starts a batch
+// serves at most one batch of others after its own (Batching.Tail 1), and
+// is answered while a later batch still waits for its timestamps on
+// another goroutine.
+func TestWriteLeaderNotCaptured(t *testing.T) {
+	e := openEngine(t)
+	if err := WriteInitialState(e, hashTestDesc); err != nil {
+		t.Fatal(err)
+	}
+	clock, host := newGateClock(), &recordingRaft{}
+	// The gate never times out on its own: a captured goroutine must show
+	// as one, not recover when its batch gives up.
+	r, err := Open(Config{NodeID: 1, Engine: e, Raft: host, Clock: clock, FlushTimeout: time.Hour}, raftgroup.GroupID(hashTestDesc.GetRangeId()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hashReplica{t: t, e: e, r: r, index: 10}
+	r.LeaderChanged(1, 5, true)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	// Close unblocks the gate's last call, then the replica.
+	t.Cleanup(func() { cancel(); r.Close() })
+
+	put := func(k string) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := r.Write(ctx, 0, &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte(k), Value: []byte("v")}}}, 0)
+			done <- err
+		}()
+		return done
+	}
+	entered := func(what string) {
+		t.Helper()
+		select {
+		case <-clock.entered:
+		case <-ctx.Done():
+			t.Fatalf("%s never asked for timestamps", what)
+		}
+	}
+	proposed := func(n int) *tesserapb.ShardCommand {
+		t.Helper()
+		for len(host.proposed()) < n {
+			if ctx.Err() != nil {
+				t.Fatalf("%d proposals, want %d", len(host.proposed()), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return host.proposed()[n-1]
+	}
+
+	a := put("b")
+	entered("batch 1 [a]")
+	put("c") // b: queued behind batch 1
+	// The queue is checked when batch 1 ends: make sure b is in it.
+	waitQueued(t, r, 1)
+	clock.release <- baseRev
+	aCmd := proposed(1)
+	entered("batch 2 [b], on a's goroutine (its tail)")
+	put("d") // c: queued behind batch 2
+	waitQueued(t, r, 1)
+	// a applies while its goroutine serves batch 2.
+	h.apply(aCmd, true)
+	clock.release <- baseRev + 10
+	proposed(2)
+	entered("batch 3 [c], handed off")
+	// Batch 3 is still waiting for its timestamps, yet a is answered: its
+	// goroutine left after one batch of others.
+	select {
+	case err := <-a:
+		if err != nil {
+			t.Fatalf("write a: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("write a was not answered while batch 3 ran: its goroutine is still captured")
+	}
+	select {
+	case clock.release <- baseRev + 20:
+	case <-ctx.Done():
+		t.Fatal("batch 3 stopped waiting for its timestamps")
+	}
+	proposed(3)
+}
+
+// waitQueued waits until n writes wait in the replica's batcher.
+func waitQueued(t *testing.T, r *Replica, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.batches.Queued() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes queued, want %d", r.batches.Queued(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
