@@ -1,7 +1,7 @@
 # The README's test command is `make test`; .ci/run calls it.
 GO ?= go
 
-.PHONY: test build proto fuzz bench system differential robustness dashboards
+.PHONY: test build proto fuzz bench bench-compare system differential robustness dashboards
 
 build:
 	$(GO) build ./...
@@ -47,3 +47,22 @@ proto:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./engine/ ./raftgroup/
 	$(GO) test -run '^$$' -bench BenchmarkManyWatchers -benchtime 4000x -count 3 ./tests/integration/
+
+# Tessera against etcd, side by side in one run (docs/benchmarks.md): every
+# case A/B/A/B with tessbench, 100 clients on 10 connections, then one
+# client sending to the first member, then to the second. ETCD_BIN is etcd 3.7.3 as built by etcd-peer-install.sh (its
+# default output directory); tessbench prints the ratio table and the
+# CPU-seconds of all servers per 1,000 requests.
+ETCD_BIN ?= $(HOME)/.cache/tessera-peer/bin/etcd
+BENCH_BIN ?= $(or $(TMPDIR),/tmp)/tessera-bench-bin
+BENCH_DURATION ?= 10s
+BENCH_ROUNDS ?= 2
+bench-compare:
+	@test -x "$(ETCD_BIN)" || { echo "no etcd at $(ETCD_BIN): build etcd 3.7.3 with etcd-peer-install.sh or pass ETCD_BIN=/path/to/etcd" >&2; exit 1; }
+	mkdir -p $(BENCH_BIN)
+	$(GO) build -o $(BENCH_BIN)/tessera ./cmd/tessera
+	$(GO) build -o $(BENCH_BIN)/tessbench ./cmd/tessbench
+	$(BENCH_BIN)/tessbench compare --etcd-bin $(ETCD_BIN) --install-etcd=false --tessera-bin $(BENCH_BIN)/tessera \
+		--clients 100 --conns 10 --duration $(BENCH_DURATION) --rounds $(BENCH_ROUNDS) --cases put,range-l,range-s,range-prefix
+	for ep in 1 2; do $(BENCH_BIN)/tessbench compare --etcd-bin $(ETCD_BIN) --install-etcd=false --tessera-bin $(BENCH_BIN)/tessera \
+		--clients 1 --conns 1 --duration $(BENCH_DURATION) --rounds $(BENCH_ROUNDS) --cases put --endpoint $$ep || exit 1; done

@@ -247,6 +247,14 @@ type Batch struct {
 	// a range's change log); see TrackDataWrites.
 	track   bool
 	written [][]byte
+	// versions is the iterator MVCCGet reuses on an indexed batch (one per
+	// batch instead of one per key: most of the apply path's read of a
+	// key's previous version was building and tearing down an iterator);
+	// see getVersion. versionsLen is the batch's length when its view of
+	// the batch was last refreshed.
+	versions     *pebble.Iterator
+	versionsOpts pebble.IterOptions
+	versionsLen  int
 }
 
 // TrackDataWrites makes the batch record the user key of every data version
@@ -321,6 +329,9 @@ func (b *Batch) Commit(sync bool) error {
 		b.e.syncCommits.Add(1)
 		defer b.e.syncCommits.Add(-1)
 	}
+	if err := b.closeVersions(); err != nil {
+		return err
+	}
 	if err := b.b.Commit(opts); err != nil {
 		return fmt.Errorf("engine: commit: %w", err)
 	}
@@ -329,7 +340,7 @@ func (b *Batch) Commit(sync bool) error {
 }
 
 // Close releases the batch (after Commit, or to abandon it).
-func (b *Batch) Close() error { return b.b.Close() }
+func (b *Batch) Close() error { return errors.Join(b.closeVersions(), b.b.Close()) }
 
 // Ingest atomically adds the given SST files to the engine (see sst.go).
 func (e *Engine) Ingest(ctx context.Context, paths []string) error {

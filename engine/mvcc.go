@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 const (
@@ -96,6 +98,9 @@ func MVCCDelete(w Writer, key []byte, rev Revision) error {
 // MVCCGet returns the newest version of key at or below rev. A key whose
 // newest such version is a tombstone is not found.
 func MVCCGet(r Reader, key []byte, rev Revision) (KeyValue, bool, error) {
+	if b, ok := r.(*Batch); ok && b.b.Indexed() {
+		return b.getVersion(key, rev)
+	}
 	it, err := r.NewIter(DataSpan(key, append(append([]byte(nil), key...), 0)))
 	if err != nil {
 		return KeyValue{}, false, err
@@ -345,4 +350,52 @@ func (e *Engine) MVCCCompactWithProgress(start, end []byte, rev Revision, batchS
 		}
 	}
 	return st, flush(true)
+}
+
+// getVersion is MVCCGet on an indexed batch, through one iterator over the
+// whole data keyspace that the batch keeps until Commit or Close. The
+// iterator sees the engine as of its creation and the batch as of its last
+// refresh; it is refreshed (cheaply: Pebble only re-points its batch
+// layer) whenever the batch has grown since. An apply round reads only
+// the keys of ranges it applies, which nothing else writes meanwhile, so the
+// engine state it pinned is current for them.
+func (b *Batch) getVersion(key []byte, rev Revision) (KeyValue, bool, error) {
+	switch {
+	case b.versions == nil:
+		span := DataSpan(nil, nil)
+		b.versionsOpts = pebble.IterOptions{LowerBound: span.Start, UpperBound: span.End}
+		it, err := b.b.NewIter(&b.versionsOpts)
+		if err != nil {
+			return KeyValue{}, false, fmt.Errorf("engine: new iterator: %w", err)
+		}
+		b.versions, b.versionsLen = it, b.b.Len()
+	case b.b.Len() != b.versionsLen:
+		b.versions.SetOptions(&b.versionsOpts)
+		b.versionsLen = b.b.Len()
+	}
+	// Bounds to key's versions, as a fresh iterator would have: Pebble
+	// skips the files and blocks outside them.
+	span := DataSpan(key, append(append([]byte(nil), key...), 0))
+	b.versions.SetBounds(span.Start, span.End)
+	if !b.versions.SeekGE(DataKey(key, rev)) {
+		return KeyValue{}, false, b.versions.Error()
+	}
+	kv, err := decodeKV(&Iter{it: b.versions}, false)
+	if err != nil || kv.Tombstone {
+		return KeyValue{}, false, err
+	}
+	return kv, true, nil
+}
+
+// closeVersions closes the iterator getVersion keeps, if any.
+func (b *Batch) closeVersions() error {
+	if b.versions == nil {
+		return nil
+	}
+	err := b.versions.Close()
+	b.versions = nil
+	if err != nil {
+		return fmt.Errorf("engine: close iterator: %w", err)
+	}
+	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/internal/backoff"
+	"github.com/tesseradb/tessera/internal/coalesce"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
 )
@@ -27,12 +29,13 @@ type TSOClient struct {
 	// revision at or below it was issued by the TSO (router/internal_validate.go).
 	highest atomic.Int64
 
+	// batches coalesces waiting requests into one TSO call per batch.
+	batches *coalesce.Batcher[*tsoWaiter]
+
 	mu struct {
 		sync.Mutex
-		pending  []*tsoWaiter
-		fetching bool
-		hint     raftgroup.NodeID
-		last     raftgroup.NodeID // the last node found serving the TSO
+		hint raftgroup.NodeID
+		last raftgroup.NodeID // the last node found serving the TSO
 	}
 }
 
@@ -46,23 +49,27 @@ type tsoWaiter struct {
 // NewTSOClient returns the node's TSO client. local is the node's TSO if it
 // holds a meta replica; metaNodes are the meta group's replicas.
 func NewTSOClient(local *TSO, nodes *Nodes, metaNodes []raftgroup.NodeID) *TSOClient {
-	return &TSOClient{local: local, nodes: nodes, metaNodes: metaNodes, metrics: newTSOClientMetrics()}
+	c := &TSOClient{local: local, nodes: nodes, metaNodes: metaNodes, metrics: newTSOClientMetrics()}
+	c.batches = coalesce.NewDefault(c.fetchBatch)
+	return c
 }
+
+// Close waits for the client's hand-off goroutine, if one runs; requests
+// still waiting end with their callers' contexts.
+func (c *TSOClient) Close() { c.batches.Close() }
 
 // tsoCallTimeout bounds one call to the TSO (which may wait for a leader).
 const tsoCallTimeout = 3 * time.Second
 
+// tsoRetry paces the attempts of one call while the TSO leader is unknown
+// or moving: 10 ms (a hint to follow is usually right at once) up to 200 ms
+// (a fraction of an election).
+var tsoRetry = backoff.Config{Min: 10 * time.Millisecond, Max: 200 * time.Millisecond}
+
 // Timestamps implements shard.Clock.
 func (c *TSOClient) Timestamps(ctx context.Context, n int) (engine.Revision, error) {
 	w := &tsoWaiter{n: n, done: make(chan struct{})}
-	c.mu.Lock()
-	c.mu.pending = append(c.mu.pending, w)
-	lead := !c.mu.fetching
-	c.mu.fetching = true
-	c.mu.Unlock()
-	if lead {
-		c.fetchLoop()
-	}
+	c.batches.Add(w, w.done)
 	select {
 	case <-w.done:
 		if w.err == nil {
@@ -88,38 +95,28 @@ func (c *TSOClient) observe(rev engine.Revision) {
 // the first): the TSO has issued every revision at or below it.
 func (c *TSOClient) Highest() engine.Revision { return engine.Revision(c.highest.Load()) }
 
-func (c *TSOClient) fetchLoop() {
-	for {
-		c.mu.Lock()
-		batch := c.mu.pending
-		c.mu.pending = nil
-		if len(batch) == 0 {
-			c.mu.fetching = false
-			c.mu.Unlock()
-			return
-		}
-		c.mu.Unlock()
-		total := 0
-		for _, w := range batch {
-			total += w.n
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), tsoCallTimeout)
-		start := time.Now()
-		first, err := c.fetch(ctx, total)
-		cancel()
-		c.metrics.calls.Inc()
-		c.metrics.duration.Observe(time.Since(start).Seconds())
-		c.metrics.batchRequests.Observe(float64(len(batch)))
-		c.metrics.batchStamps.Observe(float64(total))
-		if err != nil {
-			c.metrics.errors.Inc()
-		}
-		next := first
-		for _, w := range batch {
-			w.first, w.err = next, err
-			next += engine.Revision(w.n)
-			close(w.done)
-		}
+// fetchBatch gets the timestamps of one batch of requests in one call.
+func (c *TSOClient) fetchBatch(batch []*tsoWaiter) {
+	total := 0
+	for _, w := range batch {
+		total += w.n
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), tsoCallTimeout)
+	start := time.Now()
+	first, err := c.fetch(ctx, total)
+	cancel()
+	c.metrics.calls.Inc()
+	c.metrics.duration.Observe(time.Since(start).Seconds())
+	c.metrics.batchRequests.Observe(float64(len(batch)))
+	c.metrics.batchStamps.Observe(float64(total))
+	if err != nil {
+		c.metrics.errors.Inc()
+	}
+	next := first
+	for _, w := range batch {
+		w.first, w.err = next, err
+		next += engine.Revision(w.n)
+		close(w.done)
 	}
 }
 
@@ -127,13 +124,12 @@ func (c *TSOClient) fetchLoop() {
 // retrying until ctx ends.
 func (c *TSOClient) fetch(ctx context.Context, n int) (engine.Revision, error) {
 	var lastErr error
+	retry := backoff.New(tsoRetry)
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			c.metrics.retries.Inc()
-			select {
-			case <-ctx.Done():
-				return 0, fmt.Errorf("placement: TSO: %w (last error: %v)", ctx.Err(), lastErr)
-			case <-time.After(min(time.Duration(attempt)*10*time.Millisecond, 200*time.Millisecond)):
+			if err := retry.Wait(ctx); err != nil {
+				return 0, fmt.Errorf("placement: TSO: %w (last error: %v)", err, lastErr)
 			}
 		}
 		target := c.target(attempt)

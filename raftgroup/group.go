@@ -28,7 +28,7 @@ type group struct {
 	leaderChanges atomic.Uint64
 
 	// reads coalesces ReadIndex requests (readindex.go).
-	reads readBatcher
+	reads *readBatcher
 
 	mu struct {
 		sync.Mutex

@@ -149,6 +149,11 @@ func (h *Host) Close() error {
 	close(h.stopper)
 	h.sched.stop()
 	h.wg.Wait()
+	h.mu.RLock()
+	for _, g := range h.mu.groups {
+		g.reads.close()
+	}
+	h.mu.RUnlock()
 	return h.transport.Close()
 }
 
@@ -206,6 +211,7 @@ func (h *Host) newGroupLocked(id GroupID, sm StateMachine) (*group, error) {
 		return nil, err
 	}
 	g := &group{id: id, sm: sm, storage: st, log: h.log.With("group", id)}
+	g.reads = newReadBatcher(h.stopper, func() (chan uint64, func(), func() error, error) { return h.startReadIndex(id) })
 	g.mu.readWaiters = make(map[string]chan uint64)
 	g.mu.staged = make(map[uint64]stagedSnapshot)
 	rn, err := raft.NewRawNode(&raft.Config{
@@ -349,7 +355,7 @@ func (h *Host) ReadIndex(ctx context.Context, id GroupID) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return g.reads.wait(ctx, h.stopper, h.goTracked, func() (chan uint64, func(), func() error, error) { return h.startReadIndex(id) })
+	return g.reads.wait(ctx)
 }
 
 // startReadIndex starts one raft ReadIndex round; the channel receives its

@@ -3,8 +3,9 @@ package raftgroup
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
+
+	"github.com/tesseradb/tessera/internal/coalesce"
 )
 
 // readBatcher coalesces ReadIndex requests of one group, as etcd's
@@ -12,17 +13,17 @@ import (
 // time, and every request that arrives meanwhile waits for the next round
 // (the round in flight may have started before it arrived, so its index
 // cannot serve it). Each raft round costs a heartbeat to every follower; this
-// keeps that to one per round trip however many reads are waiting.
+// keeps that to one per round trip however many reads are waiting. The
+// request that finds no round running runs it on its own goroutine, with the
+// bounded tail of internal/coalesce.
 type readBatcher struct {
-	mu struct {
-		sync.Mutex
-		running bool
-		next    *readRound // the round that new requests join
-	}
+	batches *coalesce.Batcher[*readWaiter]
+	stop    <-chan struct{}
+	start   readStart
 }
 
-// readRound is one raft ReadIndex round and its waiters.
-type readRound struct {
+// readWaiter is one request waiting for a round.
+type readWaiter struct {
 	done  chan struct{}
 	index uint64
 	err   error
@@ -33,30 +34,31 @@ type readRound struct {
 // later request could retry.
 const readRoundTimeout = 5 * time.Second
 
-// wait joins the next round and returns its index. start begins a raft round.
-func (b *readBatcher) wait(ctx context.Context, stop <-chan struct{}, spawn func(func()) bool, start readStart) (uint64, error) {
-	b.mu.Lock()
-	if b.mu.next == nil {
-		b.mu.next = &readRound{done: make(chan struct{})}
-	}
-	r := b.mu.next
-	lead := !b.mu.running
-	if lead {
-		b.mu.running = true
-	}
-	b.mu.Unlock()
-	if lead && !spawn(func() { b.run(stop, start) }) {
-		return 0, ErrStopped
-	}
+// newReadBatcher returns the batcher of one group; start begins a raft
+// round, stop ends waiting when the host stops.
+func newReadBatcher(stop <-chan struct{}, start readStart) *readBatcher {
+	b := &readBatcher{stop: stop, start: start}
+	b.batches = coalesce.NewDefault(b.round)
+	return b
+}
+
+// wait joins the next round and returns its index.
+func (b *readBatcher) wait(ctx context.Context) (uint64, error) {
+	w := &readWaiter{done: make(chan struct{})}
+	b.batches.Add(w, w.done)
 	select {
-	case <-r.done:
-		return r.index, r.err
+	case <-w.done:
+		return w.index, w.err
 	case <-ctx.Done():
 		return 0, fmt.Errorf("raftgroup: read index: %w", ctx.Err())
-	case <-stop:
+	case <-b.stop:
 		return 0, ErrStopped
 	}
 }
+
+// close waits for the batcher's hand-off goroutine (the host has stopped,
+// so a round it runs ends at once).
+func (b *readBatcher) close() { b.batches.Close() }
 
 // readStart begins one raft ReadIndex round: the channel receives its
 // index, cancel forgets it, and lost reports an error once the replica is no
@@ -67,45 +69,36 @@ type readStart func() (ch chan uint64, cancel func(), lost func() error, err err
 // leads.
 const readLeaderCheck = 20 * time.Millisecond
 
-// run runs rounds until no request waits. It is the only goroutine running
-// rounds for this group while b.mu.running is set.
-func (b *readBatcher) run(stop <-chan struct{}, start readStart) {
-	for {
-		b.mu.Lock()
-		r := b.mu.next
-		b.mu.next = nil
-		if r == nil {
-			b.mu.running = false
-			b.mu.Unlock()
-			return
-		}
-		b.mu.Unlock()
-		ch, cancel, lost, err := start()
-		if err == nil {
-			t := time.NewTimer(readRoundTimeout)
-			tick := time.NewTicker(readLeaderCheck)
-		wait:
-			for {
-				select {
-				case r.index = <-ch:
-					break wait
-				case <-tick.C:
-					if err = lost(); err != nil {
-						break wait
-					}
-				case <-t.C:
-					err = fmt.Errorf("raftgroup: read index round timed out after %v", readRoundTimeout)
-					break wait
-				case <-stop:
-					err = ErrStopped
+// round runs one raft round for a batch of waiters.
+func (b *readBatcher) round(batch []*readWaiter) {
+	var index uint64
+	ch, cancel, lost, err := b.start()
+	if err == nil {
+		t := time.NewTimer(readRoundTimeout)
+		tick := time.NewTicker(readLeaderCheck)
+	wait:
+		for {
+			select {
+			case index = <-ch:
+				break wait
+			case <-tick.C:
+				if err = lost(); err != nil {
 					break wait
 				}
+			case <-t.C:
+				err = fmt.Errorf("raftgroup: read index round timed out after %v", readRoundTimeout)
+				break wait
+			case <-b.stop:
+				err = ErrStopped
+				break wait
 			}
-			t.Stop()
-			tick.Stop()
-			cancel()
 		}
-		r.err = err
-		close(r.done)
+		t.Stop()
+		tick.Stop()
+		cancel()
+	}
+	for _, w := range batch {
+		w.index, w.err = index, err
+		close(w.done)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/internal/backoff"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
 	"github.com/tesseradb/tessera/shard"
@@ -37,9 +38,10 @@ type call struct {
 	leases shard.LeaseRefs
 }
 
-// retryBackoff is the pause between attempts on the same range once every
-// replica was tried (an election is under way).
-const retryBackoff = 20 * time.Millisecond
+// retryBackoff paces the rounds of attempts on the same range once every
+// replica was tried (an election is under way): 20 ms, doubling up to
+// 200 ms, jittered so that the requests of many ranges spread out.
+var retryBackoff = backoff.Config{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}
 
 // execute runs a call on the range's leader (or, for a serializable read, on
 // the nearest replica), following routing errors until ctx ends.
@@ -50,6 +52,7 @@ func (r *Router) execute(ctx context.Context, c call) (*pb.ResponseOp, engine.Re
 	desc := c.desc
 	var lastErr error
 	tried := map[raftgroup.NodeID]bool{}
+	var retry *backoff.Backoff
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			if lastErr != nil {
@@ -62,10 +65,10 @@ func (r *Router) execute(ctx context.Context, c call) (*pb.ResponseOp, engine.Re
 			// Every replica tried: wait for an election and start over.
 			r.metrics.retries.WithLabelValues(retryElection).Inc()
 			tried = map[raftgroup.NodeID]bool{}
-			select {
-			case <-time.After(retryBackoff):
-			case <-ctx.Done():
+			if retry == nil {
+				retry = backoff.New(retryBackoff)
 			}
+			_ = retry.Wait(ctx) // ctx's end is reported at the top of the loop
 			continue
 		}
 		tried[target] = true

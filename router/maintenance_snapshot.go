@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/version"
@@ -64,7 +65,7 @@ func (m *Maintenance) Snapshot(_ *pb.SnapshotRequest, stream pb.Maintenance_Snap
 	}
 	defer m.r.holdCompaction(rev)()
 	start := time.Now()
-	out := &snapshotStream{stream: stream, header: m.r.header(rev), chunk: cfg.ChunkBytes}
+	out := &snapshotStream{stream: stream, header: m.r.header(rev), chunk: cfg.ChunkBytes, sent: m.r.metrics.backupBytes}
 	bw := NewBackupWriter(out)
 	ranges := m.r.cache.Ranges()
 	err = bw.Header(&tesserapb.SnapshotHeader{
@@ -80,12 +81,18 @@ func (m *Maintenance) Snapshot(_ *pb.SnapshotRequest, stream pb.Maintenance_Snap
 		return toGRPCError(err)
 	}
 	var keys int
-	for _, d := range ranges {
+	pm := m.r.metrics
+	pm.backupInProgress.Inc()
+	defer pm.backupInProgress.Dec()
+	pm.backupRanges.WithLabelValues("total").Set(float64(len(ranges)))
+	pm.backupRanges.WithLabelValues("done").Set(0)
+	for i, d := range ranges {
 		n, err := m.snapshotRange(ctx, cfg, bw, d, rev)
 		if err != nil {
 			return toGRPCError(fmt.Errorf("router: snapshot of range %d at revision %d: %w", d.GetRangeId(), rev, err))
 		}
 		keys += n
+		pm.backupRanges.WithLabelValues("done").Set(float64(i + 1))
 	}
 	if err := bw.Close(); err != nil {
 		return toGRPCError(err)
@@ -146,6 +153,8 @@ type snapshotStream struct {
 	header *pb.ResponseHeader
 	chunk  int
 	buf    []byte
+	// sent counts the bytes streamed (tessera_backup_sent_bytes_total).
+	sent prometheus.Counter
 }
 
 func (s *snapshotStream) Write(p []byte) (int, error) {
@@ -173,5 +182,11 @@ func (s *snapshotStream) send(b []byte) error {
 	// it is read); clients ignore it, etcdctl included.
 	resp := &pb.SnapshotResponse{Header: s.header, Blob: append([]byte(nil), b...), Version: version.Version}
 	s.header = nil
-	return s.stream.Send(resp)
+	if err := s.stream.Send(resp); err != nil {
+		return err
+	}
+	if s.sent != nil {
+		s.sent.Add(float64(len(b)))
+	}
+	return nil
 }

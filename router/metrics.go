@@ -17,6 +17,11 @@ type metrics struct {
 	requests *prometheus.CounterVec // target: local or remote
 	retries  *prometheus.CounterVec // reason
 	fanOut   prometheus.Histogram
+
+	// Progress of a backup (Maintenance.Snapshot) served by this node.
+	backupInProgress prometheus.Gauge
+	backupRanges     *prometheus.GaugeVec // state: done, total (of the running or last backup)
+	backupBytes      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -35,6 +40,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
 	}
+	m.backupInProgress = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tessera_backup_in_progress",
+		Help: "Backups (etcdctl/tessctl snapshot save) this node is streaming now.",
+	})
+	m.backupRanges = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tessera_backup_ranges",
+		Help: "Ranges of the running (or last) backup served by this node: done so far and total.",
+	}, []string{"state"})
+	m.backupBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tessera_backup_sent_bytes_total",
+		Help: "Bytes of backups this node has streamed.",
+	})
+	for _, st := range []string{"done", "total"} {
+		m.backupRanges.WithLabelValues(st)
+	}
 	for _, t := range []string{"local", "remote"} {
 		m.requests.WithLabelValues(t)
 	}
@@ -42,7 +62,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.retries.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.retries, m.fanOut)
+		reg.MustRegister(m.requests, m.retries, m.fanOut, m.backupInProgress, m.backupRanges, m.backupBytes)
 	}
 	return m
 }

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/internal/coalesce"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
 	"google.golang.org/protobuf/proto"
@@ -53,7 +55,13 @@ type Config struct {
 	// LoadHalfLife is the half-life of the replica's request rate (Load);
 	// 0: DefaultLoadHalfLife.
 	LoadHalfLife time.Duration
-	Logger       *slog.Logger
+	// FlushTimeout bounds one timestamp fetch of the proposal pipeline (5 s:
+	// longer than a TSO leader election, so a write outlives one).
+	FlushTimeout time.Duration
+	// Batching: how far the write that starts a batch serves other writes'
+	// batches (internal/coalesce; zero value: coalesce.DefaultConfig()).
+	Batching coalesce.Config
+	Logger   *slog.Logger
 }
 
 // Replica is one replica of a range.
@@ -80,11 +88,9 @@ type Replica struct {
 		closed       bool
 
 		// The proposal pipeline (replica_proposal.go).
-		pending    []*proposal          // waiting for the next flush
-		flushing   bool                 // a flush is fetching timestamps / proposing
+		flushing   bool                 // a batch is fetching timestamps / proposing
 		inflight   map[uint64]*proposal // proposed, not applied, by id
-		nextID     uint64
-		flushEpoch uint64 // incremented when a flush has proposed its batch
+		flushEpoch uint64               // incremented when a flush has proposed its batch
 		// results of local proposals applied in the current round, delivered
 		// once the apply batch committed.
 		applyResults []applyResult
@@ -96,6 +102,15 @@ type Replica struct {
 
 	// load is the decaying request rate of this replica (reads and writes).
 	load loadMeter
+
+	// batches queues writes for the proposal pipeline (replica_proposal.go).
+	// Lock order: mu before the batcher's own lock.
+	batches *coalesce.Batcher[*proposal]
+	// route is what the write path checks a request against without
+	// taking mu (replica_route.go); republished under mu on every change.
+	route atomic.Pointer[routeState]
+	// nextID numbers this replica's proposals.
+	nextID atomic.Uint64
 
 	compactions chan engine.Revision
 	wg          sync.WaitGroup
@@ -112,6 +127,12 @@ func Open(cfg Config, group raftgroup.GroupID) (*Replica, error) {
 	}
 	if cfg.CompactBatch <= 0 {
 		cfg.CompactBatch = 1024
+	}
+	if cfg.FlushTimeout <= 0 {
+		cfg.FlushTimeout = 5 * time.Second
+	}
+	if cfg.Batching == (coalesce.Config{}) {
+		cfg.Batching = coalesce.DefaultConfig()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -132,9 +153,13 @@ func Open(cfg Config, group raftgroup.GroupID) (*Replica, error) {
 	r.mu.inflight = make(map[uint64]*proposal)
 	r.mu.changed = make(chan struct{})
 	r.load.halfLife = cfg.LoadHalfLife
+	var err error
+	if r.batches, err = coalesce.New(cfg.Batching, r.flush); err != nil {
+		return nil, fmt.Errorf("shard: range %d: %w", group, err)
+	}
 	// Proposal ids only need to be unique among this replica's proposals,
 	// including those of earlier incarnations still in the log.
-	r.mu.nextID = uint64(time.Now().UnixNano())
+	r.nextID.Store(uint64(time.Now().UnixNano()))
 	if err := r.loadLocked(); err != nil {
 		return nil, err
 	}
@@ -154,15 +179,17 @@ func (r *Replica) Close() {
 		return
 	}
 	r.mu.closed = true
+	r.publishRouteLocked()
 	for _, p := range r.mu.inflight {
 		p.finish(nil, ErrReplicaClosed)
 	}
-	for _, p := range r.mu.pending {
+	for _, p := range r.batches.Drain() {
 		p.finish(nil, ErrReplicaClosed)
 	}
-	r.mu.inflight, r.mu.pending = map[uint64]*proposal{}, nil
+	r.mu.inflight = map[uint64]*proposal{}
 	r.notifyLocked()
 	r.mu.Unlock()
+	r.batches.Close()
 	close(r.stop)
 	r.wg.Wait()
 }
@@ -213,6 +240,7 @@ func (r *Replica) loadLocked() error {
 		return fmt.Errorf("shard: range %d: decode descriptor: %w", g, err)
 	}
 	r.mu.desc = desc
+	r.publishRouteLocked()
 	sb, err := r.cfg.Engine.Get(engine.LocalGroupKey(g, engine.KindRangeState))
 	switch {
 	case errors.Is(err, engine.ErrNotFound):
@@ -276,7 +304,7 @@ func (r *Replica) Load() float64 { return r.load.rate(time.Now()) }
 func (r *Replica) PendingWrites() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.mu.pending) + len(r.mu.inflight)
+	return r.batches.Queued() + len(r.mu.inflight)
 }
 
 // Status returns the replica's status.
@@ -300,16 +328,16 @@ func (r *Replica) LeaderChanged(leader raftgroup.NodeID, term uint64, isLeader b
 	r.mu.Lock()
 	lost := r.mu.isLeader && (!isLeader || term != r.mu.term)
 	r.mu.leader, r.mu.term, r.mu.isLeader = leader, term, isLeader
+	r.publishRouteLocked()
 	var orphans []*proposal
 	if lost {
 		for _, p := range r.mu.inflight {
 			orphans = append(orphans, p)
 		}
 		// Writes not yet proposed can go to the new leader safely.
-		for _, p := range r.mu.pending {
+		for _, p := range r.batches.Drain() {
 			p.finish(nil, r.notLeaderLocked())
 		}
-		r.mu.pending = nil
 	}
 	r.notifyLocked()
 	r.mu.Unlock()
@@ -347,34 +375,11 @@ func (r *Replica) waitLocked(ctx context.Context, cond func() bool) error {
 	return nil
 }
 
-func (r *Replica) notLeaderLocked() error {
-	return &RoutingError{
-		Code:       tesserapb.RoutingError_NOT_LEADER,
-		LeaderNode: uint64(r.mu.leader),
-		Descriptor: r.mu.desc,
-		Msg:        fmt.Sprintf("range %d: node %d is not the leader", r.group, r.cfg.NodeID),
-	}
-}
+func (r *Replica) notLeaderLocked() error { return r.routeLocked().notLeader() }
 
 // checkRequestLocked checks that the request is for this range as it is now.
 func (r *Replica) checkRoutingLocked(generation uint64) error {
-	if r.mu.closed {
-		return ErrReplicaClosed
-	}
-	if generation != 0 && generation != r.mu.desc.GetGeneration() {
-		return &RoutingError{
-			Code:       tesserapb.RoutingError_STALE_GENERATION,
-			Descriptor: r.mu.desc,
-			Msg:        fmt.Sprintf("range %d is at generation %d, request names %d", r.group, r.mu.desc.GetGeneration(), generation),
-		}
-	}
-	return nil
+	return r.routeLocked().check(generation)
 }
 
-func (r *Replica) keyMismatchLocked() error {
-	return &RoutingError{
-		Code:       tesserapb.RoutingError_KEY_MISMATCH,
-		Descriptor: r.mu.desc,
-		Msg:        fmt.Sprintf("request keys outside range %d [%q, %q)", r.group, r.mu.desc.GetStartKey(), r.mu.desc.GetEndKey()),
-	}
-}
+func (r *Replica) keyMismatchLocked() error { return r.routeLocked().keyMismatch() }

@@ -73,6 +73,11 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 	if err := r.checkCompactionLocked(cmd); err != nil {
 		return nil, err
 	}
+	if len(cmd.GetRequestOp()) > 0 || len(cmd.GetRevokeLeases()) > 0 {
+		if err := r.checkWriteRevisionLocked(rev); err != nil {
+			return nil, err
+		}
+	}
 	if rev > r.mu.appliedRev {
 		r.mu.appliedRev = rev
 	}
@@ -163,6 +168,22 @@ func (r *Replica) checkCompactionLocked(cmd *tesserapb.ShardCommand) error {
 		return status.Errorf(codes.InvalidArgument, "shard: range %d: a command with both a compaction and a request", r.group)
 	}
 	return nil
+}
+
+// checkWriteRevisionLocked refuses a write whose revision is not above the
+// range's applied revision: revisions must increase along the log, or a read
+// already served at a higher revision would miss the write. The leader's
+// pipeline never proposes such a write (a batch whose term changed while it
+// waited for timestamps is not proposed), so this is the last line of
+// defence. It depends only on replicated state, so every replica refuses the
+// same commands and their hashes stay equal. The proposer's client gets
+// etcd's "leader changed": the write was not applied and may be retried.
+func (r *Replica) checkWriteRevisionLocked(rev engine.Revision) error {
+	if rev > r.mu.appliedRev {
+		return nil
+	}
+	r.log.Warn("refused a write whose revision is not above the applied revision", "revision", rev, "applied_revision", r.mu.appliedRev)
+	return rpctypes.ErrGRPCLeaderChanged
 }
 
 // isEtcdError reports whether err is one of etcd's client-facing errors (a

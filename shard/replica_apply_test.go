@@ -1,8 +1,12 @@
 package shard
 
 import (
+	"errors"
 	"math"
 	"testing"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
@@ -95,6 +99,55 @@ func TestApplyRefusesCompactionAboveAppliedRevision(t *testing.T) {
 		}
 		if st := h.r.Status(); st.CompactRev != revs[2] {
 			t.Fatalf("replica %d: compact revision %d, want %d", i, st.CompactRev, revs[2])
+		}
+	}
+}
+
+// TestApplyRefusesRevisionNotAboveApplied: a write whose revision is not
+// above the range's applied revision is refused at apply, on every replica
+// alike (the replicas' hashes stay equal), writes nothing, and its proposer
+// gets etcd's "leader changed" (it was not applied: safe to retry).
+func TestApplyRefusesRevisionNotAboveApplied(t *testing.T) {
+	a, b := newHashReplica(t), newHashReplica(t)
+	for _, h := range []*hashReplica{a, b} {
+		h.put(baseRev+100, "b", "new")
+	}
+	want := a.hash()
+
+	for _, rev := range []engine.Revision{baseRev + 100, baseRev + 50} {
+		// a proposed the stale write and waits for it.
+		p := &proposal{id: uint64(rev), done: make(chan struct{})}
+		a.r.mu.Lock()
+		a.r.mu.inflight[p.id] = p
+		a.r.mu.Unlock()
+		op, err := proto.Marshal(&pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: &pb.PutRequest{Key: []byte("c"), Value: []byte("stale")}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := &tesserapb.ShardCommand{ProposalId: p.id, ProposerNode: 1, Revision: int64(rev), RequestOp: op, Generation: 1}
+		a.apply(cmd, true)
+		b.apply(cmd, true)
+		select {
+		case <-p.done:
+		default:
+			t.Fatalf("revision %d: the proposer was not answered", rev)
+		}
+		if !errors.Is(p.err, rpctypes.ErrGRPCLeaderChanged) {
+			t.Fatalf("revision %d: proposer got %v, want %v", rev, p.err, rpctypes.ErrGRPCLeaderChanged)
+		}
+		ha, hb := a.hash(), b.hash()
+		if ha != hb {
+			t.Fatalf("revision %d: replicas differ after the refusal: %+v vs %+v", rev, ha, hb)
+		}
+		if ha.Hash != want.Hash || ha.Revision != want.Revision {
+			t.Fatalf("revision %d: the refused write changed the state: %+v, want %+v", rev, ha, want)
+		}
+		resp, _, err := a.r.Read(t.Context(), 0, &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: []byte("c")}}}, 0, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(resp.GetResponseRange().GetKvs()); n != 0 {
+			t.Fatalf("revision %d: the refused write is readable", rev)
 		}
 	}
 }

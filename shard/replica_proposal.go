@@ -40,9 +40,6 @@ func (p *proposal) finish(resp *pb.ResponseOp, err error) {
 	})
 }
 
-// flushTimeout bounds one timestamp fetch of the pipeline.
-const flushTimeout = 5 * time.Second
-
 // Write proposes a write (a Put, DeleteRange or Txn, or a compaction when op
 // is nil) and returns its response and revision once it applied on this
 // replica. Writes are batched: while one batch fetches its timestamps and is
@@ -76,32 +73,23 @@ func (r *Replica) write(ctx context.Context, generation uint64, op *pb.RequestOp
 			return nil, 0, fmt.Errorf("shard: encode request: %w", err)
 		}
 	}
-	r.mu.Lock()
-	if err := r.checkRoutingLocked(generation); err != nil {
-		r.mu.Unlock()
+	// The checks read the published routing state, not mu: the write path
+	// does not queue behind an apply round holding mu. A leadership change
+	// racing with them is caught when the batch starts (flush).
+	rt := r.route.Load()
+	if err := rt.check(generation); err != nil {
 		return nil, 0, err
 	}
-	if !r.mu.isLeader {
-		err := r.notLeaderLocked()
-		r.mu.Unlock()
-		return nil, 0, err
+	if !rt.isLeader {
+		return nil, 0, rt.notLeader()
 	}
-	if op != nil && !OpWithinDescriptor(r.mu.desc, op) {
-		err := r.keyMismatchLocked()
-		r.mu.Unlock()
-		return nil, 0, err
+	if op != nil && !OpWithinDescriptor(rt.desc, op) {
+		return nil, 0, rt.keyMismatch()
 	}
-	r.mu.nextID++
-	p := &proposal{id: r.mu.nextID, op: opb, compactRev: compactRev, generation: r.mu.desc.GetGeneration(), leases: leases.Attach, revoke: leases.Revoke, done: make(chan struct{})}
-	r.mu.pending = append(r.mu.pending, p)
-	lead := !r.mu.flushing
-	r.mu.flushing = true
-	r.mu.Unlock()
+	p := &proposal{id: r.nextID.Add(1), op: opb, compactRev: compactRev, generation: rt.desc.GetGeneration(), leases: leases.Attach, revoke: leases.Revoke, done: make(chan struct{})}
 	r.cfg.Metrics.writes.Inc()
 	r.load.add(start, 1)
-	if lead {
-		r.flush()
-	}
+	r.batches.Add(p, p.done)
 	select {
 	case <-p.done:
 		r.cfg.Metrics.observeWrite(start, p.err)
@@ -111,46 +99,61 @@ func (r *Replica) write(ctx context.Context, generation uint64, op *pb.RequestOp
 	}
 }
 
-// flush proposes pending writes, batch after batch, until none is left. It
-// runs on the goroutine of the write that found no flush running.
-func (r *Replica) flush() {
-	for {
-		r.mu.Lock()
-		batch := r.mu.pending
-		r.mu.pending = nil
-		if len(batch) == 0 || r.mu.closed {
-			r.mu.flushing = false
-			r.mu.flushEpoch++
-			r.notifyLocked()
-			r.mu.Unlock()
-			return
+// flush fetches timestamps for one batch of writes and proposes them in
+// timestamp order. It runs on the goroutine of the write that found no batch
+// running, or on the batcher's hand-off goroutine (internal/coalesce).
+func (r *Replica) flush(batch []*proposal) {
+	r.mu.Lock()
+	switch {
+	case r.mu.closed:
+		for _, p := range batch {
+			p.finish(nil, ErrReplicaClosed)
 		}
 		r.mu.Unlock()
-
-		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
-		first, err := r.cfg.Clock.Timestamps(ctx, len(batch))
-		cancel()
-
-		r.mu.Lock()
-		switch {
-		case err != nil:
-			for _, p := range batch {
-				p.finish(nil, fmt.Errorf("shard: range %d: fetch revision: %w", r.group, errors.Join(rpctypes.ErrGRPCNoLeader, err)))
-			}
-		case !r.mu.isLeader:
-			for _, p := range batch {
-				p.finish(nil, r.notLeaderLocked())
-			}
-		default:
-			for i, p := range batch {
-				p.rev, p.term = first+engine.Revision(i), r.mu.term
-				r.proposeLocked(p)
-			}
+		return
+	case !r.mu.isLeader:
+		for _, p := range batch {
+			p.finish(nil, r.notLeaderLocked())
 		}
-		r.mu.flushEpoch++
-		r.notifyLocked()
 		r.mu.Unlock()
+		return
 	}
+	// The batch belongs to this term: if leadership changes while it waits
+	// for timestamps, even back to this replica, it is not proposed (a
+	// leader of the term in between may have committed writes above its
+	// timestamps).
+	term := r.mu.term
+	r.mu.flushing = true
+	r.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.FlushTimeout)
+	first, err := r.cfg.Clock.Timestamps(ctx, len(batch))
+	cancel()
+
+	r.mu.Lock()
+	switch {
+	case err != nil:
+		for _, p := range batch {
+			p.finish(nil, fmt.Errorf("shard: range %d: fetch revision: %w", r.group, errors.Join(rpctypes.ErrGRPCNoLeader, err)))
+		}
+	case r.mu.closed:
+		for _, p := range batch {
+			p.finish(nil, ErrReplicaClosed)
+		}
+	case !r.mu.isLeader || r.mu.term != term:
+		for _, p := range batch {
+			p.finish(nil, r.notLeaderLocked())
+		}
+	default:
+		for i, p := range batch {
+			p.rev, p.term = first+engine.Revision(i), r.mu.term
+			r.proposeLocked(p)
+		}
+	}
+	r.mu.flushing = false
+	r.mu.flushEpoch++
+	r.notifyLocked()
+	r.mu.Unlock()
 }
 
 // proposeLocked hands one write to raft. Lock order: Replica.mu, then the
@@ -177,6 +180,7 @@ func (r *Replica) proposeLocked(p *proposal) {
 		var nl *raftgroup.NotLeaderError
 		if errors.As(err, &nl) {
 			r.mu.leader = nl.Leader
+			r.publishRouteLocked()
 			p.finish(nil, r.notLeaderLocked())
 			return
 		}

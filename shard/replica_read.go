@@ -116,6 +116,7 @@ func (r *Replica) resolve(ctx context.Context, rev engine.Revision) error {
 		if errors.As(err, &nl) {
 			r.mu.Lock()
 			r.mu.leader = nl.Leader
+			r.publishRouteLocked()
 			err = r.notLeaderLocked()
 			r.mu.Unlock()
 		}

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/internal/backoff"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 )
 
@@ -32,7 +32,7 @@ func (h *Hub) startCatchUpLocked(w *watcher, cursor engine.Revision) {
 // catchUp sends w the events in (cursor, G], from the ring when it holds
 // them, else from the ranges' history, until it reaches G and is synced.
 func (h *Hub) catchUp(ctx context.Context, w *watcher, cursor engine.Revision) {
-	backoff := 20 * time.Millisecond
+	retry := backoff.New(resubscribeBackoff)
 	attempt := 0
 	for {
 		h.mu.Lock()
@@ -74,7 +74,7 @@ func (h *Hub) catchUp(ctx context.Context, w *watcher, cursor engine.Revision) {
 		var ce *compactedError
 		switch {
 		case err == nil:
-			backoff = 20 * time.Millisecond
+			retry.Reset()
 		case errors.As(err, &ce):
 			w.s.cancelCompacted(w, ce.rev)
 			return
@@ -82,12 +82,9 @@ func (h *Hub) catchUp(ctx context.Context, w *watcher, cursor engine.Revision) {
 			return
 		default:
 			h.log.Debug("watch catch-up interrupted", "watch", w.id, "err", err)
-			select {
-			case <-ctx.Done():
+			if retry.Wait(ctx) != nil {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, time.Second)
 		}
 	}
 }

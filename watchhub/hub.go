@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/internal/backoff"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
 	"github.com/tesseradb/tessera/shard"
@@ -176,6 +177,7 @@ func (h *Hub) wake() {
 // now returns a fresh revision, retrying while the TSO is unavailable (an
 // election) until ctx ends.
 func (h *Hub) now(ctx context.Context) (engine.Revision, error) {
+	retry := backoff.New(tsoRetryBackoff)
 	for {
 		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		rev, err := h.cfg.Clock.Timestamps(tctx, 1)
@@ -183,13 +185,15 @@ func (h *Hub) now(ctx context.Context) (engine.Revision, error) {
 		if err == nil {
 			return rev, nil
 		}
-		select {
-		case <-ctx.Done():
+		if retry.Wait(ctx) != nil {
 			return 0, fmt.Errorf("watchhub: fresh revision: %w", err)
-		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
+
+// tsoRetryBackoff paces the hub's retries of a fresh revision while the TSO
+// is unavailable: 50 ms, doubling up to 500 ms (an election takes about 1 s).
+var tsoRetryBackoff = backoff.Config{Min: 50 * time.Millisecond, Max: 500 * time.Millisecond}
 
 func (h *Hub) loop() {
 	for {

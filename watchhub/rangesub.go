@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/internal/backoff"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
 )
@@ -76,23 +77,24 @@ func (rs *rangeSub) pendingEvents() int {
 // errCompacted ends a subscription whose position was compacted.
 var errCompacted = errors.New("watchhub: feed position compacted")
 
+// resubscribeBackoff paces resubscriptions to a range's feed (and retries of
+// a watch's catch-up): 20 ms, doubling up to 1 s while nothing comes through.
+var resubscribeBackoff = backoff.Config{Min: 20 * time.Millisecond, Max: time.Second}
+
 // run keeps the feed open, resubscribing from the revision after the last
 // one received whenever it ends.
 func (rs *rangeSub) run(ctx context.Context) {
-	backoff := 20 * time.Millisecond
+	retry := backoff.New(resubscribeBackoff)
 	for attempt := 0; ctx.Err() == nil; attempt++ {
 		if attempt > 0 {
 			rs.h.m.resubscriptions.Inc()
-			select {
-			case <-ctx.Done():
+			if retry.Wait(ctx) != nil {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, time.Second)
 		}
 		got, err := rs.session(ctx, attempt)
 		if got {
-			backoff = 20 * time.Millisecond
+			retry.Reset()
 		}
 		if err != nil && ctx.Err() == nil {
 			rs.h.log.Debug("range feed ended", "range", rs.desc.GetRangeId(), "err", err)

@@ -61,6 +61,7 @@ Cases: ` + strings.Join(compare.CaseNames(), ", ") + `.`,
 	f.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "runs of each case on each system, alternating")
 	f.IntVar(&cfg.SplitRanges, "split-keys", cfg.SplitRanges, "cut the range-prefix keys into this many ranges on Tessera (--initial-split-keys); 0 or 1: no split")
 	f.IntVar(&cfg.PrefixKeys, "prefix-keys", cfg.PrefixKeys, "keys read by each request of the range-prefix case")
+	f.IntVar(&cfg.Endpoint, "endpoint", 0, "send every request to this member (1-based) of each cluster; 0: spread over all members")
 	f.Float64Var(&o.wl.ReadRatio, "read-ratio", o.wl.ReadRatio, "fraction of reads in the mixed case")
 	f.IntVar(&o.wl.Watchers, "watchers", o.wl.Watchers, "watch streams in the watch case")
 	f.DurationVar(&cfg.StartTimeout, "start-timeout", cfg.StartTimeout, "how long each cluster may take to serve")

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/tesseradb/tessera/internal/backoff"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 )
 
@@ -54,6 +55,10 @@ the leader hint of a node that no longer leads.`,
 	return cmd
 }
 
+// noLeaderBackoff paces the polls for a range's leader during an election:
+// 100 ms, doubling up to 1 s.
+var noLeaderBackoff = backoff.Config{Min: 100 * time.Millisecond, Max: time.Second}
+
 // transferLeader calls TransferLeader on the range's leader, following
 // NOT_LEADER hints, and returns the new leader.
 func transferLeader(ctx context.Context, g *globalFlags, view *clusterView, rangeID, to uint64) (uint64, error) {
@@ -74,13 +79,12 @@ func transferLeader(ctx context.Context, g *globalFlags, view *clusterView, rang
 	defer cancel()
 	leader := ri.Leader
 	var lastErr error
+	retry := backoff.New(noLeaderBackoff)
 	for {
 		if leader == 0 {
 			// No leader known: ask the replicas again after a pause.
-			select {
-			case <-ctx.Done():
-				return 0, fmt.Errorf("tessctl: range %d has no leader: %w (last error: %v)", rangeID, ctx.Err(), lastErr)
-			case <-time.After(100 * time.Millisecond):
+			if err := retry.Wait(ctx); err != nil {
+				return 0, fmt.Errorf("tessctl: range %d has no leader: %w (last error: %v)", rangeID, err, lastErr)
 			}
 			for _, n := range ri.Replicas {
 				resp, err := callInternal(ctx, view, n, func(c tesserapb.InternalClient) (*tesserapb.TransferLeaderResponse, error) {

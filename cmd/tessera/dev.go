@@ -141,6 +141,7 @@ func runDev(out io.Writer, o devOptions) (err error) {
 		cfg.ClientListener, cfg.PeerListener = listeners[2*i], listeners[2*i+1]
 		cfg.Logger = logger
 		cfg.EnablePprof = o.pprof
+		enableContentionProfiles(o.pprof)
 		s, err := server.Start(cfg)
 		if err != nil {
 			for _, l := range listeners[2*i:] {

@@ -117,6 +117,7 @@ func newLogger(level string) (*slog.Logger, error) {
 
 // runNode runs one node until SIGTERM or SIGINT, then shuts it down cleanly.
 func runNode(cfg server.Config) error {
+	enableContentionProfiles(cfg.EnablePprof)
 	s, err := server.Start(cfg)
 	if err != nil {
 		return err

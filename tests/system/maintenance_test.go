@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +64,13 @@ func TestEtcdctlMaintenance(t *testing.T) {
 	if n := strings.Count(out, "Finished defragmenting etcd member"); n != 3 {
 		t.Errorf("defrag --cluster: %d members defragmented:\n%s", n, out)
 	}
+	// Its progress metrics: every step of the last run done, none running.
+	for _, n := range c.nodes {
+		m := scrapeMetrics(t, n)
+		if m[`tessera_defrag_in_progress`] != 0 || m[`tessera_defrag_steps{state="total"}`] < 3 || m[`tessera_defrag_steps{state="done"}`] != m[`tessera_defrag_steps{state="total"}`] {
+			t.Errorf("%s: defrag progress after defrag: in progress %v, steps %v of %v", n.name, m[`tessera_defrag_in_progress`], m[`tessera_defrag_steps{state="done"}`], m[`tessera_defrag_steps{state="total"}`])
+		}
+	}
 
 	// move-leader: to a node that does not lead the meta group.
 	leader := metaLeader(t, c)
@@ -99,4 +109,36 @@ func TestEtcdctlMaintenance(t *testing.T) {
 		}
 		return fmt.Errorf("read at the first put's revision: %v", err)
 	})
+}
+
+// scrapeMetrics reads a node's /metrics: series (name and labels as
+// written) to value, for the series without a timestamp.
+func scrapeMetrics(t *testing.T, n *node) map[string]float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.clientURL+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s /metrics: %v", n.name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
 }

@@ -142,6 +142,13 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	t.Logf("etcdctl snapshot save: %v, %d puts acknowledged meanwhile: %s", took, during, strings.TrimSpace(out))
+	// The serving node's progress metrics: every range of the backup done,
+	// its bytes counted, none running.
+	if m := scrapeMetrics(t, src.nodes[1]); m[`tessera_backup_in_progress`] != 0 || m[`tessera_backup_ranges{state="total"}`] != 8 ||
+		m[`tessera_backup_ranges{state="done"}`] != 8 || m[`tessera_backup_sent_bytes_total`] <= 0 {
+		t.Errorf("backup progress after the save: in progress %v, ranges %v of %v, bytes %v", m[`tessera_backup_in_progress`],
+			m[`tessera_backup_ranges{state="done"}`], m[`tessera_backup_ranges{state="total"}`], m[`tessera_backup_sent_bytes_total`])
+	}
 	if during == 0 {
 		t.Errorf("no write was acknowledged during the save: the backup blocked writes?")
 	}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tesseradb/tessera/engine"
 )
 
@@ -32,11 +34,17 @@ func (s *Server) defragment(ctx context.Context) error {
 	spans = append(spans,
 		engine.Span{Start: engine.WholeSpan.Start, End: all.Start},
 		engine.Span{Start: all.End, End: engine.WholeSpan.End})
-	for _, sp := range spans {
+	p := s.defragProgress
+	p.inProgress.Inc()
+	defer p.inProgress.Dec()
+	p.steps.WithLabelValues("total").Set(float64(len(spans)))
+	p.steps.WithLabelValues("done").Set(0)
+	for i, sp := range spans {
 		start := time.Now()
 		if err := s.eng.Compact(ctx, sp); err != nil {
 			return fmt.Errorf("server: defragment: %w", err)
 		}
+		p.steps.WithLabelValues("done").Set(float64(i + 1))
 		if pause := time.Duration(float64(time.Since(start)) * s.cfg.DefragIdleRatio); pause > 0 {
 			t := time.NewTimer(pause)
 			select {
@@ -49,4 +57,30 @@ func (s *Server) defragment(ctx context.Context) error {
 	}
 	s.log.Info("defragmented", "disk_bytes_before", before, "disk_bytes_after", s.eng.DiskUsage())
 	return nil
+}
+
+// defragProgress reports a defragmentation as it runs.
+type defragProgress struct {
+	inProgress prometheus.Gauge
+	steps      *prometheus.GaugeVec // state: done, total (of the running or last one)
+}
+
+func newDefragProgress(reg prometheus.Registerer) *defragProgress {
+	p := &defragProgress{
+		inProgress: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tessera_defrag_in_progress",
+			Help: "Defragmentations (etcdctl defrag) running on this node.",
+		}),
+		steps: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tessera_defrag_steps",
+			Help: "Compaction steps (one range span each, then the keys around the data) of the running or last defragmentation: done and total.",
+		}, []string{"state"}),
+	}
+	for _, st := range []string{"done", "total"} {
+		p.steps.WithLabelValues(st)
+	}
+	if reg != nil {
+		reg.MustRegister(p.inProgress, p.steps)
+	}
+	return p
 }

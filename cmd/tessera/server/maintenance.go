@@ -51,5 +51,6 @@ func (s *Server) configureMaintenance() {
 	if err := s.maint.SetSnapshotConfig(scfg); err != nil {
 		s.log.Error("snapshot config", "err", err)
 	}
+	s.defragProgress = newDefragProgress(s.reg)
 	s.maint.SetDefragment(s.defragment)
 }

@@ -44,6 +44,7 @@ type Server struct {
 	reg    *prometheus.Registry
 
 	eng      *engine.Engine
+	tso      *placement.TSOClient
 	host     *raftgroup.Host
 	nodes    *placement.Nodes
 	meta     *placement.Meta
@@ -56,6 +57,8 @@ type Server struct {
 	obs     *observability // metrics wiring (observability.go)
 	// gw is etcd's HTTP/JSON gateway on the client port (gateway.go).
 	gw *gateway
+	// defragProgress: tessera_defrag_* (defrag.go).
+	defragProgress *defragProgress
 	// loops: corruption check, auto-compaction (maintenance.go).
 	loops       *maintenanceLoops
 	autoCompact router.AutoCompaction
@@ -155,6 +158,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		localTSO = s.meta.TSO()
 	}
 	clock := placement.NewTSOClient(localTSO, s.nodes, voters(s.layout.GetMeta()))
+	s.tso = clock
 	limits := shard.DefaultLimits()
 	limits.MaxRequestBytes = cfg.MaxRequestBytes
 	if err := s.openReplicas(clock, limits); err != nil {
@@ -519,6 +523,9 @@ func (s *Server) Close() {
 		}
 		for _, r := range s.replicas {
 			r.Close()
+		}
+		if s.tso != nil {
+			s.tso.Close()
 		}
 		if s.meta != nil {
 			s.meta.Close()

@@ -48,6 +48,11 @@ type Config struct {
 	SplitRanges int
 	// PrefixKeys is the number of keys the range-prefix case reads at once.
 	PrefixKeys int
+	// Endpoint, when positive, gives the clients only the Endpoint-th member
+	// (1-based) of each cluster instead of all of them: to measure requests
+	// sent to one node (on Tessera, the leader of some ranges and a follower
+	// of others). 0: all members.
+	Endpoint int
 	// Run and Workload are the settings every case starts from; Endpoints
 	// are ignored.
 	Run      bench.RunConfig
@@ -83,6 +88,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("compare: rounds must be at least 1, got %d", c.Rounds)
 	case c.PrefixKeys < 1:
 		return fmt.Errorf("compare: prefix keys must be at least 1, got %d", c.PrefixKeys)
+	case c.Endpoint < 0 || c.Endpoint > c.Nodes:
+		return fmt.Errorf("compare: endpoint must be between 0 (all) and the %d nodes, got %d", c.Nodes, c.Endpoint)
 	}
 	run := c.Run
 	run.Endpoints = []string{"placeholder"}
@@ -130,7 +137,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		Settings: Settings{
 			Nodes: cfg.Nodes, Conns: cfg.Run.Conns, Clients: cfg.Run.Clients,
 			Total: cfg.Run.Total, Duration: bench.ToSeconds(cfg.Run.Duration), Rate: cfg.Run.Rate,
-			Rounds: cfg.Rounds, SplitRanges: cfg.SplitRanges, PrefixKeys: cfg.PrefixKeys,
+			Rounds: cfg.Rounds, SplitRanges: cfg.SplitRanges, PrefixKeys: cfg.PrefixKeys, Endpoint: cfg.Endpoint,
 			KeySize: cfg.Workload.KeySize, ValueSize: cfg.Workload.ValueSize, KeySpace: cfg.Workload.KeySpace,
 			ReadRatio: cfg.Workload.ReadRatio, Watchers: cfg.Workload.Watchers,
 			SplitKeys: splitKeys,
@@ -211,11 +218,20 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 			for _, s := range systems {
 				run, wl := cfg.Run, cfg.Workload
 				run.Endpoints = s.cluster.Endpoints()
+				if cfg.Endpoint > 0 {
+					run.Endpoints = run.Endpoints[cfg.Endpoint-1 : cfg.Endpoint]
+				}
 				c.adjust(&run, &wl, cfg)
 				lg.Info("running", "case", c.Name, "system", s.name, "round", round)
+				pids := s.pids()
 				load := RunLoad{System: s.name, Round: round, Before: LoadAvg()}
+				cpu0 := clusterCPU(pids)
 				res, rerr := bench.Execute(ctx, run, wl, c.Workload, lg)
 				load.After = LoadAvg()
+				load.CPUSeconds = -1
+				if cpu1 := clusterCPU(pids); cpu0 >= 0 && cpu1 >= 0 {
+					load.CPUSeconds = cpu1 - cpu0
+				}
 				if rerr != nil {
 					if ctx.Err() != nil {
 						return rep, ctx.Err()

@@ -24,21 +24,23 @@ type Report struct {
 
 // Settings are the shared settings of every run.
 type Settings struct {
-	Nodes       int           `json:"nodes"`
-	Conns       int           `json:"conns"`
-	Clients     int           `json:"clients"`
-	Total       int64         `json:"total,omitempty"`
-	Duration    bench.Seconds `json:"duration_s,omitempty"`
-	Rate        float64       `json:"rate,omitempty"`
-	Rounds      int           `json:"rounds"`
-	SplitRanges int           `json:"split_ranges"`
-	SplitKeys   []string      `json:"split_keys,omitempty"`
-	PrefixKeys  int           `json:"prefix_keys"`
-	KeySize     int           `json:"key_size"`
-	ValueSize   int           `json:"val_size"`
-	KeySpace    int           `json:"key_space"`
-	ReadRatio   float64       `json:"read_ratio"`
-	Watchers    int           `json:"watchers"`
+	Nodes    int           `json:"nodes"`
+	Conns    int           `json:"conns"`
+	Clients  int           `json:"clients"`
+	Total    int64         `json:"total,omitempty"`
+	Duration bench.Seconds `json:"duration_s,omitempty"`
+	Rate     float64       `json:"rate,omitempty"`
+	Rounds   int           `json:"rounds"`
+	// Endpoint is the one member the clients used (1-based), 0 for all.
+	Endpoint    int      `json:"endpoint,omitempty"`
+	SplitRanges int      `json:"split_ranges"`
+	SplitKeys   []string `json:"split_keys,omitempty"`
+	PrefixKeys  int      `json:"prefix_keys"`
+	KeySize     int      `json:"key_size"`
+	ValueSize   int      `json:"val_size"`
+	KeySpace    int      `json:"key_space"`
+	ReadRatio   float64  `json:"read_ratio"`
+	Watchers    int      `json:"watchers"`
 }
 
 // SystemInfo describes one system under test.
@@ -71,6 +73,9 @@ type RunLoad struct {
 	Round  int     `json:"round"`
 	Before float64 `json:"load1_before"`
 	After  float64 `json:"load1_after"`
+	// CPUSeconds is the CPU time (user + system) all the system's server
+	// processes used during the run, from /proc/PID/stat; -1 when unknown.
+	CPUSeconds float64 `json:"cpu_s"`
 }
 
 // loadRange returns the lowest and highest load average seen around runs.
@@ -216,6 +221,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "settings: %d nodes each, %d clients on %d conns, %s, %s per run, %d rounds (A B A B…), key %dB, value %dB\n",
 		s.Nodes, s.Clients, s.Conns, loop, run, s.Rounds, s.KeySize, s.ValueSize)
+	if s.Endpoint > 0 {
+		fmt.Fprintf(&b, "clients sent every request to member %d of each cluster\n", s.Endpoint)
+	}
 	if lo, hi, ok := r.loadRange(); ok {
 		fmt.Fprintf(&b, "load average (1 min) around the runs: %.2f to %.2f on %d cpus\n", lo, hi, m.CPUs)
 	}
@@ -296,6 +304,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(&b, "%s errors:\n  %s\n", c.Name, strings.Join(errs, "\n  "))
 		}
 	}
+	r.writeCPU(&b)
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
 	}
@@ -319,4 +328,55 @@ func trimLines(s string) string {
 		lines[i] = strings.TrimRight(l, " ")
 	}
 	return strings.Join(lines, "\n")
+}
+
+// CPUPer1k returns the CPU-seconds of all a system's servers per 1,000
+// successful requests of a case (all rounds together), or -1 when unknown.
+func (cr *CaseReport) CPUPer1k(system string) float64 {
+	cpu, ops := 0.0, int64(0)
+	for i, run := range cr.Runs {
+		if run.System != system || i >= len(cr.Loads) {
+			continue
+		}
+		if cr.Loads[i].CPUSeconds <= 0 { // unknown (or a report from before it was measured)
+			return -1
+		}
+		cpu += cr.Loads[i].CPUSeconds
+		for _, o := range run.Ops {
+			ops += o.Count
+		}
+	}
+	if ops == 0 {
+		return -1
+	}
+	return cpu / float64(ops) * 1000
+}
+
+// writeCPU writes each case's CPU-seconds per 1,000 requests.
+func (r *Report) writeCPU(b *strings.Builder) {
+	var lines []string
+	for _, c := range r.Cases {
+		e, t := c.CPUPer1k(Etcd), c.CPUPer1k(Tessera)
+		if e < 0 {
+			continue
+		}
+		line := fmt.Sprintf("  %s: etcd %.3f", c.Name, e)
+		if t >= 0 && r.measured(Tessera) {
+			line += fmt.Sprintf(", tessera %.3f, tessera/etcd %s", t, fmtRatio(ratio(t, e)))
+		}
+		lines = append(lines, line)
+	}
+	if len(lines) > 0 {
+		fmt.Fprintf(b, "CPU-seconds of all servers per 1,000 requests (/proc/PID/stat utime+stime around each run):\n%s\n", strings.Join(lines, "\n"))
+	}
+}
+
+// measured reports whether the named system ran.
+func (r *Report) measured(name string) bool {
+	for _, s := range r.Systems {
+		if s.Name == name {
+			return s.Skipped == ""
+		}
+	}
+	return false
 }

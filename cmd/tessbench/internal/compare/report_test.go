@@ -80,7 +80,8 @@ func TestReportTable(t *testing.T) {
 		Cases:    []*CaseReport{cr, alone},
 		Notes:    []string{"a note"},
 	}
-	cr.Loads = []RunLoad{{System: Etcd, Round: 1, Before: 0.5, After: 1.25}, {System: Tessera, Round: 1, Before: -1, After: 2}}
+	// 1000 puts for 0.5 CPU-seconds on etcd, 2000 for 0.6 on Tessera.
+	cr.Loads = []RunLoad{{System: Etcd, Round: 1, Before: 0.5, After: 1.25, CPUSeconds: 0.5}, {System: Tessera, Round: 1, Before: -1, After: 2, CPUSeconds: 0.6}}
 	var buf bytes.Buffer
 	if err := rep.WriteTable(&buf); err != nil {
 		t.Fatal(err)
@@ -99,6 +100,7 @@ func TestReportTable(t *testing.T) {
 		"range-l  put  etcd          500.0",
 		"         put  tessera       -",
 		"note: a note",
+		"  put: etcd 0.500, tessera 0.300, tessera/etcd 0.60x\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
@@ -111,7 +113,7 @@ func TestReportTable(t *testing.T) {
 	if err := rep.WriteTable(&buf); err != nil {
 		t.Fatal(err)
 	}
-	if out := buf.String(); strings.Contains(out, "tessera/etcd") || !strings.Contains(out, "tessera: not measured (no binary)") {
+	if out := buf.String(); strings.Contains(out, "tessera/etcd") || !strings.Contains(out, "tessera: not measured (no binary)") || !strings.Contains(out, "  put: etcd 0.500\n") {
 		t.Errorf("etcd-only table:\n%s", out)
 	}
 
