@@ -3,6 +3,7 @@ package system_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tesseradb/tessera/proto/tesserapb"
@@ -44,6 +46,10 @@ type clusterConfig struct {
 	// are set: it may add flags or set up the data dir (a cleanup it
 	// registers runs after the processes are killed).
 	prepare func(n *node)
+	// clientTLS and peerTLS, if set, make the client and peer URLs https;
+	// the harness's own clients (health, clientv3, Ranges) dial with them.
+	// prepare adds the server's TLS flags (tls_test.go).
+	clientTLS, peerTLS *tls.Config
 }
 
 // cluster is a set of tessera processes started by one test.
@@ -62,6 +68,9 @@ type node struct {
 	dataDir   string
 	logPath   string
 	args      []string
+	// clientTLS and peerTLS are how the harness dials the node (nil:
+	// plaintext).
+	clientTLS, peerTLS *tls.Config
 
 	mu   sync.Mutex
 	proc *process // nil when not running
@@ -100,13 +109,22 @@ func tryNewCluster(t *testing.T, cfg clusterConfig) (*cluster, error) {
 	ports := freePorts(t, 2*cfg.nodes)
 	c := &cluster{t: t}
 	var initial []string
+	clientScheme, peerScheme := "http", "http"
+	if cfg.clientTLS != nil {
+		clientScheme = "https"
+	}
+	if cfg.peerTLS != nil {
+		peerScheme = "https"
+	}
 	for i := range cfg.nodes {
 		n := &node{
 			t:         t,
 			name:      fmt.Sprintf("node%d", i+1),
 			id:        uint64(i + 1),
-			clientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
-			peerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+			clientURL: fmt.Sprintf("%s://127.0.0.1:%d", clientScheme, ports[2*i]),
+			peerURL:   fmt.Sprintf("%s://127.0.0.1:%d", peerScheme, ports[2*i+1]),
+			clientTLS: cfg.clientTLS,
+			peerTLS:   cfg.peerTLS,
 		}
 		n.dataDir = filepath.Join(dir, n.name)
 		n.logPath = filepath.Join(dir, n.name+".log")
@@ -257,7 +275,7 @@ func (c *cluster) awaitRangesServe() {
 // client returns a client of all nodes, closed when the test ends.
 func (c *cluster) client() *clientv3.Client {
 	c.t.Helper()
-	return newClient(c.t, c.endpoints()...)
+	return newTLSClient(c.t, c.nodes[0].clientTLS, c.endpoints()...)
 }
 
 // start starts the node's process with its flags; its output is appended
@@ -417,7 +435,12 @@ func (n *node) health() (healthBody, error) {
 	if err != nil {
 		return body, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := http.DefaultClient
+	if n.clientTLS != nil {
+		hc = &http.Client{Transport: &http.Transport{TLSClientConfig: n.clientTLS}}
+		defer hc.CloseIdleConnections()
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return body, err
 	}
@@ -438,7 +461,7 @@ func (n *node) health() (healthBody, error) {
 // client returns a client of this node only, closed when the test ends.
 func (n *node) client() *clientv3.Client {
 	n.t.Helper()
-	return newClient(n.t, n.clientURL)
+	return newTLSClient(n.t, n.clientTLS, n.clientURL)
 }
 
 // ranges asks the node for its replicas (tesserapb.Internal/Ranges, served
@@ -448,7 +471,11 @@ func (n *node) ranges() (*tesserapb.RangesResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if n.peerTLS != nil {
+		creds = credentials.NewTLS(n.peerTLS)
+	}
+	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, err
 	}
@@ -460,10 +487,17 @@ func (n *node) ranges() (*tesserapb.RangesResponse, error) {
 
 func newClient(t *testing.T, endpoints ...string) *clientv3.Client {
 	t.Helper()
+	return newTLSClient(t, nil, endpoints...)
+}
+
+// newTLSClient is newClient dialing with tlsConf (nil: plaintext).
+func newTLSClient(t *testing.T, tlsConf *tls.Config, endpoints ...string) *clientv3.Client {
+	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
+		TLS:         tlsConf,
 	})
 	if err != nil {
 		t.Fatalf("client of %v: %v", endpoints, err)

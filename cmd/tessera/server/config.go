@@ -65,6 +65,9 @@ type Config struct {
 	// port, as etcd's --enable-pprof.
 	EnablePprof bool
 
+	// TLS of the client and peer ports (tls_wiring.go), etcd's flags.
+	TLS TLSConfig
+
 	Logger *slog.Logger
 }
 
@@ -156,8 +159,8 @@ func hostOf(rawURL string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("server: URL %q: %w", rawURL, err)
 	}
-	if u.Scheme != "http" {
-		return "", fmt.Errorf("server: URL %q: only http is supported (TLS comes later)", rawURL)
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("server: URL %q: scheme must be http or https", rawURL)
 	}
 	return u.Host, nil
 }

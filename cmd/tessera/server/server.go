@@ -22,7 +22,6 @@ import (
 	"github.com/soheilhy/cmux"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tesseradb/tessera/engine"
@@ -61,6 +60,7 @@ type Server struct {
 	peerGRPC           *grpc.Server
 	httpSrv            *http.Server
 	clientMux          cmux.CMux
+	tls                serverTLS // tls_wiring.go
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -97,6 +97,13 @@ func Start(cfg Config) (_ *Server, err error) {
 	if s.eng, err = engine.Open(ecfg); err != nil {
 		return nil, err
 	}
+	if err := s.setupTLS(); err != nil {
+		return nil, err
+	}
+	peerDial, err := s.peerDialOption()
+	if err != nil {
+		return nil, err
+	}
 	if err := s.listen(); err != nil {
 		return nil, err
 	}
@@ -104,7 +111,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	if s.layout, err = s.loadOrComputeLayout(nodes); err != nil {
 		return nil, err
 	}
-	s.nodes = placement.NewNodes(s.self, s.layout.GetNodes(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	s.nodes = placement.NewNodes(s.self, s.layout.GetNodes(), peerDial)
 
 	hcfg := raftgroup.DefaultConfig()
 	hcfg.NodeID = s.self
@@ -122,7 +129,8 @@ func Start(cfg Config) (_ *Server, err error) {
 	hcfg.Registerer = s.reg
 	hcfg.Logger = s.log
 	hcfg.Transport.Resolve = s.nodes.PeerAddr
-	hcfg.Transport.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	hcfg.Transport.DialOptions = []grpc.DialOption{peerDial}
+	hcfg.Transport.AuthorizePeer = s.authorizePeer
 	if s.host, err = raftgroup.NewHost(hcfg); err != nil {
 		return nil, err
 	}
@@ -314,7 +322,7 @@ const grpcOverheadBytes = 512 * 1024
 
 func (s *Server) serve() {
 	// Peer port: raft transport and the internal service.
-	s.peerGRPC = grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))
+	s.peerGRPC = grpc.NewServer(append(s.peerServerOptions(), grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))...)
 	s.host.RegisterService(s.peerGRPC)
 	internal := router.NewInternal(s.router, s.rangeStatus)
 	internal.Self = s.selfInfo
@@ -348,7 +356,7 @@ func (s *Server) serve() {
 	}
 	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	s.clientConns = newTrackingListener(s.clientLis)
-	s.clientMux = cmux.New(s.clientConns)
+	s.clientMux = cmux.New(s.clientListener(s.clientConns))
 	grpcL := s.clientMux.MatchWithWriters(cmux.HTTP2MatchHeaderFieldSendSettings("content-type", "application/grpc"))
 	httpL := s.clientMux.Match(cmux.Any())
 	s.goServe("client grpc", func() error { return s.clientGRPC.Serve(grpcL) })

@@ -1,0 +1,280 @@
+package system_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/tesseradb/tessera/proto/raftrpc"
+)
+
+// tlsCluster is a cluster with client mTLS (--client-cert-auth) and peer
+// mTLS (--peer-client-cert-auth), each side with its own CA, and each
+// node with its own certificates (CN: the node's name).
+type tlsCluster struct {
+	*cluster
+	clientCA, peerCA *testCA
+	// userCert is a client certificate signed by the client CA.
+	userCert, userKey string
+}
+
+func newTLSCluster(t *testing.T, nodes int, splitKeys []string) *tlsCluster {
+	t.Helper()
+	tc := &tlsCluster{clientCA: newTestCA(t, "client-ca"), peerCA: newTestCA(t, "peer-ca")}
+	tc.userCert, tc.userKey = tc.clientCA.issue("user", "tester")
+	// The harness reads Ranges from the peer ports as an operator holding a
+	// peer certificate.
+	opCert, opKey := tc.peerCA.issue("operator", "operator")
+	tc.cluster = newCluster(t, clusterConfig{
+		nodes:     nodes,
+		splitKeys: splitKeys,
+		clientTLS: clientConfig(t, tc.clientCA, tc.userCert, tc.userKey),
+		peerTLS:   clientConfig(t, tc.peerCA, opCert, opKey),
+		prepare: func(n *node) {
+			cc, ck := tc.clientCA.issue(n.name+"-client", n.name)
+			pc, pk := tc.peerCA.issue(n.name+"-peer", n.name)
+			n.args = append(n.args,
+				"--cert-file", cc, "--key-file", ck, "--trusted-ca-file", tc.clientCA.caPath, "--client-cert-auth",
+				"--peer-cert-file", pc, "--peer-key-file", pk, "--peer-trusted-ca-file", tc.peerCA.caPath, "--peer-client-cert-auth",
+			)
+		},
+	})
+	return tc
+}
+
+// TestTLSMutualClientAndPeer runs three processes with client and peer
+// mutual TLS: the cluster forms over peer TLS (raft transport), a write
+// through one node is read through another (forwarding and the TSO over
+// peer TLS) and seen by a watch on a third (range feeds over peer TLS).
+// Clients without TLS, without a certificate, or below TLS 1.2 are refused;
+// etcdctl works with --cacert/--cert/--key.
+func TestTLSMutualClientAndPeer(t *testing.T) {
+	tc := newTLSCluster(t, 3, []string{"m"})
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+
+	w := tc.nodes[2].client().Watch(ctx, "", clientv3.WithPrefix())
+	keys := []string{"a", "z"} // one key in each range
+	for _, k := range keys {
+		if _, err := tc.nodes[0].client().Put(ctx, k, "v-"+k); err != nil {
+			t.Fatalf("put %s through %s: %v", k, tc.nodes[0].name, err)
+		}
+		got, err := tc.nodes[1].client().Get(ctx, k)
+		if err != nil || len(got.Kvs) != 1 || string(got.Kvs[0].Value) != "v-"+k {
+			t.Fatalf("get %s through %s: %v %v", k, tc.nodes[1].name, got, err)
+		}
+	}
+	var seen []string
+	for len(seen) < len(keys) {
+		select {
+		case wr, ok := <-w:
+			if !ok {
+				t.Fatalf("watch through %s ended: %v", tc.nodes[2].name, ctx.Err())
+			}
+			if err := wr.Err(); err != nil {
+				t.Fatalf("watch: %v", err)
+			}
+			for _, ev := range wr.Events {
+				seen = append(seen, string(ev.Kv.Key))
+			}
+		case <-ctx.Done():
+			t.Fatalf("watch saw %v of %v: %v", seen, keys, ctx.Err())
+		}
+	}
+
+	host := strings.TrimPrefix(tc.nodes[0].clientURL, "https://")
+	refused := func(what string, cfg *tls.Config) {
+		t.Helper()
+		endpoint := tc.nodes[0].clientURL
+		if cfg == nil {
+			endpoint = "http://" + host
+		}
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 2 * time.Second, TLS: cfg, Logger: zap.NewNop()})
+		if err != nil {
+			return // refused at dial
+		}
+		defer cli.Close()
+		cctx, ccancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer ccancel()
+		if _, err := cli.Put(cctx, "refused", "x"); err == nil {
+			t.Errorf("%s: put succeeded on a port with client mTLS", what)
+		}
+	}
+	refused("plaintext client", nil)
+	refused("TLS client without a certificate", clientConfig(t, tc.clientCA, "", ""))
+	otherCA := newTestCA(t, "other-ca")
+	oc, ok := otherCA.issue("intruder", "intruder")
+	refused("client with a certificate of another CA", clientConfig(t, tc.clientCA, oc, ok))
+
+	// TLS 1.1 is below the minimum: the handshake fails.
+	old := clientConfig(t, tc.clientCA, tc.userCert, tc.userKey)
+	old.MinVersion, old.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
+	if conn, err := tls.Dial("tcp", host, old); err == nil {
+		conn.Close()
+		t.Errorf("a TLS 1.1 handshake succeeded")
+	}
+	// HTTP (/health) is served over the same TLS port.
+	if h, err := tc.nodes[0].health(); err != nil || h.Health != "true" {
+		t.Errorf("/health over TLS: %+v %v", h, err)
+	}
+
+	bin := etcdctlBin()
+	if _, err := os.Stat(bin); err != nil {
+		t.Logf("skipping the etcdctl part: no etcdctl at %s: %v", bin, err)
+		return
+	}
+	e := &etcdctl{t: t, bin: bin, endpoints: tc.endpoints()}
+	tlsArgs := []string{"--cacert", tc.clientCA.caPath, "--cert", tc.userCert, "--key", tc.userKey}
+	e.ok(append(tlsArgs, "put", "ctl", "over-tls")...)
+	e.expect("ctl\nover-tls\n", append(tlsArgs, "get", "ctl")...)
+	if r := e.run("", "--cacert", tc.clientCA.caPath, "get", "ctl"); r.code == 0 {
+		t.Errorf("etcdctl without a client certificate: %v", r)
+	}
+}
+
+// etcdctlBin is the etcdctl the TLS tests run: TESSERA_ETCDCTL, else etcd
+// 3.7.3's from /work/etcd373, else Debian's.
+func etcdctlBin() string {
+	if bin := os.Getenv("TESSERA_ETCDCTL"); bin != "" {
+		return bin
+	}
+	if _, err := os.Stat("/work/etcd373/etcdctl"); err == nil {
+		return "/work/etcd373/etcdctl"
+	}
+	return "/usr/bin/etcdctl"
+}
+
+// TestTLSPeerIdentity checks that a raft stream is accepted only from the
+// member its certificate names: a peer holding node2's valid certificate
+// that claims to be node3 is refused with PermissionDenied, the same
+// certificate claiming node2 is accepted, and a connection without a
+// client certificate fails its handshake.
+func TestTLSPeerIdentity(t *testing.T) {
+	tc := newTLSCluster(t, 3, nil)
+	target := tc.nodes[0]
+	u, err := url.Parse(target.peerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2cert, n2key := tc.peerCA.dir+"/node2-peer.pem", tc.peerCA.dir+"/node2-peer-key.pem"
+
+	// stream opens a raft stream to node1 presenting cfg's certificate,
+	// sends one empty batch claiming to come from `from`, and returns how
+	// the stream ended (nil: still open after the batch was taken).
+	stream := func(cfg *tls.Config, from uint64) error {
+		conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s, err := raftrpc.NewRaftTransportClient(conn).RaftMessages(ctx)
+		if err != nil {
+			return err
+		}
+		if err := s.Send(&raftrpc.RaftBatch{FromNode: from, ToNode: target.id}); err != nil && !errors.Is(err, context.Canceled) {
+			_, err = s.Recv()
+			return err
+		}
+		// The server refuses at the first batch; a refusal ends the stream
+		// at once, an accepted stream stays open until ctx ends.
+		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+		defer rcancel()
+		done := make(chan error, 1)
+		go func() { _, err := s.Recv(); done <- err }()
+		select {
+		case err := <-done:
+			return err
+		case <-rctx.Done():
+			return nil
+		}
+	}
+	impostor := clientConfig(t, tc.peerCA, n2cert, n2key)
+	err = stream(impostor, 3)
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "certificate of n2") {
+		t.Errorf("node2's certificate claiming node 3: %v; want PermissionDenied naming node 2", err)
+	}
+	if err := stream(clientConfig(t, tc.peerCA, n2cert, n2key), 2); err != nil {
+		t.Errorf("node2's certificate claiming node 2: %v; want the stream accepted", err)
+	}
+	if err := stream(clientConfig(t, tc.peerCA, "", ""), 2); err == nil || status.Code(err) == codes.PermissionDenied {
+		t.Errorf("no client certificate: %v; want a failed handshake", err)
+	}
+	// The cluster is still healthy.
+	for _, n := range tc.nodes {
+		if h, err := n.health(); err != nil || h.Health != "true" {
+			t.Errorf("%s after the forged streams: %+v %v", n.name, h, err)
+		}
+	}
+}
+
+// TestTLSCertificateRotation rotates a node's client and peer certificates
+// on disk: the next connection to each port gets the new certificate, with
+// no restart, and the cluster keeps serving.
+func TestTLSCertificateRotation(t *testing.T) {
+	tc := newTLSCluster(t, 3, nil)
+	n := tc.nodes[0]
+	serial := func(rawURL string, cfg *tls.Config) (*big.Int, error) {
+		u, err := url.Parse(rawURL)
+		if err != nil {
+			return nil, err
+		}
+		conn, err := tls.Dial("tcp", u.Host, cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber, nil
+	}
+	for _, side := range []struct {
+		name, url, file string
+		ca              *testCA
+		cfg             *tls.Config
+	}{
+		{"client", n.clientURL, n.name + "-client", tc.clientCA, n.clientTLS},
+		{"peer", n.peerURL, n.name + "-peer", tc.peerCA, n.peerTLS},
+	} {
+		before, err := serial(side.url, side.cfg)
+		if err != nil {
+			t.Fatalf("%s port: %v", side.name, err)
+		}
+		certPath, keyPath := side.ca.dir+"/"+side.file+".pem", side.ca.dir+"/"+side.file+"-key.pem"
+		want := side.ca.issueTo(certPath, keyPath, n.name)
+		if want.Cmp(before) == 0 {
+			t.Fatal("the new certificate has the old serial")
+		}
+		waitFor(t, opTimeout, side.name+" certificate rotated", func() error {
+			got, err := serial(side.url, side.cfg)
+			if err != nil {
+				return err
+			}
+			if got.Cmp(want) != 0 {
+				return fmt.Errorf("serial %v, want %v", got, want)
+			}
+			return nil
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	// New client connections after the rotation, through every node.
+	for _, m := range tc.nodes {
+		if _, err := newTLSClient(t, m.clientTLS, m.clientURL).Put(ctx, "after-rotation", m.name); err != nil {
+			t.Errorf("put through %s after rotation: %v", m.name, err)
+		}
+	}
+}
