@@ -26,6 +26,13 @@ type testCluster struct {
 
 func startCluster(t *testing.T, n int, split []string) *testCluster {
 	t.Helper()
+	return startClusterWith(t, n, split, "http", nil)
+}
+
+// startClusterWith starts a cluster whose URLs have the given scheme;
+// mutate, if set, adjusts each node's config (its TLS) before it starts.
+func startClusterWith(t *testing.T, n int, split []string, scheme string, mutate func(*server.Config)) *testCluster {
+	t.Helper()
 	dir := t.TempDir()
 	type lis struct{ client, peer net.Listener }
 	ls := make([]lis, n)
@@ -40,7 +47,7 @@ func startCluster(t *testing.T, n int, split []string) *testCluster {
 			t.Fatal(err)
 		}
 		ls[i] = lis{c, p}
-		initial = append(initial, fmt.Sprintf("node%d=http://%s", i+1, p.Addr()))
+		initial = append(initial, fmt.Sprintf("node%d=%s://%s", i+1, scheme, p.Addr()))
 	}
 	tc := &testCluster{}
 	t.Cleanup(func() {
@@ -52,12 +59,15 @@ func startCluster(t *testing.T, n int, split []string) *testCluster {
 		cfg := server.DefaultConfig()
 		cfg.Name = fmt.Sprintf("node%d", i+1)
 		cfg.DataDir = filepath.Join(dir, cfg.Name)
-		clientURL, peerURL := "http://"+l.client.Addr().String(), "http://"+l.peer.Addr().String()
+		clientURL, peerURL := scheme+"://"+l.client.Addr().String(), scheme+"://"+l.peer.Addr().String()
 		cfg.ListenClientURLs, cfg.AdvertiseClientURLs = []string{clientURL}, []string{clientURL}
 		cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []string{peerURL}, []string{peerURL}
 		cfg.InitialCluster = strings.Join(initial, ",")
 		cfg.InitialSplitKeys = split
 		cfg.ClientListener, cfg.PeerListener = l.client, l.peer
+		if mutate != nil {
+			mutate(&cfg)
+		}
 		s, err := server.Start(cfg)
 		if err != nil {
 			t.Fatalf("start %s: %v", cfg.Name, err)

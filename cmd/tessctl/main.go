@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -50,6 +51,9 @@ type globalFlags struct {
 	dialTimeout    time.Duration
 	commandTimeout time.Duration
 	writeOut       string
+	tls            tlsFlags
+	// tlsConfig is built from tls before a command runs (nil: plaintext).
+	tlsConfig *tls.Config
 }
 
 func rootCmd() *cobra.Command {
@@ -66,7 +70,9 @@ func rootCmd() *cobra.Command {
 			if len(g.endpoints) == 0 {
 				return errors.New("tessctl: no --endpoints")
 			}
-			return nil
+			var err error
+			g.tlsConfig, err = g.tls.config()
+			return err
 		},
 	}
 	f := cmd.PersistentFlags()
@@ -74,6 +80,7 @@ func rootCmd() *cobra.Command {
 	f.DurationVar(&g.dialTimeout, "dial-timeout", 2*time.Second, "timeout to connect to the endpoints")
 	f.DurationVar(&g.commandTimeout, "command-timeout", 5*time.Second, "timeout of the whole command, after connecting")
 	f.StringVarP(&g.writeOut, "write-out", "w", "table", "output format: table or json")
+	addTLSFlags(f, &g.tls)
 	cmd.AddCommand(rangesCmd(g), statusCmd(g), checkCmd(g), transferLeaderCmd(g))
 	return cmd
 }

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tesseradb/tessera/proto/raftrpc"
+	"github.com/tesseradb/tessera/tests/testcerts"
 )
 
 // tlsCluster is a cluster with client mTLS (--client-cert-auth) and peer
@@ -27,29 +28,29 @@ import (
 // node with its own certificates (CN: the node's name).
 type tlsCluster struct {
 	*cluster
-	clientCA, peerCA *testCA
+	clientCA, peerCA *testcerts.CA
 	// userCert is a client certificate signed by the client CA.
 	userCert, userKey string
 }
 
 func newTLSCluster(t *testing.T, nodes int, splitKeys []string) *tlsCluster {
 	t.Helper()
-	tc := &tlsCluster{clientCA: newTestCA(t, "client-ca"), peerCA: newTestCA(t, "peer-ca")}
-	tc.userCert, tc.userKey = tc.clientCA.issue("user", "tester")
+	tc := &tlsCluster{clientCA: testcerts.NewCA(t, "client-ca"), peerCA: testcerts.NewCA(t, "peer-ca")}
+	tc.userCert, tc.userKey = tc.clientCA.Issue("user", "tester")
 	// The harness reads Ranges from the peer ports as an operator holding a
 	// peer certificate.
-	opCert, opKey := tc.peerCA.issue("operator", "operator")
+	opCert, opKey := tc.peerCA.Issue("operator", "operator")
 	tc.cluster = newCluster(t, clusterConfig{
 		nodes:     nodes,
 		splitKeys: splitKeys,
-		clientTLS: clientConfig(t, tc.clientCA, tc.userCert, tc.userKey),
-		peerTLS:   clientConfig(t, tc.peerCA, opCert, opKey),
+		clientTLS: testcerts.ClientConfig(t, tc.clientCA, tc.userCert, tc.userKey),
+		peerTLS:   testcerts.ClientConfig(t, tc.peerCA, opCert, opKey),
 		prepare: func(n *node) {
-			cc, ck := tc.clientCA.issue(n.name+"-client", n.name)
-			pc, pk := tc.peerCA.issue(n.name+"-peer", n.name)
+			cc, ck := tc.clientCA.Issue(n.name+"-client", n.name)
+			pc, pk := tc.peerCA.Issue(n.name+"-peer", n.name)
 			n.args = append(n.args,
-				"--cert-file", cc, "--key-file", ck, "--trusted-ca-file", tc.clientCA.caPath, "--client-cert-auth",
-				"--peer-cert-file", pc, "--peer-key-file", pk, "--peer-trusted-ca-file", tc.peerCA.caPath, "--peer-client-cert-auth",
+				"--cert-file", cc, "--key-file", ck, "--trusted-ca-file", tc.clientCA.CAPath, "--client-cert-auth",
+				"--peer-cert-file", pc, "--peer-key-file", pk, "--peer-trusted-ca-file", tc.peerCA.CAPath, "--peer-client-cert-auth",
 			)
 		},
 	})
@@ -115,13 +116,13 @@ func TestTLSMutualClientAndPeer(t *testing.T) {
 		}
 	}
 	refused("plaintext client", nil)
-	refused("TLS client without a certificate", clientConfig(t, tc.clientCA, "", ""))
-	otherCA := newTestCA(t, "other-ca")
-	oc, ok := otherCA.issue("intruder", "intruder")
-	refused("client with a certificate of another CA", clientConfig(t, tc.clientCA, oc, ok))
+	refused("TLS client without a certificate", testcerts.ClientConfig(t, tc.clientCA, "", ""))
+	otherCA := testcerts.NewCA(t, "other-ca")
+	oc, ok := otherCA.Issue("intruder", "intruder")
+	refused("client with a certificate of another CA", testcerts.ClientConfig(t, tc.clientCA, oc, ok))
 
 	// TLS 1.1 is below the minimum: the handshake fails.
-	old := clientConfig(t, tc.clientCA, tc.userCert, tc.userKey)
+	old := testcerts.ClientConfig(t, tc.clientCA, tc.userCert, tc.userKey)
 	old.MinVersion, old.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
 	if conn, err := tls.Dial("tcp", host, old); err == nil {
 		conn.Close()
@@ -138,10 +139,10 @@ func TestTLSMutualClientAndPeer(t *testing.T) {
 		return
 	}
 	e := &etcdctl{t: t, bin: bin, endpoints: tc.endpoints()}
-	tlsArgs := []string{"--cacert", tc.clientCA.caPath, "--cert", tc.userCert, "--key", tc.userKey}
+	tlsArgs := []string{"--cacert", tc.clientCA.CAPath, "--cert", tc.userCert, "--key", tc.userKey}
 	e.ok(append(tlsArgs, "put", "ctl", "over-tls")...)
 	e.expect("ctl\nover-tls\n", append(tlsArgs, "get", "ctl")...)
-	if r := e.run("", "--cacert", tc.clientCA.caPath, "get", "ctl"); r.code == 0 {
+	if r := e.run("", "--command-timeout=3s", "--cacert", tc.clientCA.CAPath, "get", "ctl"); r.code == 0 {
 		t.Errorf("etcdctl without a client certificate: %v", r)
 	}
 }
@@ -170,7 +171,7 @@ func TestTLSPeerIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n2cert, n2key := tc.peerCA.dir+"/node2-peer.pem", tc.peerCA.dir+"/node2-peer-key.pem"
+	n2cert, n2key := tc.peerCA.Dir+"/node2-peer.pem", tc.peerCA.Dir+"/node2-peer-key.pem"
 
 	// stream opens a raft stream to node1 presenting cfg's certificate,
 	// sends one empty batch claiming to come from `from`, and returns how
@@ -204,15 +205,15 @@ func TestTLSPeerIdentity(t *testing.T) {
 			return nil
 		}
 	}
-	impostor := clientConfig(t, tc.peerCA, n2cert, n2key)
+	impostor := testcerts.ClientConfig(t, tc.peerCA, n2cert, n2key)
 	err = stream(impostor, 3)
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "certificate of n2") {
 		t.Errorf("node2's certificate claiming node 3: %v; want PermissionDenied naming node 2", err)
 	}
-	if err := stream(clientConfig(t, tc.peerCA, n2cert, n2key), 2); err != nil {
+	if err := stream(testcerts.ClientConfig(t, tc.peerCA, n2cert, n2key), 2); err != nil {
 		t.Errorf("node2's certificate claiming node 2: %v; want the stream accepted", err)
 	}
-	if err := stream(clientConfig(t, tc.peerCA, "", ""), 2); err == nil || status.Code(err) == codes.PermissionDenied {
+	if err := stream(testcerts.ClientConfig(t, tc.peerCA, "", ""), 2); err == nil || status.Code(err) == codes.PermissionDenied {
 		t.Errorf("no client certificate: %v; want a failed handshake", err)
 	}
 	// The cluster is still healthy.
@@ -243,7 +244,7 @@ func TestTLSCertificateRotation(t *testing.T) {
 	}
 	for _, side := range []struct {
 		name, url, file string
-		ca              *testCA
+		ca              *testcerts.CA
 		cfg             *tls.Config
 	}{
 		{"client", n.clientURL, n.name + "-client", tc.clientCA, n.clientTLS},
@@ -253,8 +254,8 @@ func TestTLSCertificateRotation(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s port: %v", side.name, err)
 		}
-		certPath, keyPath := side.ca.dir+"/"+side.file+".pem", side.ca.dir+"/"+side.file+"-key.pem"
-		want := side.ca.issueTo(certPath, keyPath, n.name)
+		certPath, keyPath := side.ca.Dir+"/"+side.file+".pem", side.ca.Dir+"/"+side.file+"-key.pem"
+		want := side.ca.IssueTo(certPath, keyPath, n.name)
 		if want.Cmp(before) == 0 {
 			t.Fatal("the new certificate has the old serial")
 		}

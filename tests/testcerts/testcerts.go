@@ -1,4 +1,7 @@
-package system_test
+// Package testcerts makes certificate authorities and certificates for
+// tests (crypto/x509, ECDSA P-256), written to files as servers and etcdctl
+// take them.
+package testcerts
 
 import (
 	"crypto/ecdsa"
@@ -16,18 +19,21 @@ import (
 	"time"
 )
 
-// testCA is a certificate authority made by a test (crypto/x509), with its
-// certificate written to caPath for the servers' --trusted-ca-file flags.
-type testCA struct {
-	t      *testing.T
-	dir    string
-	cert   *x509.Certificate
-	key    *ecdsa.PrivateKey
-	caPath string
-	pool   *x509.CertPool
+// CA is a certificate authority made by a test.
+type CA struct {
+	t *testing.T
+	// Dir holds the CA's files and the certificates it issues.
+	Dir string
+	// CAPath is the CA's certificate (for --trusted-ca-file, --cacert).
+	CAPath string
+	// Pool trusts the CA.
+	Pool *x509.CertPool
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
 }
 
-func newTestCA(t *testing.T, name string) *testCA {
+// NewCA makes a CA named name in a temporary directory of t.
+func NewCA(t *testing.T, name string) *CA {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -51,9 +57,9 @@ func newTestCA(t *testing.T, name string) *testCA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca := &testCA{t: t, dir: dir, cert: cert, key: key, caPath: filepath.Join(dir, "ca.pem"), pool: x509.NewCertPool()}
-	ca.pool.AddCert(cert)
-	writePEM(t, ca.caPath, "CERTIFICATE", der)
+	ca := &CA{t: t, Dir: dir, cert: cert, key: key, CAPath: filepath.Join(dir, "ca.pem"), Pool: x509.NewCertPool()}
+	ca.Pool.AddCert(cert)
+	writePEM(t, ca.CAPath, "CERTIFICATE", der)
 	return ca
 }
 
@@ -87,20 +93,20 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 	}
 }
 
-// issue makes a certificate for cn, valid for 127.0.0.1 and localhost as a
+// Issue makes a certificate for cn, valid for 127.0.0.1 and localhost as a
 // server and as a client, and writes it and its key into the CA's
 // directory as <file>.pem and <file>-key.pem. It returns the paths.
-func (ca *testCA) issue(file, cn string) (certPath, keyPath string) {
+func (ca *CA) Issue(file, cn string) (certPath, keyPath string) {
 	ca.t.Helper()
-	certPath = filepath.Join(ca.dir, file+".pem")
-	keyPath = filepath.Join(ca.dir, file+"-key.pem")
-	ca.issueTo(certPath, keyPath, cn)
+	certPath = filepath.Join(ca.Dir, file+".pem")
+	keyPath = filepath.Join(ca.Dir, file+"-key.pem")
+	ca.IssueTo(certPath, keyPath, cn)
 	return certPath, keyPath
 }
 
-// issueTo writes a new certificate and key for cn to the given paths (a
+// IssueTo writes a new certificate and key for cn to the given paths (a
 // rotation when they exist) and returns the certificate's serial number.
-func (ca *testCA) issueTo(certPath, keyPath, cn string) *big.Int {
+func (ca *CA) IssueTo(certPath, keyPath, cn string) *big.Int {
 	ca.t.Helper()
 	key := newKey(ca.t)
 	tmpl := &x509.Certificate{
@@ -126,11 +132,11 @@ func (ca *testCA) issueTo(certPath, keyPath, cn string) *big.Int {
 	return tmpl.SerialNumber
 }
 
-// clientConfig is a TLS client config trusting serverCA and, when
+// ClientConfig is a TLS client config trusting serverCA and, when
 // certPath is set, presenting that certificate.
-func clientConfig(t *testing.T, serverCA *testCA, certPath, keyPath string) *tls.Config {
+func ClientConfig(t *testing.T, serverCA *CA, certPath, keyPath string) *tls.Config {
 	t.Helper()
-	c := &tls.Config{RootCAs: serverCA.pool, MinVersion: tls.VersionTLS12}
+	c := &tls.Config{RootCAs: serverCA.Pool, MinVersion: tls.VersionTLS12}
 	if certPath != "" {
 		cert, err := tls.LoadX509KeyPair(certPath, keyPath)
 		if err != nil {
