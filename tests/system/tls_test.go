@@ -35,6 +35,13 @@ type tlsCluster struct {
 
 func newTLSCluster(t *testing.T, nodes int, splitKeys []string) *tlsCluster {
 	t.Helper()
+	return newTLSClusterPeerCerts(t, nodes, splitKeys, nil)
+}
+
+// newTLSClusterPeerCerts is newTLSCluster where node n presents the peer
+// certificate issued to peerCertOf(n.name) (nil: its own).
+func newTLSClusterPeerCerts(t *testing.T, nodes int, splitKeys []string, peerCertOf func(name string) string) *tlsCluster {
+	t.Helper()
 	tc := &tlsCluster{clientCA: testcerts.NewCA(t, "client-ca"), peerCA: testcerts.NewCA(t, "peer-ca")}
 	tc.userCert, tc.userKey = tc.clientCA.Issue("user", "tester")
 	// The harness reads Ranges from the peer ports as an operator holding a
@@ -48,6 +55,11 @@ func newTLSCluster(t *testing.T, nodes int, splitKeys []string) *tlsCluster {
 		prepare: func(n *node) {
 			cc, ck := tc.clientCA.Issue(n.name+"-client", n.name)
 			pc, pk := tc.peerCA.Issue(n.name+"-peer", n.name)
+			if peerCertOf != nil && peerCertOf(n.name) != n.name {
+				// prepare runs for the nodes in order: the other's exists.
+				other := peerCertOf(n.name)
+				pc, pk = tc.peerCA.Dir+"/"+other+"-peer.pem", tc.peerCA.Dir+"/"+other+"-peer-key.pem"
+			}
 			n.args = append(n.args,
 				"--cert-file", cc, "--key-file", ck, "--trusted-ca-file", tc.clientCA.CAPath, "--client-cert-auth",
 				"--peer-cert-file", pc, "--peer-key-file", pk, "--peer-trusted-ca-file", tc.peerCA.CAPath, "--peer-client-cert-auth",
@@ -277,5 +289,63 @@ func TestTLSCertificateRotation(t *testing.T) {
 		if _, err := newTLSClient(t, m.clientTLS, m.clientURL).Put(ctx, "after-rotation", m.name); err != nil {
 			t.Errorf("put through %s after rotation: %v", m.name, err)
 		}
+	}
+}
+
+// TestTLSPeerWithAnotherNodesCertificate starts node3 with node2's peer
+// certificate (valid, signed by the peer CA): node1 and node2 refuse its
+// raft streams, naming the certificate's member.
+func TestTLSPeerWithAnotherNodesCertificate(t *testing.T) {
+	tc := newTLSClusterPeerCerts(t, 3, nil, func(name string) string {
+		if name == "node3" {
+			return "node2"
+		}
+		return name
+	})
+	for _, n := range tc.nodes[:2] {
+		waitFor(t, startTimeout, n.name+" refusing node3", func() error {
+			log, err := os.ReadFile(n.logPath)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(string(log), "claimed=n3 err=\"server: peer claiming to be n3 presented the certificate of n2\"") {
+				return errors.New("no refusal in the log yet")
+			}
+			return nil
+		})
+	}
+}
+
+// TestTLSAutoTLS runs a node with --auto-tls and --peer-auto-tls: it serves
+// https with a certificate it generated in its data directory, which a
+// client accepts only without verification (as etcd's).
+func TestTLSAutoTLS(t *testing.T) {
+	skipVerify := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
+	c := newCluster(t, clusterConfig{
+		nodes:     1,
+		clientTLS: skipVerify,
+		peerTLS:   skipVerify,
+		prepare: func(n *node) {
+			n.args = append(n.args, "--auto-tls", "--peer-auto-tls")
+		},
+	})
+	n := c.nodes[0]
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if _, err := n.client().Put(ctx, "k", "v"); err != nil {
+		t.Fatalf("put over auto TLS: %v", err)
+	}
+	for _, side := range []string{"client", "peer"} {
+		if _, err := os.Stat(n.dataDir + "/fixtures/" + side + "/cert.pem"); err != nil {
+			t.Errorf("auto TLS %s certificate: %v", side, err)
+		}
+	}
+	u, err := url.Parse(n.clientURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conn, err := tls.Dial("tcp", u.Host, &tls.Config{MinVersion: tls.VersionTLS12}); err == nil {
+		conn.Close()
+		t.Error("a verifying client accepted the self-signed certificate")
 	}
 }
