@@ -2,6 +2,7 @@ package system_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -50,6 +51,9 @@ type clusterConfig struct {
 	// the harness's own clients (health, clientv3, Ranges) dial with them.
 	// prepare adds the server's TLS flags (tls_test.go).
 	clientTLS, peerTLS *tls.Config
+	// binary, if set, is run instead of tessera (etcd, to record its
+	// answers: it takes the same flags but --initial-split-keys).
+	binary string
 }
 
 // cluster is a set of tessera processes started by one test.
@@ -68,6 +72,7 @@ type node struct {
 	dataDir   string
 	logPath   string
 	args      []string
+	bin       string // the binary run: tesseraBin unless the test chose etcd
 	// clientTLS and peerTLS are how the harness dials the node (nil:
 	// plaintext).
 	clientTLS, peerTLS *tls.Config
@@ -125,6 +130,7 @@ func tryNewCluster(t *testing.T, cfg clusterConfig) (*cluster, error) {
 			peerURL:   fmt.Sprintf("%s://127.0.0.1:%d", peerScheme, ports[2*i+1]),
 			clientTLS: cfg.clientTLS,
 			peerTLS:   cfg.peerTLS,
+			bin:       cmp.Or(cfg.binary, tesseraBin),
 		}
 		n.dataDir = filepath.Join(dir, n.name)
 		n.logPath = filepath.Join(dir, n.name+".log")
@@ -167,7 +173,9 @@ func tryNewCluster(t *testing.T, cfg clusterConfig) (*cluster, error) {
 			return nil, err // the cleanup shows the logs
 		}
 	}
-	c.awaitRangesServe()
+	if cfg.binary == "" {
+		c.awaitRangesServe()
+	}
 	return c, nil
 }
 
@@ -291,8 +299,8 @@ func (n *node) start() {
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	fmt.Fprintf(logf, "=== %s: start %s %s\n", time.Now().Format(time.RFC3339Nano), tesseraBin, strings.Join(n.args, " "))
-	cmd := exec.Command(tesseraBin, n.args...)
+	fmt.Fprintf(logf, "=== %s: start %s %s\n", time.Now().Format(time.RFC3339Nano), n.bin, strings.Join(n.args, " "))
+	cmd := exec.Command(n.bin, n.args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
