@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tesseradb/tessera/placement"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
+	"github.com/tesseradb/tessera/tests/testcerts"
 )
 
 func TestParseTLSVersions(t *testing.T) {
@@ -150,5 +152,58 @@ func TestCertNode(t *testing.T) {
 		if err != nil || got != tc.want {
 			t.Errorf("%s: %v %v, want %v", tc.name, got, err, tc.want)
 		}
+	}
+}
+
+// handshake runs a TLS 1.2 handshake (where a refused client certificate
+// fails the handshake itself) between side's server config and a client
+// presenting certFile, over loopback, and returns the server's verdict.
+func handshake(t *testing.T, side *tlsSide, ca *testcerts.CA, certFile, keyFile string) error {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	done := make(chan error, 1)
+	go func() {
+		c, err := lis.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		done <- tls.Server(c, side.serverConfig()).Handshake()
+	}()
+	cfg := testcerts.ClientConfig(t, ca, certFile, keyFile)
+	cfg.MaxVersion = tls.VersionTLS12
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", lis.Addr().String(), cfg)
+	if err == nil {
+		defer conn.Close()
+	}
+	return <-done
+}
+
+// TestPeerAllowedCN: with --peer-cert-allowed-cn only that common name is
+// accepted on a client certificate; without a certificate nothing is.
+func TestPeerAllowedCN(t *testing.T) {
+	ca := testcerts.NewCA(t, "ca")
+	srvCert, srvKey := ca.Issue("server", "server")
+	info := TLSInfo{CertFile: srvCert, KeyFile: srvKey, TrustedCAFile: ca.CAPath, ClientCertAuth: true, AllowedCN: "allowed"}
+	side, err := newTLSSide("peer", info, tlsSettings{minVersion: tls.VersionTLS12}, t.TempDir(), "n1", nil, []string{"h2"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	okCert, okKey := ca.Issue("allowed", "allowed")
+	if err := handshake(t, side, ca, okCert, okKey); err != nil {
+		t.Errorf("allowed CN: %v", err)
+	}
+	badCert, badKey := ca.Issue("other", "other")
+	if err := handshake(t, side, ca, badCert, badKey); err == nil || !strings.Contains(err.Error(), "allowed") {
+		t.Errorf("other CN: %v, want a refusal naming the allowed CN", err)
+	}
+	if err := handshake(t, side, ca, "", ""); err == nil {
+		t.Error("no client certificate: accepted")
 	}
 }
