@@ -359,3 +359,9 @@ func sortedKeys[V any](m map[string]V) []string {
 	slices.Sort(out)
 	return out
 }
+
+// HasRole reports whether user holds role.
+func (s *AuthState) HasRole(user, role string) bool {
+	u, ok := s.users[user]
+	return ok && slices.Contains(u.Roles, role)
+}
