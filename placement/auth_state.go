@@ -18,14 +18,13 @@ import (
 // deterministic (passwords arrive hashed), so every replica of the meta
 // group that applies the same requests in the same order holds the same
 // state. It is pure: no I/O, no locks (the owner serializes calls).
-//
-// Not wired yet (issue #16): the meta group does not replicate it, no
-// Auth service serves it, nothing enforces it. See docs/security.md.
 type AuthState struct {
 	enabled  bool
 	revision uint64
 	users    map[string]*authpb.User
 	roles    map[string]*authpb.Role
+	// tokenKey signs auth tokens (set by the first enable; auth_meta.go).
+	tokenKey []byte
 }
 
 // rootName is the name of etcd's root user and role.

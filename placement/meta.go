@@ -54,12 +54,16 @@ type Meta struct {
 		waiters   map[uint64]chan metaResult
 		results   []metaResultFor
 	}
+	// auth is the auth state (auth_meta.go); its cur is guarded by mu.
+	auth metaAuth
 }
 
 type metaResult struct {
 	prevHighMs, highMs int64
 	// alarms: the alarms an alarm request activated or deactivated.
 	alarms []*etcdpb.AlarmMember
+	// authErr: etcd's error when an auth change was refused.
+	authErr error
 }
 
 type metaResultFor struct {
@@ -130,6 +134,9 @@ func (m *Meta) load() error {
 	default:
 		return errors.New("placement: corrupt TSO high-water mark")
 	}
+	if err := m.loadAuthLocked(); err != nil {
+		return err
+	}
 	return m.loadAlarmsLocked()
 }
 
@@ -183,8 +190,15 @@ func (m *Meta) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 				return fmt.Errorf("placement: meta command at %d: %w", e.GetIndex(), err)
 			}
 		}
+		var authErr error
+		if req := cmd.GetAuthRequest(); len(req) > 0 {
+			var err error
+			if authErr, err = m.applyAuthLocked(b, req, cmd.GetAuthTokenKey()); err != nil {
+				return fmt.Errorf("placement: meta command at %d: %w", e.GetIndex(), err)
+			}
+		}
 		if cmd.GetProposerNode() == uint64(m.node) {
-			m.mu.results = append(m.mu.results, metaResultFor{id: cmd.GetProposalId(), r: metaResult{prevHighMs: prev, highMs: m.mu.highMs, alarms: alarms}})
+			m.mu.results = append(m.mu.results, metaResultFor{id: cmd.GetProposalId(), r: metaResult{prevHighMs: prev, highMs: m.mu.highMs, alarms: alarms, authErr: authErr}})
 		}
 	}
 	return nil

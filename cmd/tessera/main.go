@@ -60,6 +60,7 @@ Flags follow etcd's names and meanings.`,
 	f.Int64Var(&cfg.QuotaBackendBytes, "quota-backend-bytes", cfg.QuotaBackendBytes, "raise the NOSPACE alarm when the data directory grows beyond this size (0: no quota)")
 	f.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "serve Go's runtime profiler under /debug/pprof/ on the client port")
 	addTLSFlags(f, &cfg.TLS)
+	addAuthFlags(f, &cfg.Auth)
 	cmd.AddCommand(devCmd())
 	return cmd
 }

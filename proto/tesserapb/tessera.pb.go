@@ -401,7 +401,14 @@ type MetaCommand struct {
 	TsoHighWaterMs int64 `protobuf:"varint,3,opt,name=tso_high_water_ms,json=tsoHighWaterMs,proto3" json:"tso_high_water_ms,omitempty"`
 	// etcdserverpb.AlarmRequest (ACTIVATE or DEACTIVATE one member's alarm):
 	// alarms are cluster-wide state, as in etcd.
-	AlarmRequest  []byte `protobuf:"bytes,4,opt,name=alarm_request,json=alarmRequest,proto3" json:"alarm_request,omitempty"`
+	AlarmRequest []byte `protobuf:"bytes,4,opt,name=alarm_request,json=alarmRequest,proto3" json:"alarm_request,omitempty"`
+	// etcdserverpb.InternalRaftRequest carrying one Auth change (AuthEnable,
+	// AuthUserAdd with its password already hashed, ...): auth is cluster
+	// state, as in etcd (issue #16).
+	AuthRequest []byte `protobuf:"bytes,5,opt,name=auth_request,json=authRequest,proto3" json:"auth_request,omitempty"`
+	// With auth_request: the key that signs auth tokens, chosen by the
+	// proposer; the first command that brings one keeps it.
+	AuthTokenKey  []byte `protobuf:"bytes,6,opt,name=auth_token_key,json=authTokenKey,proto3" json:"auth_token_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -460,6 +467,20 @@ func (x *MetaCommand) GetTsoHighWaterMs() int64 {
 func (x *MetaCommand) GetAlarmRequest() []byte {
 	if x != nil {
 		return x.AlarmRequest
+	}
+	return nil
+}
+
+func (x *MetaCommand) GetAuthRequest() []byte {
+	if x != nil {
+		return x.AuthRequest
+	}
+	return nil
+}
+
+func (x *MetaCommand) GetAuthTokenKey() []byte {
+	if x != nil {
+		return x.AuthTokenKey
 	}
 	return nil
 }
@@ -1458,6 +1479,120 @@ func (x *TransferLeaderResponse) GetRoutingError() *RoutingError {
 	return nil
 }
 
+// AuthRecord is the meta group's auth state (one system key), as etcd's
+// auth store holds it.
+type AuthRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Enabled       bool                   `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	Revision      uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Users         [][]byte               `protobuf:"bytes,3,rep,name=users,proto3" json:"users,omitempty"` // authpb.User, passwords as bcrypt hashes
+	Roles         [][]byte               `protobuf:"bytes,4,rep,name=roles,proto3" json:"roles,omitempty"` // authpb.Role
+	TokenKey      []byte                 `protobuf:"bytes,5,opt,name=token_key,json=tokenKey,proto3" json:"token_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthRecord) Reset() {
+	*x = AuthRecord{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthRecord) ProtoMessage() {}
+
+func (x *AuthRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthRecord.ProtoReflect.Descriptor instead.
+func (*AuthRecord) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AuthRecord) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *AuthRecord) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *AuthRecord) GetUsers() [][]byte {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *AuthRecord) GetRoles() [][]byte {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *AuthRecord) GetTokenKey() []byte {
+	if x != nil {
+		return x.TokenKey
+	}
+	return nil
+}
+
+type AuthStateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthStateRequest) Reset() {
+	*x = AuthStateRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthStateRequest) ProtoMessage() {}
+
+func (x *AuthStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthStateRequest.ProtoReflect.Descriptor instead.
+func (*AuthStateRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{21}
+}
+
 var File_tesserapb_tessera_proto protoreflect.FileDescriptor
 
 const file_tesserapb_tessera_proto_rawDesc = "" +
@@ -1494,13 +1629,15 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x10compact_revision\x18\x05 \x01(\x03R\x0fcompactRevision\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x06 \x01(\x04R\n" +
-	"generation\"\xa3\x01\n" +
+	"generation\"\xec\x01\n" +
 	"\vMetaCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12#\n" +
 	"\rproposer_node\x18\x02 \x01(\x04R\fproposerNode\x12)\n" +
 	"\x11tso_high_water_ms\x18\x03 \x01(\x03R\x0etsoHighWaterMs\x12#\n" +
-	"\ralarm_request\x18\x04 \x01(\fR\falarmRequest\"\xa3\x02\n" +
+	"\ralarm_request\x18\x04 \x01(\fR\falarmRequest\x12!\n" +
+	"\fauth_request\x18\x05 \x01(\fR\vauthRequest\x12$\n" +
+	"\x0eauth_token_key\x18\x06 \x01(\fR\fauthTokenKey\"\xa3\x02\n" +
 	"\fRoutingError\x121\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1d.tessera.v1.RoutingError.CodeR\x04code\x12\x1f\n" +
 	"\vleader_node\x18\x02 \x01(\x04R\n" +
@@ -1587,14 +1724,23 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\vtarget_node\x18\x02 \x01(\x04R\n" +
 	"targetNode\"W\n" +
 	"\x16TransferLeaderResponse\x12=\n" +
-	"\rrouting_error\x18\x01 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError2\x9a\x03\n" +
+	"\rrouting_error\x18\x01 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"\x8b\x01\n" +
+	"\n" +
+	"AuthRecord\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x14\n" +
+	"\x05users\x18\x03 \x03(\fR\x05users\x12\x14\n" +
+	"\x05roles\x18\x04 \x03(\fR\x05roles\x12\x1b\n" +
+	"\ttoken_key\x18\x05 \x01(\fR\btokenKey\"\x12\n" +
+	"\x10AuthStateRequest2\xdd\x03\n" +
 	"\bInternal\x12B\n" +
 	"\aExecute\x12\x1a.tessera.v1.ExecuteRequest\x1a\x1b.tessera.v1.ExecuteResponse\x126\n" +
 	"\x03Tso\x12\x16.tessera.v1.TsoRequest\x1a\x17.tessera.v1.TsoResponse\x12?\n" +
 	"\x06Ranges\x12\x19.tessera.v1.RangesRequest\x1a\x1a.tessera.v1.RangesResponse\x12=\n" +
 	"\x04Feed\x12\x17.tessera.v1.FeedRequest\x1a\x18.tessera.v1.FeedResponse(\x010\x01\x129\n" +
 	"\x04Hash\x12\x17.tessera.v1.HashRequest\x1a\x18.tessera.v1.HashResponse\x12W\n" +
-	"\x0eTransferLeader\x12!.tessera.v1.TransferLeaderRequest\x1a\".tessera.v1.TransferLeaderResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
+	"\x0eTransferLeader\x12!.tessera.v1.TransferLeaderRequest\x1a\".tessera.v1.TransferLeaderResponse\x12A\n" +
+	"\tAuthState\x12\x1c.tessera.v1.AuthStateRequest\x1a\x16.tessera.v1.AuthRecordB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
 
 var (
 	file_tesserapb_tessera_proto_rawDescOnce sync.Once
@@ -1609,7 +1755,7 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 }
 
 var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_tesserapb_tessera_proto_goTypes = []any{
 	(RoutingError_Code)(0),         // 0: tessera.v1.RoutingError.Code
 	(*RangeDescriptor)(nil),        // 1: tessera.v1.RangeDescriptor
@@ -1632,6 +1778,8 @@ var file_tesserapb_tessera_proto_goTypes = []any{
 	(*HashResponse)(nil),           // 18: tessera.v1.HashResponse
 	(*TransferLeaderRequest)(nil),  // 19: tessera.v1.TransferLeaderRequest
 	(*TransferLeaderResponse)(nil), // 20: tessera.v1.TransferLeaderResponse
+	(*AuthRecord)(nil),             // 21: tessera.v1.AuthRecord
+	(*AuthStateRequest)(nil),       // 22: tessera.v1.AuthStateRequest
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
 	2,  // 0: tessera.v1.ClusterBootstrap.nodes:type_name -> tessera.v1.NodeDescriptor
@@ -1652,14 +1800,16 @@ var file_tesserapb_tessera_proto_depIdxs = []int32{
 	14, // 15: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
 	17, // 16: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
 	19, // 17: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
-	8,  // 18: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	10, // 19: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	13, // 20: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	16, // 21: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	18, // 22: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	20, // 23: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
+	22, // 18: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
+	8,  // 19: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	10, // 20: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	13, // 21: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	16, // 22: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	18, // 23: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	20, // 24: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	21, // 25: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
+	19, // [19:26] is the sub-list for method output_type
+	12, // [12:19] is the sub-list for method input_type
 	12, // [12:12] is the sub-list for extension type_name
 	12, // [12:12] is the sub-list for extension extendee
 	0,  // [0:12] is the sub-list for field type_name
@@ -1676,7 +1826,7 @@ func file_tesserapb_tessera_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

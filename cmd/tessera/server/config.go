@@ -67,6 +67,8 @@ type Config struct {
 
 	// TLS of the client and peer ports (tls_wiring.go), etcd's flags.
 	TLS TLSConfig
+	// Auth is etcd's auth configuration (auth.go); zero means defaults.
+	Auth AuthConfig
 
 	Logger *slog.Logger
 }

@@ -61,6 +61,7 @@ type Server struct {
 	httpSrv            *http.Server
 	clientMux          cmux.CMux
 	tls                serverTLS // tls_wiring.go
+	auth               *nodeAuth // auth.go
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -98,6 +99,9 @@ func Start(cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	if err := s.setupTLS(); err != nil {
+		return nil, err
+	}
+	if err := s.setupAuth(); err != nil {
 		return nil, err
 	}
 	peerDial, err := s.peerDialOption()
@@ -172,10 +176,12 @@ func Start(cfg Config) (_ *Server, err error) {
 		ProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 		MaxRequestBytes:        cfg.MaxRequestBytes,
 		StreamQueue:            cfg.WatchStreamQueue,
+		AuthorizeCreate:        router.WatchAuthorizer(s.auth),
 		Registerer:             s.reg,
 		Logger:                 s.log,
 	})
 	s.serve()
+	s.auth.startRefresh()
 	s.host.Start()
 	s.startDiskMonitor()
 	return s, nil
@@ -329,21 +335,23 @@ func (s *Server) serve() {
 	tesserapb.RegisterInternalServer(s.peerGRPC, internal)
 	// Alarm requests forwarded to the meta group's nodes (maintenance.go).
 	pb.RegisterMaintenanceServer(s.peerGRPC, router.NewMaintenance(s.router, false, s.dataDirSize))
+	pb.RegisterAuthServer(s.peerGRPC, &authServer{a: s.auth}) // changes forwarded to the meta leader
 	s.goServe("peer grpc", func() error { return s.peerGRPC.Serve(s.peerLis) })
 
 	// Client port: etcd's gRPC API and HTTP (/health, /metrics), as etcd.
 	// Never the internal service: it trusts its caller to be a router
 	// (docs/decisions.md, "Listeners").
-	s.clientGRPC = grpc.NewServer(
+	s.clientGRPC = grpc.NewServer(append(s.auth.clientServerOptions(),
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes+grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
-	)
+	)...)
 	pb.RegisterKVServer(s.clientGRPC, s.router)
 	pb.RegisterWatchServer(s.clientGRPC, s.hub)
 	pb.RegisterClusterServer(s.clientGRPC, router.NewCluster(s.router, s.layout.GetClusterId(), internal))
 	s.maint = router.NewMaintenance(s.router, true, s.dataDirSize)
 	pb.RegisterMaintenanceServer(s.clientGRPC, s.maint)
+	pb.RegisterAuthServer(s.clientGRPC, &authServer{a: s.auth, forward: true})
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/health", s.health)
@@ -441,6 +449,9 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		if s.diskMon != nil {
 			s.diskMon.close()
+		}
+		if s.auth != nil {
+			s.auth.close()
 		}
 		if s.clientMux != nil {
 			s.clientMux.Close()
