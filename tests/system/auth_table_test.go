@@ -464,3 +464,51 @@ func TestAuthTableEtcd(t *testing.T) {
 		t.Errorf("%d answers, recorded %d", len(got), len(wantLines))
 	}
 }
+
+// TestEtcdctlAuth drives auth with etcdctl as an operator does (auth
+// enable, user add, role grant-permission --prefix, put --user), and checks
+// that a user without read permission cannot watch, against Tessera and,
+// when present, etcd 3.7.3 (same commands, same outcomes).
+func TestEtcdctlAuth(t *testing.T) {
+	bin := etcdctlBin()
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no etcdctl at %s: %v", bin, err)
+	}
+	systems := map[string]string{"tessera": ""}
+	if _, err := os.Stat("/work/etcd373/etcd"); err == nil {
+		systems["etcd"] = "/work/etcd373/etcd"
+	}
+	for name, binary := range systems {
+		t.Run(name, func(t *testing.T) {
+			cfg := clusterConfig{nodes: 3, splitKeys: []string{"m"}, binary: binary}
+			if binary != "" {
+				cfg.nodes, cfg.splitKeys = 1, nil
+			}
+			c := newCluster(t, cfg)
+			e := &etcdctl{t: t, bin: bin, endpoints: c.endpoints()}
+			e.ok("user", "add", "root:rootpw")
+			e.ok("user", "grant-role", "root", "root")
+			e.ok("role", "add", "reader")
+			e.ok("role", "grant-permission", "reader", "--prefix=true", "read", "r/")
+			e.ok("user", "add", "alice:alicepw")
+			e.ok("user", "grant-role", "alice", "reader")
+			e.ok("auth", "enable")
+			e.ok("--user", "root:rootpw", "put", "r/a", "1")
+			e.expect("r/a\n1\n", "--user", "alice:alicepw", "get", "r/a")
+			e.expectError("etcdserver: permission denied", "--user", "alice:alicepw", "put", "r/a", "2")
+			e.expectError("etcdserver: user name is empty", "put", "r/a", "3")
+			// etcdctl exits 2 when it cannot authenticate (both systems).
+			if r := e.run("", "--user", "alice:wrong", "get", "r/a"); r.code != 2 || !strings.Contains(r.stderr, "Error: etcdserver: authentication failed, invalid user ID or password\n") {
+				t.Errorf("a wrong password: %v", r)
+			}
+			if r := e.run("", "--user", "alice:alicepw", "watch", "w/", "--prefix"); r.code == 0 || !strings.Contains(r.stdout+r.stderr, "permission denied") {
+				t.Errorf("watch without read permission: %v", r)
+			}
+			if r := e.run("", "--user", "alice:alicepw", "role", "grant-permission", "reader", "readwrite", "w/"); r.code == 0 {
+				t.Errorf("a non-root user changed a role: %v", r)
+			}
+			e.ok("--user", "root:rootpw", "auth", "disable")
+			e.ok("put", "r/a", "4")
+		})
+	}
+}
