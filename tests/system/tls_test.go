@@ -359,3 +359,43 @@ func TestTLSAutoTLS(t *testing.T) {
 		t.Error("a verifying client accepted the self-signed certificate")
 	}
 }
+
+// TestAuthClientCertCN: with --client-cert-auth and auth enabled, a client
+// without a token is the user its certificate's common name names, as in
+// etcd.
+func TestAuthClientCertCN(t *testing.T) {
+	tc := newTLSCluster(t, 1, nil)
+	n := tc.nodes[0]
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	cli := n.client() // CN "tester"; auth is off yet
+	for i, step := range []func() error{
+		func() error { _, err := cli.Put(ctx, "r/a", "v"); return err },
+		func() error { _, err := cli.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := cli.RoleAdd(ctx, "reader"); return err },
+		func() error {
+			_, err := cli.RoleGrantPermission(ctx, "reader", "r/", "r0", clientv3.PermissionType(clientv3.PermRead))
+			return err
+		},
+		func() error { _, err := cli.UserAdd(ctx, "tester", "testerpw"); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "tester", "reader"); return err },
+		func() error { _, err := cli.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("setup step %d: %v", i, err)
+		}
+	}
+	tester := newTLSClient(t, n.clientTLS, n.clientURL)
+	if _, err := tester.Get(ctx, "r/a"); err != nil {
+		t.Errorf("CN tester reads r/a: %v", err)
+	}
+	if _, err := tester.Put(ctx, "r/a", "w"); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Errorf("CN tester writes r/a: %v, want permission denied", err)
+	}
+	rc, rk := tc.clientCA.Issue("root-user", "root")
+	root := newTLSClient(t, testcerts.ClientConfig(t, tc.clientCA, rc, rk), n.clientURL)
+	if _, err := root.Put(ctx, "r/a", "w"); err != nil {
+		t.Errorf("CN root writes r/a: %v", err)
+	}
+}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"path/filepath"
 	"slices"
 
+	"github.com/soheilhy/cmux"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -204,3 +206,43 @@ func (s *Server) certNode(cert *x509.Certificate) (raftgroup.NodeID, error) {
 	}
 	return 0, fmt.Errorf("certificate (CN %q) names no member", cert.Subject.CommonName)
 }
+
+// clientTLSServerOptions give the client port's gRPC server the TLS state
+// of each connection, which the TLS listener under cmux has already
+// established: auth takes the client certificate's common name from it.
+func (s *Server) clientTLSServerOptions() []grpc.ServerOption {
+	if s.tls.client == nil {
+		return nil
+	}
+	return []grpc.ServerOption{grpc.Creds(establishedTLS{})}
+}
+
+// establishedTLS is server-side transport credentials for connections that
+// are TLS already: no handshake, only the connection state as AuthInfo.
+type establishedTLS struct{}
+
+func (establishedTLS) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	var tc *tls.Conn
+	switch x := c.(type) {
+	case *cmux.MuxConn:
+		tc, _ = x.Conn.(*tls.Conn)
+	case *tls.Conn:
+		tc = x
+	}
+	if tc == nil {
+		return nil, nil, fmt.Errorf("server: client connection %T is not TLS", c)
+	}
+	return c, credentials.TLSInfo{State: tc.ConnectionState(), CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}, nil
+}
+
+func (establishedTLS) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errors.New("server: establishedTLS is for servers only")
+}
+
+func (establishedTLS) Info() credentials.ProtocolInfo {
+	return credentials.ProtocolInfo{SecurityProtocol: "tls", SecurityVersion: "1.2"}
+}
+
+func (establishedTLS) Clone() credentials.TransportCredentials { return establishedTLS{} }
+
+func (establishedTLS) OverrideServerName(string) error { return nil }
