@@ -6,7 +6,8 @@
 #   scripts/bench-tls.sh [rounds] [total-puts]
 #
 # Env: ETCD_DIR (etcd, benchmark; default /work/etcd373), TESSERA_BIN
-# (default: built from this tree into the work dir), CLIENTS (100), CONNS (10).
+# (default: built from this tree into the work dir), CLIENTS (100), CONNS (10),
+# AUTH=1 to enable auth (simple tokens) and put as root with a password.
 set -euo pipefail
 rounds=${1:-2}
 total=${2:-20000}
@@ -81,7 +82,15 @@ stop() {
 for r in $(seq "$rounds"); do
 	for sys in etcd tessera; do
 		start $sys
-		out=$("$etcd_dir/benchmark" --endpoints "$endpoints" --cacert "$work/ca.pem" --cert "$work/client.pem" --key "$work/client-key.pem" \
+		userflag=()
+		if [[ -n "${AUTH:-}" ]]; then
+			ctl=("$etcd_dir/etcdctl" --endpoints "$endpoints" --cacert "$work/ca.pem" --cert "$work/client.pem" --key "$work/client-key.pem")
+			"${ctl[@]}" user add root:rootpw >/dev/null
+			"${ctl[@]}" user grant-role root root >/dev/null
+			"${ctl[@]}" auth enable >/dev/null
+			userflag=(--user root:rootpw)
+		fi
+		out=$("$etcd_dir/benchmark" "${userflag[@]}" --endpoints "$endpoints" --cacert "$work/ca.pem" --cert "$work/client.pem" --key "$work/client-key.pem" \
 			--clients "$clients" --conns "$conns" put --total "$total" --key-size 8 --val-size 256 --sequential-keys 2>&1)
 		rps=$(grep -m1 'Requests/sec' <<<"$out" | awk '{print $2}')
 		p99=$(grep -m1 '99% in' <<<"$out" | awk '{print $3}')
