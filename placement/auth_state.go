@@ -364,3 +364,14 @@ func (s *AuthState) HasRole(user, role string) bool {
 	u, ok := s.users[user]
 	return ok && slices.Contains(u.Roles, role)
 }
+
+// UserPassword returns a user's stored password hash (shared: do not
+// modify) and whether the user exists. Tokens carry a digest of it, so a
+// password change or a deletion invalidates them, as etcd's do.
+func (s *AuthState) UserPassword(user string) ([]byte, bool) {
+	u, ok := s.users[user]
+	if !ok {
+		return nil, false
+	}
+	return u.Password, true
+}

@@ -155,32 +155,40 @@ func (a *nodeAuth) User(ctx context.Context) (string, error) {
 	return "", nil
 }
 
-// A token is base64url(user).expiry-unix-seconds.base64url(HMAC-SHA256),
-// signed with the cluster's token key: any node verifies it without a
-// round trip.
+// A token is base64url(user).expiry-unix-seconds.base64url(HMAC-SHA256 of
+// both and of the user's password hash), signed with the cluster's token
+// key: any node verifies it without a round trip, and deleting the user or
+// changing its password invalidates it, as in etcd.
 func (a *nodeAuth) issueToken(st *placement.AuthState, user string) (string, error) {
-	if len(st.TokenKey()) == 0 {
-		return "", errors.New("server: no token key yet")
+	pw, ok := st.UserPassword(user)
+	if len(st.TokenKey()) == 0 || !ok {
+		return "", errors.New("server: cannot issue a token yet")
 	}
 	body := base64.RawURLEncoding.EncodeToString([]byte(user)) + "." + strconv.FormatInt(time.Now().Add(a.cfg.TokenTTL).Unix(), 10)
-	return body + "." + sign(st.TokenKey(), body), nil
+	return body + "." + sign(st.TokenKey(), body, pw), nil
 }
 
-func sign(key []byte, body string) string {
+func sign(key []byte, body string, password []byte) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(body))
+	m.Write([]byte{0})
+	m.Write(password)
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 func (a *nodeAuth) verifyToken(st *placement.AuthState, tok string) (string, error) {
 	i := strings.LastIndexByte(tok, '.')
-	if i < 0 || len(st.TokenKey()) == 0 || !hmac.Equal([]byte(tok[i+1:]), []byte(sign(st.TokenKey(), tok[:i]))) {
+	if i < 0 || len(st.TokenKey()) == 0 {
 		return "", rpctypes.ErrGRPCInvalidAuthToken
 	}
 	userPart, expPart, ok := strings.Cut(tok[:i], ".")
 	exp, err := strconv.ParseInt(expPart, 10, 64)
 	user, uerr := base64.RawURLEncoding.DecodeString(userPart)
 	if !ok || err != nil || uerr != nil || time.Now().Unix() >= exp {
+		return "", rpctypes.ErrGRPCInvalidAuthToken
+	}
+	pw, exists := st.UserPassword(string(user))
+	if !exists || !hmac.Equal([]byte(tok[i+1:]), []byte(sign(st.TokenKey(), tok[:i], pw))) {
 		return "", rpctypes.ErrGRPCInvalidAuthToken
 	}
 	return string(user), nil
