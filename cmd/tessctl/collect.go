@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -54,7 +55,10 @@ type clusterView struct {
 func collect(ctx context.Context, g *globalFlags) (*clusterView, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.dialTimeout+g.commandTimeout)
 	defer cancel()
+	user, password, _ := strings.Cut(g.user, ":")
 	cli, err := clientv3.New(clientv3.Config{
+		Username:    user,
+		Password:    password,
 		Endpoints:   g.endpoints,
 		DialTimeout: g.dialTimeout,
 		Logger:      zap.NewNop(),

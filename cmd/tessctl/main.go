@@ -52,6 +52,8 @@ type globalFlags struct {
 	commandTimeout time.Duration
 	writeOut       string
 	tls            tlsFlags
+	// user is etcdctl's --user name[:password] (auth enabled).
+	user string
 	// tlsConfig is built from tls before a command runs (nil: plaintext).
 	tlsConfig *tls.Config
 }
@@ -81,6 +83,7 @@ func rootCmd() *cobra.Command {
 	f.DurationVar(&g.commandTimeout, "command-timeout", 5*time.Second, "timeout of the whole command, after connecting")
 	f.StringVarP(&g.writeOut, "write-out", "w", "table", "output format: table or json")
 	addTLSFlags(f, &g.tls)
+	f.StringVar(&g.user, "user", "", "username[:password] for authentication (with auth enabled, listing members needs a user)")
 	cmd.AddCommand(rangesCmd(g), statusCmd(g), checkCmd(g), transferLeaderCmd(g))
 	return cmd
 }

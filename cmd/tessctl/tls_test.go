@@ -2,8 +2,12 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/tesseradb/tessera/cmd/tessera/server"
 	"github.com/tesseradb/tessera/tests/testcerts"
@@ -40,4 +44,34 @@ func TestTLS(t *testing.T) {
 	if out, stderr, code := tc.tessctl(t, "--cacert", ca.CAPath, "status"); code == 0 {
 		t.Errorf("tessctl without a client certificate succeeded: %s%s", out, stderr)
 	}
+}
+
+// TestAuthUser: with auth enabled, tessctl lists the members as the
+// --user it is given; without one it fails with etcd's error.
+func TestAuthUser(t *testing.T) {
+	tc := startCluster(t, 1, nil)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: tc.endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx := t.Context()
+	if _, err := cli.UserAdd(ctx, "root", "rootpw"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.UserGrantRole(ctx, "root", "root"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.AuthEnable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code := tc.tessctl(t, "status"); code == 0 || !strings.Contains(stderr, "user name is empty") {
+		t.Errorf("status without --user: exit %d, %s%s", code, out, stderr)
+	}
+	eventually(t, 30*time.Second, func() error {
+		if out, stderr, code := tc.tessctl(t, "--dial-timeout", "20s", "--user", "root:rootpw", "status"); code != 0 {
+			return fmt.Errorf("status --user root: exit %d, %s%s", code, out, stderr)
+		}
+		return nil
+	})
 }
