@@ -13,7 +13,7 @@ import (
 // addAuthFlags adds etcd's auth flags (see docs/security.md).
 func addAuthFlags(f *pflag.FlagSet, c *server.AuthConfig) {
 	*c = server.DefaultAuthConfig()
-	f.StringVar(&c.Token, "auth-token", c.Token, "specify auth token type: simple (JWT is not supported yet)")
+	f.StringVar(&c.Token, "auth-token", c.Token, "specify auth token type: simple or jwt,pub-key=...,priv-key=...,sign-method=...[,ttl=...]")
 	f.Var(secondsValue{&c.TokenTTL}, "auth-token-ttl", "the lifetime in seconds of the auth token")
 	f.IntVar(&c.BcryptCost, "bcrypt-cost", c.BcryptCost, "specify bcrypt algorithm cost factor for auth password hashing")
 }

@@ -35,7 +35,8 @@ import (
 // AuthConfig is etcd's auth configuration (--auth-token, --auth-token-ttl,
 // --bcrypt-cost) and this node's auth plumbing.
 type AuthConfig struct {
-	// Token is --auth-token: "simple" (the only kind supported yet).
+	// Token is --auth-token: "simple", or
+	// "jwt,pub-key=FILE,priv-key=FILE,sign-method=RS256|...|ES512[,ttl=DUR]".
 	Token string
 	// TokenTTL is --auth-token-ttl: a token is valid this long after it was
 	// issued (300 s, etcd's default).
@@ -63,8 +64,8 @@ func DefaultAuthConfig() AuthConfig {
 // Validate checks the configuration.
 func (c *AuthConfig) Validate() error {
 	switch {
-	case c.Token != "simple":
-		return fmt.Errorf("server: --auth-token %q: only simple tokens are supported (JWT is not implemented yet)", c.Token)
+	case c.Token != "simple" && !strings.HasPrefix(c.Token, "jwt,"):
+		return fmt.Errorf("server: --auth-token %q: want simple or jwt,pub-key=...,priv-key=...,sign-method=...", c.Token)
 	case c.TokenTTL <= 0:
 		return fmt.Errorf("server: --auth-token-ttl %s must be positive", c.TokenTTL)
 	case c.BcryptCost < bcrypt.MinCost || c.BcryptCost > bcrypt.MaxCost:
@@ -81,6 +82,8 @@ type nodeAuth struct {
 	s   *Server
 	cfg AuthConfig
 	log *slog.Logger
+	// jwt is set with --auth-token jwt,...; nil: simple tokens.
+	jwt *jwtTokens
 	// polled is the state fetched by a node without a meta replica (nil
 	// until the first fetch: then every request is refused).
 	polled atomic.Pointer[placement.AuthState]
@@ -103,6 +106,12 @@ func (s *Server) setupAuth() error {
 		return err
 	}
 	s.auth = &nodeAuth{s: s, cfg: s.cfg.Auth, log: s.log.With("component", "auth"), limLeft: s.cfg.Auth.FailedAuthBurst, stop: make(chan struct{})}
+	if strings.HasPrefix(s.cfg.Auth.Token, "jwt,") {
+		var err error
+		if s.auth.jwt, err = parseJWTOptions(s.cfg.Auth.Token, s.cfg.Auth.TokenTTL); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -141,6 +150,9 @@ func (a *nodeAuth) User(ctx context.Context) (string, error) {
 		st := a.state()
 		if st == nil {
 			return "", errAuthUnknown
+		}
+		if a.jwt != nil {
+			return a.jwt.verify(toks[0])
 		}
 		return a.verifyToken(st, toks[0])
 	}
@@ -381,7 +393,13 @@ func (s *authServer) Authenticate(ctx context.Context, r *pb.AuthenticateRequest
 	s.a.limMu.Lock()
 	s.a.limLeft = min(s.a.cfg.FailedAuthBurst, s.a.limLeft+1)
 	s.a.limMu.Unlock()
-	tok, err := s.a.issueToken(st, r.Name)
+	var tok string
+	var err error
+	if s.a.jwt != nil {
+		tok, err = s.a.jwt.issue(r.Name, st.Revision())
+	} else {
+		tok, err = s.a.issueToken(st, r.Name)
+	}
 	if err != nil {
 		return nil, err
 	}
