@@ -56,9 +56,9 @@ func TestAuthUser(t *testing.T) {
 	}
 	defer cli.Close()
 	ctx := t.Context()
-	if _, err := cli.UserAdd(ctx, "root", "rootpw"); err != nil {
-		t.Fatal(err)
-	}
+	// Until the meta group has elected its leader, changes fail with
+	// etcd's "no leader".
+	eventually(t, 30*time.Second, func() error { _, err := cli.UserAdd(ctx, "root", "rootpw"); return err })
 	if _, err := cli.UserGrantRole(ctx, "root", "root"); err != nil {
 		t.Fatal(err)
 	}

@@ -332,7 +332,11 @@ func (s *authServer) change(ctx context.Context, req *pb.InternalRaftRequest, vi
 		}
 		errs = append(errs, fmt.Errorf("node %s: %w", id, err))
 	}
-	return fmt.Errorf("server: auth change: no meta group leader answered: %w", errors.Join(errs...))
+	if len(errs) == 0 {
+		return rpctypes.ErrGRPCNoLeader // no leader elected yet
+	}
+	s.a.log.Warn("auth change: no meta group leader answered", "err", errors.Join(errs...))
+	return rpctypes.ErrGRPCNoLeader
 }
 
 func (s *authServer) hash(password, hashed string) (string, error) {
