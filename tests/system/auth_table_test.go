@@ -10,6 +10,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -506,6 +508,23 @@ func TestEtcdctlAuth(t *testing.T) {
 			if r := e.run("", "--user", "alice:wrong", "get", "r/a"); r.code != 2 || !strings.Contains(r.stderr, "Error: etcdserver: authentication failed, invalid user ID or password\n") {
 				t.Errorf("a wrong password: %v", r)
 			}
+			if binary == "" {
+				// The failure is counted (and logged without the password).
+				failed := false
+				for _, n := range c.nodes {
+					m, err := httpGet(n.clientURL + "/metrics")
+					if err != nil {
+						t.Fatalf("metrics of %s: %v", n.name, err)
+					}
+					failed = failed || strings.Contains(m, `tessera_auth_authentications_total{result="failed"}`)
+					if log, _ := os.ReadFile(n.logPath); strings.Contains(string(log), "alice:wrong") || strings.Contains(string(log), `"wrong"`) {
+						t.Errorf("%s logged the password", n.name)
+					}
+				}
+				if !failed {
+					t.Error("no node counted the failed authentication")
+				}
+			}
 			if r := e.run("", "--user", "alice:alicepw", "watch", "w/", "--prefix"); r.code == 0 || !strings.Contains(r.stdout+r.stderr, "permission denied") {
 				t.Errorf("watch without read permission: %v", r)
 			}
@@ -627,4 +646,15 @@ func TestAuthJWT(t *testing.T) {
 	if _, err := kv.Put(tctx, &pb.PutRequest{Key: []byte("r/a"), Value: []byte("x")}); answer(err) != "PermissionDenied: etcdserver: permission denied" {
 		t.Errorf("node1's token on node3, a write: %v", err)
 	}
+}
+
+// httpGet returns the body of a plaintext GET.
+func httpGet(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }

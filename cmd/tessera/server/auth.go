@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"golang.org/x/crypto/bcrypt"
@@ -92,6 +93,10 @@ type nodeAuth struct {
 	limLeft float64
 	limLast time.Time
 
+	// authentications counts Authenticate calls by result: ok, failed,
+	// limited (refused by the rate limit without a check).
+	authentications *prometheus.CounterVec
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
@@ -106,6 +111,13 @@ func (s *Server) setupAuth() error {
 		return err
 	}
 	s.auth = &nodeAuth{s: s, cfg: s.cfg.Auth, log: s.log.With("component", "auth"), limLeft: s.cfg.Auth.FailedAuthBurst, stop: make(chan struct{})}
+	s.auth.authentications = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tessera_auth_authentications_total",
+		Help: "Authenticate calls by result: ok, failed, limited (refused by the failed-authentication rate limit).",
+	}, []string{"result"})
+	if err := s.reg.Register(s.auth.authentications); err != nil {
+		return fmt.Errorf("server: register auth metrics: %w", err)
+	}
 	if strings.HasPrefix(s.cfg.Auth.Token, "jwt,") {
 		var err error
 		if s.auth.jwt, err = parseJWTOptions(s.cfg.Auth.Token, s.cfg.Auth.TokenTTL); err != nil {
@@ -385,15 +397,18 @@ func (s *authServer) Authenticate(ctx context.Context, r *pb.AuthenticateRequest
 	if !s.a.allowFailure() {
 		// The bucket is empty: refuse without spending bcrypt on it. A
 		// success gives its token back.
+		s.a.authentications.WithLabelValues("limited").Inc()
 		s.a.log.Warn("authentication refused: too many failures", "user", r.Name, "from", from)
 		return nil, rpctypes.ErrGRPCAuthFailed
 	}
 	if err := st.Authenticate(r.Name, r.Password, func(hash []byte, pw string) bool {
 		return bcrypt.CompareHashAndPassword(hash, []byte(pw)) == nil
 	}); err != nil {
+		s.a.authentications.WithLabelValues("failed").Inc()
 		s.a.log.Warn("authentication failed", "user", r.Name, "from", from) // never the password
 		return nil, err
 	}
+	s.a.authentications.WithLabelValues("ok").Inc()
 	s.a.limMu.Lock()
 	s.a.limLeft = min(s.a.cfg.FailedAuthBurst, s.a.limLeft+1)
 	s.a.limMu.Unlock()
