@@ -1,15 +1,18 @@
 # The README's test command is `make test`; .ci/run calls it.
 GO ?= go
 
-.PHONY: test build proto fuzz bench system differential robustness
+.PHONY: test build proto fuzz bench system differential robustness dashboards
 
 build:
 	$(GO) build ./...
 
-# Unit, integration and system tests, with the race detector on.
+# Unit, integration and system tests, with the race detector on. The
+# output is go test's; it ends with the tests that were skipped and why
+# (scripts/testsummary), with how to install the tools they need.
 test:
 	$(GO) vet ./...
-	$(GO) test -race -timeout 15m ./...
+	$(GO) build -o bin/testsummary ./scripts/testsummary
+	GO=$(GO) bin/testsummary -race -timeout 15m ./...
 
 # Longer fuzzing (the seed corpora run in `make test`).
 fuzz:
@@ -30,6 +33,11 @@ robustness:
 # A long differential run against etcd (needs /usr/bin/etcd).
 differential:
 	$(GO) test -count=1 -timeout 30m ./tests/differential/ -run TestDifferentialTesseraVsEtcd -differential.seeds=30 -differential.ops=1500
+
+# Regenerate the Grafana dashboards (deploy/grafana/*.json) from
+# deploy/grafana/gen; a test in ./deploy checks they are current.
+dashboards:
+	$(GO) run ./deploy/grafana/gen
 
 # Regenerate the internal protobuf code (see proto/README.md).
 proto:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,6 +78,12 @@ type Engine struct {
 	lastSyncReq atomic.Int64
 	syncBusy    atomic.Bool
 	minSync     time.Duration
+	// maint guards manual compactions against Close (compact.go): Pebble
+	// panics on a compaction of a closed DB.
+	maint struct {
+		sync.RWMutex
+		closed bool
+	}
 }
 
 // Open opens (creating if needed) the engine in cfg.Dir.
@@ -124,6 +131,9 @@ func Open(cfg Config) (*Engine, error) {
 
 // Close closes the database.
 func (e *Engine) Close() error {
+	e.maint.Lock()
+	e.maint.closed = true
+	e.maint.Unlock()
 	if err := e.db.Close(); err != nil {
 		return fmt.Errorf("engine: close: %w", err)
 	}
@@ -133,6 +143,10 @@ func (e *Engine) Close() error {
 // WALSyncs returns how many times the write-ahead log has been fsynced since
 // Open.
 func (e *Engine) WALSyncs() uint64 { return e.syncs.walSyncs.Load() }
+
+// DiskSpaceUsage returns the bytes the engine's files take on disk (SSTs,
+// WAL, manifest), as Pebble accounts them.
+func (e *Engine) DiskSpaceUsage() uint64 { return e.db.Metrics().DiskSpaceUsage() }
 
 // Flush flushes memtables to SSTs (tests and shutdown).
 func (e *Engine) Flush() error {

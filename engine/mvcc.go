@@ -243,8 +243,18 @@ type CompactStats struct {
 // through the span and commits a batch every batchSize deletions, so memory is
 // bounded whatever the span's size. Versions above rev are untouched. Reads
 // below rev must be refused by the caller before this runs: the deletion is
-// not atomic across batches.
+// not atomic across batches. Every state between two batches reads, at and
+// above rev, as the state before: a tombstone is deleted only after every
+// version it hides (deleted first, it would bring the key back to life until
+// the next batch, or for good if the process stopped in between).
 func (e *Engine) MVCCCompact(start, end []byte, rev Revision, batchSize int) (CompactStats, error) {
+	return e.MVCCCompactWithProgress(start, end, rev, batchSize, nil)
+}
+
+// MVCCCompactWithProgress is MVCCCompact, calling progress (if not nil) with
+// the deletions of each batch once it is committed, so that a long
+// compaction reports its progress as it goes.
+func (e *Engine) MVCCCompactWithProgress(start, end []byte, rev Revision, batchSize int, progress func(deleted int)) (CompactStats, error) {
 	var st CompactStats
 	if batchSize <= 0 {
 		batchSize = 1024
@@ -262,15 +272,29 @@ func (e *Engine) MVCCCompact(start, end []byte, rev Revision, batchSize int) (Co
 		if b.Empty() || (!force && int(b.Count()) < batchSize) {
 			return nil
 		}
+		n := int(b.Count())
 		if err := b.Commit(false); err != nil {
 			return err
+		}
+		if progress != nil {
+			progress(n)
 		}
 		b.Close()
 		b = e.NewWriteBatch()
 		return nil
 	}
+	del := func(key []byte) error {
+		if err := b.Delete(key); err != nil {
+			return err
+		}
+		st.VersionsDeleted++
+		return flush(false)
+	}
 	var lastPrefix []byte
 	keptOrDropped := false // for lastPrefix: the version at or below rev was handled
+	// tombstone is lastPrefix's tombstone to delete once the versions it
+	// hides are (nil: none).
+	var tombstone []byte
 	for valid := it.First(); valid; valid = it.Next() {
 		prefix, krev, err := DecodeKey(it.Key())
 		if err != nil {
@@ -280,6 +304,12 @@ func (e *Engine) MVCCCompact(start, end []byte, rev Revision, batchSize int) (Co
 			continue
 		}
 		if lastPrefix == nil || string(prefix) != string(lastPrefix) {
+			if tombstone != nil {
+				if err := del(tombstone); err != nil {
+					return st, err
+				}
+				tombstone = nil
+			}
 			lastPrefix = append(lastPrefix[:0], prefix...)
 			keptOrDropped = false
 			st.KeysSeen++
@@ -287,31 +317,32 @@ func (e *Engine) MVCCCompact(start, end []byte, rev Revision, batchSize int) (Co
 		if krev > rev {
 			continue
 		}
-		del := keptOrDropped
-		if !keptOrDropped {
-			keptOrDropped = true
-			raw, err := it.Value()
-			if err != nil {
-				return st, fmt.Errorf("engine: compact: %w", err)
-			}
-			v, err := DecodeValue(raw, true)
-			if err != nil {
+		if keptOrDropped {
+			if err := del(it.Key()); err != nil {
 				return st, err
 			}
-			del = v.Tombstone
+			continue
 		}
-		if del {
-			if err := b.Delete(it.Key()); err != nil {
-				return st, err
-			}
-			st.VersionsDeleted++
-			if err := flush(false); err != nil {
-				return st, err
-			}
+		keptOrDropped = true
+		raw, err := it.Value()
+		if err != nil {
+			return st, fmt.Errorf("engine: compact: %w", err)
+		}
+		v, err := DecodeValue(raw, true)
+		if err != nil {
+			return st, err
+		}
+		if v.Tombstone {
+			tombstone = append([]byte(nil), it.Key()...)
 		}
 	}
 	if err := it.Error(); err != nil {
 		return st, fmt.Errorf("engine: compact: %w", err)
+	}
+	if tombstone != nil {
+		if err := del(tombstone); err != nil {
+			return st, err
+		}
 	}
 	return st, flush(true)
 }

@@ -195,9 +195,21 @@ func TestMVCCCompact(t *testing.T) {
 	if _, ok, _ := MVCCGet(e, []byte("k"), 7); ok {
 		t.Error("k@7 still readable after compaction at 10")
 	}
-	st, err = e.MVCCCompact(nil, nil, 140, 7)
+	// The second compaction reports its progress batch by batch.
+	var batches []int
+	st, err = e.MVCCCompactWithProgress(nil, nil, 140, 7, func(n int) { batches = append(batches, n) })
 	if err != nil {
 		t.Fatal(err)
+	}
+	sum := 0
+	for _, n := range batches {
+		sum += n
+		if n > 7 {
+			t.Errorf("a progress step of %d deletions, above the batch size 7", n)
+		}
+	}
+	if int64(sum) != st.VersionsDeleted || len(batches) != 6 {
+		t.Errorf("progress %v (sum %d), want 6 steps summing to %d", batches, sum, st.VersionsDeleted)
 	}
 	// k: @9 and tombstone @12 dropped (newest <= 140 is @20, kept); many: 39 older versions.
 	if st.VersionsDeleted != 2+39 {

@@ -21,6 +21,7 @@ type TSOClient struct {
 	local     *TSO // nil when this node holds no meta replica
 	nodes     *Nodes
 	metaNodes []raftgroup.NodeID
+	metrics   *tsoClientMetrics
 
 	// highest is the highest timestamp this client has handed out: every
 	// revision at or below it was issued by the TSO (router/internal_validate.go).
@@ -31,6 +32,7 @@ type TSOClient struct {
 		pending  []*tsoWaiter
 		fetching bool
 		hint     raftgroup.NodeID
+		last     raftgroup.NodeID // the last node found serving the TSO
 	}
 }
 
@@ -44,7 +46,7 @@ type tsoWaiter struct {
 // NewTSOClient returns the node's TSO client. local is the node's TSO if it
 // holds a meta replica; metaNodes are the meta group's replicas.
 func NewTSOClient(local *TSO, nodes *Nodes, metaNodes []raftgroup.NodeID) *TSOClient {
-	return &TSOClient{local: local, nodes: nodes, metaNodes: metaNodes}
+	return &TSOClient{local: local, nodes: nodes, metaNodes: metaNodes, metrics: newTSOClientMetrics()}
 }
 
 // tsoCallTimeout bounds one call to the TSO (which may wait for a leader).
@@ -102,8 +104,16 @@ func (c *TSOClient) fetchLoop() {
 			total += w.n
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), tsoCallTimeout)
+		start := time.Now()
 		first, err := c.fetch(ctx, total)
 		cancel()
+		c.metrics.calls.Inc()
+		c.metrics.duration.Observe(time.Since(start).Seconds())
+		c.metrics.batchRequests.Observe(float64(len(batch)))
+		c.metrics.batchStamps.Observe(float64(total))
+		if err != nil {
+			c.metrics.errors.Inc()
+		}
 		next := first
 		for _, w := range batch {
 			w.first, w.err = next, err
@@ -119,6 +129,7 @@ func (c *TSOClient) fetch(ctx context.Context, n int) (engine.Revision, error) {
 	var lastErr error
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
+			c.metrics.retries.Inc()
 			select {
 			case <-ctx.Done():
 				return 0, fmt.Errorf("placement: TSO: %w (last error: %v)", ctx.Err(), lastErr)
@@ -133,6 +144,9 @@ func (c *TSOClient) fetch(ctx context.Context, n int) (engine.Revision, error) {
 				c.setHint(nl.Leader)
 				lastErr = err
 				continue
+			}
+			if err == nil {
+				c.noteServer(target)
 			}
 			return first, err
 		}
@@ -153,6 +167,7 @@ func (c *TSOClient) fetch(ctx context.Context, n int) (engine.Revision, error) {
 			continue
 		}
 		c.setHint(target)
+		c.noteServer(target)
 		return engine.Revision(resp.GetFirst()), nil
 	}
 }
@@ -160,6 +175,16 @@ func (c *TSOClient) fetch(ctx context.Context, n int) (engine.Revision, error) {
 func (c *TSOClient) setHint(id raftgroup.NodeID) {
 	c.mu.Lock()
 	c.mu.hint = id
+	c.mu.Unlock()
+}
+
+// noteServer records the node that served a call, counting changes.
+func (c *TSOClient) noteServer(id raftgroup.NodeID) {
+	c.mu.Lock()
+	if c.mu.last != 0 && id != c.mu.last {
+		c.metrics.leaderChanges.Inc()
+	}
+	c.mu.last = id
 	c.mu.Unlock()
 }
 

@@ -24,6 +24,8 @@ type group struct {
 	// isLeader is this replica's role as of its last Ready with a soft state
 	// (set by the worker that holds the group).
 	isLeader atomic.Bool
+	// leaderChanges counts changes of the known leader (to a non-zero one).
+	leaderChanges atomic.Uint64
 
 	// reads coalesces ReadIndex requests (readindex.go).
 	reads readBatcher

@@ -91,7 +91,7 @@ func NewHost(cfg Config) (*Host, error) {
 	}
 	h := &Host{
 		cfg:     cfg,
-		log:     log.With("node", cfg.NodeID),
+		log:     log.With("node_id", cfg.NodeID),
 		eng:     cfg.Engine,
 		sched:   newScheduler(cfg.MaxGroupsPerRound),
 		metrics: newHostMetrics(cfg.Registerer),
@@ -402,6 +402,15 @@ type Status struct {
 	IsLeader bool
 	Voters   []NodeID
 	Learners []NodeID
+	// ActiveVoters, on a leader, counts the voters (itself included) it
+	// heard from within the last election timeout (raft's RecentActive
+	// under CheckQuorum); 0 on a follower. Groups heartbeat on their own
+	// today; once idle groups quiesce, a quiesced leader must count its
+	// voters as active (it stopped hearing from them on purpose).
+	ActiveVoters int
+	// LeaderChanges counts the changes of the known leader seen by this
+	// replica since it was opened.
+	LeaderChanges uint64
 }
 
 // Status returns a group's status.
@@ -420,9 +429,14 @@ func (h *Host) Status(id GroupID) (Status, error) {
 		Commit:   st.GetCommit(),
 		Applied:  g.storage.appliedState().Index,
 		IsLeader: st.RaftState == raft.StateLeader,
+
+		LeaderChanges: g.leaderChanges.Load(),
 	}
 	for v := range st.Config.Voters.IDs() {
 		s.Voters = append(s.Voters, NodeID(v))
+		if pr, ok := st.Progress[v]; s.IsLeader && ok && (pr.RecentActive || v == st.ID) {
+			s.ActiveVoters++
+		}
 	}
 	for l := range st.Config.Learners {
 		s.Learners = append(s.Learners, NodeID(l))

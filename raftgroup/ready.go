@@ -238,6 +238,7 @@ func (h *Host) observeSoftState(w *readyWork) {
 	changed := g.mu.lastLead != lead || g.mu.lastTerm != w.status.GetTerm() || g.mu.wasLeader != isLeader
 	if g.mu.lastLead != lead && lead != 0 {
 		h.metrics.leaderChanges.Inc()
+		g.leaderChanges.Add(1)
 	}
 	g.mu.lastLead, g.mu.lastTerm, g.mu.wasLeader = lead, w.status.GetTerm(), isLeader
 	g.mu.Unlock()

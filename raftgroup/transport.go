@@ -215,7 +215,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	}
 	t := &Transport{
 		cfg:     cfg,
-		log:     logger.With("component", "raft-transport", "node", cfg.NodeID),
+		log:     logger.With("component", "raft-transport"),
 		metrics: newTransportMetrics(),
 	}
 	if cfg.Registerer != nil {
@@ -294,7 +294,10 @@ func (t *Transport) SendSnapshot(ctx context.Context, to NodeID, h SnapshotHeade
 	if drop := t.dropKnob(); drop != nil && drop(t.cfg.NodeID, to, GroupMessage{Group: h.Group, Message: h.Message}) {
 		return fmt.Errorf("raftgroup: snapshot for %s to %s dropped by testing knob", h.Group, to)
 	}
+	inProgress := t.metrics.snapshotsInProgress.WithLabelValues("send")
+	inProgress.Inc()
 	err := t.sendSnapshot(ctx, to, &h, data)
+	inProgress.Dec()
 	switch {
 	case err == nil:
 		t.metrics.snapshotsSent.WithLabelValues(snapshotResultAccepted).Inc()
@@ -443,6 +446,12 @@ func (t *Transport) peer(id NodeID) *transportPeer {
 		wake:  make(chan struct{}, 1),
 	}
 	t.mu.peers[id] = p
+	// Create the peer's drop series at zero, so that rates and alerts see
+	// them before the first drop.
+	for _, r := range []string{dropReasonQueueFull, dropReasonSendError, dropReasonEncode, dropReasonClosed} {
+		t.metrics.messagesDropped.WithLabelValues(p.label, r)
+	}
+	t.metrics.sendErrors.WithLabelValues(p.label)
 	t.wg.Add(1)
 	go p.run(t.ctx)
 	return p
@@ -572,6 +581,7 @@ func (p *transportPeer) run(ctx context.Context) {
 		backoff  = cfg.ReconnectBackoffMin
 		retryAt  time.Time // no dial before this
 		failures int       // consecutive dial/stream failures
+		quiet    bool      // the first of these failures was a clean shutdown of the peer
 		attempts int       // streams opened or tried
 	)
 	defer func() {
@@ -591,15 +601,26 @@ func (p *transportPeer) run(ctx context.Context) {
 		retryAt = time.Now().Add(backoffJitter(backoff))
 		backoff = min(2*backoff, cfg.ReconnectBackoffMax)
 		failures++
-		if failures == 1 {
+		switch {
+		case failures == 1 && peerClosed(err):
+			// The peer shut down cleanly (its transport closed the
+			// stream): its own log says so; reconnecting fails quietly
+			// until it is back.
+			quiet = true
+			p.log.Debug("raft transport: peer shut down", "err", err)
+		case failures == 1:
+			quiet = false
 			p.log.Warn("raft transport: peer stream failed", "err", err)
-		} else {
+		default:
 			p.log.Debug("raft transport: peer stream failed again", "err", err, "failures", failures)
 		}
 	}
 	for {
 		p.reportUnreachable()
 		if s != nil && s.broken() {
+			if ctx.Err() != nil {
+				return // we are closing: the stream ended with us
+			}
 			// The stream ended while we had nothing to send (the peer
 			// restarted, closed, or rejected us).
 			lived := s.age()
@@ -644,7 +665,11 @@ func (p *transportPeer) run(ctx context.Context) {
 				continue
 			}
 			if failures > 0 {
-				p.log.Info("raft transport: peer stream re-established", "after_failures", failures)
+				if quiet {
+					p.log.Debug("raft transport: peer stream re-established", "after_failures", failures)
+				} else {
+					p.log.Info("raft transport: peer stream re-established", "after_failures", failures)
+				}
 				failures = 0
 			}
 		}
@@ -849,6 +874,13 @@ type transportService struct {
 
 var errClosedStatus = status.Error(codes.Unavailable, ErrTransportClosed.Error())
 
+// peerClosed reports whether a stream error is a peer's transport closing
+// the stream (a clean shutdown), not a failure.
+func peerClosed(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.Unavailable && st.Message() == ErrTransportClosed.Error()
+}
+
 // RaftMessages receives batches from one peer node and delivers them in
 // order. A separate goroutine reads the stream so that Close can end the
 // RPC even while no batch is arriving.
@@ -913,6 +945,7 @@ func (svc *transportService) RaftMessages(stream grpc.BidiStreamingServer[raftrp
 			}
 		}
 		from = d.from
+		t.metrics.receivedBytes.WithLabelValues(peerLabel(from)).Add(float64(proto.Size(b)))
 		if d.invalid > 0 {
 			t.metrics.invalidReceived.Add(float64(d.invalid))
 			t.log.Warn("raft transport: dropped invalid messages", "peer", from, "count", d.invalid, "first_err", d.invalidErr)
@@ -1039,6 +1072,9 @@ func (svc *transportService) Snapshot(stream grpc.ClientStreamingServer[raftrpc.
 	stopOnClose := context.AfterFunc(t.ctx, cancel)
 	defer stopOnClose()
 
+	inProgress := t.metrics.snapshotsInProgress.WithLabelValues("receive")
+	inProgress.Inc()
+	defer inProgress.Dec()
 	pr, pw := io.Pipe()
 	// Unblock the Handler's Read when the stream or the Transport ends.
 	stopPipe := context.AfterFunc(ctx, func() { pr.CloseWithError(fmt.Errorf("raftgroup: snapshot stream: %w", context.Cause(ctx))) })
@@ -1046,7 +1082,7 @@ func (svc *transportService) Snapshot(stream grpc.ClientStreamingServer[raftrpc.
 	t.wg.Add(1) // this RPC is counted, so wg is positive here
 	go func() {
 		defer t.wg.Done()
-		pw.CloseWithError(pumpSnapshot(stream, first.GetData(), pw))
+		pw.CloseWithError(pumpSnapshot(stream, first.GetData(), countingWriter{pw, t.metrics.snapshotReceivedBytes}))
 	}()
 
 	herr := t.cfg.Handler.HandleSnapshot(ctx, from, h, pr)
@@ -1060,6 +1096,18 @@ func (svc *transportService) Snapshot(stream grpc.ClientStreamingServer[raftrpc.
 	}
 	t.metrics.snapshotsReceived.WithLabelValues(snapshotResultAccepted).Inc()
 	return stream.SendAndClose(&raftrpc.SnapshotResponse{Accepted: true})
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n prometheus.Counter
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(float64(n))
+	return n, err
 }
 
 // pumpSnapshot writes the data of a snapshot stream into w: first (the data

@@ -29,11 +29,17 @@ type transportMetrics struct {
 	streamReconnects *prometheus.CounterVec // peer
 
 	messagesReceived *prometheus.CounterVec // peer (the sender)
+	receivedBytes    *prometheus.CounterVec // peer (the sender)
 	invalidReceived  prometheus.Counter
 
 	snapshotsSent     *prometheus.CounterVec // result
 	snapshotsReceived *prometheus.CounterVec // result
 	snapshotSentBytes prometheus.Counter
+
+	// Progress of snapshots (long operations): how many are streaming now,
+	// and the bytes received so far (the rate is the progress).
+	snapshotsInProgress   *prometheus.GaugeVec // direction
+	snapshotReceivedBytes prometheus.Counter
 }
 
 func newTransportMetrics() *transportMetrics {
@@ -48,7 +54,7 @@ func newTransportMetrics() *transportMetrics {
 			Namespace: ns, Subsystem: sub, Name: name, Help: help,
 		})
 	}
-	return &transportMetrics{
+	m := &transportMetrics{
 		messagesSent: counterVec("messages_sent_total",
 			"Raft messages handed to the stream to a peer node.", "peer"),
 		messagesDropped: counterVec("messages_dropped_total",
@@ -63,6 +69,8 @@ func newTransportMetrics() *transportMetrics {
 			"Attempts to open a new stream to a peer node after the previous stream or attempt failed.", "peer"),
 		messagesReceived: counterVec("messages_received_total",
 			"Raft messages received from a peer node and delivered to the handler.", "peer"),
+		receivedBytes: counterVec("received_bytes_total",
+			"Encoded size of the RaftBatches received from a peer node.", "peer"),
 		invalidReceived: counter("invalid_received_total",
 			"Received raft messages or batches dropped as invalid (undecodable, misaddressed)."),
 		snapshotsSent: counterVec("snapshots_sent_total",
@@ -71,14 +79,25 @@ func newTransportMetrics() *transportMetrics {
 			"Snapshots received, by result.", "result"),
 		snapshotSentBytes: counter("snapshot_sent_bytes_total",
 			"Snapshot data bytes sent."),
+		snapshotsInProgress: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "snapshots_in_progress",
+			Help: "Snapshots streaming now, by direction (send or receive).",
+		}, []string{"direction"}),
+		snapshotReceivedBytes: counter("snapshot_received_bytes_total",
+			"Snapshot data bytes received."),
 	}
+	for _, d := range []string{"send", "receive"} {
+		m.snapshotsInProgress.WithLabelValues(d)
+	}
+	return m
 }
 
 func (m *transportMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{
 		m.messagesSent, m.messagesDropped, m.batchesSent, m.sentBytes, m.sendErrors,
 		m.streamReconnects, m.messagesReceived, m.invalidReceived, m.snapshotsSent,
-		m.snapshotsReceived, m.snapshotSentBytes,
+		m.snapshotsReceived, m.snapshotSentBytes, m.receivedBytes, m.snapshotsInProgress,
+		m.snapshotReceivedBytes,
 	}
 }
 

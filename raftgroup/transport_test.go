@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -927,5 +928,78 @@ func TestTransportMetricsRegistration(t *testing.T) {
 	}
 	if err := tr2.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// syncBuffer is a log sink shared by goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// A peer that shuts down cleanly (its Transport closes before its server
+// stops, as a node's Close does) costs its peers no warning, nor does the
+// closing node warn about the streams it ends itself; a peer whose server
+// vanishes without closing its Transport still gets one.
+func TestTransportCleanShutdownIsQuiet(t *testing.T) {
+	for _, clean := range []bool{true, false} {
+		t.Run(fmt.Sprintf("clean=%v", clean), func(t *testing.T) {
+			tn := newTestNet()
+			var log1, log2 syncBuffer
+			withLog := func(b *syncBuffer) func(*TransportConfig) {
+				return func(c *TransportConfig) {
+					c.Logger = slog.New(slog.NewTextHandler(b, nil)).With("node", "n")
+				}
+			}
+			n1 := startNode(t, tn, 1, withLog(&log1))
+			n2 := startNode(t, tn, 2, withLog(&log2))
+			n1.tr.Send(2, GroupMessage{Group: 1, Message: testMsg(1, 2, 0)})
+			n2.tr.Send(1, GroupMessage{Group: 1, Message: testMsg(2, 1, 0)})
+			waitFor(t, n2.h, "n1's message", func() bool { return len(n2.h.indexes(1)) == 1 })
+			waitFor(t, n1.h, "n2's message", func() bool { return len(n1.h.indexes(2)) == 1 })
+			if clean {
+				if err := n2.tr.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n2.stopServer()
+			next := uint64(1)
+			waitFor(t, n1.h, "unreachable after n2 went", func() bool {
+				n1.tr.Send(2, GroupMessage{Group: 1, Message: testMsg(1, 2, next)})
+				next++
+				return len(n1.h.unreachableGroups(2)) > 0
+			})
+			if err := n1.tr.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if !clean {
+				if !strings.Contains(log1.String(), "level=WARN") {
+					t.Fatalf("n1 did not warn about a peer that vanished:\n%s", log1.String())
+				}
+				return
+			}
+			for name, b := range map[string]*syncBuffer{"n1": &log1, "n2": &log2} {
+				for _, line := range strings.Split(b.String(), "\n") {
+					if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+						t.Errorf("%s logged on a clean shutdown: %s", name, line)
+					}
+					if strings.Count(line, " node=") > 1 {
+						t.Errorf("%s: repeated node key: %s", name, line)
+					}
+				}
+			}
+		})
 	}
 }

@@ -112,6 +112,9 @@ func (s *Internal) TransferLeader(ctx context.Context, req *tesserapb.TransferLe
 // group too) and the applied index it is exactly at: replicas at the same
 // applied index must report the same hash (tessctl check compares them).
 func (s *Internal) Hash(ctx context.Context, req *tesserapb.HashRequest) (*tesserapb.HashResponse, error) {
+	if req.GetRevision() > 0 {
+		return s.hashAt(ctx, req) // maintenance_hash.go
+	}
 	self := uint64(s.r.nodes.Self())
 	resp := &tesserapb.HashResponse{NodeId: self, RangeId: req.GetRangeId()}
 	if m := s.r.cfg.Meta; m != nil && req.GetRangeId() == placement.MetaRangeID {

@@ -12,6 +12,13 @@
 // one range for now: a Txn or DeleteRange over several ranges fails with
 // FailedPrecondition naming them.
 //
+// etcd's Maintenance service lives here too (maintenance*.go): alarms and
+// status; Snapshot, a whole-cluster backup read at one revision in the
+// format of backup.go (docs/snapshot.md); HashKV and the periodic
+// corruption check, which compare range replicas at a revision; Defragment
+// and MoveLeader; and the auto-compactor (autocompact.go). A backup in
+// progress holds back compactions through its node (compaction_hold.go).
+//
 // Every error returned to a client is one of etcd's rpctypes errors (errors.go
 // holds the one mapping table), so etcd clients retry and report correctly.
 package router

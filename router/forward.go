@@ -42,6 +42,9 @@ const retryBackoff = 20 * time.Millisecond
 // execute runs a call on the range's leader (or, for a serializable read, on
 // the nearest replica), following routing errors until ctx ends.
 func (r *Router) execute(ctx context.Context, c call) (*pb.ResponseOp, engine.Revision, error) {
+	if err := r.checkCorrupt(ctx); err != nil {
+		return nil, 0, err
+	}
 	desc := c.desc
 	var lastErr error
 	tried := map[raftgroup.NodeID]bool{}
@@ -55,6 +58,7 @@ func (r *Router) execute(ctx context.Context, c call) (*pb.ResponseOp, engine.Re
 		target := r.pickTarget(desc, c.serial, tried)
 		if target == 0 {
 			// Every replica tried: wait for an election and start over.
+			r.metrics.retries.WithLabelValues(retryElection).Inc()
 			tried = map[raftgroup.NodeID]bool{}
 			select {
 			case <-time.After(retryBackoff):
@@ -76,12 +80,16 @@ func (r *Router) execute(ctx context.Context, c call) (*pb.ResponseOp, engine.Re
 		case errors.As(err, &re):
 			switch re.Code {
 			case tesserapb.RoutingError_NOT_LEADER:
+				r.metrics.retries.WithLabelValues(retryNotLeader).Inc()
 				r.cache.SetLeader(desc.GetRangeId(), raftgroup.NodeID(re.LeaderNode))
 				if re.LeaderNode != 0 && !tried[raftgroup.NodeID(re.LeaderNode)] {
 					continue
 				}
 			case tesserapb.RoutingError_STALE_GENERATION, tesserapb.RoutingError_KEY_MISMATCH, tesserapb.RoutingError_RANGE_NOT_FOUND:
 				r.cache.Update(re.Descriptor)
+				if re.Code == tesserapb.RoutingError_RANGE_NOT_FOUND {
+					r.metrics.retries.WithLabelValues(retryRangeNotFound).Inc()
+				}
 				if re.Code != tesserapb.RoutingError_RANGE_NOT_FOUND {
 					// The request must be re-split against the new layout;
 					// ranges do not move yet, so this is a bug or a race with
@@ -91,6 +99,7 @@ func (r *Router) execute(ctx context.Context, c call) (*pb.ResponseOp, engine.Re
 			}
 			r.cache.SetLeader(desc.GetRangeId(), 0)
 		case isTransportError(err):
+			r.metrics.retries.WithLabelValues(retryTransport).Inc()
 			r.cache.SetLeader(desc.GetRangeId(), 0)
 			if (c.write || c.compactRev > 0) && !neverSent(err) {
 				// The leader may have proposed it before the connection
@@ -151,12 +160,14 @@ func (r *Router) pickTarget(desc *tesserapb.RangeDescriptor, serial bool, tried 
 // one through the Internal service.
 func (r *Router) executeOn(ctx context.Context, target raftgroup.NodeID, desc *tesserapb.RangeDescriptor, c call) (*pb.ResponseOp, engine.Revision, error) {
 	if target == r.nodes.Self() {
+		r.metrics.requests.WithLabelValues("local").Inc()
 		rep := r.replicas.Replica(desc.GetRangeId())
 		if rep == nil {
 			return nil, 0, &shard.RoutingError{Code: tesserapb.RoutingError_RANGE_NOT_FOUND, Msg: fmt.Sprintf("range %d not on node %d", desc.GetRangeId(), target)}
 		}
 		return runLocal(ctx, rep, desc.GetGeneration(), c)
 	}
+	r.metrics.requests.WithLabelValues("remote").Inc()
 	req := &tesserapb.ExecuteRequest{
 		RangeId:         desc.GetRangeId(),
 		Generation:      desc.GetGeneration(),

@@ -62,6 +62,17 @@ func (r *Router) rangeReq(ctx context.Context, req *pb.RangeRequest) (*pb.RangeR
 	if err := r.checkLeader(ctx, ranges); err != nil {
 		return nil, err
 	}
+	own := req.GetRevision() == 0 && !req.GetSerializable()
+	for attempt := 0; ; attempt++ {
+		resp, err := r.rangeOnce(ctx, req, ranges)
+		if !retryCompactedRead(err, attempt, own) {
+			return resp, err
+		}
+	}
+}
+
+// rangeOnce serves a validated Range over ranges at one fresh timestamp.
+func (r *Router) rangeOnce(ctx context.Context, req *pb.RangeRequest, ranges []*tesserapb.RangeDescriptor) (*pb.RangeResponse, error) {
 	var readRev engine.Revision
 	if !req.GetSerializable() {
 		var err error
@@ -72,6 +83,7 @@ func (r *Router) rangeReq(ctx context.Context, req *pb.RangeRequest) (*pb.RangeR
 			return nil, rpctypes.ErrGRPCFutureRev
 		}
 	}
+	r.metrics.fanOut.Observe(float64(len(ranges)))
 	if len(ranges) == 1 {
 		op := &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: req}}
 		out, rev, err := r.execute(ctx, call{desc: ranges[0], op: op, readRev: readRev, serial: req.GetSerializable()})
@@ -230,12 +242,19 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	}
 	op := &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: req}}
 	c := call{desc: d, op: op, write: !shard.IsReadOnlyTxn(req)}
-	if !c.write {
-		if c.readRev, err = r.now(ctx); err != nil {
-			return nil, toGRPCError(err)
+	var out *pb.ResponseOp
+	var rev engine.Revision
+	for attempt := 0; ; attempt++ {
+		if !c.write {
+			if c.readRev, err = r.now(ctx); err != nil {
+				return nil, toGRPCError(err)
+			}
+		}
+		out, rev, err = r.execute(ctx, c)
+		if !retryCompactedRead(err, attempt, !c.write) {
+			break
 		}
 	}
-	out, rev, err := r.execute(ctx, c)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -261,6 +280,9 @@ func (r *Router) Compact(ctx context.Context, req *pb.CompactionRequest) (*pb.Co
 	}
 	if req.GetRevision() <= 0 {
 		return nil, rpctypes.ErrGRPCCompacted
+	}
+	if err := r.waitCompactionHolds(ctx, engine.Revision(req.GetRevision())); err != nil {
+		return nil, toGRPCError(err)
 	}
 	ranges := r.cache.Ranges()
 	errs := make([]error, len(ranges))

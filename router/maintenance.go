@@ -31,6 +31,26 @@ type Maintenance struct {
 	forward bool
 	// dbSize returns the node's storage size in bytes (nil: 0).
 	dbSize func() int64
+	// Info, if set, fills the rest of Status (etcdctl endpoint status).
+	Info func() StatusInfo
+	// snapshot, defrag, …: the other Maintenance RPCs (maintenance_*.go).
+	maintenanceExtra
+}
+
+// StatusInfo is what a node reports in Maintenance.Status beyond what the
+// router knows.
+type StatusInfo struct {
+	// Version: etcd's API version with Tessera's as build metadata
+	// ("3.7.3+tessera.0.1.0"); StorageVersion: the data dir's format.
+	Version, StorageVersion string
+	// QuotaBytes is the data size at which the node raises NOSPACE:
+	// --quota-backend-bytes if set, else what the data dir can grow to
+	// before --quota-free-bytes trips (0: no limit).
+	QuotaBytes int64
+	// Raft* describe the meta group's replica on this node (the group that
+	// holds the cluster's metadata, TSO and alarms; its leader is Status's
+	// Leader), or are 0 on a node without one.
+	RaftTerm, RaftIndex, RaftAppliedIndex uint64
 }
 
 var _ pb.MaintenanceServer = (*Maintenance)(nil)
@@ -123,9 +143,15 @@ func (m *Maintenance) RefreshAlarms(ctx context.Context) error {
 }
 
 // Status implements etcd's Maintenance.Status (etcdctl endpoint status):
-// version, storage size, the meta group's leader and the active alarms.
+// version, storage version and size, quota, the meta group's leader and
+// raft state, and the active alarms.
 func (m *Maintenance) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
-	resp := &pb.StatusResponse{Header: m.r.header(0), Version: version.Version}
+	resp := &pb.StatusResponse{Header: m.r.header(0), Version: version.Version, DowngradeInfo: &pb.DowngradeInfo{}}
+	if m.Info != nil {
+		in := m.Info()
+		resp.Version, resp.StorageVersion, resp.DbSizeQuota = in.Version, in.StorageVersion, in.QuotaBytes
+		resp.RaftTerm, resp.RaftIndex, resp.RaftAppliedIndex = in.RaftTerm, in.RaftIndex, in.RaftAppliedIndex
+	}
 	if m.dbSize != nil {
 		resp.DbSize = m.dbSize()
 		resp.DbSizeInUse = resp.DbSize

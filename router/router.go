@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/tesseradb/tessera/placement"
@@ -30,7 +31,9 @@ type Config struct {
 	// until it lands: raft abandons one after an election timeout, so the
 	// node's election timeout (0: 1 s, etcd's default).
 	TransferLeaderRetry time.Duration
-	Logger              *slog.Logger
+	// Registerer, if set, gets the router's metrics (router/metrics.go).
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 }
 
 // Router serves etcd's KV API and the internal service of one node.
@@ -43,8 +46,11 @@ type Router struct {
 	replicas Replicas
 	clock    shard.Clock
 	log      *slog.Logger
+	metrics  *metrics
 	// alarms: what a node without a meta replica last learned (maintenance.go).
 	alarms alarmCache
+	// holds: revisions of backups in progress (compaction_hold.go).
+	holds compactionHolds
 }
 
 // New returns a router.
@@ -52,7 +58,7 @@ func New(cfg Config) *Router {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Router{cfg: cfg, nodes: cfg.Nodes, cache: cfg.Cache, replicas: cfg.Replicas, clock: cfg.Clock, log: cfg.Logger}
+	return &Router{cfg: cfg, nodes: cfg.Nodes, cache: cfg.Cache, replicas: cfg.Replicas, clock: cfg.Clock, log: cfg.Logger, metrics: newMetrics(cfg.Registerer)}
 }
 
 // Cache returns the router's range cache.

@@ -48,6 +48,11 @@ type Config struct {
 	// CompactBatch is the number of deletions per batch of a physical
 	// compaction (1024).
 	CompactBatch int
+	// Metrics are the node's shard metrics (nil: a private, unregistered set).
+	Metrics *Metrics
+	// LoadHalfLife is the half-life of the replica's request rate (Load);
+	// 0: DefaultLoadHalfLife.
+	LoadHalfLife time.Duration
 	Logger       *slog.Logger
 }
 
@@ -89,6 +94,9 @@ type Replica struct {
 		compactNext engine.Revision // physical compaction to run after commit
 	}
 
+	// load is the decaying request rate of this replica (reads and writes).
+	load loadMeter
+
 	compactions chan engine.Revision
 	wg          sync.WaitGroup
 	stop        chan struct{}
@@ -108,6 +116,12 @@ func Open(cfg Config, group raftgroup.GroupID) (*Replica, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.LoadHalfLife <= 0 {
+		cfg.LoadHalfLife = DefaultLoadHalfLife
+	}
 	r := &Replica{
 		cfg:         cfg,
 		group:       group,
@@ -117,6 +131,7 @@ func Open(cfg Config, group raftgroup.GroupID) (*Replica, error) {
 	}
 	r.mu.inflight = make(map[uint64]*proposal)
 	r.mu.changed = make(chan struct{})
+	r.load.halfLife = cfg.LoadHalfLife
 	// Proposal ids only need to be unique among this replica's proposals,
 	// including those of earlier incarnations still in the log.
 	r.mu.nextID = uint64(time.Now().UnixNano())
@@ -250,6 +265,18 @@ type Status struct {
 	AppliedRev engine.Revision
 	Resolved   engine.Revision
 	CompactRev engine.Revision
+}
+
+// Load returns the replica's recent request rate (reads and writes per
+// second, decaying with Config.LoadHalfLife).
+func (r *Replica) Load() float64 { return r.load.rate(time.Now()) }
+
+// PendingWrites returns the writes this replica's leader holds that have not
+// applied yet: waiting for a revision or proposed and not applied.
+func (r *Replica) PendingWrites() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.mu.pending) + len(r.mu.inflight)
 }
 
 // Status returns the replica's status.

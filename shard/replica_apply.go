@@ -2,6 +2,7 @@ package shard
 
 import (
 	"fmt"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -25,6 +26,8 @@ type applyResult struct {
 // log order into b. A command's own failure (an etcd error) is its result and
 // writes nothing; only a corrupt entry or a storage error fails Apply.
 func (r *Replica) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
+	start := time.Now()
+	defer func() { r.cfg.Metrics.applyDuration.Observe(time.Since(start).Seconds()) }()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	touched := false
@@ -226,7 +229,12 @@ func (r *Replica) compactLoop() {
 			return
 		case rev := <-r.compactions:
 			d := r.Descriptor()
-			if _, err := r.cfg.Engine.MVCCCompact(d.GetStartKey(), d.GetEndKey(), rev, r.cfg.CompactBatch); err != nil {
+			r.cfg.Metrics.compactions.Inc()
+			_, err := r.cfg.Engine.MVCCCompactWithProgress(d.GetStartKey(), d.GetEndKey(), rev, r.cfg.CompactBatch,
+				func(deleted int) { r.cfg.Metrics.compactedTotal.Add(float64(deleted)) })
+			r.cfg.Metrics.compactions.Dec()
+			if err != nil {
+				r.cfg.Metrics.compactFailures.Inc()
 				r.log.Error("compaction failed", "revision", rev, "err", err)
 			}
 		}

@@ -47,6 +47,7 @@ const flushTimeout = 5 * time.Second
 // proposed, the next accumulates, so timestamps are always fetched after the
 // writes they are for arrived, and proposals go to raft in revision order.
 func (r *Replica) Write(ctx context.Context, generation uint64, op *pb.RequestOp, compactRev engine.Revision) (*pb.ResponseOp, engine.Revision, error) {
+	start := time.Now()
 	var opb []byte
 	if op != nil {
 		var err error
@@ -75,11 +76,14 @@ func (r *Replica) Write(ctx context.Context, generation uint64, op *pb.RequestOp
 	lead := !r.mu.flushing
 	r.mu.flushing = true
 	r.mu.Unlock()
+	r.cfg.Metrics.writes.Inc()
+	r.load.add(start, 1)
 	if lead {
 		r.flush()
 	}
 	select {
 	case <-p.done:
+		r.cfg.Metrics.observeWrite(start, p.err)
 		return p.resp, p.rev, p.err
 	case <-ctx.Done():
 		return nil, 0, ctx.Err()

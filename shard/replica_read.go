@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/tesseradb/tessera/engine"
 	"github.com/tesseradb/tessera/raftgroup"
@@ -26,15 +28,18 @@ func (r *Replica) Read(ctx context.Context, generation uint64, op *pb.RequestOp,
 		r.mu.Unlock()
 		return nil, 0, err
 	}
+	r.cfg.Metrics.reads.Inc()
+	r.load.add(time.Now(), 1)
 	if serializable {
 		if readRev <= 0 || readRev > r.mu.appliedRev {
 			readRev = r.mu.appliedRev
 		}
 		// A range never written holds the empty state at every revision.
 		readRev = max(readRev, 1)
-		compact := r.mu.compactRev
+		snap, compact := r.readViewLocked()
 		r.mu.Unlock()
-		return r.evaluate(op, readRev, compact)
+		defer snap.Close()
+		return r.evaluate(snap, op, readRev, compact)
 	}
 	if !r.mu.isLeader {
 		err := r.notLeaderLocked()
@@ -49,9 +54,19 @@ func (r *Replica) Read(ctx context.Context, generation uint64, op *pb.RequestOp,
 		return nil, 0, err
 	}
 	r.mu.Lock()
-	compact := r.mu.compactRev
+	snap, compact := r.readViewLocked()
 	r.mu.Unlock()
-	return r.evaluate(op, readRev, compact)
+	defer snap.Close()
+	return r.evaluate(snap, op, readRev, compact)
+}
+
+// readViewLocked returns an engine snapshot together with the compaction
+// revision it must be read against. Taken under r.mu, they agree: the
+// compaction revision moves (in Apply, under r.mu) before its physical
+// compaction starts (after Applied), so no version a read at or above
+// compact needs is missing from snap, whatever compactions apply later.
+func (r *Replica) readViewLocked() (*engine.Snapshot, engine.Revision) {
+	return r.cfg.Engine.NewSnapshot(), r.mu.compactRev
 }
 
 // resolve makes the range resolved at rev, a timestamp the TSO has handed
@@ -59,6 +74,12 @@ func (r *Replica) Read(ctx context.Context, generation uint64, op *pb.RequestOp,
 // appear, and every such write is applied and published here. Only the
 // leader can tell: it fails with NOT_LEADER elsewhere.
 func (r *Replica) resolve(ctx context.Context, rev engine.Revision) error {
+	// A revision the TSO never handed out cannot be resolved: the promise
+	// would cover writes still to come below it (defence in depth; the
+	// internal RPCs refuse such revisions before they get here).
+	if ic, ok := r.cfg.Clock.(interface{ Highest() engine.Revision }); ok && rev > ic.Highest() {
+		return fmt.Errorf("shard: range %d: resolve at %d, above every issued timestamp (%d): %w", r.group, rev, ic.Highest(), rpctypes.ErrGRPCFutureRev)
+	}
 	r.mu.Lock()
 	if !r.mu.isLeader {
 		err := r.notLeaderLocked()
@@ -112,10 +133,18 @@ func (r *Replica) resolve(ctx context.Context, rev engine.Revision) error {
 	return nil
 }
 
-// evaluate runs a read on an engine snapshot.
-func (r *Replica) evaluate(op *pb.RequestOp, readRev, compactRev engine.Revision) (*pb.ResponseOp, engine.Revision, error) {
-	snap := r.cfg.Engine.NewSnapshot()
-	defer snap.Close()
+// evaluate runs a read at readRev on snap, an engine snapshot taken with
+// compactRev (readViewLocked).
+//
+// A read at a revision below the compaction revision is refused, also when
+// the request names no revision and reads at readRev: the physical
+// compaction keeps, per key, only the newest version at or below the
+// compaction revision, which may be above readRev, so the version live at
+// readRev may be gone and the key would be missing from the answer. A
+// linearizable read gets there when a compaction at a revision above its
+// timestamp applied while it waited (the router retries it at a fresh
+// timestamp); etcd, which reads at its current revision, never does.
+func (r *Replica) evaluate(snap *engine.Snapshot, op *pb.RequestOp, readRev, compactRev engine.Revision) (*pb.ResponseOp, engine.Revision, error) {
 	switch req := op.GetRequest().(type) {
 	case *pb.RequestOp_RequestRange:
 		at := readRev
@@ -124,6 +153,8 @@ func (r *Replica) evaluate(op *pb.RequestOp, readRev, compactRev engine.Revision
 				return nil, 0, err
 			}
 			at = rr
+		} else if readRev < compactRev {
+			return nil, 0, rpctypes.ErrGRPCCompacted
 		}
 		resp, err := Range(snap, req.RequestRange, at)
 		if err != nil {
@@ -131,6 +162,9 @@ func (r *Replica) evaluate(op *pb.RequestOp, readRev, compactRev engine.Revision
 		}
 		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseRange{ResponseRange: resp}}, readRev, nil
 	case *pb.RequestOp_RequestTxn:
+		if readRev < compactRev {
+			return nil, 0, rpctypes.ErrGRPCCompacted
+		}
 		resp, err := EvalReadOnlyTxnEnv(snap, req.RequestTxn, readRev, TxnEnv{CompactRev: compactRev, LeaseExists: noLeases})
 		if err != nil {
 			return nil, 0, err

@@ -192,10 +192,14 @@ func writeCheck(w io.Writer, f format, ranges []rangeCheck) error {
 				fmt.Fprintf(tw, "  node %d\t\t-\t-\t-\t-\t%s\n", rep.Node, rep.Error)
 				continue
 			}
-			fmt.Fprintf(tw, "  node %d\t\t%d\t%d\t%d\t%08x\t\n", rep.Node, rep.AppliedIndex, rep.Revision, rep.CompactRevision, rep.Hash)
+			fmt.Fprintf(tw, "  node %d\t\t%d\t%s\t%s\t%08x\t\n", rep.Node, rep.AppliedIndex, formatRevision(rep.Revision), formatRevision(rep.CompactRevision), rep.Hash)
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprint(w, "\nREVISION: the revision the replicas were hashed at; COMPACT: their compaction revision (0: none).\n"+revisionLegend)
+	return err
 }
 
 // revOrDash formats a revision; the meta group has none.
@@ -203,5 +207,5 @@ func revOrDash(meta bool, rev int64) string {
 	if meta {
 		return "-"
 	}
-	return strconv.FormatInt(rev, 10)
+	return formatRevision(rev)
 }

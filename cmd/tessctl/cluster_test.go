@@ -5,22 +5,21 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tesseradb/tessera/cmd/tessera/server"
+	"github.com/tesseradb/tessera/tests/testcluster"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-
-	"github.com/tesseradb/tessera/cmd/tessera/server"
 )
 
-// testCluster is an in-process cluster on loopback, as `tessera dev` runs.
+// testCluster is the in-process test cluster (tests/testcluster), as
+// `tessera dev` runs one, with tessctl pointed at it.
 type testCluster struct {
-	servers   []*server.Server
+	*testcluster.Cluster
 	endpoints []string
 }
 
@@ -30,52 +29,11 @@ func startCluster(t *testing.T, n int, split []string) *testCluster {
 }
 
 // startClusterWith starts a cluster whose URLs have the given scheme;
-// mutate, if set, adjusts each node's config (its TLS) before it starts.
-func startClusterWith(t *testing.T, n int, split []string, scheme string, mutate func(*server.Config)) *testCluster {
+// configure, if set, adjusts each node's config (its TLS) before it starts.
+func startClusterWith(t *testing.T, n int, split []string, scheme string, configure func(*server.Config)) *testCluster {
 	t.Helper()
-	dir := t.TempDir()
-	type lis struct{ client, peer net.Listener }
-	ls := make([]lis, n)
-	var initial []string
-	for i := range ls {
-		c, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls[i] = lis{c, p}
-		initial = append(initial, fmt.Sprintf("node%d=%s://%s", i+1, scheme, p.Addr()))
-	}
-	tc := &testCluster{}
-	t.Cleanup(func() {
-		for _, s := range tc.servers {
-			s.Close()
-		}
-	})
-	for i, l := range ls {
-		cfg := server.DefaultConfig()
-		cfg.Name = fmt.Sprintf("node%d", i+1)
-		cfg.DataDir = filepath.Join(dir, cfg.Name)
-		clientURL, peerURL := scheme+"://"+l.client.Addr().String(), scheme+"://"+l.peer.Addr().String()
-		cfg.ListenClientURLs, cfg.AdvertiseClientURLs = []string{clientURL}, []string{clientURL}
-		cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []string{peerURL}, []string{peerURL}
-		cfg.InitialCluster = strings.Join(initial, ",")
-		cfg.InitialSplitKeys = split
-		cfg.ClientListener, cfg.PeerListener = l.client, l.peer
-		if mutate != nil {
-			mutate(&cfg)
-		}
-		s, err := server.Start(cfg)
-		if err != nil {
-			t.Fatalf("start %s: %v", cfg.Name, err)
-		}
-		tc.servers = append(tc.servers, s)
-		tc.endpoints = append(tc.endpoints, clientURL)
-	}
-	return tc
+	c := testcluster.Start(t, testcluster.Options{Nodes: n, SplitKeys: split, Scheme: scheme, Configure: configure})
+	return &testCluster{Cluster: c, endpoints: c.Endpoints()}
 }
 
 // tessctl runs tessctl against the cluster.
@@ -188,8 +146,9 @@ func TestAgainstCluster(t *testing.T) {
 	}
 
 	out, stderr, code := tc.tessctl(t, "ranges")
-	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	if code != 0 || stderr != "" || len(lines) != 6 {
+	table, legend, _ := strings.Cut(out, "\n\n")
+	lines := strings.Split(table, "\n")
+	if code != 0 || stderr != "" || len(lines) != 6 || !strings.HasPrefix(legend, "RESOLVED: ") {
 		t.Fatalf("ranges: exit status %d, stderr %q, stdout:\n%s", code, stderr, out)
 	}
 	col := strings.Index(lines[0], "REPLICAS")
@@ -229,7 +188,7 @@ func TestAgainstCluster(t *testing.T) {
 
 	// Stop node 3: status reports it and fails; ranges lists every range,
 	// led by the others once they have elected leaders.
-	tc.servers[2].Close()
+	tc.Stop(2)
 	out, stderr, code = tc.tessctl(t, "status", "-w", "json")
 	nodes = decodeNodes(t, out)
 	if code != 1 || len(nodes) != 3 || nodes[2].Healthy || nodes[2].Replicas != nil || !nodes[0].Healthy || !nodes[1].Healthy {

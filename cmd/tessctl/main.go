@@ -7,6 +7,10 @@
 //	tessctl --endpoints http://127.0.0.1:2379 status [-w table|json]
 //	tessctl --endpoints http://127.0.0.1:2379 check [--timeout 30s] [-w table|json]
 //	tessctl --endpoints http://127.0.0.1:2379 transfer-leader --range N --to NODE
+//	tessctl version
+//	tessctl --endpoints http://127.0.0.1:2379 snapshot save FILE
+//	tessctl snapshot status FILE [-w table|json]
+//	tessctl snapshot restore FILE --name NAME --data-dir DIR --initial-cluster n0=URL,… --initial-advertise-peer-urls URL
 package main
 
 import (
@@ -27,13 +31,13 @@ func main() {
 
 // run runs tessctl with args and returns its exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cmd := rootCmd()
+	cmd, g := rootCmd()
 	cmd.SetArgs(args)
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
 	if err := cmd.ExecuteContext(ctx); err != nil {
 		if !errors.Is(err, errReported) {
-			fmt.Fprintln(stderr, "Error:", err)
+			fmt.Fprintln(stderr, "Error:", withHint(err, g.endpoints))
 		}
 		return 1
 	}
@@ -58,7 +62,7 @@ type globalFlags struct {
 	tlsConfig *tls.Config
 }
 
-func rootCmd() *cobra.Command {
+func rootCmd() (*cobra.Command, *globalFlags) {
 	g := &globalFlags{}
 	cmd := &cobra.Command{
 		Use:           "tessctl",
@@ -84,8 +88,8 @@ func rootCmd() *cobra.Command {
 	f.StringVarP(&g.writeOut, "write-out", "w", "table", "output format: table or json")
 	addTLSFlags(f, &g.tls)
 	f.StringVar(&g.user, "user", "", "username[:password] for authentication (with auth enabled, listing members needs a user)")
-	cmd.AddCommand(rangesCmd(g), statusCmd(g), checkCmd(g), transferLeaderCmd(g))
-	return cmd
+	cmd.AddCommand(rangesCmd(g), statusCmd(g), checkCmd(g), transferLeaderCmd(g), versionCmd(), snapshotCmd(g))
+	return cmd, g
 }
 
 func rangesCmd(g *globalFlags) *cobra.Command {

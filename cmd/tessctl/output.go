@@ -45,10 +45,18 @@ func writeRanges(w io.Writer, f format, ranges []rangeInfo) error {
 		if r.Meta {
 			id, span = "meta", "-"
 		}
+		resolved := "-"
+		if r.ResolvedRevision != nil {
+			resolved = formatRevision(*r.ResolvedRevision)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n",
-			id, span, joinIDs(r.Replicas), nodeOrDash(r.Leader), r.Term, orDash(r.AppliedIndex), orDash(r.ResolvedRevision))
+			id, span, joinIDs(r.Replicas), nodeOrDash(r.Leader), r.Term, orDash(r.AppliedIndex), resolved)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprint(w, "\nRESOLVED: no write at or below this revision can still appear in the range (the leader's view).\n"+revisionLegend)
+	return err
 }
 
 // writeStatus writes the nodes as an aligned table or as JSON

@@ -42,10 +42,12 @@ func TestWriteRangesTable(t *testing.T) {
 	}
 	want := `RANGE  SPAN        REPLICAS  LEADER  TERM  APPLIED  RESOLVED
 meta   -           1,2,3     1       2     17       -
-2      ["", "g")   1,2,3     2       3     1034     470620909530775552
+2      ["", "g")   1,2,3     2       3     1034     2026-11-21T15:51:36.733Z
 3      ["g", "n")  1,2,3     -       4     -        -
 10     ["n", "")   1,2,3     3       12    -        -
-`
+
+RESOLVED: no write at or below this revision can still appear in the range (the leader's view).
+` + revisionLegend
 	if b.String() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
 	}

@@ -11,12 +11,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tesseradb/tessera/cmd/buildinfo"
 	"github.com/tesseradb/tessera/cmd/tessera/server"
 )
 
 func main() {
 	if err := rootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "tessera:", err)
+		// Cobra prints nothing (SilenceErrors): the error is shown once.
+		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}
 }
@@ -31,16 +33,25 @@ func rootCmd() *cobra.Command {
 		Long: `tessera runs one node of a Tessera cluster. With no flags it is a one-node
 cluster serving etcd's API on 127.0.0.1:2379 with its data in ./default.tessera.
 Flags follow etcd's names and meanings.`,
-		SilenceUsage: true,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       buildinfo.Version,
+		Args:          cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg.Logger = newLogger(logLevel)
+			logger, err := newLogger(logLevel)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = logger
 			cfg.InitialCluster = initialCluster
-			if !cmd.Flags().Changed("data-dir") {
+			if cfg.DataDir == "" {
 				cfg.DataDir = cfg.Name + ".tessera"
 			}
 			return runNode(cfg)
 		},
 	}
+	cmd.SetVersionTemplate(buildinfo.Lines("Tessera"))
+	cfg.DataDir = "" // shown as ${name}.tessera in the help, set in RunE
 	f := cmd.Flags()
 	f.StringVar(&cfg.Name, "name", cfg.Name, "human-readable name for this member")
 	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "path to the data directory (default ${name}.tessera)")
@@ -55,22 +66,55 @@ Flags follow etcd's names and meanings.`,
 	f.StringSliceVar(&cfg.InitialSplitKeys, "initial-split-keys", nil, "keys at which the keyspace is cut into initial ranges (k1,k2,...)")
 	f.DurationVar(&cfg.TickInterval, "heartbeat-interval", cfg.TickInterval, "time of a raft tick (heartbeat interval)")
 	f.IntVar(&cfg.ElectionTicks, "election-ticks", cfg.ElectionTicks, "election timeout in ticks")
-	f.StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error, panic or fatal (as etcd's; panic and fatal log nothing but a failure to start)")
 	f.Int64Var(&cfg.QuotaFreeBytes, "quota-free-bytes", cfg.QuotaFreeBytes, "raise the NOSPACE alarm (refusing puts) when the data directory's file system has less free space than this (0: never)")
 	f.Int64Var(&cfg.QuotaBackendBytes, "quota-backend-bytes", cfg.QuotaBackendBytes, "raise the NOSPACE alarm when the data directory grows beyond this size (0: no quota)")
 	f.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "serve Go's runtime profiler under /debug/pprof/ on the client port")
 	addTLSFlags(f, &cfg.TLS)
 	addAuthFlags(f, &cfg.Auth)
-	cmd.AddCommand(devCmd())
+	f.BoolVar(&cfg.EnableGRPCGateway, "enable-grpc-gateway", cfg.EnableGRPCGateway, "serve etcd's HTTP/JSON gateway under /v3/ on the client port")
+	f.DurationVar(&cfg.CorruptCheckTime, "corrupt-check-time", cfg.CorruptCheckTime, "duration between corruption check passes (compare range replicas, raise CORRUPT); 0 disables")
+	f.DurationVar(&cfg.CorruptCheckTime, "experimental-corrupt-check-time", cfg.CorruptCheckTime, "deprecated name of --corrupt-check-time")
+	_ = f.MarkHidden("experimental-corrupt-check-time")
+	f.StringVar(&cfg.AutoCompactionMode, "auto-compaction-mode", cfg.AutoCompactionMode, "interpret --auto-compaction-retention as: periodic (a duration, or hours) or revision (a number of writes)")
+	f.StringVar(&cfg.AutoCompactionRetention, "auto-compaction-retention", cfg.AutoCompactionRetention, "auto compaction retention; 0 disables")
+	f.IntVar(&cfg.MetricsTopRanges, "metrics-top-ranges", cfg.MetricsTopRanges, "number of this node's busiest ranges that get per-range series on /metrics (0: none)")
+	cmd.AddCommand(devCmd(), versionCmd())
 	return cmd
 }
 
-func newLogger(level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
-		l = slog.LevelWarn
+// versionCmd is `tessera version`, the same text as `tessera --version`.
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of Tessera and of the etcd API it serves",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprint(cmd.OutOrStdout(), buildinfo.Lines("Tessera"))
+		},
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// newLogger returns a text logger on stderr at etcd's --log-level. slog
+// has no panic or fatal level: those keep only what is above error (a
+// failure to start is returned, not logged).
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	switch strings.ToLower(level) {
+	case "debug":
+		l = slog.LevelDebug
+	case "info":
+		l = slog.LevelInfo
+	case "warn":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	case "panic", "fatal":
+		l = slog.LevelError + 4
+	default:
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn, error, panic or fatal", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
 // runNode runs one node until SIGTERM or SIGINT, then shuts it down cleanly.
@@ -79,15 +123,27 @@ func runNode(cfg server.Config) error {
 	if err != nil {
 		return err
 	}
-	cfg.Logger.Info("serving", "client", s.ClientAddr(), "peer", s.PeerAddr())
-	waitForSignal()
+	sig := waitForSignal()
+	cfg.Logger.Info("received signal; shutting down", "signal", sig.String())
 	s.Close()
 	return nil
 }
 
-func waitForSignal() {
+func waitForSignal() os.Signal {
+	return <-notifySignals()
+}
+
+// notifySignals delivers the first SIGTERM or SIGINT, after which the
+// signals' default action (exit) is restored: a second Ctrl-C during a
+// stuck shutdown still ends the process.
+func notifySignals() <-chan os.Signal {
 	ch := make(chan os.Signal, 1)
+	out := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
-	<-ch
-	signal.Stop(ch)
+	go func() {
+		sig := <-ch
+		signal.Reset(syscall.SIGTERM, syscall.SIGINT)
+		out <- sig
+	}()
+	return out
 }

@@ -1244,10 +1244,16 @@ func (x *FeedResponse) GetRoutingError() *RoutingError {
 }
 
 type HashRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	// When set, hash the range's state at this revision (every key live at
+	// it) instead of its replicated state at the applied index: the leader
+	// resolves the revision and reports its applied index (min_applied_index
+	// 0); a follower waits until it applied min_applied_index first.
+	Revision        int64  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	MinAppliedIndex uint64 `protobuf:"varint,3,opt,name=min_applied_index,json=minAppliedIndex,proto3" json:"min_applied_index,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *HashRequest) Reset() {
@@ -1283,6 +1289,20 @@ func (*HashRequest) Descriptor() ([]byte, []int) {
 func (x *HashRequest) GetRangeId() uint64 {
 	if x != nil {
 		return x.RangeId
+	}
+	return 0
+}
+
+func (x *HashRequest) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *HashRequest) GetMinAppliedIndex() uint64 {
+	if x != nil {
+		return x.MinAppliedIndex
 	}
 	return 0
 }
@@ -1593,6 +1613,442 @@ func (*AuthStateRequest) Descriptor() ([]byte, []int) {
 	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{21}
 }
 
+// A cluster backup file (etcdctl snapshot save, tessctl snapshot save) is a
+// sequence of length-prefixed SnapshotRecords: one header, the key-values of
+// every range in key order, one footer; then zero padding to a multiple of
+// 512 bytes and the SHA-256 of everything before it (docs/snapshot.md).
+type SnapshotRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Record:
+	//
+	//	*SnapshotRecord_Header
+	//	*SnapshotRecord_Kvs
+	//	*SnapshotRecord_Footer
+	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRecord) Reset() {
+	*x = SnapshotRecord{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRecord) ProtoMessage() {}
+
+func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
+func (*SnapshotRecord) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetHeader() *SnapshotHeader {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Header); ok {
+			return x.Header
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetKvs() *SnapshotKVs {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Kvs); ok {
+			return x.Kvs
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetFooter() *SnapshotFooter {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Footer); ok {
+			return x.Footer
+		}
+	}
+	return nil
+}
+
+type isSnapshotRecord_Record interface {
+	isSnapshotRecord_Record()
+}
+
+type SnapshotRecord_Header struct {
+	Header *SnapshotHeader `protobuf:"bytes,1,opt,name=header,proto3,oneof"`
+}
+
+type SnapshotRecord_Kvs struct {
+	Kvs *SnapshotKVs `protobuf:"bytes,2,opt,name=kvs,proto3,oneof"`
+}
+
+type SnapshotRecord_Footer struct {
+	Footer *SnapshotFooter `protobuf:"bytes,3,opt,name=footer,proto3,oneof"`
+}
+
+func (*SnapshotRecord_Header) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_Kvs) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_Footer) isSnapshotRecord_Record() {}
+
+// SnapshotHeader describes the backup: the cluster state it holds is
+// exactly the state at revision.
+type SnapshotHeader struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The format version (1).
+	FormatVersion uint32 `protobuf:"varint,1,opt,name=format_version,json=formatVersion,proto3" json:"format_version,omitempty"`
+	// Every key is as a read at this revision sees it.
+	Revision int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The cluster's compaction revision when the backup was taken (the
+	// highest of its ranges).
+	CompactRevision int64  `protobuf:"varint,3,opt,name=compact_revision,json=compactRevision,proto3" json:"compact_revision,omitempty"`
+	ClusterId       uint64 `protobuf:"varint,4,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// The range layout (spans, in key order; replicas as in the source).
+	Ranges          []*RangeDescriptor `protobuf:"bytes,5,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	CreatedUnixNano int64              `protobuf:"varint,6,opt,name=created_unix_nano,json=createdUnixNano,proto3" json:"created_unix_nano,omitempty"`
+	// The etcd API version the server announced.
+	ServerVersion string `protobuf:"bytes,7,opt,name=server_version,json=serverVersion,proto3" json:"server_version,omitempty"`
+	// The node that wrote the backup.
+	NodeName      string `protobuf:"bytes,8,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotHeader) Reset() {
+	*x = SnapshotHeader{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotHeader) ProtoMessage() {}
+
+func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
+func (*SnapshotHeader) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SnapshotHeader) GetFormatVersion() uint32 {
+	if x != nil {
+		return x.FormatVersion
+	}
+	return 0
+}
+
+func (x *SnapshotHeader) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *SnapshotHeader) GetCompactRevision() int64 {
+	if x != nil {
+		return x.CompactRevision
+	}
+	return 0
+}
+
+func (x *SnapshotHeader) GetClusterId() uint64 {
+	if x != nil {
+		return x.ClusterId
+	}
+	return 0
+}
+
+func (x *SnapshotHeader) GetRanges() []*RangeDescriptor {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *SnapshotHeader) GetCreatedUnixNano() int64 {
+	if x != nil {
+		return x.CreatedUnixNano
+	}
+	return 0
+}
+
+func (x *SnapshotHeader) GetServerVersion() string {
+	if x != nil {
+		return x.ServerVersion
+	}
+	return ""
+}
+
+func (x *SnapshotHeader) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
+}
+
+// SnapshotKVs holds consecutive keys of one range, in key order.
+type SnapshotKVs struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	// Marshaled mvccpb.KeyValue each (create and mod revision, version,
+	// lease, value as at the header's revision).
+	Kvs           [][]byte `protobuf:"bytes,2,rep,name=kvs,proto3" json:"kvs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotKVs) Reset() {
+	*x = SnapshotKVs{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotKVs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotKVs) ProtoMessage() {}
+
+func (x *SnapshotKVs) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotKVs.ProtoReflect.Descriptor instead.
+func (*SnapshotKVs) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SnapshotKVs) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *SnapshotKVs) GetKvs() [][]byte {
+	if x != nil {
+		return x.Kvs
+	}
+	return nil
+}
+
+// SnapshotFooter closes the backup: its counts let a reader tell a complete
+// file from a truncated one besides the checksum.
+type SnapshotFooter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          uint64                 `protobuf:"varint,1,opt,name=keys,proto3" json:"keys,omitempty"`
+	Records       uint64                 `protobuf:"varint,2,opt,name=records,proto3" json:"records,omitempty"`
+	ValueBytes    uint64                 `protobuf:"varint,3,opt,name=value_bytes,json=valueBytes,proto3" json:"value_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotFooter) Reset() {
+	*x = SnapshotFooter{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotFooter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotFooter) ProtoMessage() {}
+
+func (x *SnapshotFooter) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotFooter.ProtoReflect.Descriptor instead.
+func (*SnapshotFooter) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *SnapshotFooter) GetKeys() uint64 {
+	if x != nil {
+		return x.Keys
+	}
+	return 0
+}
+
+func (x *SnapshotFooter) GetRecords() uint64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+func (x *SnapshotFooter) GetValueBytes() uint64 {
+	if x != nil {
+		return x.ValueBytes
+	}
+	return 0
+}
+
+// RecentWritesRequest asks a replica for the revisions of the newest writes
+// of a range (its change log), newest first: revision-mode auto-compaction
+// counts writes across ranges with it.
+type RecentWritesRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	// At most this many revisions.
+	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecentWritesRequest) Reset() {
+	*x = RecentWritesRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecentWritesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecentWritesRequest) ProtoMessage() {}
+
+func (x *RecentWritesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecentWritesRequest.ProtoReflect.Descriptor instead.
+func (*RecentWritesRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RecentWritesRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *RecentWritesRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type RecentWritesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revisions     []int64                `protobuf:"varint,1,rep,packed,name=revisions,proto3" json:"revisions,omitempty"`
+	RoutingError  *RoutingError          `protobuf:"bytes,2,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecentWritesResponse) Reset() {
+	*x = RecentWritesResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecentWritesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecentWritesResponse) ProtoMessage() {}
+
+func (x *RecentWritesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecentWritesResponse.ProtoReflect.Descriptor instead.
+func (*RecentWritesResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RecentWritesResponse) GetRevisions() []int64 {
+	if x != nil {
+		return x.Revisions
+	}
+	return nil
+}
+
+func (x *RecentWritesResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
 var File_tesserapb_tessera_proto protoreflect.FileDescriptor
 
 const file_tesserapb_tessera_proto_rawDesc = "" +
@@ -1708,9 +2164,11 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\trevisions\x18\x01 \x03(\v2\x18.tessera.v1.FeedRevisionR\trevisions\x12+\n" +
 	"\x11resolved_revision\x18\x02 \x01(\x03R\x10resolvedRevision\x12)\n" +
 	"\x10compact_revision\x18\x03 \x01(\x03R\x0fcompactRevision\x12=\n" +
-	"\rrouting_error\x18\x04 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"(\n" +
+	"\rrouting_error\x18\x04 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"p\n" +
 	"\vHashRequest\x12\x19\n" +
-	"\brange_id\x18\x01 \x01(\x04R\arangeId\"\x81\x02\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x12*\n" +
+	"\x11min_applied_index\x18\x03 \x01(\x04R\x0fminAppliedIndex\"\x81\x02\n" +
 	"\fHashResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x19\n" +
 	"\brange_id\x18\x02 \x01(\x04R\arangeId\x12#\n" +
@@ -1732,7 +2190,36 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x05users\x18\x03 \x03(\fR\x05users\x12\x14\n" +
 	"\x05roles\x18\x04 \x03(\fR\x05roles\x12\x1b\n" +
 	"\ttoken_key\x18\x05 \x01(\fR\btokenKey\"\x12\n" +
-	"\x10AuthStateRequest2\xdd\x03\n" +
+	"\x10AuthStateRequest\"\xb3\x01\n" +
+	"\x0eSnapshotRecord\x124\n" +
+	"\x06header\x18\x01 \x01(\v2\x1a.tessera.v1.SnapshotHeaderH\x00R\x06header\x12+\n" +
+	"\x03kvs\x18\x02 \x01(\v2\x17.tessera.v1.SnapshotKVsH\x00R\x03kvs\x124\n" +
+	"\x06footer\x18\x03 \x01(\v2\x1a.tessera.v1.SnapshotFooterH\x00R\x06footerB\b\n" +
+	"\x06record\"\xc2\x02\n" +
+	"\x0eSnapshotHeader\x12%\n" +
+	"\x0eformat_version\x18\x01 \x01(\rR\rformatVersion\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x12)\n" +
+	"\x10compact_revision\x18\x03 \x01(\x03R\x0fcompactRevision\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x04 \x01(\x04R\tclusterId\x123\n" +
+	"\x06ranges\x18\x05 \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x06ranges\x12*\n" +
+	"\x11created_unix_nano\x18\x06 \x01(\x03R\x0fcreatedUnixNano\x12%\n" +
+	"\x0eserver_version\x18\a \x01(\tR\rserverVersion\x12\x1b\n" +
+	"\tnode_name\x18\b \x01(\tR\bnodeName\":\n" +
+	"\vSnapshotKVs\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x10\n" +
+	"\x03kvs\x18\x02 \x03(\fR\x03kvs\"_\n" +
+	"\x0eSnapshotFooter\x12\x12\n" +
+	"\x04keys\x18\x01 \x01(\x04R\x04keys\x12\x18\n" +
+	"\arecords\x18\x02 \x01(\x04R\arecords\x12\x1f\n" +
+	"\vvalue_bytes\x18\x03 \x01(\x04R\n" +
+	"valueBytes\"F\n" +
+	"\x13RecentWritesRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"s\n" +
+	"\x14RecentWritesResponse\x12\x1c\n" +
+	"\trevisions\x18\x01 \x03(\x03R\trevisions\x12=\n" +
+	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError2\xdd\x03\n" +
 	"\bInternal\x12B\n" +
 	"\aExecute\x12\x1a.tessera.v1.ExecuteRequest\x1a\x1b.tessera.v1.ExecuteResponse\x126\n" +
 	"\x03Tso\x12\x16.tessera.v1.TsoRequest\x1a\x17.tessera.v1.TsoResponse\x12?\n" +
@@ -1740,7 +2227,9 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x04Feed\x12\x17.tessera.v1.FeedRequest\x1a\x18.tessera.v1.FeedResponse(\x010\x01\x129\n" +
 	"\x04Hash\x12\x17.tessera.v1.HashRequest\x1a\x18.tessera.v1.HashResponse\x12W\n" +
 	"\x0eTransferLeader\x12!.tessera.v1.TransferLeaderRequest\x1a\".tessera.v1.TransferLeaderResponse\x12A\n" +
-	"\tAuthState\x12\x1c.tessera.v1.AuthStateRequest\x1a\x16.tessera.v1.AuthRecordB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
+	"\tAuthState\x12\x1c.tessera.v1.AuthStateRequest\x1a\x16.tessera.v1.AuthRecord2h\n" +
+	"\x13InternalMaintenance\x12Q\n" +
+	"\fRecentWrites\x12\x1f.tessera.v1.RecentWritesRequest\x1a .tessera.v1.RecentWritesResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
 
 var (
 	file_tesserapb_tessera_proto_rawDescOnce sync.Once
@@ -1755,7 +2244,7 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 }
 
 var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_tesserapb_tessera_proto_goTypes = []any{
 	(RoutingError_Code)(0),         // 0: tessera.v1.RoutingError.Code
 	(*RangeDescriptor)(nil),        // 1: tessera.v1.RangeDescriptor
@@ -1780,6 +2269,12 @@ var file_tesserapb_tessera_proto_goTypes = []any{
 	(*TransferLeaderResponse)(nil), // 20: tessera.v1.TransferLeaderResponse
 	(*AuthRecord)(nil),             // 21: tessera.v1.AuthRecord
 	(*AuthStateRequest)(nil),       // 22: tessera.v1.AuthStateRequest
+	(*SnapshotRecord)(nil),         // 23: tessera.v1.SnapshotRecord
+	(*SnapshotHeader)(nil),         // 24: tessera.v1.SnapshotHeader
+	(*SnapshotKVs)(nil),            // 25: tessera.v1.SnapshotKVs
+	(*SnapshotFooter)(nil),         // 26: tessera.v1.SnapshotFooter
+	(*RecentWritesRequest)(nil),    // 27: tessera.v1.RecentWritesRequest
+	(*RecentWritesResponse)(nil),   // 28: tessera.v1.RecentWritesResponse
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
 	2,  // 0: tessera.v1.ClusterBootstrap.nodes:type_name -> tessera.v1.NodeDescriptor
@@ -1794,25 +2289,32 @@ var file_tesserapb_tessera_proto_depIdxs = []int32{
 	6,  // 9: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
 	6,  // 10: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
 	6,  // 11: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
-	7,  // 12: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
-	9,  // 13: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
-	11, // 14: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
-	14, // 15: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
-	17, // 16: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
-	19, // 17: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
-	22, // 18: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
-	8,  // 19: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	10, // 20: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	13, // 21: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	16, // 22: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	18, // 23: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	20, // 24: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	21, // 25: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
-	19, // [19:26] is the sub-list for method output_type
-	12, // [12:19] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	24, // 12: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
+	25, // 13: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
+	26, // 14: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
+	1,  // 15: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
+	6,  // 16: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
+	7,  // 17: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
+	9,  // 18: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
+	11, // 19: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
+	14, // 20: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
+	17, // 21: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
+	19, // 22: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
+	22, // 23: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
+	27, // 24: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
+	8,  // 25: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	10, // 26: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	13, // 27: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	16, // 28: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	18, // 29: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	20, // 30: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	21, // 31: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
+	28, // 32: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
+	25, // [25:33] is the sub-list for method output_type
+	17, // [17:25] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_tesserapb_tessera_proto_init() }
@@ -1820,15 +2322,20 @@ func file_tesserapb_tessera_proto_init() {
 	if File_tesserapb_tessera_proto != nil {
 		return
 	}
+	file_tesserapb_tessera_proto_msgTypes[22].OneofWrappers = []any{
+		(*SnapshotRecord_Header)(nil),
+		(*SnapshotRecord_Kvs)(nil),
+		(*SnapshotRecord_Footer)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   28,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_tesserapb_tessera_proto_goTypes,
 		DependencyIndexes: file_tesserapb_tessera_proto_depIdxs,

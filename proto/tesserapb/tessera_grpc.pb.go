@@ -371,3 +371,111 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "tesserapb/tessera.proto",
 }
+
+const (
+	InternalMaintenance_RecentWrites_FullMethodName = "/tessera.v1.InternalMaintenance/RecentWrites"
+)
+
+// InternalMaintenanceClient is the client API for InternalMaintenance service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Maintenance RPCs of the internal service (served on the client and peer
+// ports like Internal).
+type InternalMaintenanceClient interface {
+	RecentWrites(ctx context.Context, in *RecentWritesRequest, opts ...grpc.CallOption) (*RecentWritesResponse, error)
+}
+
+type internalMaintenanceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewInternalMaintenanceClient(cc grpc.ClientConnInterface) InternalMaintenanceClient {
+	return &internalMaintenanceClient{cc}
+}
+
+func (c *internalMaintenanceClient) RecentWrites(ctx context.Context, in *RecentWritesRequest, opts ...grpc.CallOption) (*RecentWritesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecentWritesResponse)
+	err := c.cc.Invoke(ctx, InternalMaintenance_RecentWrites_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// InternalMaintenanceServer is the server API for InternalMaintenance service.
+// All implementations must embed UnimplementedInternalMaintenanceServer
+// for forward compatibility.
+//
+// Maintenance RPCs of the internal service (served on the client and peer
+// ports like Internal).
+type InternalMaintenanceServer interface {
+	RecentWrites(context.Context, *RecentWritesRequest) (*RecentWritesResponse, error)
+	mustEmbedUnimplementedInternalMaintenanceServer()
+}
+
+// UnimplementedInternalMaintenanceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedInternalMaintenanceServer struct{}
+
+func (UnimplementedInternalMaintenanceServer) RecentWrites(context.Context, *RecentWritesRequest) (*RecentWritesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecentWrites not implemented")
+}
+func (UnimplementedInternalMaintenanceServer) mustEmbedUnimplementedInternalMaintenanceServer() {}
+func (UnimplementedInternalMaintenanceServer) testEmbeddedByValue()                             {}
+
+// UnsafeInternalMaintenanceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to InternalMaintenanceServer will
+// result in compilation errors.
+type UnsafeInternalMaintenanceServer interface {
+	mustEmbedUnimplementedInternalMaintenanceServer()
+}
+
+func RegisterInternalMaintenanceServer(s grpc.ServiceRegistrar, srv InternalMaintenanceServer) {
+	// If the following call panics, it indicates UnimplementedInternalMaintenanceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&InternalMaintenance_ServiceDesc, srv)
+}
+
+func _InternalMaintenance_RecentWrites_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecentWritesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalMaintenanceServer).RecentWrites(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InternalMaintenance_RecentWrites_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalMaintenanceServer).RecentWrites(ctx, req.(*RecentWritesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// InternalMaintenance_ServiceDesc is the grpc.ServiceDesc for InternalMaintenance service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var InternalMaintenance_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "tessera.v1.InternalMaintenance",
+	HandlerType: (*InternalMaintenanceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "RecentWrites",
+			Handler:    _InternalMaintenance_RecentWrites_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "tesserapb/tessera.proto",
+}

@@ -1,21 +1,15 @@
 package differential
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
 
+	"github.com/tesseradb/tessera/tests/proccluster"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -118,119 +112,21 @@ func (r *recordingTB) Fatalf(format string, a ...any) {
 	runtime.Goexit()
 }
 
-// startEtcd starts a single-node etcd on free loopback ports in a temporary
-// directory, waits until it is healthy, and returns a client. Cleanup kills
-// exactly the started process.
+// startEtcd starts a single-node etcd through the process harness (free
+// loopback ports, a temporary directory), waits until it serves, and
+// returns a client. Cleanup stops exactly the started process.
 func startEtcd(t *testing.T, bin, name string) *clientv3.Client {
 	t.Helper()
-	dir := t.TempDir()
-	ports := freePorts(t, 2)
-	clientURL := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	logf, err := os.Create(filepath.Join(dir, "etcd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin,
-		"--name", name,
-		"--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", clientURL,
-		"--advertise-client-urls", clientURL,
-		"--listen-peer-urls", peerURL,
-		"--initial-advertise-peer-urls", peerURL,
-		"--initial-cluster", name+"="+peerURL,
-		"--initial-cluster-state", "new",
-		"--initial-cluster-token", "differential-"+name,
-		"--logger", "zap",
-		"--log-outputs", "stderr",
-	)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-		if t.Failed() {
-			if out, err := os.ReadFile(logf.Name()); err == nil {
-				t.Logf("etcd %s log (tail):\n%s", name, tail(out, 4000))
-			}
-		}
-	})
-	waitHealthy(t, clientURL, exited, 30*time.Second)
-
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{clientURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cfg := proccluster.DefaultConfig(name, bin, filepath.Join(t.TempDir(), "etcd"))
+	cfg.Nodes = 1
+	cfg.NodeName = func(int) string { return name }
+	cfg.StartTimeout = 30 * time.Second
+	cfg.ExtraArgs = []string{"--initial-cluster-token", "differential-" + name, "--logger", "zap", "--log-outputs", "stderr"}
+	c := proccluster.StartForTest(t, cfg)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatalf("client for etcd %s: %v", name, err)
 	}
 	t.Cleanup(func() { cli.Close() })
 	return cli
-}
-
-// waitHealthy polls etcd's /health until it reports healthy, the process
-// exits, or the deadline passes.
-func waitHealthy(t *testing.T, clientURL string, exited <-chan error, timeout time.Duration) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	var last error
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientURL+"/health", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && bytes.Contains(body, []byte(`"health":"true"`)) {
-				return
-			}
-			err = fmt.Errorf("status %d: %s", resp.StatusCode, body)
-		}
-		last = err
-		select {
-		case err := <-exited:
-			t.Fatalf("etcd at %s exited before becoming healthy: %v", clientURL, err)
-		case <-ctx.Done():
-			t.Fatalf("etcd at %s not healthy after %v: %v", clientURL, timeout, errors.Join(ctx.Err(), last))
-		case <-tick.C:
-		}
-	}
-}
-
-// freePorts returns n distinct free TCP ports on 127.0.0.1 (held open until
-// all are chosen, so they differ).
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
 }

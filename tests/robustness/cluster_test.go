@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tesseradb/tessera/proto/tesserapb"
+	"github.com/tesseradb/tessera/tests/proccluster"
 )
 
 // Timeouts of the harness: generous, the machine may be small and busy.
@@ -36,111 +35,92 @@ const (
 	pollInterval = 50 * time.Millisecond
 )
 
-// cluster is a set of tessera processes started by one test, their peer
-// traffic through a Network of proxies.
+// cluster is a set of tessera processes started by one test through the
+// shared process harness (tests/proccluster), their peer traffic through a
+// Network of proxies.
 type cluster struct {
 	t     *testing.T
 	log   *slog.Logger
-	dir   string // data dirs and logs
+	pc    *proccluster.Cluster
 	nodes []*node
 	net   *Network
 	split []string
+
+	// started holds the harness's nodes by index from the moment they are
+	// created (before they start), so that the proxies can tell who dials.
+	started struct {
+		sync.Mutex
+		nodes map[int]*proccluster.Node
+	}
 }
 
-// node is one member: fixed flags, current process.
+// node is one member of the harness's cluster, seen through the names this
+// suite uses.
 type node struct {
+	*proccluster.Node
 	idx       int
 	name      string
 	clientURL string
 	peerAddr  string // where the process listens for peers
 	proxyAddr string // what it advertises: its proxy
 	logPath   string
-	args      []string
-
-	mu   sync.Mutex
-	proc *process // nil when not running
-}
-
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed once reaped
 }
 
 // newCluster starts n nodes with the given split keys and waits until every
 // range serves through every node. Everything it started is killed when
-// the test ends. Should a port chosen as free be taken meanwhile, it starts
-// again on new ports.
+// the test ends. (The harness retries on new ports should a port chosen as
+// free be taken meanwhile.)
 func newCluster(t *testing.T, n int, split []string) *cluster {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
-		c, err := tryNewCluster(t, n, split)
-		if err == nil {
-			return c
-		}
-		if attempt == 3 || !errors.Is(err, errPortTaken) {
-			t.Fatalf("start cluster: %v", err)
-		}
-		t.Logf("start cluster (attempt %d): %v; retrying on new ports", attempt, err)
-	}
-}
-
-var errPortTaken = errors.New("address already in use")
-
-func tryNewCluster(t *testing.T, n int, split []string) (*cluster, error) {
-	c := &cluster{t: t, dir: t.TempDir(), split: split, log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	c := &cluster{t: t, split: split, log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	c.net = NewNetwork(c.log, c.pids)
 	t.Cleanup(c.cleanup)
-	ports, err := freePorts(2 * n)
+	cfg := proccluster.DefaultConfig("node", tesseraBin, filepath.Join(t.TempDir(), "cluster"))
+	cfg.Nodes = n
+	cfg.Keep = true // t.TempDir removes it; failed runs keep logs as artifacts first
+	cfg.NodeName = func(i int) string { return fmt.Sprintf("node%d", i+1) }
+	cfg.StartTimeout = startTimeout
+	cfg.StopGrace = stopTimeout
+	cfg.Logger = c.log
+	cfg.ExtraArgs = []string{"--initial-split-keys", strings.Join(split, ","), "--log-level", "info"}
+	// Every node advertises its proxy: partitions cut peer traffic there.
+	cfg.AdvertisePeer = func(pn *proccluster.Node) (string, error) {
+		u, err := url.Parse(pn.PeerURL)
+		if err != nil {
+			return "", err
+		}
+		c.started.Lock()
+		if c.started.nodes == nil {
+			c.started.nodes = map[int]*proccluster.Node{}
+		}
+		c.started.nodes[pn.Index] = pn
+		c.started.Unlock()
+		proxy, err := c.net.Listen(pn.Index, "127.0.0.1", u.Host)
+		if err != nil {
+			return "", err
+		}
+		return "http://" + proxy, nil
+	}
+	// Ready once /health answers; awaitServing then checks every range.
+	cfg.Ready = func(ctx context.Context, pn *proccluster.Node) error {
+		return healthOf(ctx, pn.Name, pn.ClientURL)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*startTimeout)
+	defer cancel()
+	pc, err := proccluster.Start(ctx, cfg)
 	if err != nil {
-		return nil, err
+		t.Fatalf("start cluster: %v", err)
 	}
-	for i := range n {
-		nd := &node{
-			idx:       i,
-			name:      fmt.Sprintf("node%d", i+1),
-			clientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
-			peerAddr:  fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]),
-		}
-		nd.logPath = filepath.Join(c.dir, nd.name+".log")
-		c.nodes = append(c.nodes, nd)
-	}
-	// The proxies start once c.nodes is complete: they read it (pids).
-	var initial []string
-	for _, nd := range c.nodes {
-		if nd.proxyAddr, err = c.net.Listen(nd.idx, "127.0.0.1", nd.peerAddr); err != nil {
-			return nil, err
-		}
-		initial = append(initial, nd.name+"=http://"+nd.proxyAddr)
-	}
-	for _, nd := range c.nodes {
-		nd.args = []string{
-			"--name", nd.name,
-			"--data-dir", filepath.Join(c.dir, nd.name),
-			"--listen-client-urls", nd.clientURL,
-			"--advertise-client-urls", nd.clientURL,
-			"--listen-peer-urls", "http://" + nd.peerAddr,
-			"--initial-advertise-peer-urls", "http://" + nd.proxyAddr,
-			"--initial-cluster", strings.Join(initial, ","),
-			"--initial-cluster-state", "new",
-			"--initial-split-keys", strings.Join(split, ","),
-			"--log-level", "info",
-		}
-	}
-	for _, nd := range c.nodes {
-		if err := c.start(nd); err != nil {
-			return nil, err
-		}
+	c.pc = pc
+	for _, pn := range pc.Nodes() {
+		u, _ := url.Parse(pn.PeerURL)
+		a, _ := url.Parse(pn.AdvertisePeerURL)
+		c.nodes = append(c.nodes, &node{Node: pn, idx: pn.Index, name: pn.Name, clientURL: pn.ClientURL, peerAddr: u.Host, proxyAddr: a.Host, logPath: pn.LogPath})
 	}
 	if err := c.awaitServing(startTimeout); err != nil {
-		c.killAll()
-		for _, nd := range c.nodes {
-			if b, _ := os.ReadFile(nd.logPath); bytes.Contains(b, []byte(errPortTaken.Error())) {
-				return nil, fmt.Errorf("%s: %w", nd.name, errPortTaken)
-			}
-		}
-		return nil, err
+		t.Fatalf("start cluster: %v", err)
 	}
-	return c, nil
+	return c
 }
 
 // testWriter sends the harness's log lines to the test log.
@@ -151,113 +131,52 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// freePorts returns n distinct ports that were free on 127.0.0.1.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 // pids returns the running nodes' PIDs (PID -> node index).
 func (c *cluster) pids() map[int]int {
+	c.started.Lock()
+	defer c.started.Unlock()
 	out := map[int]int{}
-	for _, nd := range c.nodes {
-		nd.mu.Lock()
-		if nd.proc != nil {
-			out[nd.proc.cmd.Process.Pid] = nd.idx
+	for i, n := range c.started.nodes {
+		if p := n.Process(); p != nil && p.Running() {
+			out[p.PID()] = i
 		}
-		nd.mu.Unlock()
 	}
 	return out
 }
 
-// start starts nd's process in a process group of its own; its output is
-// appended to its log.
+// start starts nd's process again, with its flags.
 func (c *cluster) start(nd *node) error {
-	nd.mu.Lock()
-	defer nd.mu.Unlock()
-	if nd.proc != nil {
-		return fmt.Errorf("%s is already running", nd.name)
+	if err := nd.Start(); err != nil {
+		return err
 	}
-	logf, err := os.OpenFile(nd.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("open log: %w", err)
-	}
-	fmt.Fprintf(logf, "=== %s: start %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(nd.args, " "))
-	cmd := exec.Command(tesseraBin, nd.args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("start %s: %w", nd.name, err)
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		err := cmd.Wait()
-		fmt.Fprintf(logf, "=== %s: pid %d exited: %v\n", time.Now().Format(time.RFC3339Nano), cmd.Process.Pid, err)
-		logf.Close()
-		close(p.done)
-	}()
-	nd.proc = p
-	c.log.Info("started", "node", nd.name, "pid", cmd.Process.Pid)
+	c.log.Info("started", "node", nd.name, "pid", nd.PID())
 	return nil
 }
 
 // signal sends sig to nd's process group, if it runs, and returns the
 // process.
-func (c *cluster) signal(nd *node, sig syscall.Signal) *process {
-	nd.mu.Lock()
-	defer nd.mu.Unlock()
-	p := nd.proc
-	if p == nil {
-		return nil
-	}
-	// The group id is the PID (Setpgid); it is ours until reaped.
-	select {
-	case <-p.done:
-		return p
-	default:
-	}
-	if err := syscall.Kill(-p.cmd.Process.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		c.t.Errorf("signal %v to %s (pgid %d): %v", sig, nd.name, p.cmd.Process.Pid, err)
+func (c *cluster) signal(nd *node, sig syscall.Signal) *proccluster.Process {
+	p, err := nd.Signal(sig)
+	if err != nil {
+		c.t.Errorf("signal %v to %s: %v", sig, nd.name, err)
 	}
 	return p
 }
 
 // kill sends SIGKILL to nd and reaps it.
 func (c *cluster) kill(nd *node) error {
-	p := c.signal(nd, syscall.SIGKILL)
-	if p == nil {
-		return nil
+	pid := nd.PID()
+	if err := nd.Kill(stopTimeout); err != nil {
+		return err
 	}
-	select {
-	case <-p.done:
-	case <-time.After(stopTimeout):
-		return fmt.Errorf("%s (pid %d) not reaped %v after SIGKILL", nd.name, p.cmd.Process.Pid, stopTimeout)
+	if pid != 0 {
+		c.log.Info("killed", "node", nd.name, "pid", pid)
 	}
-	nd.mu.Lock()
-	nd.proc = nil
-	nd.mu.Unlock()
-	c.log.Info("killed", "node", nd.name, "pid", p.cmd.Process.Pid)
 	return nil
 }
 
 func (c *cluster) killAll() {
 	for _, nd := range c.nodes {
-		c.signal(nd, syscall.SIGCONT) // a stopped process dies of SIGKILL too; be explicit
 		if err := c.kill(nd); err != nil {
 			c.t.Error(err)
 		}
@@ -281,19 +200,8 @@ func (c *cluster) cleanup() {
 		if dir != "" {
 			_ = os.WriteFile(filepath.Join(dir, nd.name+".log"), b, 0o644)
 		}
-		c.t.Logf("--- %s log (tail) ---\n%s", nd.name, tail(b, 4000))
+		c.t.Logf("--- %s log (tail) ---\n%s", nd.name, proccluster.Tail(nd.logPath, 4000))
 	}
-}
-
-func tail(b []byte, max int) string {
-	if len(b) <= max {
-		return string(b)
-	}
-	b = b[len(b)-max:]
-	if i := bytes.IndexByte(b, '\n'); i >= 0 {
-		b = b[i+1:]
-	}
-	return "...\n" + string(b)
 }
 
 // artifactDir returns (creating it) the directory kept for the test's
@@ -387,20 +295,7 @@ func (c *cluster) awaitServing(timeout time.Duration) error {
 }
 
 // exited returns an error if nd is not running.
-func (nd *node) exited() error {
-	nd.mu.Lock()
-	p := nd.proc
-	nd.mu.Unlock()
-	if p == nil {
-		return fmt.Errorf("%s is not running", nd.name)
-	}
-	select {
-	case <-p.done:
-		return fmt.Errorf("%s exited (log %s)", nd.name, nd.logPath)
-	default:
-		return nil
-	}
-}
+func (nd *node) exited() error { return nd.Exited() }
 
 // poll calls check every pollInterval until it returns nil or the deadline
 // passes, then returns its last error.
@@ -547,7 +442,12 @@ func (c *cluster) metaLeader() *node {
 func (nd *node) health() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, nd.clientURL+"/health", nil)
+	return healthOf(ctx, nd.name, nd.clientURL)
+}
+
+// healthOf asks a node's /health once.
+func healthOf(ctx context.Context, name, clientURL string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientURL+"/health", nil)
 	if err != nil {
 		return err
 	}
@@ -558,7 +458,7 @@ func (nd *node) health() error {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s /health: %d %s", nd.name, resp.StatusCode, bytes.TrimSpace(body))
+		return fmt.Errorf("%s /health: %d %s", name, resp.StatusCode, bytes.TrimSpace(body))
 	}
 	return nil
 }

@@ -4,9 +4,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
+
+	"github.com/tesseradb/tessera/tests/proccluster"
 )
 
 // Environment and flags:
@@ -25,23 +25,12 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	if p := os.Getenv("TESSERA_BINARY"); p != "" {
-		tesseraBin = p
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "tessera-robustness-bin-")
+	bin, cleanup, err := proccluster.BuildTessera(false)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "robustness:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	tesseraBin = filepath.Join(dir, "tessera")
-	// go test puts its own go command first in PATH.
-	build := exec.Command("go", "build", "-o", tesseraBin, "github.com/tesseradb/tessera/cmd/tessera")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "robustness: build tessera: %v\n", err)
-		return 1
-	}
+	defer cleanup()
+	tesseraBin = bin
 	return m.Run()
 }

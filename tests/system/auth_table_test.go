@@ -393,6 +393,7 @@ func TestAuthTableTessera(t *testing.T) {
 		n.args = append(n.args, "--auth-token", "simple", fmt.Sprintf("--auth-token-ttl=%d", authTableTTL))
 	}})
 	setupAuth(t, c.client())
+	awaitAuthEnabled(t, c)
 	got := runAuthTable(t, c.nodes[1].clientURL)
 	want := readAuthTable(t)
 	for i, line := range got {
@@ -477,10 +478,7 @@ func TestAuthTableEtcd(t *testing.T) {
 // that a user without read permission cannot watch, against Tessera and,
 // when present, etcd 3.7.3 (same commands, same outcomes).
 func TestEtcdctlAuth(t *testing.T) {
-	bin := etcdctlBin()
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("no etcdctl at %s: %v", bin, err)
-	}
+	bin := etcdctlBinary(t)
 	systems := map[string]string{"tessera": ""}
 	if _, err := os.Stat("/work/etcd373/etcd"); err == nil {
 		systems["etcd"] = "/work/etcd373/etcd"
@@ -621,6 +619,7 @@ func TestAuthJWT(t *testing.T) {
 		n.args = append(n.args, "--auth-token", "jwt,pub-key="+pubPath+",priv-key="+privPath+",sign-method=ES256,ttl=5m")
 	}})
 	setupAuth(t, c.client())
+	awaitAuthEnabled(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	conn := func(n *node) *grpc.ClientConn {
@@ -657,4 +656,22 @@ func httpGet(url string) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
+}
+
+// awaitAuthEnabled waits until every node has applied auth enable: each
+// applies the meta group's changes on its own schedule (docs/security.md).
+func awaitAuthEnabled(t *testing.T, c *cluster) {
+	t.Helper()
+	for _, n := range c.nodes {
+		cli := n.client()
+		waitFor(t, opTimeout, "auth enabled on "+n.name, func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+			defer cancel()
+			st, err := cli.AuthStatus(ctx)
+			if err == nil && !st.Enabled {
+				err = errors.New("not yet")
+			}
+			return err
+		})
+	}
 }

@@ -6,17 +6,13 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tesseradb/tessera/proto/tesserapb"
+	"github.com/tesseradb/tessera/tests/proccluster"
 )
 
 // Timeouts of the harness. The machine running the tests may be small and
@@ -56,14 +53,18 @@ type clusterConfig struct {
 	binary string
 }
 
-// cluster is a set of tessera processes started by one test.
+// cluster is a set of tessera processes started by one test through the
+// shared process harness (tests/proccluster).
 type cluster struct {
 	t     *testing.T
+	pc    *proccluster.Cluster
 	nodes []*node
 }
 
-// node is one member: its fixed flags and its current process, if any.
+// node is one member, seen through the names these tests use; its process
+// is the harness's.
 type node struct {
+	*proccluster.Node
 	t         *testing.T
 	name      string
 	id        uint64 // 1..N in --initial-cluster order
@@ -72,111 +73,67 @@ type node struct {
 	dataDir   string
 	logPath   string
 	args      []string
-	bin       string // the binary run: tesseraBin unless the test chose etcd
 	// clientTLS and peerTLS are how the harness dials the node (nil:
 	// plaintext).
 	clientTLS, peerTLS *tls.Config
-
-	mu   sync.Mutex
-	proc *process // nil when not running
 }
 
-// process is one run of the tessera binary.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has been reaped
-	err  error         // cmd.Wait's result; read after done
+func wrapNode(t *testing.T, pn *proccluster.Node, cfg clusterConfig) *node {
+	return &node{Node: pn, t: t, name: pn.Name, id: pn.ID, clientURL: pn.ClientURL, peerURL: pn.PeerURL, dataDir: pn.DataDir, logPath: pn.LogPath, args: pn.Args,
+		clientTLS: cfg.clientTLS, peerTLS: cfg.peerTLS}
 }
 
-// newCluster starts a cluster and waits until every node is healthy. Its
-// processes are killed when the test ends; if the test failed, the tail of
-// every node's log goes to the test log. Should a node fail to bind a port
-// that was free a moment earlier (another process took it), the cluster is
-// started again on new ports.
+// newCluster starts a cluster and waits until every node is healthy and
+// every range serves. Its processes are killed when the test ends; if the
+// test failed, the tail of every node's log goes to the test log.
 func newCluster(t *testing.T, cfg clusterConfig) *cluster {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
-		c, err := tryNewCluster(t, cfg)
-		if err == nil {
-			return c
-		}
-		if attempt == 3 || !errors.Is(err, errPortTaken) {
-			t.Fatalf("start cluster: %v", err)
-		}
-		t.Logf("start cluster (attempt %d): %v; retrying on new ports", attempt, err)
-	}
-}
-
-var errPortTaken = errors.New("address already in use")
-
-func tryNewCluster(t *testing.T, cfg clusterConfig) (*cluster, error) {
-	dir := t.TempDir()
-	ports := freePorts(t, 2*cfg.nodes)
 	c := &cluster{t: t}
-	var initial []string
-	clientScheme, peerScheme := "http", "http"
-	if cfg.clientTLS != nil {
-		clientScheme = "https"
+	pcfg := proccluster.DefaultConfig("node", cmp.Or(cfg.binary, tesseraBin), filepath.Join(t.TempDir(), "cluster"))
+	pcfg.ClientTLS, pcfg.PeerTLS = cfg.clientTLS, cfg.peerTLS
+	pcfg.Nodes = cfg.nodes
+	pcfg.Keep = true // t.TempDir removes it after the logs were shown
+	pcfg.NodeName = func(i int) string { return fmt.Sprintf("node%d", i+1) }
+	pcfg.StartTimeout = startTimeout
+	pcfg.StopGrace = stopTimeout
+	pcfg.ExtraArgs = []string{"--log-level", "warn"}
+	if len(cfg.splitKeys) > 0 {
+		pcfg.ExtraArgs = append(pcfg.ExtraArgs, "--initial-split-keys", strings.Join(cfg.splitKeys, ","))
 	}
-	if cfg.peerTLS != nil {
-		peerScheme = "https"
-	}
-	for i := range cfg.nodes {
-		n := &node{
-			t:         t,
-			name:      fmt.Sprintf("node%d", i+1),
-			id:        uint64(i + 1),
-			clientURL: fmt.Sprintf("%s://127.0.0.1:%d", clientScheme, ports[2*i]),
-			peerURL:   fmt.Sprintf("%s://127.0.0.1:%d", peerScheme, ports[2*i+1]),
-			clientTLS: cfg.clientTLS,
-			peerTLS:   cfg.peerTLS,
-			bin:       cmp.Or(cfg.binary, tesseraBin),
-		}
-		n.dataDir = filepath.Join(dir, n.name)
-		n.logPath = filepath.Join(dir, n.name+".log")
-		initial = append(initial, n.name+"="+n.peerURL)
-		c.nodes = append(c.nodes, n)
-	}
-	for _, n := range c.nodes {
-		n.args = []string{
-			"--name", n.name,
-			"--data-dir", n.dataDir,
-			"--listen-client-urls", n.clientURL,
-			"--advertise-client-urls", n.clientURL,
-			"--listen-peer-urls", n.peerURL,
-			"--initial-advertise-peer-urls", n.peerURL,
-			"--initial-cluster", strings.Join(initial, ","),
-			"--initial-cluster-state", "new",
-			"--log-level", "warn",
-		}
-		if len(cfg.splitKeys) > 0 {
-			n.args = append(n.args, "--initial-split-keys", strings.Join(cfg.splitKeys, ","))
-		}
-	}
-	if cfg.prepare != nil {
-		for _, n := range c.nodes {
+	wrapped := map[int]*node{}
+	pcfg.Prepare = func(pn *proccluster.Node) error {
+		n := wrapNode(t, pn, cfg)
+		if cfg.prepare != nil {
 			cfg.prepare(n)
+			pn.Args, pn.DataDir = n.args, n.dataDir
 		}
+		wrapped[pn.Index] = n
+		return nil
 	}
+	pcfg.Ready = func(ctx context.Context, pn *proccluster.Node) error {
+		body, err := wrapNode(t, pn, cfg).health()
+		if err == nil && body.Health != "true" {
+			err = fmt.Errorf("unhealthy: %q", body.Reason)
+		}
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*startTimeout)
+	defer cancel()
+	pc, err := proccluster.Start(ctx, pcfg) // on failure it stops what it started
+	if err != nil {
+		t.Fatalf("start cluster: %v", err)
+	}
+	c.pc = pc
+	// Registered after prepare's cleanups, so it runs before them: the
+	// processes die before, say, their data dir's tmpfs is unmounted.
 	t.Cleanup(c.cleanup)
-	for _, n := range c.nodes {
-		n.start()
-	}
-	for _, n := range c.nodes {
-		if err := n.awaitHealthy(startTimeout); err != nil {
-			c.killAll()
-			for _, m := range c.nodes {
-				if log, _ := os.ReadFile(m.logPath); bytes.Contains(log, []byte(errPortTaken.Error())) {
-					return nil, fmt.Errorf("%s: %w", m.name, errPortTaken)
-				}
-			}
-			return nil, err // the cleanup shows the logs
-		}
+	for _, pn := range pc.Nodes() {
+		c.nodes = append(c.nodes, wrapped[pn.Index])
 	}
 	if cfg.binary == "" {
 		c.awaitRangesServe()
 	}
-	return c, nil
+	return c
 }
 
 // cleanup kills what is still running and shows the logs of a failed test.
@@ -189,27 +146,10 @@ func (c *cluster) cleanup() {
 
 func (c *cluster) logTails() {
 	for _, n := range c.nodes {
-		out, err := os.ReadFile(n.logPath)
-		if err != nil {
-			continue
-		}
-		c.t.Logf("--- %s log (tail) ---\n%s", n.name, tail(out, 6000))
+		c.t.Logf("--- %s log (tail) ---\n%s", n.name, proccluster.Tail(n.logPath, 6000))
 	}
 }
 
-// tail returns about the last max bytes of b, starting at a line.
-func tail(b []byte, max int) string {
-	if len(b) <= max {
-		return string(b)
-	}
-	b = b[len(b)-max:]
-	if i := bytes.IndexByte(b, '\n'); i >= 0 {
-		b = b[i+1:]
-	}
-	return "...\n" + string(b)
-}
-
-// endpoints returns every node's client URL.
 func (c *cluster) endpoints() []string {
 	var out []string
 	for _, n := range c.nodes {
@@ -220,23 +160,11 @@ func (c *cluster) endpoints() []string {
 
 // killAll sends SIGKILL to every running process at once, then reaps them.
 func (c *cluster) killAll() {
-	var procs []*process
-	for _, n := range c.nodes {
-		if p := n.signal(syscall.SIGKILL); p != nil {
-			procs = append(procs, p)
-		}
+	if c.pc == nil {
+		return
 	}
-	for _, p := range procs {
-		select {
-		case <-p.done:
-		case <-time.After(stopTimeout):
-			c.t.Errorf("pid %d not reaped %v after SIGKILL", p.cmd.Process.Pid, stopTimeout)
-		}
-	}
-	for _, n := range c.nodes {
-		n.mu.Lock()
-		n.proc = nil
-		n.mu.Unlock()
+	if err := c.pc.KillAll(stopTimeout); err != nil {
+		c.t.Error(err)
 	}
 }
 
@@ -286,51 +214,19 @@ func (c *cluster) client() *clientv3.Client {
 	return newTLSClient(c.t, c.nodes[0].clientTLS, c.endpoints()...)
 }
 
-// start starts the node's process with its flags; its output is appended
-// to the node's log.
+// start starts the node's process again with its flags.
 func (n *node) start() {
 	n.t.Helper()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.proc != nil {
-		n.t.Fatalf("%s is already running (pid %d)", n.name, n.proc.cmd.Process.Pid)
-	}
-	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
+	if err := n.Start(); err != nil {
 		n.t.Fatal(err)
 	}
-	fmt.Fprintf(logf, "=== %s: start %s %s\n", time.Now().Format(time.RFC3339Nano), n.bin, strings.Join(n.args, " "))
-	cmd := exec.Command(n.bin, n.args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		n.t.Fatalf("start %s: %v", n.name, err)
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		fmt.Fprintf(logf, "=== %s: pid %d exited: %v\n", time.Now().Format(time.RFC3339Nano), cmd.Process.Pid, p.err)
-		logf.Close()
-		close(p.done)
-	}()
-	n.proc = p
 }
 
 // signal sends sig to the node's process, if it runs, and returns it.
-func (n *node) signal(sig syscall.Signal) *process {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	p := n.proc
-	if p == nil {
-		return nil
-	}
-	select {
-	case <-p.done:
-		return p
-	default:
-	}
-	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		n.t.Errorf("signal %v to %s (pid %d): %v", sig, n.name, p.cmd.Process.Pid, err)
+func (n *node) signal(sig syscall.Signal) *proccluster.Process {
+	p, err := n.Signal(sig)
+	if err != nil {
+		n.t.Errorf("signal %v to %s: %v", sig, n.name, err)
 	}
 	return p
 }
@@ -338,18 +234,9 @@ func (n *node) signal(sig syscall.Signal) *process {
 // kill sends SIGKILL to the node's process and reaps it.
 func (n *node) kill() {
 	n.t.Helper()
-	p := n.signal(syscall.SIGKILL)
-	if p == nil {
-		return
+	if err := n.Kill(stopTimeout); err != nil {
+		n.t.Fatal(err)
 	}
-	select {
-	case <-p.done:
-	case <-time.After(stopTimeout):
-		n.t.Fatalf("%s (pid %d) not reaped %v after SIGKILL", n.name, p.cmd.Process.Pid, stopTimeout)
-	}
-	n.mu.Lock()
-	n.proc = nil
-	n.mu.Unlock()
 }
 
 // sigterm sends SIGTERM to the node's process and returns a function that
@@ -365,27 +252,19 @@ func (n *node) sigterm() (wait func(timeout time.Duration) (code int, took time.
 		n.t.Fatalf("%s is not running", n.name)
 	}
 	return func(timeout time.Duration) (int, time.Duration) {
-		defer func() {
-			n.mu.Lock()
-			n.proc = nil
-			n.mu.Unlock()
-		}()
-		select {
-		case <-p.done:
-			return p.cmd.ProcessState.ExitCode(), time.Since(start)
-		case <-time.After(timeout):
+		defer n.Forget()
+		if p.Wait(timeout) == nil {
+			return p.ExitCode(), time.Since(start)
 		}
 		took := time.Since(start)
 		var offset int64
 		if fi, err := os.Stat(n.logPath); err == nil {
 			offset = fi.Size()
 		}
-		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-p.done:
-		case <-time.After(stopTimeout):
-			_ = p.cmd.Process.Signal(syscall.SIGKILL)
-			<-p.done
+		_ = p.Signal(syscall.SIGQUIT)
+		if p.Wait(stopTimeout) != nil {
+			_ = p.Signal(syscall.SIGKILL)
+			<-p.Done()
 		}
 		if b, err := os.ReadFile(n.logPath); err == nil && int64(len(b)) > offset {
 			n.t.Logf("%s still running %v after SIGTERM; its goroutines at SIGQUIT:\n%s", n.name, took.Round(time.Millisecond), b[offset:])
@@ -397,9 +276,7 @@ func (n *node) sigterm() (wait func(timeout time.Duration) (code int, took time.
 // awaitHealthy polls /health until the node reports healthy, its process
 // exits, or the timeout passes.
 func (n *node) awaitHealthy(timeout time.Duration) error {
-	n.mu.Lock()
-	p := n.proc
-	n.mu.Unlock()
+	p := n.Process()
 	if p == nil {
 		return fmt.Errorf("%s is not running", n.name)
 	}
@@ -414,16 +291,14 @@ func (n *node) awaitHealthy(timeout time.Duration) error {
 			err = fmt.Errorf("unhealthy: %q", body.Reason)
 		}
 		last = err
-		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited before becoming healthy: %v (log %s)", n.name, p.err, n.logPath)
-		default:
+		if !p.Running() {
+			return fmt.Errorf("%s exited before becoming healthy: %v (log %s)", n.name, p.Err(), n.logPath)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s not healthy after %v: %v", n.name, timeout, last)
 		}
 		select {
-		case <-p.done:
+		case <-p.Done():
 		case <-time.After(pollInterval):
 		}
 	}
@@ -502,38 +377,16 @@ func newClient(t *testing.T, endpoints ...string) *clientv3.Client {
 func newTLSClient(t *testing.T, tlsConf *tls.Config, endpoints ...string) *clientv3.Client {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{
+		TLS:         tlsConf,
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
-		TLS:         tlsConf,
 	})
 	if err != nil {
 		t.Fatalf("client of %v: %v", endpoints, err)
 	}
 	t.Cleanup(func() { cli.Close() })
 	return cli
-}
-
-// freePorts returns n distinct TCP ports that were free on 127.0.0.1 (all
-// held open until all are chosen, so that they differ).
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }
 
 // waitFor calls check every pollInterval until it returns nil or timeout
@@ -551,4 +404,26 @@ func waitFor(t *testing.T, timeout time.Duration, what string, check func() erro
 		}
 		<-time.After(pollInterval)
 	}
+}
+
+// freePorts returns n distinct TCP ports that were free on 127.0.0.1.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	ports, err := proccluster.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ports
+}
+
+// tail returns about the last max bytes of b, starting at a line.
+func tail(b []byte, max int) string {
+	if len(b) <= max {
+		return string(b)
+	}
+	b = b[len(b)-max:]
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[i+1:]
+	}
+	return "...\n" + string(b)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,7 +40,9 @@ func (e *etcdctl) run(stdin string, args ...string) result {
 	defer cancel()
 	full := append([]string{"--endpoints=" + strings.Join(e.endpoints, ","), "--dial-timeout=5s", "--command-timeout=20s"}, args...)
 	cmd := exec.CommandContext(ctx, e.bin, full...)
-	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
+	// No ETCDCTL_API: etcdctl 3.4 and later speak v3 by default, and 3.6+
+	// warn about the variable on every call.
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "ETCDCTL_API=") })
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

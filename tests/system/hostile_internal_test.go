@@ -80,6 +80,10 @@ func hostileCalls(t *testing.T, ic tesserapb.InternalClient, rangeIDs []uint64) 
 		call(fmt.Sprintf("Feed resolve MaxInt64 range %d", id), func(ctx context.Context) (bool, error) {
 			return feedCall(ctx, ic, &tesserapb.FeedRequest{RangeId: id, Generation: 1, StartRevision: 1}, &tesserapb.FeedRequest{ResolveRevision: math.MaxInt64})
 		})
+		call(fmt.Sprintf("Hash at MaxInt64 range %d", id), func(ctx context.Context) (bool, error) {
+			resp, err := ic.Hash(ctx, &tesserapb.HashRequest{RangeId: id, Revision: math.MaxInt64})
+			return resp.GetRoutingError() != nil, err
+		})
 		call(fmt.Sprintf("TransferLeader range %d to node 99", id), func(ctx context.Context) (bool, error) {
 			resp, err := ic.TransferLeader(ctx, &tesserapb.TransferLeaderRequest{RangeId: id, TargetNode: 99})
 			return resp.GetRoutingError() != nil, err

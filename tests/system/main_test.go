@@ -15,13 +15,14 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
+
+	"github.com/tesseradb/tessera/tests/proccluster"
 )
 
-// tesseraBin is the binary the tests run, set by TestMain.
-var tesseraBin string
+// tesseraBin is the binary the tests run, set by TestMain; tessctlBin is
+// tessctl, built next to it (TestReadme runs it).
+var tesseraBin, tessctlBin string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -29,28 +30,19 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	if p := os.Getenv("TESSERA_BINARY"); p != "" {
-		tesseraBin = p
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "tessera-system-bin-")
+	race := os.Getenv("TESSERA_SYSTEM_RACE") != ""
+	bin, cleanup, err := proccluster.BuildTessera(race)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "system:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	tesseraBin = filepath.Join(dir, "tessera")
-	args := []string{"build", "-o", tesseraBin}
-	if os.Getenv("TESSERA_SYSTEM_RACE") != "" {
-		args = append(args, "-race")
-	}
-	args = append(args, "github.com/tesseradb/tessera/cmd/tessera")
-	// go test puts its own go command first in PATH.
-	build := exec.Command("go", args...)
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "system: go %v: %v\n", args, err)
+	defer cleanup()
+	ctl, ctlCleanup, err := proccluster.BuildCommand("tessctl", race)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "system:", err)
 		return 1
 	}
+	defer ctlCleanup()
+	tesseraBin, tessctlBin = bin, ctl
 	return m.Run()
 }

@@ -145,7 +145,7 @@ func TestTLSMutualClientAndPeer(t *testing.T) {
 		t.Errorf("/health over TLS: %+v %v", h, err)
 	}
 
-	bin := etcdctlBin()
+	bin := etcdctlPath()
 	if _, err := os.Stat(bin); err != nil {
 		t.Logf("skipping the etcdctl part: no etcdctl at %s: %v", bin, err)
 		return
@@ -159,9 +159,9 @@ func TestTLSMutualClientAndPeer(t *testing.T) {
 	}
 }
 
-// etcdctlBin is the etcdctl the TLS tests run: TESSERA_ETCDCTL, else etcd
+// etcdctlPath is the etcdctl the TLS tests run: TESSERA_ETCDCTL, else etcd
 // 3.7.3's from /work/etcd373, else Debian's.
-func etcdctlBin() string {
+func etcdctlPath() string {
 	if bin := os.Getenv("TESSERA_ETCDCTL"); bin != "" {
 		return bin
 	}

@@ -158,7 +158,12 @@ func (unknownAuth) HasRole(string, string) bool                   { return false
 // --client-cert-auth, the verified client certificate's common name.
 func (a *nodeAuth) User(ctx context.Context) (string, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	if toks := md.Get(rpctypes.TokenFieldNameGRPC); len(toks) > 0 {
+	toks := md.Get(rpctypes.TokenFieldNameGRPC)
+	if len(toks) == 0 {
+		// The HTTP/JSON gateway passes the Authorization header on.
+		toks = md.Get(rpctypes.TokenFieldNameSwagger)
+	}
+	if len(toks) > 0 {
 		st := a.state()
 		if st == nil {
 			return "", errAuthUnknown

@@ -64,6 +64,37 @@ type Config struct {
 	// EnablePprof serves Go's profiler under /debug/pprof/ on the client
 	// port, as etcd's --enable-pprof.
 	EnablePprof bool
+	// EnableGRPCGateway serves etcd's HTTP/JSON gateway under /v3/ on the
+	// client port, as etcd's --enable-grpc-gateway (on by default).
+	EnableGRPCGateway bool
+
+	// CorruptCheckTime is etcd's --corrupt-check-time: how often each node
+	// compares the replicas of the ranges it leads and raises CORRUPT on a
+	// difference (0: never, etcd's default).
+	CorruptCheckTime time.Duration
+	// AutoCompactionMode and AutoCompactionRetention are etcd's
+	// --auto-compaction-mode (periodic) and --auto-compaction-retention
+	// ("0": off; a duration, or a number of hours).
+	AutoCompactionMode      string
+	AutoCompactionRetention string
+	// AutoCompactionRevisionInterval, when set, overrides how often
+	// revision-mode auto-compaction runs (5 minutes, etcd's). Not a flag:
+	// tests lower it.
+	AutoCompactionRevisionInterval time.Duration
+	// DefragIdleRatio: after each step of a defragmentation (one range's
+	// manual compaction), the node pauses this many times as long as the
+	// step took, leaving the disk and CPU to requests (3: compacting at
+	// most a quarter of the time, which kept put p99 within 1.25x during
+	// defrag in docs/operations.md, where 1 let it reach 1.9x). Not a flag.
+	DefragIdleRatio float64
+
+	// MetricsTopRanges is the number of ranges (this node's busiest
+	// replicas) that get per-range series on /metrics; 0 turns per-range
+	// series off. Bounded so that 10,000 ranges are not 10,000 series.
+	MetricsTopRanges int
+	// PeerProbeInterval is how often the node measures the round trip to
+	// each peer (etcd_network_peer_round_trip_time_seconds); 0: 5 s.
+	PeerProbeInterval time.Duration
 
 	// TLS of the client and peer ports (tls_wiring.go), etcd's flags.
 	TLS TLSConfig
@@ -71,6 +102,15 @@ type Config struct {
 	Auth AuthConfig
 
 	Logger *slog.Logger
+
+	// ProbeTimeout bounds each check of /livez and /readyz (2 s, as
+	// /health: a probe must answer before Kubernetes' 1-10 s timeouts
+	// give up on it).
+	ProbeTimeout time.Duration
+	// ReadyCheckInterval: how often a starting node tries a read over
+	// every range until it logs "ready to serve client requests" (100 ms,
+	// a raft tick: the line follows readiness closely and costs little).
+	ReadyCheckInterval time.Duration
 }
 
 // DefaultConfig returns etcd's defaults, adapted: one node serving
@@ -89,6 +129,14 @@ func DefaultConfig() Config {
 		QuotaFreeBytes:              DefaultQuotaFreeBytes,
 		TickInterval:                100 * time.Millisecond,
 		ElectionTicks:               10,
+		ProbeTimeout:                2 * time.Second,
+		ReadyCheckInterval:          100 * time.Millisecond,
+		MetricsTopRanges:            DefaultMetricsTopRanges,
+		PeerProbeInterval:           DefaultPeerProbeInterval,
+		EnableGRPCGateway:           true,
+		AutoCompactionMode:          "periodic",
+		AutoCompactionRetention:     "0",
+		DefragIdleRatio:             3,
 	}
 }
 
@@ -105,8 +153,18 @@ func (c *Config) Validate() error {
 		return errors.New("server: no --listen-peer-urls")
 	case c.InitialClusterState != "new" && c.InitialClusterState != "existing":
 		return fmt.Errorf("server: --initial-cluster-state %q must be new or existing", c.InitialClusterState)
+	case c.DefragIdleRatio < 0:
+		return fmt.Errorf("server: DefragIdleRatio %v is negative", c.DefragIdleRatio)
+	case c.CorruptCheckTime < 0:
+		return fmt.Errorf("server: --corrupt-check-time %v is negative", c.CorruptCheckTime)
 	case c.MaxRequestBytes <= 0:
 		return fmt.Errorf("server: --max-request-bytes %d must be positive", c.MaxRequestBytes)
+	case c.ProbeTimeout < 0 || c.ReadyCheckInterval < 0:
+		return errors.New("server: ProbeTimeout and ReadyCheckInterval must not be negative (0: default)")
+	case c.MetricsTopRanges < 0 || c.MetricsTopRanges > maxMetricsTopRanges:
+		return fmt.Errorf("server: --metrics-top-ranges %d must be within [0, %d]", c.MetricsTopRanges, maxMetricsTopRanges)
+	case c.PeerProbeInterval < 0:
+		return fmt.Errorf("server: peer probe interval %v must not be negative", c.PeerProbeInterval)
 	}
 	for _, k := range c.InitialSplitKeys {
 		if k == "" {

@@ -18,7 +18,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/soheilhy/cmux"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
@@ -53,6 +52,12 @@ type Server struct {
 	// maint serves etcd's Maintenance (alarms); diskMon raises NOSPACE.
 	maint   *router.Maintenance
 	diskMon *diskMonitor
+	obs     *observability // metrics wiring (observability.go)
+	// gw is etcd's HTTP/JSON gateway on the client port (gateway.go).
+	gw *gateway
+	// loops: corruption check, auto-compaction (maintenance.go).
+	loops       *maintenanceLoops
+	autoCompact router.AutoCompaction
 
 	clientLis, peerLis net.Listener
 	clientConns        *trackingListener
@@ -65,6 +70,7 @@ type Server struct {
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	life      lifecycle // start, ready and stop lines (lifecycle.go)
 }
 
 // Start starts a node. It returns once the node serves; the cluster may still
@@ -73,14 +79,23 @@ func Start(cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	autoCompact, err := router.ParseAutoCompaction(router.AutoCompactionConfig{Mode: cfg.AutoCompactionMode, Retention: cfg.AutoCompactionRetention})
+	if err != nil {
+		return nil, err
+	}
+	if autoCompact.Writes > 0 && cfg.AutoCompactionRevisionInterval > 0 {
+		autoCompact.RevisionInterval = cfg.AutoCompactionRevisionInterval
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.probeDefaults()
 	nodes, self, err := cfg.initialCluster()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, self: raftgroup.NodeID(self), log: cfg.Logger.With("node", cfg.Name), replicas: map[uint64]*shard.Replica{}}
+	s := &Server{cfg: cfg, self: raftgroup.NodeID(self), log: cfg.Logger.With("node", cfg.Name), replicas: map[uint64]*shard.Replica{}, autoCompact: autoCompact}
+	s.logStarting()
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -88,6 +103,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	}()
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.obs = newObservability(s.reg)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
@@ -166,6 +182,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		// Operator RPCs (router/admin.go): leader transfer.
 		Raft:                s.host,
 		TransferLeaderRetry: hcfg.TickInterval * time.Duration(hcfg.ElectionTicks),
+		Registerer:          s.reg,
 	})
 	s.hub = watchhub.New(watchhub.Config{
 		ClusterID:              s.layout.GetClusterId(),
@@ -184,6 +201,11 @@ func Start(cfg Config) (_ *Server, err error) {
 	s.auth.startRefresh()
 	s.host.Start()
 	s.startDiskMonitor()
+	if err := s.startObservability(clock); err != nil {
+		return nil, err
+	}
+	s.startMaintenanceLoops()
+	s.startLifecycle()
 	return s, nil
 }
 
@@ -253,30 +275,37 @@ func (s *Server) bootstrapIfNew() error {
 	if _, err := s.eng.Get(bootstrapKey); err == nil {
 		return nil
 	}
-	if m := s.layout.GetMeta(); hasReplica(m, s.self) {
-		if err := placement.WriteMetaInitialState(s.eng, s.layout); err != nil {
+	return bootstrapStore(s.eng, s.layout, s.self)
+}
+
+// bootstrapStore writes the initial state of every group node self holds in
+// layout, then the bootstrap record (a restore writes the ranges' data
+// before, restore.go).
+func bootstrapStore(eng *engine.Engine, layout *tesserapb.ClusterBootstrap, self raftgroup.NodeID) error {
+	if m := layout.GetMeta(); hasReplica(m, self) {
+		if err := placement.WriteMetaInitialState(eng, layout); err != nil {
 			return err
 		}
-		if err := s.host.Bootstrap(placement.MetaRangeID, voters(m)); err != nil {
+		if err := raftgroup.Bootstrap(eng, placement.MetaRangeID, voters(m)); err != nil {
 			return err
 		}
 	}
-	for _, d := range s.layout.GetRanges() {
-		if !hasReplica(d, s.self) {
+	for _, d := range layout.GetRanges() {
+		if !hasReplica(d, self) {
 			continue
 		}
-		if err := shard.WriteInitialState(s.eng, d); err != nil {
+		if err := shard.WriteInitialState(eng, d); err != nil {
 			return err
 		}
-		if err := s.host.Bootstrap(raftgroup.GroupID(d.GetRangeId()), voters(d)); err != nil {
+		if err := raftgroup.Bootstrap(eng, raftgroup.GroupID(d.GetRangeId()), voters(d)); err != nil {
 			return err
 		}
 	}
-	v, err := proto.Marshal(s.layout)
+	v, err := proto.Marshal(layout)
 	if err != nil {
 		return err
 	}
-	b := s.eng.NewWriteBatch()
+	b := eng.NewWriteBatch()
 	defer b.Close()
 	if err := b.Set(bootstrapKey, v); err != nil {
 		return err
@@ -301,12 +330,13 @@ func (s *Server) openReplicas(clock shard.Clock, limits shard.Limits) error {
 			continue
 		}
 		rep, err := shard.Open(shard.Config{
-			NodeID: s.self,
-			Engine: s.eng,
-			Raft:   s.host,
-			Clock:  clock,
-			Limits: limits,
-			Logger: s.log,
+			NodeID:  s.self,
+			Engine:  s.eng,
+			Raft:    s.host,
+			Clock:   clock,
+			Limits:  limits,
+			Metrics: s.obs.shard,
+			Logger:  s.log,
 		}, raftgroup.GroupID(d.GetRangeId()))
 		if err != nil {
 			return err
@@ -328,20 +358,23 @@ const grpcOverheadBytes = 512 * 1024
 
 func (s *Server) serve() {
 	// Peer port: raft transport and the internal service.
-	s.peerGRPC = grpc.NewServer(append(s.peerServerOptions(), grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))...)
+	s.peerGRPC = grpc.NewServer(append(append(s.peerServerOptions(), s.obs.peer.serverOptions()...), grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))...)
 	s.host.RegisterService(s.peerGRPC)
 	internal := router.NewInternal(s.router, s.rangeStatus)
 	internal.Self = s.selfInfo
 	tesserapb.RegisterInternalServer(s.peerGRPC, internal)
+	tesserapb.RegisterInternalMaintenanceServer(s.peerGRPC, router.NewInternalMaintenance(s.router))
 	// Alarm requests forwarded to the meta group's nodes (maintenance.go).
 	pb.RegisterMaintenanceServer(s.peerGRPC, router.NewMaintenance(s.router, false, s.dataDirSize))
 	pb.RegisterAuthServer(s.peerGRPC, &authServer{a: s.auth}) // changes forwarded to the meta leader
+	registerHealth(s.peerGRPC)                                // peer round-trip probes (peerprobe.go)
+	s.obs.peer.initialize(s.peerGRPC)
 	s.goServe("peer grpc", func() error { return s.peerGRPC.Serve(s.peerLis) })
 
 	// Client port: etcd's gRPC API and HTTP (/health, /metrics), as etcd.
 	// Never the internal service: it trusts its caller to be a router
 	// (docs/decisions.md, "Listeners").
-	s.clientGRPC = grpc.NewServer(append(append(s.clientTLSServerOptions(), s.auth.clientServerOptions()...),
+	s.clientGRPC = grpc.NewServer(append(append(append(s.clientTLSServerOptions(), s.obs.client.serverOptions()...), s.auth.clientServerOptions()...),
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes+grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
@@ -350,11 +383,18 @@ func (s *Server) serve() {
 	pb.RegisterWatchServer(s.clientGRPC, s.hub)
 	pb.RegisterClusterServer(s.clientGRPC, router.NewCluster(s.router, s.layout.GetClusterId(), internal))
 	s.maint = router.NewMaintenance(s.router, true, s.dataDirSize)
+	s.maint.Info = s.statusInfo // version, quota, meta raft state (status.go)
+	s.configureMaintenance()
 	pb.RegisterMaintenanceServer(s.clientGRPC, s.maint)
 	pb.RegisterAuthServer(s.clientGRPC, &authServer{a: s.auth, forward: true})
+	s.obs.client.initialize(s.clientGRPC)
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", s.obs.metricsHandler())
 	mux.HandleFunc("/health", s.health)
+	s.registerProbes(mux) // /version, /livez, /readyz (http_probes.go)
+	if err := s.startGateway(mux); err != nil {
+		s.log.Error("no HTTP/JSON gateway", "err", err)
+	}
 	if s.cfg.EnablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -447,12 +487,15 @@ func (s *Server) Engine() *engine.Engine { return s.eng }
 // Close stops the node: client and peer ports, raft, replicas, engine.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
+		s.stopLifecycle()
+		s.loops.stop()
 		if s.diskMon != nil {
 			s.diskMon.close()
 		}
 		if s.auth != nil {
 			s.auth.close()
 		}
+		s.obs.close()
 		if s.clientMux != nil {
 			s.clientMux.Close()
 		}
@@ -462,8 +505,14 @@ func (s *Server) Close() {
 		if s.httpSrv != nil {
 			_ = s.httpSrv.Close()
 		}
+		s.gw.close()
 		if s.clientGRPC != nil {
 			s.clientGRPC.Stop()
+		}
+		if s.host != nil {
+			// Before the peer port: the transport ends its peers' streams
+			// with "transport closed", so they see a clean shutdown.
+			_ = s.host.Close()
 		}
 		if s.peerGRPC != nil {
 			s.peerGRPC.Stop()
@@ -476,9 +525,6 @@ func (s *Server) Close() {
 		}
 		if s.peerLis != nil {
 			_ = s.peerLis.Close()
-		}
-		if s.host != nil {
-			_ = s.host.Close()
 		}
 		for _, r := range s.replicas {
 			r.Close()
@@ -494,6 +540,7 @@ func (s *Server) Close() {
 			if err := s.eng.Close(); err != nil {
 				s.log.Error("close engine", "err", err)
 			}
+			s.logStopped()
 		}
 	})
 }

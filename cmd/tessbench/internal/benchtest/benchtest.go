@@ -5,12 +5,11 @@
 package benchtest
 
 import (
-	"context"
 	"os/exec"
 	"testing"
 	"time"
 
-	"github.com/tesseradb/tessera/cmd/tessbench/internal/cluster"
+	cluster "github.com/tesseradb/tessera/tests/proccluster"
 )
 
 // EtcdBin returns the installed etcd binary, or skips the test.
@@ -27,20 +26,8 @@ func EtcdBin(t testing.TB) string {
 // returns its client endpoints. It is stopped when the test ends.
 func StartEtcd(t testing.TB, n int) *cluster.Cluster {
 	t.Helper()
-	bin := EtcdBin(t)
-	cfg := cluster.DefaultConfig("etcd", bin, t.TempDir()+"/etcd")
+	cfg := cluster.DefaultConfig("etcd", EtcdBin(t), t.TempDir()+"/etcd")
 	cfg.Nodes = n
 	cfg.StartTimeout = 30 * time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c, err := cluster.Start(ctx, cfg)
-	if err != nil {
-		t.Fatalf("start etcd: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			t.Errorf("stop etcd: %v", err)
-		}
-	})
-	return c
+	return cluster.StartForTest(t, cfg)
 }

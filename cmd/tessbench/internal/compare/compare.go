@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/tesseradb/tessera/cmd/tessbench/internal/bench"
-	"github.com/tesseradb/tessera/cmd/tessbench/internal/cluster"
+	cluster "github.com/tesseradb/tessera/tests/proccluster"
 )
 
 // System names.

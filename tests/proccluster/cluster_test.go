@@ -1,4 +1,4 @@
-package cluster
+package proccluster
 
 import (
 	"context"
@@ -174,8 +174,8 @@ func TestStopEscalatesToKillForTheGroup(t *testing.T) {
 	if err := p.stop(200 * time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	if !gone(p.pid()) {
-		t.Errorf("leader %d survived", p.pid())
+	if !gone(p.PID()) {
+		t.Errorf("leader %d survived", p.PID())
 	}
 	if !poll(10*time.Second, func() bool { return gone(child) }) {
 		t.Fatalf("child %d survived its group's SIGKILL", child)

@@ -1,0 +1,177 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/version"
+
+	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/proto/tesserapb"
+)
+
+// SnapshotConfig tunes Maintenance.Snapshot.
+type SnapshotConfig struct {
+	// PageBytes is the size a backup aims at for one read of a range
+	// (4 MiB: large enough that round trips do not dominate, small enough
+	// to stay far below the peer port's 64 MiB message limit).
+	PageBytes int
+	// FirstPage is the number of keys of the first read of each range,
+	// before the average key-value size is known (256).
+	FirstPage int64
+	// MaxPage bounds the keys of one read (8192).
+	MaxPage int64
+	// ChunkBytes is the size of one SnapshotResponse blob (32 KiB, etcd's).
+	ChunkBytes int
+	// NodeName is written into the header.
+	NodeName string
+}
+
+// DefaultSnapshotConfig returns the defaults.
+func DefaultSnapshotConfig() SnapshotConfig {
+	return SnapshotConfig{PageBytes: 4 << 20, FirstPage: 256, MaxPage: 8192, ChunkBytes: 32 << 10}
+}
+
+// Validate checks the configuration.
+func (c SnapshotConfig) Validate() error {
+	if c.PageBytes <= 0 || c.FirstPage <= 0 || c.MaxPage < c.FirstPage || c.ChunkBytes <= 0 {
+		return fmt.Errorf("router: snapshot config %+v: sizes must be positive and MaxPage >= FirstPage", c)
+	}
+	return nil
+}
+
+// Snapshot implements etcd's Maintenance.Snapshot (etcdctl snapshot save):
+// a backup of the whole cluster, every range, at one fresh revision, in
+// Tessera's backup format (router/backup.go, docs/snapshot.md) ending with
+// the SHA-256 trailer etcdctl checks for. It reads the ranges page by page
+// at that revision, as any historical read, so writes go on meanwhile;
+// compactions through this node above the revision wait until it ends.
+func (m *Maintenance) Snapshot(_ *pb.SnapshotRequest, stream pb.Maintenance_SnapshotServer) error {
+	cfg := m.snapshot
+	if cfg.PageBytes == 0 {
+		name := cfg.NodeName
+		cfg = DefaultSnapshotConfig()
+		cfg.NodeName = name
+	}
+	// A backup goes on under a CORRUPT alarm, as etcd's.
+	ctx := context.WithValue(stream.Context(), noCorruptCheckKey{}, true)
+	rev, err := m.r.now(ctx)
+	if err != nil {
+		return toGRPCError(fmt.Errorf("router: snapshot: revision: %w", err))
+	}
+	defer m.r.holdCompaction(rev)()
+	start := time.Now()
+	out := &snapshotStream{stream: stream, header: m.r.header(rev), chunk: cfg.ChunkBytes}
+	bw := NewBackupWriter(out)
+	ranges := m.r.cache.Ranges()
+	err = bw.Header(&tesserapb.SnapshotHeader{
+		FormatVersion:   BackupFormatVersion,
+		Revision:        int64(rev),
+		ClusterId:       m.r.cfg.ClusterID,
+		Ranges:          ranges,
+		CreatedUnixNano: time.Now().UnixNano(),
+		ServerVersion:   version.Version,
+		NodeName:        cfg.NodeName,
+	})
+	if err != nil {
+		return toGRPCError(err)
+	}
+	var keys int
+	for _, d := range ranges {
+		n, err := m.snapshotRange(ctx, cfg, bw, d, rev)
+		if err != nil {
+			return toGRPCError(fmt.Errorf("router: snapshot of range %d at revision %d: %w", d.GetRangeId(), rev, err))
+		}
+		keys += n
+	}
+	if err := bw.Close(); err != nil {
+		return toGRPCError(err)
+	}
+	if err := out.flush(); err != nil {
+		return err
+	}
+	m.r.log.Info("snapshot sent", "revision", int64(rev), "ranges", len(ranges), "keys", keys, "bytes", bw.Size(), "took", time.Since(start))
+	return nil
+}
+
+// snapshotRange writes one range's keys at rev, read in pages sized to
+// about cfg.PageBytes.
+func (m *Maintenance) snapshotRange(ctx context.Context, cfg SnapshotConfig, bw *BackupWriter, d *tesserapb.RangeDescriptor, rev engine.Revision) (int, error) {
+	key := d.GetStartKey()
+	if len(key) == 0 {
+		key = []byte{0} // the smallest key etcd accepts
+	}
+	end := d.GetEndKey()
+	if len(end) == 0 {
+		end = []byte{0} // from key on
+	}
+	limit, n := cfg.FirstPage, 0
+	for {
+		resp, err := m.r.rangeReq(ctx, &pb.RangeRequest{Key: key, RangeEnd: end, Revision: int64(rev), Limit: limit})
+		if err != nil {
+			return n, err
+		}
+		kvs := resp.GetKvs()
+		if len(kvs) > 0 {
+			if err := bw.KVs(d.GetRangeId(), kvs); err != nil {
+				return n, err
+			}
+			n += len(kvs)
+			limit = nextPage(cfg, kvs)
+		}
+		if !resp.GetMore() || len(kvs) == 0 {
+			return n, nil
+		}
+		last := kvs[len(kvs)-1].GetKey()
+		key = append(append(make([]byte, 0, len(last)+1), last...), 0)
+	}
+}
+
+// nextPage sizes the next read from the average size of the last page.
+func nextPage(cfg SnapshotConfig, kvs []*mvccpb.KeyValue) int64 {
+	var size int
+	for _, kv := range kvs {
+		size += len(kv.GetKey()) + len(kv.GetValue()) + 32
+	}
+	avg := max(size/len(kvs), 1)
+	return min(max(int64(cfg.PageBytes/avg), 16), cfg.MaxPage)
+}
+
+// snapshotStream cuts the backup into SnapshotResponse blobs.
+type snapshotStream struct {
+	stream pb.Maintenance_SnapshotServer
+	header *pb.ResponseHeader
+	chunk  int
+	buf    []byte
+}
+
+func (s *snapshotStream) Write(p []byte) (int, error) {
+	s.buf = append(s.buf, p...)
+	for len(s.buf) >= s.chunk {
+		if err := s.send(s.buf[:s.chunk]); err != nil {
+			return 0, err
+		}
+		s.buf = s.buf[s.chunk:]
+	}
+	return len(p), nil
+}
+
+func (s *snapshotStream) flush() error {
+	if len(s.buf) == 0 {
+		return nil
+	}
+	err := s.send(s.buf)
+	s.buf = nil
+	return err
+}
+
+func (s *snapshotStream) send(b []byte) error {
+	// RemainingBytes is unknown until the end (the backup is streamed as
+	// it is read); clients ignore it, etcdctl included.
+	resp := &pb.SnapshotResponse{Header: s.header, Blob: append([]byte(nil), b...), Version: version.Version}
+	s.header = nil
+	return s.stream.Send(resp)
+}

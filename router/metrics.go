@@ -1,0 +1,48 @@
+package router
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Reasons a request to a range is tried again (label "reason" of
+// tessera_router_retries_total).
+const (
+	retryNotLeader     = "not_leader"      // the replica tried is not the leader
+	retryRangeNotFound = "range_not_found" // the node tried holds no replica
+	retryTransport     = "transport"       // the node tried could not be reached
+	retryElection      = "election"        // every replica tried: waiting for a leader
+)
+
+// metrics are the router's metrics. They exist whether or not they are
+// registered (Config.Registerer nil).
+type metrics struct {
+	requests *prometheus.CounterVec // target: local or remote
+	retries  *prometheus.CounterVec // reason
+	fanOut   prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tessera_router_range_requests_total",
+			Help: "Requests the router sent to one range's replica, by target: local (this node) or remote (forwarded over the peer port).",
+		}, []string{"target"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tessera_router_retries_total",
+			Help: "Requests to a range tried again, by reason.",
+		}, []string{"reason"}),
+		fanOut: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tessera_router_fanout_ranges",
+			Help:    "Ranges one client Range request covers (1: no fan-out).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
+	}
+	for _, t := range []string{"local", "remote"} {
+		m.requests.WithLabelValues(t)
+	}
+	for _, r := range []string{retryNotLeader, retryRangeNotFound, retryTransport, retryElection} {
+		m.retries.WithLabelValues(r)
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.retries, m.fanOut)
+	}
+	return m
+}
