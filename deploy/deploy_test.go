@@ -134,9 +134,19 @@ type serviceMonitor struct {
 			MatchLabels map[string]string `json:"matchLabels"`
 		} `json:"selector"`
 		Endpoints []struct {
-			Port     string `json:"port"`
-			Path     string `json:"path"`
-			Interval string `json:"interval"`
+			Port      string `json:"port"`
+			Path      string `json:"path"`
+			Interval  string `json:"interval"`
+			Scheme    string `json:"scheme"`
+			TLSConfig *struct {
+				CA struct {
+					Secret struct {
+						Name string `json:"name"`
+						Key  string `json:"key"`
+					} `json:"secret"`
+				} `json:"ca"`
+				ServerName string `json:"serverName"`
+			} `json:"tlsConfig"`
 		} `json:"endpoints"`
 	} `json:"spec"`
 }
@@ -254,8 +264,18 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 		}
 	}
-	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/health" {
-		t.Errorf("readiness probe: want GET /health")
+	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
+		t.Errorf("readiness probe: want GET /readyz")
+	}
+	// The client port serves TLS with the mounted secret's certificate, so
+	// the probe speaks HTTPS; the secret is required, not optional.
+	if strings.HasPrefix(flagValue(c.Args, "--listen-client-urls"), "https://") {
+		if c.ReadinessProbe.HTTPGet.Scheme != "HTTPS" {
+			t.Errorf("readiness probe: the client port serves TLS, want scheme HTTPS")
+		}
+		if !strings.HasPrefix(flagValue(c.Args, "--cert-file"), "/etc/tessera/tls/") || !strings.HasPrefix(flagValue(c.Args, "--key-file"), "/etc/tessera/tls/") {
+			t.Errorf("client TLS without --cert-file/--key-file from the mounted secret")
+		}
 	}
 	sc, psc := c.SecurityContext, sts.Spec.Template.Spec.SecurityContext
 	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
@@ -414,4 +434,14 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("the binary is dynamically linked (program header %v)", p.Type)
 		}
 	}
+}
+
+// flagValue returns the value of a --flag=value argument ("" if absent).
+func flagValue(args []string, flag string) string {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, flag+"="); ok {
+			return v
+		}
+	}
+	return ""
 }

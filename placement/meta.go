@@ -60,6 +60,8 @@ type Meta struct {
 		waiters     map[uint64]chan metaResult
 		results     []metaResultFor
 	}
+	// auth is the auth state (auth_meta.go); its cur is guarded by mu.
+	auth metaAuth
 }
 
 type metaResult struct {
@@ -70,6 +72,8 @@ type metaResult struct {
 	// etcd error, such as a duplicate lease id).
 	lease *tesserapb.LeaseRecord
 	err   error
+	// authErr: etcd's error when an auth change was refused.
+	authErr error
 }
 
 type metaResultFor struct {
@@ -142,6 +146,9 @@ func (m *Meta) load() error {
 	default:
 		return errors.New("placement: corrupt TSO high-water mark")
 	}
+	if err := m.loadAuthLocked(); err != nil {
+		return err
+	}
 	if err := m.loadAlarmsLocked(); err != nil {
 		return err
 	}
@@ -200,6 +207,12 @@ func (m *Meta) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 			}
 		}
 		res := metaResult{prevHighMs: prev, highMs: m.mu.highMs, alarms: alarms}
+		if req := cmd.GetAuthRequest(); len(req) > 0 {
+			var err error
+			if res.authErr, err = m.applyAuthLocked(b, req, cmd.GetAuthTokenKey()); err != nil {
+				return fmt.Errorf("placement: meta command at %d: %w", e.GetIndex(), err)
+			}
+		}
 		if g := cmd.GetLeaseGrant(); g != nil {
 			rec, err := m.applyLeaseGrantLocked(b, g, e.GetIndex())
 			if err != nil && !isEtcdError(err) {

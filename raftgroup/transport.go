@@ -78,6 +78,12 @@ type TransportConfig struct {
 	// DialOptions are used for every connection to a peer (transport
 	// credentials at least; tests pass insecure credentials).
 	DialOptions []grpc.DialOption
+	// AuthorizePeer, if set, is asked once per inbound raft stream and per
+	// snapshot whether the connection (its gRPC context: peer address, TLS
+	// state) may speak for the node the stream claims to come from. A
+	// refusal ends the stream with PermissionDenied before anything it
+	// carries is delivered. Nil trusts the claim (no peer authentication).
+	AuthorizePeer func(ctx context.Context, from NodeID) error
 	// DialTimeout bounds how long opening a stream to a peer may take before
 	// the attempt counts as failed. Default 5s: several RTTs of a slow
 	// cross-zone link plus a TLS handshake, yet short enough that a peer whose
@@ -931,6 +937,13 @@ func (svc *transportService) RaftMessages(stream grpc.BidiStreamingServer[raftrp
 			t.log.Warn("raft transport: rejecting raft stream", "err", err)
 			return status.Error(codes.FailedPrecondition, err.Error())
 		}
+		if from == 0 && t.cfg.AuthorizePeer != nil {
+			if err := t.cfg.AuthorizePeer(stream.Context(), d.from); err != nil {
+				t.metrics.invalidReceived.Inc()
+				t.log.Warn("raft transport: refusing raft stream from an unauthorized peer", "claimed", d.from, "err", err)
+				return status.Error(codes.PermissionDenied, err.Error())
+			}
+		}
 		from = d.from
 		t.metrics.receivedBytes.WithLabelValues(peerLabel(from)).Add(float64(proto.Size(b)))
 		if d.invalid > 0 {
@@ -1041,6 +1054,14 @@ func (svc *transportService) Snapshot(stream grpc.ClientStreamingServer[raftrpc.
 		t.metrics.snapshotsReceived.WithLabelValues(snapshotResultError).Inc()
 		t.log.Warn("raft transport: rejecting snapshot stream", "err", err)
 		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if t.cfg.AuthorizePeer != nil {
+		if err := t.cfg.AuthorizePeer(stream.Context(), from); err != nil {
+			t.metrics.invalidReceived.Inc()
+			t.metrics.snapshotsReceived.WithLabelValues(snapshotResultError).Inc()
+			t.log.Warn("raft transport: refusing snapshot from an unauthorized peer", "claimed", from, "err", err)
+			return status.Error(codes.PermissionDenied, err.Error())
+		}
 	}
 	if drop := t.dropKnob(); drop != nil && drop(from, t.cfg.NodeID, GroupMessage{Group: h.Group, Message: h.Message}) {
 		return stream.SendAndClose(&raftrpc.SnapshotResponse{Error: "dropped by testing knob"})

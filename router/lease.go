@@ -432,6 +432,19 @@ func (l *Lease) keysOf(ctx context.Context, id int64) ([][]byte, error) {
 	return keys, nil
 }
 
+// leaseKeysTimeout bounds the lookup of a lease's keys for a permission
+// check (router.LeaseKeys has no context of its own).
+const leaseKeysTimeout = 10 * time.Second
+
+// KeysOf returns the keys attached to a lease: the hook the auth checks use
+// for Revoke and KeepAlive, which need write permission on every key of the
+// lease, as in etcd (router.LeaseKeys).
+func (l *Lease) KeysOf(id int64) ([][]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), leaseKeysTimeout)
+	defer cancel()
+	return l.keysOf(ctx, id)
+}
+
 // LeaseLeases implements etcd's Lease.LeaseLeases.
 func (l *Lease) LeaseLeases(ctx context.Context, req *pb.LeaseLeasesRequest) (*pb.LeaseLeasesResponse, error) {
 	var resp *pb.LeaseLeasesResponse

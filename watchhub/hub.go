@@ -57,8 +57,13 @@ type Config struct {
 	// RingRevisions is how many released revisions the hub keeps in memory
 	// for watchers catching up (4096).
 	RingRevisions int
-	Registerer    prometheus.Registerer
-	Logger        *slog.Logger
+	// AuthorizeCreate, if set, is asked before a watch is created (auth:
+	// the caller must be allowed to read the watched range). A refusal
+	// answers the creation as etcd does: created and canceled at once,
+	// watch id -1, the error's text as the cancel reason. Nil allows all.
+	AuthorizeCreate func(ctx context.Context, req *pb.WatchCreateRequest) error
+	Registerer      prometheus.Registerer
+	Logger          *slog.Logger
 }
 
 // Hub is a node's etcd Watch service.

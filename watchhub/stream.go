@@ -272,6 +272,12 @@ func (s *stream) create(req *pb.WatchCreateRequest) {
 	refuse := func(reason string) {
 		s.push(nil, &pb.WatchResponse{Header: h.header(0), WatchId: -1, Created: true, Canceled: true, CancelReason: reason}, true)
 	}
+	if authorize := h.cfg.AuthorizeCreate; authorize != nil {
+		if err := authorize(s.ctx, req); err != nil {
+			refuse(err.Error())
+			return
+		}
+	}
 	key := req.GetKey()
 	var end []byte
 	switch re := req.GetRangeEnd(); {

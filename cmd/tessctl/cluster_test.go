@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tesseradb/tessera/cmd/tessera/server"
 	"github.com/tesseradb/tessera/tests/testcluster"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -24,7 +25,14 @@ type testCluster struct {
 
 func startCluster(t *testing.T, n int, split []string) *testCluster {
 	t.Helper()
-	c := testcluster.Start(t, testcluster.Options{Nodes: n, SplitKeys: split})
+	return startClusterWith(t, n, split, "http", nil)
+}
+
+// startClusterWith starts a cluster whose URLs have the given scheme;
+// configure, if set, adjusts each node's config (its TLS) before it starts.
+func startClusterWith(t *testing.T, n int, split []string, scheme string, configure func(*server.Config)) *testCluster {
+	t.Helper()
+	c := testcluster.Start(t, testcluster.Options{Nodes: n, SplitKeys: split, Scheme: scheme, Configure: configure})
 	return &testCluster{Cluster: c, endpoints: c.Endpoints()}
 }
 

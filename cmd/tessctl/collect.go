@@ -3,12 +3,14 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -44,6 +46,8 @@ type health struct {
 // clusterView is everything tessctl learned from the cluster.
 type clusterView struct {
 	reports []nodeReport // by member id
+	// tls is how members are dialed (nil: plaintext).
+	tls *tls.Config
 }
 
 // collect lists the members through the endpoints, then asks every member
@@ -51,11 +55,15 @@ type clusterView struct {
 func collect(ctx context.Context, g *globalFlags) (*clusterView, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.dialTimeout+g.commandTimeout)
 	defer cancel()
+	user, password, _ := strings.Cut(g.user, ":")
 	cli, err := clientv3.New(clientv3.Config{
+		Username:    user,
+		Password:    password,
 		Endpoints:   g.endpoints,
 		DialTimeout: g.dialTimeout,
 		Logger:      zap.NewNop(),
 		Context:     ctx,
+		TLS:         g.tlsConfig,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tessctl: connect to %v: %w", g.endpoints, err)
@@ -65,7 +73,7 @@ func collect(ctx context.Context, g *globalFlags) (*clusterView, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tessctl: member list from %v: %w", g.endpoints, err)
 	}
-	view := &clusterView{}
+	view := &clusterView{tls: g.tlsConfig}
 	for _, m := range resp.Members {
 		view.reports = append(view.reports, nodeReport{member: member{
 			ID: m.GetID(), Name: m.GetName(), PeerURLs: m.GetPeerURLs(), ClientURLs: m.GetClientURLs(),
@@ -78,8 +86,8 @@ func collect(ctx context.Context, g *globalFlags) (*clusterView, error) {
 		go func() {
 			defer wg.Done()
 			r := &view.reports[i]
-			r.ranges, r.err = askRanges(ctx, r.member)
-			r.health = askHealth(ctx, r.member)
+			r.ranges, r.err = askRanges(ctx, view.tls, r.member)
+			r.health = askHealth(ctx, view.tls, r.member)
 		}()
 	}
 	wg.Wait()
@@ -92,8 +100,8 @@ var (
 )
 
 // askRanges calls Internal/Ranges on the member's peer URL.
-func askRanges(ctx context.Context, m member) (*tesserapb.RangesResponse, error) {
-	conn, err := dialMember(m)
+func askRanges(ctx context.Context, tlsConf *tls.Config, m member) (*tesserapb.RangesResponse, error) {
+	conn, err := dialMember(tlsConf, m)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +114,7 @@ func askRanges(ctx context.Context, m member) (*tesserapb.RangesResponse, error)
 }
 
 // askHealth reads the member's /health, as etcdctl endpoint health does.
-func askHealth(ctx context.Context, m member) health {
+func askHealth(ctx context.Context, tlsConf *tls.Config, m member) health {
 	if len(m.ClientURLs) == 0 {
 		return health{reason: errNoClientURL.Error()}
 	}
@@ -114,7 +122,7 @@ func askHealth(ctx context.Context, m member) health {
 	if err != nil {
 		return health{reason: err.Error()}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient(tlsConf).Do(req)
 	if err != nil {
 		return health{reason: err.Error()}
 	}

@@ -15,6 +15,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,11 @@ type globalFlags struct {
 	dialTimeout    time.Duration
 	commandTimeout time.Duration
 	writeOut       string
+	tls            tlsFlags
+	// user is etcdctl's --user name[:password] (auth enabled).
+	user string
+	// tlsConfig is built from tls before a command runs (nil: plaintext).
+	tlsConfig *tls.Config
 }
 
 func rootCmd() (*cobra.Command, *globalFlags) {
@@ -70,7 +76,9 @@ func rootCmd() (*cobra.Command, *globalFlags) {
 			if len(g.endpoints) == 0 {
 				return errors.New("tessctl: no --endpoints")
 			}
-			return nil
+			var err error
+			g.tlsConfig, err = g.tls.config()
+			return err
 		},
 	}
 	f := cmd.PersistentFlags()
@@ -78,6 +86,8 @@ func rootCmd() (*cobra.Command, *globalFlags) {
 	f.DurationVar(&g.dialTimeout, "dial-timeout", 2*time.Second, "timeout to connect to the endpoints")
 	f.DurationVar(&g.commandTimeout, "command-timeout", 5*time.Second, "timeout of the whole command, after connecting")
 	f.StringVarP(&g.writeOut, "write-out", "w", "table", "output format: table or json")
+	addTLSFlags(f, &g.tls)
+	f.StringVar(&g.user, "user", "", "username[:password] for authentication (with auth enabled, listing members needs a user)")
 	cmd.AddCommand(rangesCmd(g), statusCmd(g), checkCmd(g), transferLeaderCmd(g), versionCmd(), snapshotCmd(g))
 	return cmd, g
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tesseradb/tessera/internal/backoff"
 	"github.com/tesseradb/tessera/proto/tesserapb"
@@ -133,7 +133,7 @@ func callInternal[T any](ctx context.Context, view *clusterView, id uint64, fn f
 	if m == nil {
 		return zero, fmt.Errorf("member %d is not in the member list", id)
 	}
-	conn, err := dialMember(*m)
+	conn, err := dialMember(view.tls, *m)
 	if err != nil {
 		return zero, err
 	}
@@ -144,7 +144,7 @@ func callInternal[T any](ctx context.Context, view *clusterView, id uint64, fn f
 // dialMember connects to a member's first peer URL: Tessera serves its
 // Internal service (replicas, hashes, leader transfers) on the peer port
 // only, never to clients (docs/decisions.md, "Listeners").
-func dialMember(m member) (*grpc.ClientConn, error) {
+func dialMember(tlsConf *tls.Config, m member) (*grpc.ClientConn, error) {
 	if len(m.PeerURLs) == 0 {
 		return nil, errNoPeerURL
 	}
@@ -152,10 +152,11 @@ func dialMember(m member) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if u.Scheme != "http" {
-		return nil, fmt.Errorf("peer URL %s: only http is supported", m.PeerURLs[0])
+	creds, err := grpcCreds(u.Scheme, tlsConf)
+	if err != nil {
+		return nil, fmt.Errorf("peer URL %s: %w", m.PeerURLs[0], err)
 	}
-	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(u.Host, creds)
 	if err != nil {
 		return nil, fmt.Errorf("dial member %d at %s: %w", m.ID, u.Host, err)
 	}

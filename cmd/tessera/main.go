@@ -70,6 +70,8 @@ Flags follow etcd's names and meanings.`,
 	f.Int64Var(&cfg.QuotaFreeBytes, "quota-free-bytes", cfg.QuotaFreeBytes, "raise the NOSPACE alarm (refusing puts) when the data directory's file system has less free space than this (0: never)")
 	f.Int64Var(&cfg.QuotaBackendBytes, "quota-backend-bytes", cfg.QuotaBackendBytes, "raise the NOSPACE alarm when the data directory grows beyond this size (0: no quota)")
 	f.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "serve Go's runtime profiler under /debug/pprof/ on the client port")
+	addTLSFlags(f, &cfg.TLS)
+	addAuthFlags(f, &cfg.Auth)
 	f.BoolVar(&cfg.EnableGRPCGateway, "enable-grpc-gateway", cfg.EnableGRPCGateway, "serve etcd's HTTP/JSON gateway under /v3/ on the client port")
 	f.DurationVar(&cfg.CorruptCheckTime, "corrupt-check-time", cfg.CorruptCheckTime, "duration between corruption check passes (compare range replicas, raise CORRUPT); 0 disables")
 	f.DurationVar(&cfg.CorruptCheckTime, "experimental-corrupt-check-time", cfg.CorruptCheckTime, "deprecated name of --corrupt-check-time")

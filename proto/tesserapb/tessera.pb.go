@@ -430,8 +430,15 @@ type MetaCommand struct {
 	// Remaining TTLs of leases (etcd's lease checkpoints): a new meta leader
 	// starts them from there instead of their full TTL.
 	LeaseCheckpoints []*LeaseCheckpoint `protobuf:"bytes,7,rep,name=lease_checkpoints,json=leaseCheckpoints,proto3" json:"lease_checkpoints,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// etcdserverpb.InternalRaftRequest carrying one Auth change (AuthEnable,
+	// AuthUserAdd with its password already hashed, ...): auth is cluster
+	// state, as in etcd (issue #16).
+	AuthRequest []byte `protobuf:"bytes,8,opt,name=auth_request,json=authRequest,proto3" json:"auth_request,omitempty"`
+	// With auth_request: the key that signs auth tokens, chosen by the
+	// proposer; the first command that brings one keeps it.
+	AuthTokenKey  []byte `protobuf:"bytes,9,opt,name=auth_token_key,json=authTokenKey,proto3" json:"auth_token_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MetaCommand) Reset() {
@@ -509,6 +516,20 @@ func (x *MetaCommand) GetLeaseRevoke() []*LeaseRef {
 func (x *MetaCommand) GetLeaseCheckpoints() []*LeaseCheckpoint {
 	if x != nil {
 		return x.LeaseCheckpoints
+	}
+	return nil
+}
+
+func (x *MetaCommand) GetAuthRequest() []byte {
+	if x != nil {
+		return x.AuthRequest
+	}
+	return nil
+}
+
+func (x *MetaCommand) GetAuthTokenKey() []byte {
+	if x != nil {
+		return x.AuthTokenKey
 	}
 	return nil
 }
@@ -1820,6 +1841,120 @@ func (x *LeaseCheckpoint) GetRemainingTtl() int64 {
 	return 0
 }
 
+// AuthRecord is the meta group's auth state (one system key), as etcd's
+// auth store holds it.
+type AuthRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Enabled       bool                   `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	Revision      uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Users         [][]byte               `protobuf:"bytes,3,rep,name=users,proto3" json:"users,omitempty"` // authpb.User, passwords as bcrypt hashes
+	Roles         [][]byte               `protobuf:"bytes,4,rep,name=roles,proto3" json:"roles,omitempty"` // authpb.Role
+	TokenKey      []byte                 `protobuf:"bytes,5,opt,name=token_key,json=tokenKey,proto3" json:"token_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthRecord) Reset() {
+	*x = AuthRecord{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthRecord) ProtoMessage() {}
+
+func (x *AuthRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthRecord.ProtoReflect.Descriptor instead.
+func (*AuthRecord) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *AuthRecord) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *AuthRecord) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *AuthRecord) GetUsers() [][]byte {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *AuthRecord) GetRoles() [][]byte {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *AuthRecord) GetTokenKey() []byte {
+	if x != nil {
+		return x.TokenKey
+	}
+	return nil
+}
+
+type AuthStateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthStateRequest) Reset() {
+	*x = AuthStateRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthStateRequest) ProtoMessage() {}
+
+func (x *AuthStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthStateRequest.ProtoReflect.Descriptor instead.
+func (*AuthStateRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{26}
+}
+
 // A cluster backup file (etcdctl snapshot save, tessctl snapshot save) is a
 // sequence of length-prefixed SnapshotRecords: one header, the key-values of
 // every range in key order, one footer; then zero padding to a multiple of
@@ -1838,7 +1973,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[25]
+	mi := &file_tesserapb_tessera_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +1985,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[25]
+	mi := &file_tesserapb_tessera_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +1998,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{25}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -1947,7 +2082,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[26]
+	mi := &file_tesserapb_tessera_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1959,7 +2094,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[26]
+	mi := &file_tesserapb_tessera_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1972,7 +2107,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{26}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SnapshotHeader) GetFormatVersion() uint32 {
@@ -2044,7 +2179,7 @@ type SnapshotKVs struct {
 
 func (x *SnapshotKVs) Reset() {
 	*x = SnapshotKVs{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[27]
+	mi := &file_tesserapb_tessera_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2056,7 +2191,7 @@ func (x *SnapshotKVs) String() string {
 func (*SnapshotKVs) ProtoMessage() {}
 
 func (x *SnapshotKVs) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[27]
+	mi := &file_tesserapb_tessera_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2069,7 +2204,7 @@ func (x *SnapshotKVs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotKVs.ProtoReflect.Descriptor instead.
 func (*SnapshotKVs) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{27}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SnapshotKVs) GetRangeId() uint64 {
@@ -2099,7 +2234,7 @@ type SnapshotFooter struct {
 
 func (x *SnapshotFooter) Reset() {
 	*x = SnapshotFooter{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[28]
+	mi := &file_tesserapb_tessera_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2111,7 +2246,7 @@ func (x *SnapshotFooter) String() string {
 func (*SnapshotFooter) ProtoMessage() {}
 
 func (x *SnapshotFooter) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[28]
+	mi := &file_tesserapb_tessera_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2124,7 +2259,7 @@ func (x *SnapshotFooter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotFooter.ProtoReflect.Descriptor instead.
 func (*SnapshotFooter) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{28}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SnapshotFooter) GetKeys() uint64 {
@@ -2162,7 +2297,7 @@ type RecentWritesRequest struct {
 
 func (x *RecentWritesRequest) Reset() {
 	*x = RecentWritesRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[29]
+	mi := &file_tesserapb_tessera_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2309,7 @@ func (x *RecentWritesRequest) String() string {
 func (*RecentWritesRequest) ProtoMessage() {}
 
 func (x *RecentWritesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[29]
+	mi := &file_tesserapb_tessera_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2322,7 @@ func (x *RecentWritesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecentWritesRequest.ProtoReflect.Descriptor instead.
 func (*RecentWritesRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{29}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RecentWritesRequest) GetRangeId() uint64 {
@@ -2214,7 +2349,7 @@ type RecentWritesResponse struct {
 
 func (x *RecentWritesResponse) Reset() {
 	*x = RecentWritesResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[30]
+	mi := &file_tesserapb_tessera_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2226,7 +2361,7 @@ func (x *RecentWritesResponse) String() string {
 func (*RecentWritesResponse) ProtoMessage() {}
 
 func (x *RecentWritesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[30]
+	mi := &file_tesserapb_tessera_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2239,7 +2374,7 @@ func (x *RecentWritesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecentWritesResponse.ProtoReflect.Descriptor instead.
 func (*RecentWritesResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{30}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RecentWritesResponse) GetRevisions() []int64 {
@@ -2294,7 +2429,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"generation\x18\x06 \x01(\x04R\n" +
 	"generation\x12,\n" +
 	"\x06leases\x18\a \x03(\v2\x14.tessera.v1.LeaseRefR\x06leases\x129\n" +
-	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\"\xe0\x02\n" +
+	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\"\xa9\x03\n" +
 	"\vMetaCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12#\n" +
@@ -2304,7 +2439,9 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\vlease_grant\x18\x05 \x01(\v2\x17.tessera.v1.LeaseRecordR\n" +
 	"leaseGrant\x127\n" +
 	"\flease_revoke\x18\x06 \x03(\v2\x14.tessera.v1.LeaseRefR\vleaseRevoke\x12H\n" +
-	"\x11lease_checkpoints\x18\a \x03(\v2\x1b.tessera.v1.LeaseCheckpointR\x10leaseCheckpoints\"\xa3\x02\n" +
+	"\x11lease_checkpoints\x18\a \x03(\v2\x1b.tessera.v1.LeaseCheckpointR\x10leaseCheckpoints\x12!\n" +
+	"\fauth_request\x18\b \x01(\fR\vauthRequest\x12$\n" +
+	"\x0eauth_token_key\x18\t \x01(\fR\fauthTokenKey\"\xa3\x02\n" +
 	"\fRoutingError\x121\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1d.tessera.v1.RoutingError.CodeR\x04code\x12\x1f\n" +
 	"\vleader_node\x18\x02 \x01(\x04R\n" +
@@ -2411,7 +2548,15 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\rremaining_ttl\x18\x04 \x01(\x03R\fremainingTtl\"F\n" +
 	"\x0fLeaseCheckpoint\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12#\n" +
-	"\rremaining_ttl\x18\x02 \x01(\x03R\fremainingTtl\"\xb3\x01\n" +
+	"\rremaining_ttl\x18\x02 \x01(\x03R\fremainingTtl\"\x8b\x01\n" +
+	"\n" +
+	"AuthRecord\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x14\n" +
+	"\x05users\x18\x03 \x03(\fR\x05users\x12\x14\n" +
+	"\x05roles\x18\x04 \x03(\fR\x05roles\x12\x1b\n" +
+	"\ttoken_key\x18\x05 \x01(\fR\btokenKey\"\x12\n" +
+	"\x10AuthStateRequest\"\xb3\x01\n" +
 	"\x0eSnapshotRecord\x124\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.tessera.v1.SnapshotHeaderH\x00R\x06header\x12+\n" +
 	"\x03kvs\x18\x02 \x01(\v2\x17.tessera.v1.SnapshotKVsH\x00R\x03kvs\x124\n" +
@@ -2440,7 +2585,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"s\n" +
 	"\x14RecentWritesResponse\x12\x1c\n" +
 	"\trevisions\x18\x01 \x03(\x03R\trevisions\x12=\n" +
-	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError2\xea\x03\n" +
+	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError2\xad\x04\n" +
 	"\bInternal\x12B\n" +
 	"\aExecute\x12\x1a.tessera.v1.ExecuteRequest\x1a\x1b.tessera.v1.ExecuteResponse\x126\n" +
 	"\x03Tso\x12\x16.tessera.v1.TsoRequest\x1a\x17.tessera.v1.TsoResponse\x12?\n" +
@@ -2448,7 +2593,8 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x04Feed\x12\x17.tessera.v1.FeedRequest\x1a\x18.tessera.v1.FeedResponse(\x010\x01\x129\n" +
 	"\x04Hash\x12\x17.tessera.v1.HashRequest\x1a\x18.tessera.v1.HashResponse\x12W\n" +
 	"\x0eTransferLeader\x12!.tessera.v1.TransferLeaderRequest\x1a\".tessera.v1.TransferLeaderResponse\x12N\n" +
-	"\vLeaseLookup\x12\x1e.tessera.v1.LeaseLookupRequest\x1a\x1f.tessera.v1.LeaseLookupResponse2h\n" +
+	"\vLeaseLookup\x12\x1e.tessera.v1.LeaseLookupRequest\x1a\x1f.tessera.v1.LeaseLookupResponse\x12A\n" +
+	"\tAuthState\x12\x1c.tessera.v1.AuthStateRequest\x1a\x16.tessera.v1.AuthRecord2h\n" +
 	"\x13InternalMaintenance\x12Q\n" +
 	"\fRecentWrites\x12\x1f.tessera.v1.RecentWritesRequest\x1a .tessera.v1.RecentWritesResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
 
@@ -2465,7 +2611,7 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 }
 
 var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_tesserapb_tessera_proto_goTypes = []any{
 	(RoutingError_Code)(0),         // 0: tessera.v1.RoutingError.Code
 	(*RangeDescriptor)(nil),        // 1: tessera.v1.RangeDescriptor
@@ -2493,12 +2639,14 @@ var file_tesserapb_tessera_proto_goTypes = []any{
 	(*LeaseRef)(nil),               // 23: tessera.v1.LeaseRef
 	(*LeaseRecord)(nil),            // 24: tessera.v1.LeaseRecord
 	(*LeaseCheckpoint)(nil),        // 25: tessera.v1.LeaseCheckpoint
-	(*SnapshotRecord)(nil),         // 26: tessera.v1.SnapshotRecord
-	(*SnapshotHeader)(nil),         // 27: tessera.v1.SnapshotHeader
-	(*SnapshotKVs)(nil),            // 28: tessera.v1.SnapshotKVs
-	(*SnapshotFooter)(nil),         // 29: tessera.v1.SnapshotFooter
-	(*RecentWritesRequest)(nil),    // 30: tessera.v1.RecentWritesRequest
-	(*RecentWritesResponse)(nil),   // 31: tessera.v1.RecentWritesResponse
+	(*AuthRecord)(nil),             // 26: tessera.v1.AuthRecord
+	(*AuthStateRequest)(nil),       // 27: tessera.v1.AuthStateRequest
+	(*SnapshotRecord)(nil),         // 28: tessera.v1.SnapshotRecord
+	(*SnapshotHeader)(nil),         // 29: tessera.v1.SnapshotHeader
+	(*SnapshotKVs)(nil),            // 30: tessera.v1.SnapshotKVs
+	(*SnapshotFooter)(nil),         // 31: tessera.v1.SnapshotFooter
+	(*RecentWritesRequest)(nil),    // 32: tessera.v1.RecentWritesRequest
+	(*RecentWritesResponse)(nil),   // 33: tessera.v1.RecentWritesResponse
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
 	2,  // 0: tessera.v1.ClusterBootstrap.nodes:type_name -> tessera.v1.NodeDescriptor
@@ -2522,9 +2670,9 @@ var file_tesserapb_tessera_proto_depIdxs = []int32{
 	6,  // 18: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
 	23, // 19: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
 	6,  // 20: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
-	27, // 21: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
-	28, // 22: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
-	29, // 23: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
+	29, // 21: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
+	30, // 22: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
+	31, // 23: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
 	1,  // 24: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
 	6,  // 25: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
 	7,  // 26: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
@@ -2534,17 +2682,19 @@ var file_tesserapb_tessera_proto_depIdxs = []int32{
 	17, // 30: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
 	19, // 31: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
 	21, // 32: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
-	30, // 33: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
-	8,  // 34: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	10, // 35: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	13, // 36: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	16, // 37: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	18, // 38: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	20, // 39: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	22, // 40: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
-	31, // 41: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
-	34, // [34:42] is the sub-list for method output_type
-	26, // [26:34] is the sub-list for method input_type
+	27, // 33: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
+	32, // 34: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
+	8,  // 35: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	10, // 36: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	13, // 37: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	16, // 38: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	18, // 39: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	20, // 40: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	22, // 41: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
+	26, // 42: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
+	33, // 43: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
+	35, // [35:44] is the sub-list for method output_type
+	26, // [26:35] is the sub-list for method input_type
 	26, // [26:26] is the sub-list for extension type_name
 	26, // [26:26] is the sub-list for extension extendee
 	0,  // [0:26] is the sub-list for field type_name
@@ -2555,7 +2705,7 @@ func file_tesserapb_tessera_proto_init() {
 	if File_tesserapb_tessera_proto != nil {
 		return
 	}
-	file_tesserapb_tessera_proto_msgTypes[25].OneofWrappers = []any{
+	file_tesserapb_tessera_proto_msgTypes[27].OneofWrappers = []any{
 		(*SnapshotRecord_Header)(nil),
 		(*SnapshotRecord_Kvs)(nil),
 		(*SnapshotRecord_Footer)(nil),
@@ -2566,7 +2716,7 @@ func file_tesserapb_tessera_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

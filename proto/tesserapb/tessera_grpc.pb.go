@@ -31,6 +31,7 @@ const (
 	Internal_Hash_FullMethodName           = "/tessera.v1.Internal/Hash"
 	Internal_TransferLeader_FullMethodName = "/tessera.v1.Internal/TransferLeader"
 	Internal_LeaseLookup_FullMethodName    = "/tessera.v1.Internal/LeaseLookup"
+	Internal_AuthState_FullMethodName      = "/tessera.v1.Internal/AuthState"
 )
 
 // InternalClient is the client API for Internal service.
@@ -56,6 +57,9 @@ type InternalClient interface {
 	// LeaseLookup answers, on the meta group's leader, which of the leases
 	// exist and their incarnations.
 	LeaseLookup(ctx context.Context, in *LeaseLookupRequest, opts ...grpc.CallOption) (*LeaseLookupResponse, error)
+	// AuthState returns the auth state a meta replica has applied: nodes
+	// without a meta replica enforce auth from it.
+	AuthState(ctx context.Context, in *AuthStateRequest, opts ...grpc.CallOption) (*AuthRecord, error)
 }
 
 type internalClient struct {
@@ -139,6 +143,16 @@ func (c *internalClient) LeaseLookup(ctx context.Context, in *LeaseLookupRequest
 	return out, nil
 }
 
+func (c *internalClient) AuthState(ctx context.Context, in *AuthStateRequest, opts ...grpc.CallOption) (*AuthRecord, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuthRecord)
+	err := c.cc.Invoke(ctx, Internal_AuthState_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalServer is the server API for Internal service.
 // All implementations must embed UnimplementedInternalServer
 // for forward compatibility.
@@ -162,6 +176,9 @@ type InternalServer interface {
 	// LeaseLookup answers, on the meta group's leader, which of the leases
 	// exist and their incarnations.
 	LeaseLookup(context.Context, *LeaseLookupRequest) (*LeaseLookupResponse, error)
+	// AuthState returns the auth state a meta replica has applied: nodes
+	// without a meta replica enforce auth from it.
+	AuthState(context.Context, *AuthStateRequest) (*AuthRecord, error)
 	mustEmbedUnimplementedInternalServer()
 }
 
@@ -192,6 +209,9 @@ func (UnimplementedInternalServer) TransferLeader(context.Context, *TransferLead
 }
 func (UnimplementedInternalServer) LeaseLookup(context.Context, *LeaseLookupRequest) (*LeaseLookupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LeaseLookup not implemented")
+}
+func (UnimplementedInternalServer) AuthState(context.Context, *AuthStateRequest) (*AuthRecord, error) {
+	return nil, status.Error(codes.Unimplemented, "method AuthState not implemented")
 }
 func (UnimplementedInternalServer) mustEmbedUnimplementedInternalServer() {}
 func (UnimplementedInternalServer) testEmbeddedByValue()                  {}
@@ -329,6 +349,24 @@ func _Internal_LeaseLookup_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Internal_AuthState_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuthStateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).AuthState(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_AuthState_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).AuthState(ctx, req.(*AuthStateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Internal_ServiceDesc is the grpc.ServiceDesc for Internal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -359,6 +397,10 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "LeaseLookup",
 			Handler:    _Internal_LeaseLookup_Handler,
+		},
+		{
+			MethodName: "AuthState",
+			Handler:    _Internal_AuthState_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

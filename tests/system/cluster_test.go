@@ -2,7 +2,9 @@ package system_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +20,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tesseradb/tessera/proto/tesserapb"
@@ -41,6 +44,13 @@ type clusterConfig struct {
 	// are set: it may add flags or set up the data dir (a cleanup it
 	// registers runs after the processes are killed).
 	prepare func(n *node)
+	// clientTLS and peerTLS, if set, make the client and peer URLs https;
+	// the harness's own clients (health, clientv3, Ranges) dial with them.
+	// prepare adds the server's TLS flags (tls_test.go).
+	clientTLS, peerTLS *tls.Config
+	// binary, if set, is run instead of tessera (etcd, to record its
+	// answers: it takes the same flags but --initial-split-keys).
+	binary string
 }
 
 // cluster is a set of tessera processes started by one test through the
@@ -63,10 +73,14 @@ type node struct {
 	dataDir   string
 	logPath   string
 	args      []string
+	// clientTLS and peerTLS are how the harness dials the node (nil:
+	// plaintext).
+	clientTLS, peerTLS *tls.Config
 }
 
-func wrapNode(t *testing.T, pn *proccluster.Node) *node {
-	return &node{Node: pn, t: t, name: pn.Name, id: pn.ID, clientURL: pn.ClientURL, peerURL: pn.PeerURL, dataDir: pn.DataDir, logPath: pn.LogPath, args: pn.Args}
+func wrapNode(t *testing.T, pn *proccluster.Node, cfg clusterConfig) *node {
+	return &node{Node: pn, t: t, name: pn.Name, id: pn.ID, clientURL: pn.ClientURL, peerURL: pn.PeerURL, dataDir: pn.DataDir, logPath: pn.LogPath, args: pn.Args,
+		clientTLS: cfg.clientTLS, peerTLS: cfg.peerTLS}
 }
 
 // newCluster starts a cluster and waits until every node is healthy and
@@ -75,7 +89,8 @@ func wrapNode(t *testing.T, pn *proccluster.Node) *node {
 func newCluster(t *testing.T, cfg clusterConfig) *cluster {
 	t.Helper()
 	c := &cluster{t: t}
-	pcfg := proccluster.DefaultConfig("node", tesseraBin, filepath.Join(t.TempDir(), "cluster"))
+	pcfg := proccluster.DefaultConfig("node", cmp.Or(cfg.binary, tesseraBin), filepath.Join(t.TempDir(), "cluster"))
+	pcfg.ClientTLS, pcfg.PeerTLS = cfg.clientTLS, cfg.peerTLS
 	pcfg.Nodes = cfg.nodes
 	pcfg.Keep = true // t.TempDir removes it after the logs were shown
 	pcfg.NodeName = func(i int) string { return fmt.Sprintf("node%d", i+1) }
@@ -87,7 +102,7 @@ func newCluster(t *testing.T, cfg clusterConfig) *cluster {
 	}
 	wrapped := map[int]*node{}
 	pcfg.Prepare = func(pn *proccluster.Node) error {
-		n := wrapNode(t, pn)
+		n := wrapNode(t, pn, cfg)
 		if cfg.prepare != nil {
 			cfg.prepare(n)
 			pn.Args, pn.DataDir = n.args, n.dataDir
@@ -96,7 +111,7 @@ func newCluster(t *testing.T, cfg clusterConfig) *cluster {
 		return nil
 	}
 	pcfg.Ready = func(ctx context.Context, pn *proccluster.Node) error {
-		body, err := wrapNode(t, pn).health()
+		body, err := wrapNode(t, pn, cfg).health()
 		if err == nil && body.Health != "true" {
 			err = fmt.Errorf("unhealthy: %q", body.Reason)
 		}
@@ -115,7 +130,9 @@ func newCluster(t *testing.T, cfg clusterConfig) *cluster {
 	for _, pn := range pc.Nodes() {
 		c.nodes = append(c.nodes, wrapped[pn.Index])
 	}
-	c.awaitRangesServe()
+	if cfg.binary == "" {
+		c.awaitRangesServe()
+	}
 	return c
 }
 
@@ -194,7 +211,7 @@ func (c *cluster) awaitRangesServe() {
 // client returns a client of all nodes, closed when the test ends.
 func (c *cluster) client() *clientv3.Client {
 	c.t.Helper()
-	return newClient(c.t, c.endpoints()...)
+	return newTLSClient(c.t, c.nodes[0].clientTLS, c.endpoints()...)
 }
 
 // start starts the node's process again with its flags.
@@ -301,7 +318,12 @@ func (n *node) health() (healthBody, error) {
 	if err != nil {
 		return body, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := http.DefaultClient
+	if n.clientTLS != nil {
+		hc = &http.Client{Transport: &http.Transport{TLSClientConfig: n.clientTLS}}
+		defer hc.CloseIdleConnections()
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return body, err
 	}
@@ -322,7 +344,7 @@ func (n *node) health() (healthBody, error) {
 // client returns a client of this node only, closed when the test ends.
 func (n *node) client() *clientv3.Client {
 	n.t.Helper()
-	return newClient(n.t, n.clientURL)
+	return newTLSClient(n.t, n.clientTLS, n.clientURL)
 }
 
 // ranges asks the node for its replicas (tesserapb.Internal/Ranges, served
@@ -332,7 +354,11 @@ func (n *node) ranges() (*tesserapb.RangesResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if n.peerTLS != nil {
+		creds = credentials.NewTLS(n.peerTLS)
+	}
+	conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, err
 	}
@@ -344,7 +370,14 @@ func (n *node) ranges() (*tesserapb.RangesResponse, error) {
 
 func newClient(t *testing.T, endpoints ...string) *clientv3.Client {
 	t.Helper()
+	return newTLSClient(t, nil, endpoints...)
+}
+
+// newTLSClient is newClient dialing with tlsConf (nil: plaintext).
+func newTLSClient(t *testing.T, tlsConf *tls.Config, endpoints ...string) *clientv3.Client {
+	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{
+		TLS:         tlsConf,
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),

@@ -111,11 +111,13 @@ func feedCall(ctx context.Context, ic tesserapb.InternalClient, first, then *tes
 	if err != nil {
 		return false, err
 	}
-	if err := stream.Send(first); err != nil {
+	// A Send that fails with io.EOF means the server ended the stream: its
+	// status is what Recv returns (gRPC's rule), so fall through to Recv.
+	if err := stream.Send(first); err != nil && !errors.Is(err, io.EOF) {
 		return false, err
 	}
 	if then != nil {
-		if err := stream.Send(then); err != nil {
+		if err := stream.Send(then); err != nil && !errors.Is(err, io.EOF) {
 			return false, err
 		}
 	}

@@ -23,7 +23,7 @@ import (
 // answers as etcd's), and periodic auto-compaction
 // (--auto-compaction-retention 2s compacts history older than 2 s).
 func TestEtcdctlMaintenance(t *testing.T) {
-	e := &etcdctl{t: t, bin: etcdctlBinary(t)}
+	e := &etcdctl{t: t, bin: etcdctlPath(t)}
 	c := newCluster(t, clusterConfig{nodes: 3, splitKeys: []string{"m"}, prepare: func(n *node) {
 		n.args = append(n.args, "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "2s")
 	}})

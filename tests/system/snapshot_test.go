@@ -18,24 +18,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// etcdctlBinary returns the etcdctl to run: $TESSERA_ETCDCTL, else the
-// 3.7.3 build under /work/etcd373, else Debian's; the test is skipped when
-// there is none.
-func etcdctlBinary(t *testing.T) string {
-	t.Helper()
-	cands := []string{"/work/etcd373/etcdctl", "/usr/bin/etcdctl"}
-	if p := os.Getenv("TESSERA_ETCDCTL"); p != "" {
-		cands = []string{p}
-	}
-	for _, p := range cands {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Skipf("no etcdctl (tried %v; set TESSERA_ETCDCTL)", cands)
-	return ""
-}
-
 // tessctl runs the tessctl binary TestMain built.
 func tessctl(t *testing.T, args ...string) (string, error) {
 	t.Helper()
@@ -85,7 +67,7 @@ func readAllAt(t *testing.T, cli *clientv3.Client, rev int64) []*mvccpb.KeyValue
 // (every key, value, create and mod revision, version), with replicas
 // that agree, and accepts writes above that revision.
 func TestSnapshotSaveRestore(t *testing.T) {
-	ctl := etcdctlBinary(t)
+	ctl := etcdctlPath(t)
 	splitKeys := []string{"b", "d", "f", "h", "k", "n", "q"}
 	src := newCluster(t, clusterConfig{nodes: 3, splitKeys: splitKeys})
 	cli := src.client()

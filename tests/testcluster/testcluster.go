@@ -54,6 +54,17 @@ type Options struct {
 	// Configure, when set, adjusts each node's configuration before it
 	// starts (flags a test needs, such as etcd's watch progress interval).
 	Configure func(*server.Config)
+	// Scheme of the nodes' URLs: "http" (the default) or "https" (Configure
+	// then sets the certificates; the cluster's own clients do not dial
+	// TLS, so a TLS test brings its own).
+	Scheme string
+}
+
+func (o Options) scheme() string {
+	if o.Scheme == "" {
+		return "http"
+	}
+	return o.Scheme
 }
 
 // Timeouts of the cluster's waits. They are generous because the race
@@ -134,7 +145,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		}
 		n.dataDir = filepath.Join(c.dir, n.name)
 		c.mu.nodes = append(c.mu.nodes, n)
-		spec = append(spec, fmt.Sprintf("%s=http://%s", n.name, n.peerAddr))
+		spec = append(spec, fmt.Sprintf("%s=%s://%s", n.name, c.opts.scheme(), n.peerAddr))
 	}
 	c.initialCluster = strings.Join(spec, ",")
 	for i, l := range listeners {
@@ -156,7 +167,7 @@ func (c *Cluster) startNode(n *node, client, peer net.Listener) (*server.Server,
 	cfg := server.DefaultConfig()
 	cfg.Name = n.name
 	cfg.DataDir = n.dataDir
-	clientURL, peerURL := "http://"+n.clientAddr, "http://"+n.peerAddr
+	clientURL, peerURL := c.opts.scheme()+"://"+n.clientAddr, c.opts.scheme()+"://"+n.peerAddr
 	cfg.ListenClientURLs, cfg.AdvertiseClientURLs = []string{clientURL}, []string{clientURL}
 	cfg.ListenPeerURLs, cfg.InitialAdvertisePeerURLs = []string{peerURL}, []string{peerURL}
 	cfg.InitialCluster = c.initialCluster
@@ -245,7 +256,7 @@ func (c *Cluster) Endpoints() []string {
 	defer c.mu.Unlock()
 	out := make([]string, len(c.mu.nodes))
 	for i, n := range c.mu.nodes {
-		out[i] = "http://" + n.clientAddr
+		out[i] = c.opts.scheme() + "://" + n.clientAddr
 	}
 	return out
 }
@@ -253,7 +264,7 @@ func (c *Cluster) Endpoints() []string {
 // Endpoint returns node i's client URL.
 func (c *Cluster) Endpoint(i int) string {
 	c.t.Helper()
-	return "http://" + c.node(i).clientAddr
+	return c.opts.scheme() + "://" + c.node(i).clientAddr
 }
 
 // Client returns an etcd client of every node's endpoint, closed when t

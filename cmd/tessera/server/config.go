@@ -96,6 +96,11 @@ type Config struct {
 	// each peer (etcd_network_peer_round_trip_time_seconds); 0: 5 s.
 	PeerProbeInterval time.Duration
 
+	// TLS of the client and peer ports (tls_wiring.go), etcd's flags.
+	TLS TLSConfig
+	// Auth is etcd's auth configuration (auth.go); zero means defaults.
+	Auth AuthConfig
+
 	Logger *slog.Logger
 
 	// ProbeTimeout bounds each check of /livez and /readyz (2 s, as
@@ -214,8 +219,8 @@ func hostOf(rawURL string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("server: URL %q: %w", rawURL, err)
 	}
-	if u.Scheme != "http" {
-		return "", fmt.Errorf("server: URL %q: only http is supported (TLS comes later)", rawURL)
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("server: URL %q: scheme must be http or https", rawURL)
 	}
 	return u.Host, nil
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	gw "go.etcd.io/etcd/api/v3/etcdserverpb/gw"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -40,9 +39,12 @@ func (s *Server) startGateway(mux *http.ServeMux) error {
 	if !s.cfg.EnableGRPCGateway {
 		return nil
 	}
+	self, err := s.selfDialOptions() // TLS when the client port has it (tls_wiring.go)
+	if err != nil {
+		return fmt.Errorf("server: gateway: %w", err)
+	}
 	conn, err := grpc.NewClient("passthrough:///"+s.clientLis.Addr().String(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)),
+		append(self, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)))...,
 	)
 	if err != nil {
 		return fmt.Errorf("server: gateway: dial own client port: %w", err)

@@ -21,7 +21,6 @@ import (
 	"github.com/soheilhy/cmux"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tesseradb/tessera/engine"
@@ -71,6 +70,8 @@ type Server struct {
 	peerGRPC           *grpc.Server
 	httpSrv            *http.Server
 	clientMux          cmux.CMux
+	tls                serverTLS // tls_wiring.go
+	auth               *nodeAuth // auth.go
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -118,6 +119,16 @@ func Start(cfg Config) (_ *Server, err error) {
 	if s.eng, err = engine.Open(ecfg); err != nil {
 		return nil, err
 	}
+	if err := s.setupTLS(); err != nil {
+		return nil, err
+	}
+	if err := s.setupAuth(); err != nil {
+		return nil, err
+	}
+	peerDial, err := s.peerDialOption()
+	if err != nil {
+		return nil, err
+	}
 	if err := s.listen(); err != nil {
 		return nil, err
 	}
@@ -125,7 +136,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	if s.layout, err = s.loadOrComputeLayout(nodes); err != nil {
 		return nil, err
 	}
-	s.nodes = placement.NewNodes(s.self, s.layout.GetNodes(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	s.nodes = placement.NewNodes(s.self, s.layout.GetNodes(), peerDial)
 
 	hcfg := raftgroup.DefaultConfig()
 	hcfg.NodeID = s.self
@@ -143,7 +154,8 @@ func Start(cfg Config) (_ *Server, err error) {
 	hcfg.Registerer = s.reg
 	hcfg.Logger = s.log
 	hcfg.Transport.Resolve = s.nodes.PeerAddr
-	hcfg.Transport.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	hcfg.Transport.DialOptions = []grpc.DialOption{peerDial}
+	hcfg.Transport.AuthorizePeer = s.authorizePeer
 	if s.host, err = raftgroup.NewHost(hcfg); err != nil {
 		return nil, err
 	}
@@ -187,6 +199,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		ProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 		MaxRequestBytes:        cfg.MaxRequestBytes,
 		StreamQueue:            cfg.WatchStreamQueue,
+		AuthorizeCreate:        router.WatchAuthorizer(s.auth),
 		Registerer:             s.reg,
 		Logger:                 s.log,
 	})
@@ -194,6 +207,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.serve()
+	s.auth.startRefresh()
 	s.host.Start()
 	s.startDiskMonitor()
 	if err := s.startObservability(clock); err != nil {
@@ -353,7 +367,7 @@ const grpcOverheadBytes = 512 * 1024
 
 func (s *Server) serve() {
 	// Peer port: raft transport and the internal service.
-	s.peerGRPC = grpc.NewServer(append(s.obs.peer.serverOptions(), grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))...)
+	s.peerGRPC = grpc.NewServer(append(append(s.peerServerOptions(), s.obs.peer.serverOptions()...), grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))...)
 	s.host.RegisterService(s.peerGRPC)
 	internal := router.NewInternal(s.router, s.rangeStatus)
 	internal.Self = s.selfInfo
@@ -361,15 +375,16 @@ func (s *Server) serve() {
 	tesserapb.RegisterInternalMaintenanceServer(s.peerGRPC, router.NewInternalMaintenance(s.router))
 	// Alarm requests forwarded to the meta group's nodes (maintenance.go).
 	pb.RegisterMaintenanceServer(s.peerGRPC, router.NewMaintenance(s.router, false, s.dataDirSize))
-	registerHealth(s.peerGRPC) // peer round-trip probes (peerprobe.go)
-	s.obs.peer.initialize(s.peerGRPC)
+	pb.RegisterAuthServer(s.peerGRPC, &authServer{a: s.auth})  // changes forwarded to the meta leader
+	registerHealth(s.peerGRPC)                                 // peer round-trip probes (peerprobe.go)
 	pb.RegisterLeaseServer(s.peerGRPC, s.leases.PeerService()) // lease.go
+	s.obs.peer.initialize(s.peerGRPC)                          // after every service is registered
 	s.goServe("peer grpc", func() error { return s.peerGRPC.Serve(s.peerLis) })
 
 	// Client port: etcd's gRPC API and HTTP (/health, /metrics), as etcd.
 	// Never the internal service: it trusts its caller to be a router
 	// (docs/decisions.md, "Listeners").
-	s.clientGRPC = grpc.NewServer(append(s.obs.client.serverOptions(),
+	s.clientGRPC = grpc.NewServer(append(append(append(s.clientTLSServerOptions(), s.obs.client.serverOptions()...), s.auth.clientServerOptions()...),
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes+grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
@@ -381,8 +396,9 @@ func (s *Server) serve() {
 	s.maint.Info = s.statusInfo // version, quota, meta raft state (status.go)
 	s.configureMaintenance()
 	pb.RegisterMaintenanceServer(s.clientGRPC, s.maint)
-	s.obs.client.initialize(s.clientGRPC)
+	pb.RegisterAuthServer(s.clientGRPC, &authServer{a: s.auth, forward: true})
 	pb.RegisterLeaseServer(s.clientGRPC, s.leases)
+	s.obs.client.initialize(s.clientGRPC) // after every service is registered
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", s.obs.metricsHandler())
 	mux.HandleFunc("/health", s.health)
@@ -399,7 +415,7 @@ func (s *Server) serve() {
 	}
 	s.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	s.clientConns = newTrackingListener(s.clientLis)
-	s.clientMux = cmux.New(s.clientConns)
+	s.clientMux = cmux.New(s.clientListener(s.clientConns))
 	grpcL := s.clientMux.MatchWithWriters(cmux.HTTP2MatchHeaderFieldSendSettings("content-type", "application/grpc"))
 	httpL := s.clientMux.Match(cmux.Any())
 	s.goServe("client grpc", func() error { return s.clientGRPC.Serve(grpcL) })
@@ -486,6 +502,9 @@ func (s *Server) Close() {
 		s.loops.stop()
 		if s.diskMon != nil {
 			s.diskMon.close()
+		}
+		if s.auth != nil {
+			s.auth.close()
 		}
 		s.obs.close()
 		if s.leases != nil {
