@@ -63,7 +63,12 @@ func (r *Router) rangeReq(ctx context.Context, req *pb.RangeRequest) (*pb.RangeR
 		return nil, err
 	}
 	var readRev engine.Revision
-	if !req.GetSerializable() {
+	if req.GetSerializable() {
+		var err error
+		if readRev, err = r.serializableRevision(ranges, req.GetRevision()); err != nil {
+			return nil, err
+		}
+	} else {
 		var err error
 		if readRev, err = r.now(ctx); err != nil {
 			return nil, err

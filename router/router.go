@@ -45,6 +45,8 @@ type Router struct {
 	log      *slog.Logger
 	// alarms: what a node without a meta replica last learned (maintenance.go).
 	alarms alarmCache
+	// acked: the highest write revision this node acknowledged (revision.go).
+	acked ackedRevision
 }
 
 // New returns a router.

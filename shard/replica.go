@@ -48,7 +48,10 @@ type Config struct {
 	// CompactBatch is the number of deletions per batch of a physical
 	// compaction (1024).
 	CompactBatch int
-	Logger       *slog.Logger
+	// ClosedWait bounds how long a serializable read waits for the replica's
+	// closed revision to reach its revision (5 s; shard/closed.go).
+	ClosedWait time.Duration
+	Logger     *slog.Logger
 }
 
 // Replica is one replica of a range.
@@ -87,6 +90,7 @@ type Replica struct {
 		// flush epoch or the in-flight set changes; waiters select on it.
 		changed     chan struct{}
 		compactNext engine.Revision // physical compaction to run after commit
+		cl          closedState     // closed revision (closed.go)
 	}
 
 	compactions chan engine.Revision
@@ -104,6 +108,9 @@ func Open(cfg Config, group raftgroup.GroupID) (*Replica, error) {
 	}
 	if cfg.CompactBatch <= 0 {
 		cfg.CompactBatch = 1024
+	}
+	if cfg.ClosedWait <= 0 {
+		cfg.ClosedWait = defaultClosedWait
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -29,6 +29,7 @@ func (r *Replica) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 	defer r.mu.Unlock()
 	touched := false
 	for _, e := range ents {
+		r.mu.cl.appliedTerm = e.GetTerm()
 		if e.GetType() != raftpb.EntryNormal || len(e.GetData()) == 0 {
 			continue
 		}
@@ -183,6 +184,7 @@ func (r *Replica) Applied(index uint64) {
 		}
 	}
 	r.mu.applyResults = r.mu.applyResults[:0]
+	r.advanceClosedLocked()
 	if r.mu.appliedRev > r.mu.resolved && len(r.mu.inflight) == 0 && !r.mu.flushing {
 		r.mu.resolved = r.mu.appliedRev
 	}
@@ -212,6 +214,7 @@ func (r *Replica) SnapshotApplied(index uint64) error {
 	}
 	r.mu.applied = index
 	r.mu.publishedRev = r.mu.appliedRev
+	r.advanceClosedLocked()
 	r.notifyLocked()
 	return nil
 }

@@ -1458,6 +1458,187 @@ func (x *TransferLeaderResponse) GetRoutingError() *RoutingError {
 	return nil
 }
 
+// ClosedRevision is a leader's promise for one range: once a replica has
+// applied applied_index, no write at or below revision will ever apply in
+// the range (docs/decisions.md, "Closed revisions").
+type ClosedRevision struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	// The leader's raft term when it made the promise.
+	Term          uint64 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	Revision      int64  `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	AppliedIndex  uint64 `protobuf:"varint,4,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClosedRevision) Reset() {
+	*x = ClosedRevision{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClosedRevision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClosedRevision) ProtoMessage() {}
+
+func (x *ClosedRevision) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClosedRevision.ProtoReflect.Descriptor instead.
+func (*ClosedRevision) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ClosedRevision) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *ClosedRevision) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *ClosedRevision) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ClosedRevision) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+type CloseRevisionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sending node (the ranges' leader).
+	FromNode uint64 `protobuf:"varint,1,opt,name=from_node,json=fromNode,proto3" json:"from_node,omitempty"`
+	// Proposals: accepted by a follower whose term is the proposal's and whose
+	// leader is from_node; held only once a quorum accepted.
+	Proposals []*ClosedRevision `protobuf:"bytes,2,rep,name=proposals,proto3" json:"proposals,omitempty"`
+	// Promises a quorum confirmed: every replica may rely on them.
+	Confirmed     []*ClosedRevision `protobuf:"bytes,3,rep,name=confirmed,proto3" json:"confirmed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseRevisionsRequest) Reset() {
+	*x = CloseRevisionsRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseRevisionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseRevisionsRequest) ProtoMessage() {}
+
+func (x *CloseRevisionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseRevisionsRequest.ProtoReflect.Descriptor instead.
+func (*CloseRevisionsRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CloseRevisionsRequest) GetFromNode() uint64 {
+	if x != nil {
+		return x.FromNode
+	}
+	return 0
+}
+
+func (x *CloseRevisionsRequest) GetProposals() []*ClosedRevision {
+	if x != nil {
+		return x.Proposals
+	}
+	return nil
+}
+
+func (x *CloseRevisionsRequest) GetConfirmed() []*ClosedRevision {
+	if x != nil {
+		return x.Confirmed
+	}
+	return nil
+}
+
+type CloseRevisionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ranges whose proposal this node accepted.
+	Accepted      []uint64 `protobuf:"varint,1,rep,packed,name=accepted,proto3" json:"accepted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseRevisionsResponse) Reset() {
+	*x = CloseRevisionsResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseRevisionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseRevisionsResponse) ProtoMessage() {}
+
+func (x *CloseRevisionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseRevisionsResponse.ProtoReflect.Descriptor instead.
+func (*CloseRevisionsResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CloseRevisionsResponse) GetAccepted() []uint64 {
+	if x != nil {
+		return x.Accepted
+	}
+	return nil
+}
+
 var File_tesserapb_tessera_proto protoreflect.FileDescriptor
 
 const file_tesserapb_tessera_proto_rawDesc = "" +
@@ -1587,14 +1768,26 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\vtarget_node\x18\x02 \x01(\x04R\n" +
 	"targetNode\"W\n" +
 	"\x16TransferLeaderResponse\x12=\n" +
-	"\rrouting_error\x18\x01 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError2\x9a\x03\n" +
+	"\rrouting_error\x18\x01 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"\x80\x01\n" +
+	"\x0eClosedRevision\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\x12#\n" +
+	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\"\xa8\x01\n" +
+	"\x15CloseRevisionsRequest\x12\x1b\n" +
+	"\tfrom_node\x18\x01 \x01(\x04R\bfromNode\x128\n" +
+	"\tproposals\x18\x02 \x03(\v2\x1a.tessera.v1.ClosedRevisionR\tproposals\x128\n" +
+	"\tconfirmed\x18\x03 \x03(\v2\x1a.tessera.v1.ClosedRevisionR\tconfirmed\"4\n" +
+	"\x16CloseRevisionsResponse\x12\x1a\n" +
+	"\baccepted\x18\x01 \x03(\x04R\baccepted2\xf3\x03\n" +
 	"\bInternal\x12B\n" +
 	"\aExecute\x12\x1a.tessera.v1.ExecuteRequest\x1a\x1b.tessera.v1.ExecuteResponse\x126\n" +
 	"\x03Tso\x12\x16.tessera.v1.TsoRequest\x1a\x17.tessera.v1.TsoResponse\x12?\n" +
 	"\x06Ranges\x12\x19.tessera.v1.RangesRequest\x1a\x1a.tessera.v1.RangesResponse\x12=\n" +
 	"\x04Feed\x12\x17.tessera.v1.FeedRequest\x1a\x18.tessera.v1.FeedResponse(\x010\x01\x129\n" +
 	"\x04Hash\x12\x17.tessera.v1.HashRequest\x1a\x18.tessera.v1.HashResponse\x12W\n" +
-	"\x0eTransferLeader\x12!.tessera.v1.TransferLeaderRequest\x1a\".tessera.v1.TransferLeaderResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
+	"\x0eTransferLeader\x12!.tessera.v1.TransferLeaderRequest\x1a\".tessera.v1.TransferLeaderResponse\x12W\n" +
+	"\x0eCloseRevisions\x12!.tessera.v1.CloseRevisionsRequest\x1a\".tessera.v1.CloseRevisionsResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
 
 var (
 	file_tesserapb_tessera_proto_rawDescOnce sync.Once
@@ -1609,7 +1802,7 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 }
 
 var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_tesserapb_tessera_proto_goTypes = []any{
 	(RoutingError_Code)(0),         // 0: tessera.v1.RoutingError.Code
 	(*RangeDescriptor)(nil),        // 1: tessera.v1.RangeDescriptor
@@ -1632,6 +1825,9 @@ var file_tesserapb_tessera_proto_goTypes = []any{
 	(*HashResponse)(nil),           // 18: tessera.v1.HashResponse
 	(*TransferLeaderRequest)(nil),  // 19: tessera.v1.TransferLeaderRequest
 	(*TransferLeaderResponse)(nil), // 20: tessera.v1.TransferLeaderResponse
+	(*ClosedRevision)(nil),         // 21: tessera.v1.ClosedRevision
+	(*CloseRevisionsRequest)(nil),  // 22: tessera.v1.CloseRevisionsRequest
+	(*CloseRevisionsResponse)(nil), // 23: tessera.v1.CloseRevisionsResponse
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
 	2,  // 0: tessera.v1.ClusterBootstrap.nodes:type_name -> tessera.v1.NodeDescriptor
@@ -1646,23 +1842,27 @@ var file_tesserapb_tessera_proto_depIdxs = []int32{
 	6,  // 9: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
 	6,  // 10: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
 	6,  // 11: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
-	7,  // 12: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
-	9,  // 13: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
-	11, // 14: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
-	14, // 15: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
-	17, // 16: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
-	19, // 17: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
-	8,  // 18: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	10, // 19: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	13, // 20: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	16, // 21: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	18, // 22: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	20, // 23: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	21, // 12: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
+	21, // 13: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
+	7,  // 14: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
+	9,  // 15: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
+	11, // 16: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
+	14, // 17: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
+	17, // 18: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
+	19, // 19: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
+	22, // 20: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
+	8,  // 21: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	10, // 22: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	13, // 23: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	16, // 24: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	18, // 25: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	20, // 26: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	23, // 27: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
+	21, // [21:28] is the sub-list for method output_type
+	14, // [14:21] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_tesserapb_tessera_proto_init() }
@@ -1676,7 +1876,7 @@ func file_tesserapb_tessera_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	Internal_Feed_FullMethodName           = "/tessera.v1.Internal/Feed"
 	Internal_Hash_FullMethodName           = "/tessera.v1.Internal/Hash"
 	Internal_TransferLeader_FullMethodName = "/tessera.v1.Internal/TransferLeader"
+	Internal_CloseRevisions_FullMethodName = "/tessera.v1.Internal/CloseRevisions"
 )
 
 // InternalClient is the client API for Internal service.
@@ -52,6 +53,9 @@ type InternalClient interface {
 	// TransferLeader asks the range's leader (this node) to hand leadership
 	// to target_node.
 	TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error)
+	// CloseRevisions carries closed revisions of every range the two nodes
+	// share: proposals for followers to accept, and confirmed promises.
+	CloseRevisions(ctx context.Context, in *CloseRevisionsRequest, opts ...grpc.CallOption) (*CloseRevisionsResponse, error)
 }
 
 type internalClient struct {
@@ -125,6 +129,16 @@ func (c *internalClient) TransferLeader(ctx context.Context, in *TransferLeaderR
 	return out, nil
 }
 
+func (c *internalClient) CloseRevisions(ctx context.Context, in *CloseRevisionsRequest, opts ...grpc.CallOption) (*CloseRevisionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CloseRevisionsResponse)
+	err := c.cc.Invoke(ctx, Internal_CloseRevisions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalServer is the server API for Internal service.
 // All implementations must embed UnimplementedInternalServer
 // for forward compatibility.
@@ -145,6 +159,9 @@ type InternalServer interface {
 	// TransferLeader asks the range's leader (this node) to hand leadership
 	// to target_node.
 	TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error)
+	// CloseRevisions carries closed revisions of every range the two nodes
+	// share: proposals for followers to accept, and confirmed promises.
+	CloseRevisions(context.Context, *CloseRevisionsRequest) (*CloseRevisionsResponse, error)
 	mustEmbedUnimplementedInternalServer()
 }
 
@@ -172,6 +189,9 @@ func (UnimplementedInternalServer) Hash(context.Context, *HashRequest) (*HashRes
 }
 func (UnimplementedInternalServer) TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TransferLeader not implemented")
+}
+func (UnimplementedInternalServer) CloseRevisions(context.Context, *CloseRevisionsRequest) (*CloseRevisionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CloseRevisions not implemented")
 }
 func (UnimplementedInternalServer) mustEmbedUnimplementedInternalServer() {}
 func (UnimplementedInternalServer) testEmbeddedByValue()                  {}
@@ -291,6 +311,24 @@ func _Internal_TransferLeader_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Internal_CloseRevisions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CloseRevisionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).CloseRevisions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_CloseRevisions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).CloseRevisions(ctx, req.(*CloseRevisionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Internal_ServiceDesc is the grpc.ServiceDesc for Internal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -317,6 +355,10 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TransferLeader",
 			Handler:    _Internal_TransferLeader_Handler,
+		},
+		{
+			MethodName: "CloseRevisions",
+			Handler:    _Internal_CloseRevisions_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

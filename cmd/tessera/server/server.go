@@ -54,6 +54,7 @@ type Server struct {
 	// maint serves etcd's Maintenance (alarms); diskMon raises NOSPACE.
 	maint   *router.Maintenance
 	diskMon *diskMonitor
+	closer  *router.Closer // closed revisions of idle ranges (closed.go)
 
 	clientLis, peerLis net.Listener
 	clientConns        *trackingListener
@@ -170,6 +171,10 @@ func Start(cfg Config) (_ *Server, err error) {
 	s.serve()
 	s.host.Start()
 	s.startDiskMonitor()
+	if err := s.startCloser(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -433,6 +438,9 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		if s.diskMon != nil {
 			s.diskMon.close()
+		}
+		if s.closer != nil {
+			s.closer.Close()
 		}
 		if s.clientMux != nil {
 			s.clientMux.Close()
