@@ -9,6 +9,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/tesseradb/tessera/cmd/tessera/server"
+	"github.com/tesseradb/tessera/engine"
 	"github.com/tesseradb/tessera/tests/testcluster"
 )
 
@@ -32,7 +33,6 @@ func TestSerializableReadsSeeWritesAcknowledgedThroughTheNode(t *testing.T) {
 		c.TransferLeader(g, to)
 	}
 	cli := c.NodeClient(t, 0)
-	ctx := tctx(t)
 
 	type write struct {
 		key, val string
@@ -41,10 +41,11 @@ func TestSerializableReadsSeeWritesAcknowledgedThroughTheNode(t *testing.T) {
 	var hist []write
 	latest := map[string]write{}
 	keys := []string{"c", "e"} // ranges 3 (led by B) and 4 (led by C)
-	for i := range 60 {
+	for i := range 30 {
+		ctx := tctx(t) // one step's bound
 		w := write{key: keys[i%2], val: fmt.Sprint(i)}
 		pr, err := cli.Put(ctx, w.key, w.val)
-		must(t, "put", err)
+		must(t, fmt.Sprintf("step %d: put", i), err)
 		w.rev = pr.Header.Revision
 		hist = append(hist, w)
 		latest[w.key] = w
@@ -89,6 +90,43 @@ func TestSerializableReadsSeeWritesAcknowledgedThroughTheNode(t *testing.T) {
 		}
 	}
 	// A revision no write has and this node never saw issued is the future.
-	_, err := cli.Get(ctx, "c", clientv3.WithSerializable(), clientv3.WithRev(hist[len(hist)-1].rev+1<<40))
+	_, err := cli.Get(tctx(t), "c", clientv3.WithSerializable(), clientv3.WithRev(hist[len(hist)-1].rev+1<<40))
 	wantErr(t, "serializable get in the future", err, rpctypes.ErrGRPCFutureRev)
+}
+
+// TestIdleRangesCloseOnTheSideChannel: with no writes at all, every replica
+// of every data range closes a revision above a timestamp taken now, and each
+// leader's resolved revision follows, so neither a serializable read nor a
+// resolve at it needs a quorum round.
+func TestIdleRangesCloseOnTheSideChannel(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Nodes: 3, SplitKeys: splitKeys, Configure: func(cfg *server.Config) {
+		cfg.ClosedRevisionInterval = 50 * time.Millisecond
+	}})
+	c.WaitReady(t)
+	cli := c.NodeClient(t, 0)
+	gr, err := cli.Get(tctx(t), "x") // linearizable: a fresh timestamp
+	must(t, "get", err)
+	now := engine.Revision(gr.Header.Revision)
+	deadline := time.Now().Add(testcluster.ReadyTimeout)
+	for {
+		var lagging []string
+		for i := range c.Size() {
+			for _, g := range dataRanges {
+				rep := c.Node(i).Replica(g)
+				if rep.ClosedRevision() < now {
+					lagging = append(lagging, fmt.Sprintf("node %d range %d closed %d", i, g, rep.ClosedRevision()))
+				}
+				if st := rep.Status(); st.IsLeader && st.Resolved < now {
+					lagging = append(lagging, fmt.Sprintf("node %d range %d resolved %d", i, g, st.Resolved))
+				}
+			}
+		}
+		if len(lagging) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("idle ranges not closed at %d: %v", now, lagging)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
