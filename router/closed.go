@@ -53,8 +53,32 @@ type Closer struct {
 	rounds   prometheus.Counter
 	promises prometheus.Counter
 
+	// kick wakes the loop for a round on demand; mu guards the requests
+	// waiting for the next round.
+	kick chan struct{}
+	mu   struct {
+		sync.Mutex
+		waiting []chan struct{}
+	}
+
 	stop chan struct{}
 	wg   sync.WaitGroup
+}
+
+var _ shard.CloseRequester = (*Closer)(nil)
+
+// RequestClose implements shard.CloseRequester: a round starts at once (or
+// after the one under way) and the channel is closed when it ended.
+func (c *Closer) RequestClose() <-chan struct{} {
+	ch := make(chan struct{})
+	c.mu.Lock()
+	c.mu.waiting = append(c.mu.waiting, ch)
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+	return ch
 }
 
 // StartCloser starts the node's closer.
@@ -63,7 +87,7 @@ func (r *Router) StartCloser(cfg CloserConfig) (*Closer, error) {
 		return nil, err
 	}
 	c := &Closer{
-		r: r, cfg: cfg, stop: make(chan struct{}),
+		r: r, cfg: cfg, stop: make(chan struct{}), kick: make(chan struct{}, 1),
 		rounds: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tessera_closed_rounds_total",
 			Help: "Closed-revision rounds this node ran as a leader.",
@@ -100,9 +124,22 @@ func (c *Closer) loop() {
 	for {
 		select {
 		case <-c.stop:
+			c.mu.Lock()
+			for _, ch := range c.mu.waiting {
+				close(ch)
+			}
+			c.mu.waiting = nil
+			c.mu.Unlock()
 			return
 		case <-t.C:
+		case <-c.kick:
 		}
+		// Requests made before this point are served by this round (its
+		// timestamp is fetched after them).
+		c.mu.Lock()
+		waiting := c.mu.waiting
+		c.mu.waiting = nil
+		c.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Interval)
 		go func() {
 			select {
@@ -113,6 +150,9 @@ func (c *Closer) loop() {
 		}()
 		c.round(ctx)
 		cancel()
+		for _, ch := range waiting {
+			close(ch)
+		}
 	}
 }
 

@@ -41,6 +41,91 @@ type closedState struct {
 	// appliedTerm is the raft term of the last applied entry: a leader
 	// closes only once it applied an entry of its own term.
 	appliedTerm uint64
+	// requester runs a closing round on demand (nil: none; feeds resolve
+	// with ReadIndex then).
+	requester CloseRequester
+	// readIndexResolves and closedResolves count the feed resolves served
+	// by a ReadIndex round and by a closing round.
+	readIndexResolves, closedResolves uint64
+}
+
+// CloseRequester runs a closing round of the node's side channel on demand
+// (router/closed.go): the returned channel is closed once a round that
+// started after the call ended.
+type CloseRequester interface {
+	RequestClose() <-chan struct{}
+}
+
+// SetCloseRequester sets the node's side channel, used by feeds to resolve
+// an idle range without a ReadIndex round of its own.
+func (r *Replica) SetCloseRequester(c CloseRequester) {
+	r.mu.Lock()
+	r.mu.cl.requester = c
+	r.mu.Unlock()
+}
+
+// ResolveCounts returns how many feed resolves of this replica needed a
+// ReadIndex round, and how many a closing round of the side channel served.
+func (r *Replica) ResolveCounts() (readIndex, closing uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.cl.readIndexResolves, r.mu.cl.closedResolves
+}
+
+// resolveForFeed resolves the range at rev for a feed (the watch hub asks
+// lagging ranges to catch up with the others). An idle range is resolved by
+// a closing round of the node's side channel, which one pair of RPCs per
+// peer node serves for every range that needs it; a range with writes under
+// way, or one the round could not close, takes a ReadIndex round.
+func (r *Replica) resolveForFeed(ctx context.Context, rev engine.Revision) error {
+	r.mu.Lock()
+	req := r.mu.cl.requester
+	idle := r.mu.isLeader && !r.mu.flushing && len(r.mu.pending) == 0 && len(r.mu.inflight) == 0
+	if rev <= r.mu.resolved {
+		r.mu.Unlock()
+		return nil
+	}
+	r.mu.Unlock()
+	if req != nil && idle {
+		// The round fetches its timestamp after this call, so above rev.
+		done := req.RequestClose()
+		r.mu.Lock()
+		for r.mu.resolved < rev && !r.mu.closed && r.mu.isLeader {
+			ch := r.mu.changed
+			r.mu.Unlock()
+			select {
+			case <-ch:
+			case <-done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			r.mu.Lock()
+			if r.mu.resolved < rev && isDone(done) {
+				break
+			}
+		}
+		ok := r.mu.resolved >= rev
+		if ok {
+			r.mu.cl.closedResolves++
+		}
+		r.mu.Unlock()
+		if ok {
+			return nil
+		}
+	}
+	r.mu.Lock()
+	r.mu.cl.readIndexResolves++
+	r.mu.Unlock()
+	return r.resolve(ctx, rev)
+}
+
+func isDone(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // closedLocked returns the replica's closed revision.
@@ -144,12 +229,18 @@ var ErrClosedWait = rpctypes.ErrGRPCTimeout
 // (bounded by ClosedWait) until the replica's closed revision reached at, so
 // the answer is the range's state at at whatever this replica's role.
 func (r *Replica) readSerializable(ctx context.Context, op *pb.RequestOp, at engine.Revision) (*pb.ResponseOp, engine.Revision, error) {
-	wctx, cancel := context.WithTimeout(ctx, r.cfg.ClosedWait)
-	defer cancel()
 	r.mu.Lock()
 	if at <= 0 {
 		at = r.closedLocked()
 	}
+	if at <= r.closedLocked() {
+		// Closed already (the common case): no wait, no timer.
+		compact := r.mu.compactRev
+		r.mu.Unlock()
+		return r.evaluate(op, max(at, 1), compact)
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.ClosedWait)
+	defer cancel()
 	err := r.waitLocked(wctx, func() bool { return r.closedLocked() >= at })
 	compact := r.mu.compactRev
 	closedRev := r.closedLocked()
