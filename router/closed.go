@@ -218,7 +218,9 @@ func (c *Closer) round(ctx context.Context) {
 	})
 	confirmed := map[raftgroup.NodeID][]*tesserapb.ClosedRevision{}
 	for id, pr := range props {
-		if pr.accepts < len(pr.voters)/2+1 {
+		// The leader's own acceptance: raft still leads in the term now
+		// that the followers answered.
+		if pr.accepts < len(pr.voters)/2+1 || !c.r.raftAgrees(id, self, pr.p.Term, true) {
 			continue
 		}
 		c.promises.Inc()
@@ -285,7 +287,7 @@ func (s *Internal) CloseRevisions(ctx context.Context, req *tesserapb.CloseRevis
 	}
 	resp := &tesserapb.CloseRevisionsResponse{}
 	for _, m := range req.GetProposals() {
-		if rep := s.r.replicas.Replica(m.GetRangeId()); rep != nil && rep.AcceptClose(from, promiseOf(m)) {
+		if rep := s.r.replicas.Replica(m.GetRangeId()); rep != nil && rep.AcceptClose(from, promiseOf(m)) && s.r.raftAgrees(m.GetRangeId(), from, m.GetTerm(), false) {
 			resp.Accepted = append(resp.Accepted, m.GetRangeId())
 		}
 	}
@@ -295,6 +297,18 @@ func (s *Internal) CloseRevisions(ctx context.Context, req *tesserapb.CloseRevis
 		}
 	}
 	return resp, nil
+}
+
+// raftAgrees checks the raft group's own state, which the replica's view
+// follows with a delay: this node is in term and leader leads it (this node
+// itself when isLeader). A vote already cast in a later term makes it false.
+// Without a raft host (tests of the router alone) the replica's view stands.
+func (r *Router) raftAgrees(rangeID uint64, leader raftgroup.NodeID, term uint64, isLeader bool) bool {
+	if r.cfg.Raft == nil {
+		return true
+	}
+	st, err := r.cfg.Raft.Status(raftgroup.GroupID(rangeID))
+	return err == nil && st.Term == term && st.Leader == leader && st.IsLeader == isLeader
 }
 
 func promiseOf(m *tesserapb.ClosedRevision) shard.ClosedPromise {
