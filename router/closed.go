@@ -59,6 +59,7 @@ type Closer struct {
 	mu   struct {
 		sync.Mutex
 		waiting []chan struct{}
+		asked   map[uint64]bool // ranges waiting for an on-demand round
 	}
 
 	stop chan struct{}
@@ -69,10 +70,14 @@ var _ shard.CloseRequester = (*Closer)(nil)
 
 // RequestClose implements shard.CloseRequester: a round starts at once (or
 // after the one under way) and the channel is closed when it ended.
-func (c *Closer) RequestClose() <-chan struct{} {
+func (c *Closer) RequestClose(rangeID uint64) <-chan struct{} {
 	ch := make(chan struct{})
 	c.mu.Lock()
 	c.mu.waiting = append(c.mu.waiting, ch)
+	if c.mu.asked == nil {
+		c.mu.asked = map[uint64]bool{}
+	}
+	c.mu.asked[rangeID] = true
 	c.mu.Unlock()
 	select {
 	case c.kick <- struct{}{}:
@@ -121,6 +126,7 @@ func (c *Closer) Close() {
 func (c *Closer) loop() {
 	t := time.NewTicker(c.cfg.Interval)
 	defer t.Stop()
+	all := false
 	for {
 		select {
 		case <-c.stop:
@@ -132,14 +138,20 @@ func (c *Closer) loop() {
 			c.mu.Unlock()
 			return
 		case <-t.C:
+			all = true
 		case <-c.kick:
 		}
 		// Requests made before this point are served by this round (its
-		// timestamp is fetched after them).
+		// timestamp is fetched after them). A timer round closes every idle
+		// range led here; an on-demand round only those that asked.
 		c.mu.Lock()
-		waiting := c.mu.waiting
-		c.mu.waiting = nil
+		waiting, asked := c.mu.waiting, c.mu.asked
+		c.mu.waiting, c.mu.asked = nil, nil
 		c.mu.Unlock()
+		if all {
+			asked = nil
+		}
+		all = false
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Interval)
 		go func() {
 			select {
@@ -148,7 +160,7 @@ func (c *Closer) loop() {
 			case <-ctx.Done():
 			}
 		}()
-		c.round(ctx)
+		c.round(ctx, asked)
 		cancel()
 		for _, ch := range waiting {
 			close(ch)
@@ -164,11 +176,15 @@ type proposal struct {
 	accepts int
 }
 
-// round runs one proposal round and its confirmation.
-func (c *Closer) round(ctx context.Context) {
+// round runs one proposal round and its confirmation, for the ranges in
+// only (nil: every range led here).
+func (c *Closer) round(ctx context.Context, only map[uint64]bool) {
 	var props map[uint64]*proposal
 	for _, rep := range c.cfg.Replicas() {
-		if !rep.Status().IsLeader {
+		if only != nil && !only[rep.Descriptor().GetRangeId()] {
+			continue
+		}
+		if !rep.IsLeader() {
 			continue
 		}
 		if props == nil {
@@ -304,12 +320,20 @@ func (s *Internal) CloseRevisions(ctx context.Context, req *tesserapb.CloseRevis
 // itself when isLeader). A vote already cast in a later term makes it false.
 // Without a raft host (tests of the router alone) the replica's view stands.
 func (r *Router) raftAgrees(rangeID uint64, leader raftgroup.NodeID, term uint64, isLeader bool) bool {
-	if r.cfg.Raft == nil {
+	tr, ok := r.cfg.Raft.(termReader)
+	if !ok {
 		return true
 	}
-	st, err := r.cfg.Raft.Status(raftgroup.GroupID(rangeID))
+	st, err := tr.Term(raftgroup.GroupID(rangeID))
 	return err == nil && st.Term == term && st.Leader == leader && st.IsLeader == isLeader
 }
+
+// termReader is the raft host's cheap term check.
+type termReader interface {
+	Term(id raftgroup.GroupID) (raftgroup.TermStatus, error)
+}
+
+var _ termReader = (*raftgroup.Host)(nil)
 
 func promiseOf(m *tesserapb.ClosedRevision) shard.ClosedPromise {
 	return shard.ClosedPromise{Term: m.GetTerm(), Rev: engine.Revision(m.GetRevision()), Index: m.GetAppliedIndex()}

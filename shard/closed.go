@@ -53,7 +53,14 @@ type closedState struct {
 // (router/closed.go): the returned channel is closed once a round that
 // started after the call ended.
 type CloseRequester interface {
-	RequestClose() <-chan struct{}
+	RequestClose(rangeID uint64) <-chan struct{}
+}
+
+// IsLeader reports whether this replica leads its range.
+func (r *Replica) IsLeader() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.isLeader
 }
 
 // SetCloseRequester sets the node's side channel, used by feeds to resolve
@@ -88,7 +95,7 @@ func (r *Replica) resolveForFeed(ctx context.Context, rev engine.Revision) error
 	r.mu.Unlock()
 	if req != nil && idle {
 		// The round fetches its timestamp after this call, so above rev.
-		done := req.RequestClose()
+		done := req.RequestClose(uint64(r.group))
 		r.mu.Lock()
 		for r.mu.resolved < rev && !r.mu.closed && r.mu.isLeader {
 			ch := r.mu.changed

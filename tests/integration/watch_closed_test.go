@@ -20,6 +20,7 @@ func TestWatchIdleRangesResolveByClosing(t *testing.T) {
 	// A long interval: only on-demand rounds can keep up with the puts.
 	c := testcluster.Start(t, testcluster.Options{Nodes: 3, SplitKeys: splitKeys, Configure: func(cfg *server.Config) {
 		cfg.ClosedRevisionInterval = time.Hour
+		cfg.FeedResolveByClosing = true
 	}})
 	c.WaitReady(t)
 	cli := c.NodeClient(t, 0)

@@ -21,8 +21,10 @@ func (s *Server) startCloser() error {
 		return err
 	}
 	s.closer = c
-	for _, rep := range s.replicaList() {
-		rep.SetCloseRequester(c)
+	if s.cfg.FeedResolveByClosing {
+		for _, rep := range s.replicaList() {
+			rep.SetCloseRequester(c)
+		}
 	}
 	if s.reg != nil {
 		for _, via := range []string{"read_index", "closing"} {

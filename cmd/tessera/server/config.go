@@ -38,6 +38,12 @@ type Config struct {
 	// ClosedRevisionInterval is --closed-revision-interval (200 ms): how often
 	// leaders close the revisions of idle ranges (router/closed.go).
 	ClosedRevisionInterval time.Duration
+	// FeedResolveByClosing makes watch feeds resolve an idle range through
+	// an on-demand closing round of the side channel instead of a ReadIndex
+	// round (off: it costs a TSO call and two round trips, more latency
+	// than one ReadIndex while a watch covers few ranges; docs/decisions.md).
+	// Not a flag yet.
+	FeedResolveByClosing bool
 	// WatchStreamQueue bounds the responses queued per watch stream before
 	// its watchers fall back to catching up (0: the hub's default, 1024).
 	// Not a flag: tests lower it to exercise slow watchers.
