@@ -77,6 +77,9 @@ func (r *Router) execute(ctx context.Context, c call) (*pb.ResponseOp, engine.Re
 			if !c.serial {
 				r.cache.SetLeader(desc.GetRangeId(), target)
 			}
+			if c.write && c.op != nil {
+				r.acked.observe(rev)
+			}
 			return resp, rev, nil
 		}
 		lastErr = err

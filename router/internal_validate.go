@@ -65,7 +65,8 @@ func (r *Router) checkIssued(ctx context.Context, rev engine.Revision) error {
 //   - a compaction is at a positive revision the TSO has issued;
 //   - a request op passes etcd's validation with this node's limits;
 //   - a linearizable read carries a positive read revision the TSO has
-//     issued; a serializable read and a write carry none.
+//     issued; a serializable read may carry one (issued too); a write
+//     carries none.
 func (s *Internal) validateExecute(ctx context.Context, req *tesserapb.ExecuteRequest) (call, error) {
 	var c call
 	if err := validateLeaseRefs(req); err != nil {
@@ -144,11 +145,11 @@ func (s *Internal) validateExecute(ctx context.Context, req *tesserapb.ExecuteRe
 		return c, invalidArg("a read attaches no lease")
 	case c.write && (c.readRev != 0 || c.serial):
 		return c, invalidArg("a write carries no read revision and is not serializable")
-	case read && c.serial && c.readRev != 0:
-		return c, invalidArg("a serializable read carries no read revision")
 	case read && !c.serial && c.readRev == 0:
 		return c, invalidArg("a linearizable read needs a read revision")
-	case read && !c.serial:
+	case read && c.readRev > 0:
+		// A serializable read's revision is the one its router chose
+		// (router/revision.go): issued too.
 		if err := s.r.checkIssued(ctx, c.readRev); err != nil {
 			return c, err
 		}

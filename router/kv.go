@@ -74,7 +74,12 @@ func (r *Router) rangeReq(ctx context.Context, req *pb.RangeRequest) (*pb.RangeR
 // rangeOnce serves a validated Range over ranges at one fresh timestamp.
 func (r *Router) rangeOnce(ctx context.Context, req *pb.RangeRequest, ranges []*tesserapb.RangeDescriptor) (*pb.RangeResponse, error) {
 	var readRev engine.Revision
-	if !req.GetSerializable() {
+	if req.GetSerializable() {
+		var err error
+		if readRev, err = r.serializableRevision(ranges, req.GetRevision()); err != nil {
+			return nil, err
+		}
+	} else {
 		var err error
 		if readRev, err = r.now(ctx); err != nil {
 			return nil, err

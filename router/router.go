@@ -51,6 +51,8 @@ type Router struct {
 	alarms alarmCache
 	// holds: revisions of backups in progress (compaction_hold.go).
 	holds compactionHolds
+	// acked: the highest write revision this node acknowledged (revision.go).
+	acked ackedRevision
 }
 
 // New returns a router.

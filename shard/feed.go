@@ -130,7 +130,7 @@ func (r *Replica) Feed(ctx context.Context, opts FeedOptions, resolveReqs <-chan
 	startResolve := func(rev engine.Revision) {
 		resolving = true
 		go func() {
-			resolveErr <- r.resolve(ctx, rev)
+			resolveErr <- r.resolveForFeed(ctx, rev)
 		}()
 	}
 

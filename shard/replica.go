@@ -61,7 +61,10 @@ type Config struct {
 	// Batching: how far the write that starts a batch serves other writes'
 	// batches (internal/coalesce; zero value: coalesce.DefaultConfig()).
 	Batching coalesce.Config
-	Logger   *slog.Logger
+	// ClosedWait bounds how long a serializable read waits for the replica's
+	// closed revision to reach its revision (5 s; shard/closed.go).
+	ClosedWait time.Duration
+	Logger     *slog.Logger
 }
 
 // Replica is one replica of a range.
@@ -98,6 +101,7 @@ type Replica struct {
 		// flush epoch or the in-flight set changes; waiters select on it.
 		changed     chan struct{}
 		compactNext engine.Revision // physical compaction to run after commit
+		cl          closedState     // closed revision (closed.go)
 	}
 
 	// load is the decaying request rate of this replica (reads and writes).
@@ -133,6 +137,9 @@ func Open(cfg Config, group raftgroup.GroupID) (*Replica, error) {
 	}
 	if cfg.Batching == (coalesce.Config{}) {
 		cfg.Batching = coalesce.DefaultConfig()
+	}
+	if cfg.ClosedWait <= 0 {
+		cfg.ClosedWait = defaultClosedWait
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

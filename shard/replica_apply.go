@@ -32,6 +32,7 @@ func (r *Replica) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 	defer r.mu.Unlock()
 	touched := false
 	for _, e := range ents {
+		r.mu.cl.appliedTerm = e.GetTerm()
 		if e.GetType() != raftpb.EntryNormal || len(e.GetData()) == 0 {
 			continue
 		}
@@ -206,6 +207,7 @@ func (r *Replica) Applied(index uint64) {
 		}
 	}
 	r.mu.applyResults = r.mu.applyResults[:0]
+	r.advanceClosedLocked()
 	if r.mu.appliedRev > r.mu.resolved && len(r.mu.inflight) == 0 && !r.mu.flushing {
 		r.mu.resolved = r.mu.appliedRev
 	}
@@ -235,6 +237,7 @@ func (r *Replica) SnapshotApplied(index uint64) error {
 	}
 	r.mu.applied = index
 	r.mu.publishedRev = r.mu.appliedRev
+	r.advanceClosedLocked()
 	r.notifyLocked()
 	return nil
 }

@@ -16,7 +16,8 @@ import (
 // Read serves a Range or a read-only Txn at readRev, a fresh timestamp for
 // a linearizable read: the answer is exactly the state of the keys it covers
 // at readRev, and its revision is readRev. A serializable read is served by
-// any replica from what it has applied (readRev 0: its latest state).
+// any replica at exactly readRev once its closed revision reached it
+// (readRev 0: at its closed revision; shard/closed.go).
 func (r *Replica) Read(ctx context.Context, generation uint64, op *pb.RequestOp, readRev engine.Revision, serializable bool) (*pb.ResponseOp, engine.Revision, error) {
 	r.mu.Lock()
 	if err := r.checkRoutingLocked(generation); err != nil {
@@ -31,15 +32,8 @@ func (r *Replica) Read(ctx context.Context, generation uint64, op *pb.RequestOp,
 	r.cfg.Metrics.reads.Inc()
 	r.load.add(time.Now(), 1)
 	if serializable {
-		if readRev <= 0 || readRev > r.mu.appliedRev {
-			readRev = r.mu.appliedRev
-		}
-		// A range never written holds the empty state at every revision.
-		readRev = max(readRev, 1)
-		snap, compact := r.readViewLocked()
 		r.mu.Unlock()
-		defer snap.Close()
-		return r.evaluate(snap, op, readRev, compact)
+		return r.readSerializable(ctx, op, readRev)
 	}
 	if !r.mu.isLeader {
 		err := r.notLeaderLocked()

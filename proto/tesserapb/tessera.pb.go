@@ -2391,6 +2391,187 @@ func (x *RecentWritesResponse) GetRoutingError() *RoutingError {
 	return nil
 }
 
+// ClosedRevision is a leader's promise for one range: once a replica has
+// applied applied_index, no write at or below revision will ever apply in
+// the range (docs/decisions.md, "Closed revisions").
+type ClosedRevision struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	// The leader's raft term when it made the promise.
+	Term          uint64 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	Revision      int64  `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	AppliedIndex  uint64 `protobuf:"varint,4,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClosedRevision) Reset() {
+	*x = ClosedRevision{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClosedRevision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClosedRevision) ProtoMessage() {}
+
+func (x *ClosedRevision) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClosedRevision.ProtoReflect.Descriptor instead.
+func (*ClosedRevision) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ClosedRevision) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *ClosedRevision) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *ClosedRevision) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ClosedRevision) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+type CloseRevisionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The sending node (the ranges' leader).
+	FromNode uint64 `protobuf:"varint,1,opt,name=from_node,json=fromNode,proto3" json:"from_node,omitempty"`
+	// Proposals: accepted by a follower whose term is the proposal's and whose
+	// leader is from_node; held only once a quorum accepted.
+	Proposals []*ClosedRevision `protobuf:"bytes,2,rep,name=proposals,proto3" json:"proposals,omitempty"`
+	// Promises a quorum confirmed: every replica may rely on them.
+	Confirmed     []*ClosedRevision `protobuf:"bytes,3,rep,name=confirmed,proto3" json:"confirmed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseRevisionsRequest) Reset() {
+	*x = CloseRevisionsRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseRevisionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseRevisionsRequest) ProtoMessage() {}
+
+func (x *CloseRevisionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseRevisionsRequest.ProtoReflect.Descriptor instead.
+func (*CloseRevisionsRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CloseRevisionsRequest) GetFromNode() uint64 {
+	if x != nil {
+		return x.FromNode
+	}
+	return 0
+}
+
+func (x *CloseRevisionsRequest) GetProposals() []*ClosedRevision {
+	if x != nil {
+		return x.Proposals
+	}
+	return nil
+}
+
+func (x *CloseRevisionsRequest) GetConfirmed() []*ClosedRevision {
+	if x != nil {
+		return x.Confirmed
+	}
+	return nil
+}
+
+type CloseRevisionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ranges whose proposal this node accepted.
+	Accepted      []uint64 `protobuf:"varint,1,rep,packed,name=accepted,proto3" json:"accepted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseRevisionsResponse) Reset() {
+	*x = CloseRevisionsResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseRevisionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseRevisionsResponse) ProtoMessage() {}
+
+func (x *CloseRevisionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseRevisionsResponse.ProtoReflect.Descriptor instead.
+func (*CloseRevisionsResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CloseRevisionsResponse) GetAccepted() []uint64 {
+	if x != nil {
+		return x.Accepted
+	}
+	return nil
+}
+
 var File_tesserapb_tessera_proto protoreflect.FileDescriptor
 
 const file_tesserapb_tessera_proto_rawDesc = "" +
@@ -2585,7 +2766,18 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"s\n" +
 	"\x14RecentWritesResponse\x12\x1c\n" +
 	"\trevisions\x18\x01 \x03(\x03R\trevisions\x12=\n" +
-	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError2\xad\x04\n" +
+	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"\x80\x01\n" +
+	"\x0eClosedRevision\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\x12#\n" +
+	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\"\xa8\x01\n" +
+	"\x15CloseRevisionsRequest\x12\x1b\n" +
+	"\tfrom_node\x18\x01 \x01(\x04R\bfromNode\x128\n" +
+	"\tproposals\x18\x02 \x03(\v2\x1a.tessera.v1.ClosedRevisionR\tproposals\x128\n" +
+	"\tconfirmed\x18\x03 \x03(\v2\x1a.tessera.v1.ClosedRevisionR\tconfirmed\"4\n" +
+	"\x16CloseRevisionsResponse\x12\x1a\n" +
+	"\baccepted\x18\x01 \x03(\x04R\baccepted2\x86\x05\n" +
 	"\bInternal\x12B\n" +
 	"\aExecute\x12\x1a.tessera.v1.ExecuteRequest\x1a\x1b.tessera.v1.ExecuteResponse\x126\n" +
 	"\x03Tso\x12\x16.tessera.v1.TsoRequest\x1a\x17.tessera.v1.TsoResponse\x12?\n" +
@@ -2594,7 +2786,8 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x04Hash\x12\x17.tessera.v1.HashRequest\x1a\x18.tessera.v1.HashResponse\x12W\n" +
 	"\x0eTransferLeader\x12!.tessera.v1.TransferLeaderRequest\x1a\".tessera.v1.TransferLeaderResponse\x12N\n" +
 	"\vLeaseLookup\x12\x1e.tessera.v1.LeaseLookupRequest\x1a\x1f.tessera.v1.LeaseLookupResponse\x12A\n" +
-	"\tAuthState\x12\x1c.tessera.v1.AuthStateRequest\x1a\x16.tessera.v1.AuthRecord2h\n" +
+	"\tAuthState\x12\x1c.tessera.v1.AuthStateRequest\x1a\x16.tessera.v1.AuthRecord\x12W\n" +
+	"\x0eCloseRevisions\x12!.tessera.v1.CloseRevisionsRequest\x1a\".tessera.v1.CloseRevisionsResponse2h\n" +
 	"\x13InternalMaintenance\x12Q\n" +
 	"\fRecentWrites\x12\x1f.tessera.v1.RecentWritesRequest\x1a .tessera.v1.RecentWritesResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
 
@@ -2611,7 +2804,7 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 }
 
 var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_tesserapb_tessera_proto_goTypes = []any{
 	(RoutingError_Code)(0),         // 0: tessera.v1.RoutingError.Code
 	(*RangeDescriptor)(nil),        // 1: tessera.v1.RangeDescriptor
@@ -2647,6 +2840,9 @@ var file_tesserapb_tessera_proto_goTypes = []any{
 	(*SnapshotFooter)(nil),         // 31: tessera.v1.SnapshotFooter
 	(*RecentWritesRequest)(nil),    // 32: tessera.v1.RecentWritesRequest
 	(*RecentWritesResponse)(nil),   // 33: tessera.v1.RecentWritesResponse
+	(*ClosedRevision)(nil),         // 34: tessera.v1.ClosedRevision
+	(*CloseRevisionsRequest)(nil),  // 35: tessera.v1.CloseRevisionsRequest
+	(*CloseRevisionsResponse)(nil), // 36: tessera.v1.CloseRevisionsResponse
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
 	2,  // 0: tessera.v1.ClusterBootstrap.nodes:type_name -> tessera.v1.NodeDescriptor
@@ -2675,29 +2871,33 @@ var file_tesserapb_tessera_proto_depIdxs = []int32{
 	31, // 23: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
 	1,  // 24: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
 	6,  // 25: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
-	7,  // 26: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
-	9,  // 27: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
-	11, // 28: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
-	14, // 29: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
-	17, // 30: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
-	19, // 31: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
-	21, // 32: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
-	27, // 33: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
-	32, // 34: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
-	8,  // 35: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	10, // 36: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	13, // 37: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	16, // 38: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	18, // 39: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	20, // 40: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	22, // 41: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
-	26, // 42: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
-	33, // 43: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
-	35, // [35:44] is the sub-list for method output_type
-	26, // [26:35] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	34, // 26: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
+	34, // 27: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
+	7,  // 28: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
+	9,  // 29: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
+	11, // 30: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
+	14, // 31: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
+	17, // 32: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
+	19, // 33: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
+	21, // 34: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
+	27, // 35: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
+	35, // 36: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
+	32, // 37: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
+	8,  // 38: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	10, // 39: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	13, // 40: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	16, // 41: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	18, // 42: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	20, // 43: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	22, // 44: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
+	26, // 45: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
+	36, // 46: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
+	33, // 47: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
+	38, // [38:48] is the sub-list for method output_type
+	28, // [28:38] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_tesserapb_tessera_proto_init() }
@@ -2716,7 +2916,7 @@ func file_tesserapb_tessera_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   33,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

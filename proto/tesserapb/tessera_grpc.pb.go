@@ -32,6 +32,7 @@ const (
 	Internal_TransferLeader_FullMethodName = "/tessera.v1.Internal/TransferLeader"
 	Internal_LeaseLookup_FullMethodName    = "/tessera.v1.Internal/LeaseLookup"
 	Internal_AuthState_FullMethodName      = "/tessera.v1.Internal/AuthState"
+	Internal_CloseRevisions_FullMethodName = "/tessera.v1.Internal/CloseRevisions"
 )
 
 // InternalClient is the client API for Internal service.
@@ -60,6 +61,9 @@ type InternalClient interface {
 	// AuthState returns the auth state a meta replica has applied: nodes
 	// without a meta replica enforce auth from it.
 	AuthState(ctx context.Context, in *AuthStateRequest, opts ...grpc.CallOption) (*AuthRecord, error)
+	// CloseRevisions carries closed revisions of every range the two nodes
+	// share: proposals for followers to accept, and confirmed promises.
+	CloseRevisions(ctx context.Context, in *CloseRevisionsRequest, opts ...grpc.CallOption) (*CloseRevisionsResponse, error)
 }
 
 type internalClient struct {
@@ -153,6 +157,16 @@ func (c *internalClient) AuthState(ctx context.Context, in *AuthStateRequest, op
 	return out, nil
 }
 
+func (c *internalClient) CloseRevisions(ctx context.Context, in *CloseRevisionsRequest, opts ...grpc.CallOption) (*CloseRevisionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CloseRevisionsResponse)
+	err := c.cc.Invoke(ctx, Internal_CloseRevisions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalServer is the server API for Internal service.
 // All implementations must embed UnimplementedInternalServer
 // for forward compatibility.
@@ -179,6 +193,9 @@ type InternalServer interface {
 	// AuthState returns the auth state a meta replica has applied: nodes
 	// without a meta replica enforce auth from it.
 	AuthState(context.Context, *AuthStateRequest) (*AuthRecord, error)
+	// CloseRevisions carries closed revisions of every range the two nodes
+	// share: proposals for followers to accept, and confirmed promises.
+	CloseRevisions(context.Context, *CloseRevisionsRequest) (*CloseRevisionsResponse, error)
 	mustEmbedUnimplementedInternalServer()
 }
 
@@ -212,6 +229,9 @@ func (UnimplementedInternalServer) LeaseLookup(context.Context, *LeaseLookupRequ
 }
 func (UnimplementedInternalServer) AuthState(context.Context, *AuthStateRequest) (*AuthRecord, error) {
 	return nil, status.Error(codes.Unimplemented, "method AuthState not implemented")
+}
+func (UnimplementedInternalServer) CloseRevisions(context.Context, *CloseRevisionsRequest) (*CloseRevisionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CloseRevisions not implemented")
 }
 func (UnimplementedInternalServer) mustEmbedUnimplementedInternalServer() {}
 func (UnimplementedInternalServer) testEmbeddedByValue()                  {}
@@ -367,6 +387,24 @@ func _Internal_AuthState_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Internal_CloseRevisions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CloseRevisionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).CloseRevisions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_CloseRevisions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).CloseRevisions(ctx, req.(*CloseRevisionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Internal_ServiceDesc is the grpc.ServiceDesc for Internal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -401,6 +439,10 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AuthState",
 			Handler:    _Internal_AuthState_Handler,
+		},
+		{
+			MethodName: "CloseRevisions",
+			Handler:    _Internal_CloseRevisions_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

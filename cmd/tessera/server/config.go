@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tesseradb/tessera/proto/tesserapb"
+	"github.com/tesseradb/tessera/router"
 )
 
 // Config is a node's configuration; field names follow etcd's flags.
@@ -34,6 +35,15 @@ type Config struct {
 	// WatchProgressNotifyInterval is etcd's
 	// --experimental-watch-progress-notify-interval (10 minutes).
 	WatchProgressNotifyInterval time.Duration
+	// ClosedRevisionInterval is --closed-revision-interval (200 ms): how often
+	// leaders close the revisions of idle ranges (router/closed.go).
+	ClosedRevisionInterval time.Duration
+	// FeedResolveByClosing makes watch feeds resolve an idle range through
+	// an on-demand closing round of the side channel instead of a ReadIndex
+	// round (off: it costs a TSO call and two round trips, more latency
+	// than one ReadIndex while a watch covers few ranges; docs/decisions.md).
+	// Not a flag yet.
+	FeedResolveByClosing bool
 	// WatchStreamQueue bounds the responses queued per watch stream before
 	// its watchers fall back to catching up (0: the hub's default, 1024).
 	// Not a flag: tests lower it to exercise slow watchers.
@@ -126,6 +136,7 @@ func DefaultConfig() Config {
 		InitialClusterState:         "new",
 		MaxRequestBytes:             1536 * 1024,
 		WatchProgressNotifyInterval: 10 * time.Minute,
+		ClosedRevisionInterval:      router.DefaultCloserConfig().Interval,
 		QuotaFreeBytes:              DefaultQuotaFreeBytes,
 		TickInterval:                100 * time.Millisecond,
 		ElectionTicks:               10,
@@ -157,6 +168,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("server: DefragIdleRatio %v is negative", c.DefragIdleRatio)
 	case c.CorruptCheckTime < 0:
 		return fmt.Errorf("server: --corrupt-check-time %v is negative", c.CorruptCheckTime)
+	case c.ClosedRevisionInterval <= 0:
+		return fmt.Errorf("server: --closed-revision-interval %v must be positive", c.ClosedRevisionInterval)
 	case c.MaxRequestBytes <= 0:
 		return fmt.Errorf("server: --max-request-bytes %d must be positive", c.MaxRequestBytes)
 	case c.ProbeTimeout < 0 || c.ReadyCheckInterval < 0:

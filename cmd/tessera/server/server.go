@@ -63,6 +63,7 @@ type Server struct {
 	autoCompact router.AutoCompaction
 	// leases serves etcd's Lease service (lease.go).
 	leases *router.Lease
+	closer  *router.Closer // closed revisions of idle ranges (closed.go)
 
 	clientLis, peerLis net.Listener
 	clientConns        *trackingListener
@@ -210,6 +211,10 @@ func Start(cfg Config) (_ *Server, err error) {
 	s.auth.startRefresh()
 	s.host.Start()
 	s.startDiskMonitor()
+	if err := s.startCloser(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if err := s.startObservability(clock); err != nil {
 		return nil, err
 	}
@@ -509,6 +514,9 @@ func (s *Server) Close() {
 		s.obs.close()
 		if s.leases != nil {
 			s.leases.Close()
+		}
+		if s.closer != nil {
+			s.closer.Close()
 		}
 		if s.clientMux != nil {
 			s.clientMux.Close()
