@@ -63,7 +63,7 @@ type Server struct {
 	autoCompact router.AutoCompaction
 	// leases serves etcd's Lease service (lease.go).
 	leases *router.Lease
-	closer  *router.Closer // closed revisions of idle ranges (closed.go)
+	closer *router.Closer // closed revisions of idle ranges (closed.go)
 
 	clientLis, peerLis net.Listener
 	clientConns        *trackingListener
