@@ -94,6 +94,8 @@ func summarize(r io.Reader, w io.Writer) []skip {
 				fmt.Fprint(w, o)
 			}
 			delete(buffered, k)
+		case e.Action == "skip" && e.Test == "":
+			// A package without test files: nothing was skipped.
 		case e.Action == "skip":
 			skips = append(skips, skip{pkg: e.Package, test: e.Test, reason: skipReason(buffered[k])})
 			delete(buffered, k)

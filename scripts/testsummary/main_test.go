@@ -27,10 +27,12 @@ func TestSummarize(t *testing.T) {
 {"Action":"output","Package":"p/b","Output":"PASS\n"}
 {"Action":"output","Package":"p/b","Output":"ok  \tp/b\t0.2s\n"}
 {"ImportPath":"p/c","Action":"build-output","Output":"p/c/x.go:1:1: syntax error\n"}
+{"Action":"output","Package":"p/none","Output":"?   \tp/none\t[no test files]\n"}
+{"Action":"skip","Package":"p/none"}
 `
 	var out bytes.Buffer
 	skips := summarize(strings.NewReader(in), &out)
-	want := "--- FAIL: TestBad (0.00s)\n    a_test.go:12: wrong\nFAIL\nFAIL\tp/a\t0.1s\nok  \tp/b\t0.2s\np/c/x.go:1:1: syntax error\n"
+	want := "--- FAIL: TestBad (0.00s)\n    a_test.go:12: wrong\nFAIL\nFAIL\tp/a\t0.1s\nok  \tp/b\t0.2s\np/c/x.go:1:1: syntax error\n?   \tp/none\t[no test files]\n"
 	if out.String() != want {
 		t.Errorf("output:\n%s\nwant:\n%s", out.String(), want)
 	}
