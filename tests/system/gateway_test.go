@@ -210,7 +210,6 @@ func fieldSet(m map[string]any) map[string]any {
 	return out
 }
 
-
 // TestGatewayCurlExamples runs the curl examples of etcd's gateway guide
 // and more gateway requests against a Tessera cluster and against etcd,
 // and compares the answers (status and JSON, revisions and ids aside).
