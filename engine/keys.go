@@ -32,6 +32,7 @@ const (
 	KindRangeState   byte = 's' // other replicated per-range state
 	KindChangeLog    byte = 'c' // the user keys one revision wrote; followed by revision(8)
 	KindRevokedLease byte = 'v' // a lease revoked on the range; followed by lease id(8)
+	KindLeaseKey     byte = 'k' // a live key attached to a lease; followed by lease id(8), user key
 
 	// Unreplicated (section 'u').
 	KindHardState byte = 'h' // raft HardState
@@ -46,7 +47,7 @@ const (
 
 func sectionOf(kind byte) byte {
 	switch kind {
-	case KindAppliedState, KindDescriptor, KindRangeState, KindChangeLog, KindRevokedLease:
+	case KindAppliedState, KindDescriptor, KindRangeState, KindChangeLog, KindRevokedLease, KindLeaseKey:
 		return sectionReplicated
 	}
 	return sectionUnreplicated
@@ -126,6 +127,42 @@ func DecodeLocalGroupIndexKey(k []byte) (uint64, error) {
 		return 0, fmt.Errorf("engine: not an indexed local key: %q", k)
 	}
 	return binary.BigEndian.Uint64(k[localKeyLn : localKeyLn+8]), nil
+}
+
+// LeaseKeyKey returns the engine key of the lease index entry (lease,
+// userKey) of a group: a KindLeaseKey local key, unversioned (it ends with
+// the sentinel, so no user key can make it look versioned).
+func LeaseKeyKey(group uint64, lease int64, userKey []byte) []byte {
+	b := make([]byte, 0, localKeyLn+8+len(userKey)+1)
+	b = append(b, spaceLocalGroup)
+	b = binary.BigEndian.AppendUint64(b, group)
+	b = append(b, sectionReplicated, KindLeaseKey)
+	b = binary.BigEndian.AppendUint64(b, uint64(lease))
+	b = append(b, userKey...)
+	return append(b, sentinel)
+}
+
+// LeaseKeySpan is the span of the lease index entries of one lease of a
+// group.
+func LeaseKeySpan(group uint64, lease int64) Span {
+	start := LeaseKeyKey(group, lease, nil)
+	start = start[:len(start)-1]
+	end := make([]byte, 0, len(start))
+	end = append(end, start[:localKeyLn]...)
+	end = binary.BigEndian.AppendUint64(end, uint64(lease)+1)
+	if uint64(lease) == ^uint64(0) {
+		end = append(end[:localKeyLn-1:localKeyLn-1], KindLeaseKey+1)
+	}
+	return Span{Start: start, End: end}
+}
+
+// UserKeyOfLeaseKey returns the user key of a key made by LeaseKeyKey
+// (aliasing k).
+func UserKeyOfLeaseKey(k []byte) ([]byte, error) {
+	if len(k) < localKeyLn+8+1 || k[0] != spaceLocalGroup || k[localKeyLn-1] != KindLeaseKey || k[len(k)-1] != sentinel {
+		return nil, fmt.Errorf("engine: not a lease index key: %q", k)
+	}
+	return k[localKeyLn+8 : len(k)-1], nil
 }
 
 // LocalGroupSpan is the span holding every local key of a group.

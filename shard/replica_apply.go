@@ -144,6 +144,9 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 		if lerr := b.Set(changeLogKey(uint64(r.group), rev), encodeChangeLog(written)); lerr != nil {
 			return nil, storageError{err: lerr}
 		}
+		if lerr := updateLeaseIndex(b, uint64(r.group), written, rev); lerr != nil {
+			return nil, storageError{err: lerr}
+		}
 	}
 	return out, err
 }

@@ -88,24 +88,20 @@ func noLeases(int64) bool { return false }
 // keys deleted.
 func (r *Replica) applyRevokeLocked(b *engine.Batch, cmd *tesserapb.ShardCommand, rev engine.Revision) (*pb.ResponseOp, error) {
 	g := uint64(r.group)
-	dead := make(map[int64]bool, len(cmd.GetRevokeLeases()))
-	for _, ref := range cmd.GetRevokeLeases() {
-		dead[ref.GetId()] = true
-	}
-	// Scan before writing the records: the batch's index stays small.
+	// The keys come from the lease index (see lease_index.go), read before
+	// the records are written: the batch's index stays small.
 	var keys [][]byte
-	span := spanOf(r.mu.desc.GetStartKey(), r.mu.desc.GetEndKey())
-	if len(r.mu.desc.GetEndKey()) == 0 {
-		span = spanOf(r.mu.desc.GetStartKey(), []byte{0})
-	}
-	err := scanSpan(b, span, rev-1, true, func(kv engine.KeyValue) bool {
-		if kv.Lease != 0 && dead[kv.Lease] {
-			keys = append(keys, kv.Key)
+	seen := make(map[int64]bool, len(cmd.GetRevokeLeases()))
+	for _, ref := range cmd.GetRevokeLeases() {
+		if seen[ref.GetId()] {
+			continue
 		}
-		return true
-	})
-	if err != nil {
-		return nil, storageError{err: fmt.Errorf("shard: range %d: scan for leased keys: %w", g, err)}
+		seen[ref.GetId()] = true
+		ks, err := leaseKeys(b, g, ref.GetId(), rev-1)
+		if err != nil {
+			return nil, storageError{err: fmt.Errorf("shard: range %d: keys of lease %d: %w", g, ref.GetId(), err)}
+		}
+		keys = append(keys, ks...)
 	}
 	for _, ref := range cmd.GetRevokeLeases() {
 		prev, err := revokedIncarnation(b, g, ref.GetId())
@@ -127,6 +123,9 @@ func (r *Replica) applyRevokeLocked(b *engine.Batch, cmd *tesserapb.ShardCommand
 	}
 	if written := b.TakeDataWrites(); len(written) > 0 {
 		if err := b.Set(changeLogKey(g, rev), encodeChangeLog(written)); err != nil {
+			return nil, storageError{err: err}
+		}
+		if err := updateLeaseIndex(b, g, written, rev); err != nil {
 			return nil, storageError{err: err}
 		}
 	}

@@ -41,6 +41,11 @@ func (w *RestoreWriter) Add(kv *mvccpb.KeyValue) error {
 	err := engine.MVCCPut(w.b, kv.GetKey(), engine.Revision(kv.GetModRevision()), engine.Value{
 		CreateRev: engine.Revision(kv.GetCreateRevision()), Version: kv.GetVersion(), Lease: kv.GetLease(), Data: kv.GetValue(),
 	})
+	if err == nil && kv.GetLease() != 0 {
+		// The restored version is the key's live one: index it (see
+		// lease_index.go).
+		err = w.b.Set(engine.LeaseKeyKey(w.desc.GetRangeId(), kv.GetLease(), kv.GetKey()), nil)
+	}
 	if err != nil {
 		return fmt.Errorf("shard: restore range %d: %w", w.desc.GetRangeId(), err)
 	}
