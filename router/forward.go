@@ -36,6 +36,8 @@ type call struct {
 	compactRev engine.Revision
 	// leases: incarnations of the leases the op attaches, or a revocation.
 	leases shard.LeaseRefs
+	// leaseKeys: a read of the keys attached to this lease (op nil).
+	leaseKeys int64
 }
 
 // retryBackoff paces the rounds of attempts on the same range once every
@@ -184,6 +186,7 @@ func (r *Router) executeOn(ctx context.Context, target raftgroup.NodeID, desc *t
 		CompactRevision: int64(c.compactRev),
 		Leases:          c.leases.Attach,
 		RevokeLeases:    c.leases.Revoke,
+		LeaseKeys:       c.leaseKeys,
 	}
 	if c.op != nil {
 		b, err := proto.Marshal(c.op)
@@ -213,6 +216,8 @@ func (r *Router) executeOn(ctx context.Context, target raftgroup.NodeID, desc *t
 // runLocal runs a call on a local replica.
 func runLocal(ctx context.Context, rep *shard.Replica, generation uint64, c call) (*pb.ResponseOp, engine.Revision, error) {
 	switch {
+	case c.leaseKeys != 0:
+		return rep.LeaseKeys(ctx, generation, c.leaseKeys, c.readRev)
 	case c.compactRev > 0:
 		return rep.Write(ctx, generation, nil, c.compactRev)
 	case len(c.leases.Attach) > 0 || len(c.leases.Revoke) > 0:

@@ -73,6 +73,26 @@ func (s *Internal) validateExecute(ctx context.Context, req *tesserapb.ExecuteRe
 		return c, err
 	}
 	c.leases = shard.LeaseRefs{Attach: req.GetLeases(), Revoke: req.GetRevokeLeases()}
+	if id := req.GetLeaseKeys(); id != 0 {
+		// A read of a lease's keys, from the range's lease index.
+		switch {
+		case req.GetRangeId() == 0 || req.GetRangeId() == placement.MetaRangeID:
+			return c, invalidArg("range id %d is not a data range", req.GetRangeId())
+		case req.GetGeneration() == 0:
+			return c, invalidArg("range %d: generation 0", req.GetRangeId())
+		case id < 0:
+			return c, invalidArg("negative lease id %d", id)
+		case req.GetReadRevision() <= 0:
+			return c, invalidArg("a read of a lease's keys needs a read revision")
+		case len(req.GetRequestOp()) > 0 || req.GetCompactRevision() != 0 || req.GetSerializable() || len(c.leases.Attach) > 0 || len(c.leases.Revoke) > 0:
+			return c, invalidArg("a read of a lease's keys carries nothing else")
+		}
+		if err := s.r.checkIssued(ctx, engine.Revision(req.GetReadRevision())); err != nil {
+			return c, err
+		}
+		c.leaseKeys, c.readRev = id, engine.Revision(req.GetReadRevision())
+		return c, nil
+	}
 	if len(c.leases.Revoke) > 0 {
 		// A lease revocation: the range deletes the leases' keys.
 		switch {

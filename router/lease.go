@@ -415,19 +415,52 @@ func (l *Lease) LeaseTimeToLive(ctx context.Context, req *pb.LeaseTimeToLiveRequ
 	return resp, nil
 }
 
-// keysOf lists the keys attached to a lease, on every range (a
-// linearizable read of the whole keyspace: etcd's keys_only answers leave
-// the lease out).
+// keysOf lists the keys attached to a lease: a linearizable read, at one
+// fresh timestamp, of every range's lease index (shard/lease_index.go), so
+// the cost follows the lease's keys, not the keyspace. The keys come in key
+// order.
 func (l *Lease) keysOf(ctx context.Context, id int64) ([][]byte, error) {
-	resp, err := l.r.rangeReq(ctx, &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}})
+	for attempt := 0; ; attempt++ {
+		keys, err := l.keysOnce(ctx, id)
+		if !retryCompactedRead(err, attempt, true) {
+			if err != nil {
+				return nil, fmt.Errorf("router: keys of lease %d: %w", id, err)
+			}
+			return keys, nil
+		}
+	}
+}
+
+func (l *Lease) keysOnce(ctx context.Context, id int64) ([][]byte, error) {
+	r := l.r
+	ranges := r.cache.Overlapping([]byte{0}, []byte{0})
+	if err := r.checkLeader(ctx, ranges); err != nil {
+		return nil, err
+	}
+	readRev, err := r.now(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("router: keys of lease %d: %w", id, err)
+		return nil, err
+	}
+	parts := make([][][]byte, len(ranges))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, d := range ranges {
+		g.Go(func() error {
+			out, _, err := r.execute(gctx, call{desc: d, readRev: readRev, leaseKeys: id})
+			if err != nil {
+				return err
+			}
+			for _, kv := range out.GetResponseRange().GetKvs() {
+				parts[i] = append(parts[i], kv.GetKey())
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	var keys [][]byte
-	for _, kv := range resp.GetKvs() {
-		if kv.GetLease() == id {
-			keys = append(keys, kv.GetKey())
-		}
+	for _, p := range parts {
+		keys = append(keys, p...)
 	}
 	return keys, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/tesseradb/tessera/engine"
@@ -167,4 +168,46 @@ func (r *Replica) evaluate(snap *engine.Snapshot, op *pb.RequestOp, readRev, com
 		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseTxn{ResponseTxn: resp}}, readRev, nil
 	}
 	return nil, 0, fmt.Errorf("shard: range %d: %T is not a read", r.group, op.GetRequest())
+}
+
+// LeaseKeys serves a linearizable read, at readRev, of the live keys of the
+// range attached to a lease, from the range's lease index (lease_index.go):
+// a RangeResponse listing them in key order (key and lease only), at
+// revision readRev.
+func (r *Replica) LeaseKeys(ctx context.Context, generation uint64, lease int64, readRev engine.Revision) (*pb.ResponseOp, engine.Revision, error) {
+	r.mu.Lock()
+	if err := r.checkRoutingLocked(generation); err != nil {
+		r.mu.Unlock()
+		return nil, 0, err
+	}
+	if !r.mu.isLeader {
+		err := r.notLeaderLocked()
+		r.mu.Unlock()
+		return nil, 0, err
+	}
+	r.cfg.Metrics.reads.Inc()
+	r.load.add(time.Now(), 1)
+	r.mu.Unlock()
+	if readRev <= 0 {
+		return nil, 0, errors.New("shard: linearizable read without a read revision")
+	}
+	if err := r.resolve(ctx, readRev); err != nil {
+		return nil, 0, err
+	}
+	r.mu.Lock()
+	snap, compact := r.readViewLocked()
+	r.mu.Unlock()
+	defer snap.Close()
+	if readRev < compact {
+		return nil, 0, rpctypes.ErrGRPCCompacted
+	}
+	keys, err := leaseKeys(snap, uint64(r.group), lease, readRev)
+	if err != nil {
+		return nil, 0, err
+	}
+	resp := &pb.RangeResponse{Count: int64(len(keys))}
+	for _, k := range keys {
+		resp.Kvs = append(resp.Kvs, &mvccpb.KeyValue{Key: k, Lease: lease})
+	}
+	return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseRange{ResponseRange: resp}}, readRev, nil
 }

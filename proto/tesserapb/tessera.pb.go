@@ -616,8 +616,13 @@ type ExecuteRequest struct {
 	// Compaction of this range below compact_revision (request_op empty).
 	CompactRevision int64 `protobuf:"varint,6,opt,name=compact_revision,json=compactRevision,proto3" json:"compact_revision,omitempty"`
 	// See ShardCommand.leases and revoke_leases.
-	Leases        []*LeaseRef `protobuf:"bytes,7,rep,name=leases,proto3" json:"leases,omitempty"`
-	RevokeLeases  []*LeaseRef `protobuf:"bytes,8,rep,name=revoke_leases,json=revokeLeases,proto3" json:"revoke_leases,omitempty"`
+	Leases       []*LeaseRef `protobuf:"bytes,7,rep,name=leases,proto3" json:"leases,omitempty"`
+	RevokeLeases []*LeaseRef `protobuf:"bytes,8,rep,name=revoke_leases,json=revokeLeases,proto3" json:"revoke_leases,omitempty"`
+	// A linearizable read, at read_revision, of the live keys of the range
+	// attached to this lease, from the range's lease index (request_op
+	// empty). The answer is an etcdserverpb.RangeResponse with those keys
+	// (key and lease only), in key order.
+	LeaseKeys     int64 `protobuf:"varint,9,opt,name=lease_keys,json=leaseKeys,proto3" json:"lease_keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -706,6 +711,13 @@ func (x *ExecuteRequest) GetRevokeLeases() []*LeaseRef {
 		return x.RevokeLeases
 	}
 	return nil
+}
+
+func (x *ExecuteRequest) GetLeaseKeys() int64 {
+	if x != nil {
+		return x.LeaseKeys
+	}
+	return 0
 }
 
 type ExecuteResponse struct {
@@ -2635,7 +2647,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"NOT_LEADER\x10\x01\x12\x13\n" +
 	"\x0fRANGE_NOT_FOUND\x10\x02\x12\x10\n" +
 	"\fKEY_MISMATCH\x10\x03\x12\x14\n" +
-	"\x10STALE_GENERATION\x10\x04\"\xc7\x02\n" +
+	"\x10STALE_GENERATION\x10\x04\"\xe6\x02\n" +
 	"\x0eExecuteRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1e\n" +
 	"\n" +
@@ -2647,7 +2659,9 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\fserializable\x18\x05 \x01(\bR\fserializable\x12)\n" +
 	"\x10compact_revision\x18\x06 \x01(\x03R\x0fcompactRevision\x12,\n" +
 	"\x06leases\x18\a \x03(\v2\x14.tessera.v1.LeaseRefR\x06leases\x129\n" +
-	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\"\x8d\x01\n" +
+	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\x12\x1d\n" +
+	"\n" +
+	"lease_keys\x18\t \x01(\x03R\tleaseKeys\"\x8d\x01\n" +
 	"\x0fExecuteResponse\x12\x1f\n" +
 	"\vresponse_op\x18\x01 \x01(\fR\n" +
 	"responseOp\x12\x1a\n" +

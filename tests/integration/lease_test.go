@@ -143,6 +143,18 @@ func TestLeaseGrantRevoke(t *testing.T) {
 	must(t, "put without lease", err)
 	_, err = cli.Put(tctx(t), again[1], "w", clientv3.WithIgnoreLease())
 	must(t, "put ignore_lease", err)
+	// TimeToLive lists the keys from the ranges' lease indexes: the
+	// detached key is gone from them, the others stay.
+	ttl, err = cli.TimeToLive(tctx(t), g.ID, clientv3.WithAttachedKeys())
+	must(t, "timetolive after detaching", err)
+	got = got[:0]
+	for _, k := range ttl.Keys {
+		got = append(got, string(k))
+	}
+	slices.Sort(got)
+	if want := leasedKeys(t, cli, g.ID); !slices.Equal(got, want) || slices.Contains(got, again[0]) || len(got) != len(again)-1 {
+		t.Fatalf("timetolive after detaching %s: keys %q, want %q", again[0], got, want)
+	}
 	_, err = cli.Revoke(tctx(t), g.ID)
 	must(t, "revoke new grant", err)
 	gr, err = cli.Get(tctx(t), "", clientv3.WithFromKey())
