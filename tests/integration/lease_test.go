@@ -17,6 +17,9 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/tesseradb/tessera/cmd/tessera/server"
+	"github.com/tesseradb/tessera/tests/testcluster"
 )
 
 // leaseKeys puts one key per data range attached to lease id and returns
@@ -423,4 +426,63 @@ func TestLeaseBadInput(t *testing.T) {
 	must(t, "close send", s.CloseSend())
 	_, err = cli.Put(tctx(t), "g/x", "v", clientv3.WithLease(g.ID))
 	must(t, "node still serves", err)
+}
+
+// TestLeaseIndexMovesWithSnapshot: a replica that caught up by snapshot (its
+// log was truncated while it was down) holds the range's lease index: as
+// the range's leader it lists a lease's keys for TimeToLive, and its
+// revocation deletes every one of them.
+func TestLeaseIndexMovesWithSnapshot(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Nodes: 3, SplitKeys: splitKeys, Configure: func(cfg *server.Config) {
+		cfg.RaftLogTruncateThreshold = 16
+	}})
+	c.WaitReady(t)
+	cli := c.Client(t)
+	g, err := cli.Grant(tctx(t), 3600)
+	must(t, "grant", err)
+	const rangeOfC = 3 // ["b", "d")
+	c.TransferLeader(rangeOfC, 0)
+	c.Stop(2)
+	var want []string
+	for i := 0; i < 60; i++ {
+		k := fmt.Sprintf("c/l%02d", i)
+		_, err := cli.Put(tctx(t), k, "v", clientv3.WithLease(g.ID))
+		must(t, "put "+k, err)
+		if i%5 == 0 {
+			// Detached again: not in the index.
+			_, err = cli.Put(tctx(t), k, "w")
+			must(t, "detach "+k, err)
+			continue
+		}
+		want = append(want, k)
+	}
+	c.Restart(2)
+	c.WaitReady(t)
+	c.TransferLeader(rangeOfC, 2)
+	if l := c.Leader(rangeOfC); l != 2 {
+		t.Fatalf("range %d led by node index %d, want 2", rangeOfC, l)
+	}
+	if n := metricValue(t, c.Endpoint(2), "tessera_raft_snapshots_applied_total"); n < 1 {
+		t.Fatalf("node 2 applied %v snapshots: it did not catch up by snapshot, the test did not test it", n)
+	}
+	ttl, err := c.NodeClient(t, 2).TimeToLive(tctx(t), g.ID, clientv3.WithAttachedKeys())
+	must(t, "timetolive", err)
+	var got []string
+	for _, k := range ttl.Keys {
+		got = append(got, string(k))
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("keys of the lease from the snapshot's index: %q, want %q", got, want)
+	}
+	_, err = cli.Revoke(tctx(t), g.ID)
+	must(t, "revoke", err)
+	if left := leasedKeys(t, cli, g.ID); len(left) > 0 {
+		t.Fatalf("keys left after revoke: %q", left)
+	}
+	gr, err := cli.Get(tctx(t), "c/l", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	must(t, "count", err)
+	if gr.Count != 12 {
+		t.Fatalf("%d keys under c/l after the revoke, want the 12 detached ones", gr.Count)
+	}
 }
