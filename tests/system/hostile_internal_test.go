@@ -74,6 +74,20 @@ func hostileCalls(t *testing.T, ic tesserapb.InternalClient, rangeIDs []uint64) 
 			resp, err := ic.Execute(ctx, &tesserapb.ExecuteRequest{RangeId: id, Generation: 1, RequestOp: []byte{0xff, 0xff, 0xff}})
 			return resp.GetRoutingError() != nil, err
 		})
+		for _, lk := range []struct {
+			name string
+			req  *tesserapb.ExecuteRequest
+		}{
+			{"at MaxInt64", &tesserapb.ExecuteRequest{RangeId: id, Generation: 1, LeaseKeys: 7, ReadRevision: math.MaxInt64}},
+			{"without a read revision", &tesserapb.ExecuteRequest{RangeId: id, Generation: 1, LeaseKeys: 7}},
+			{"of a negative lease", &tesserapb.ExecuteRequest{RangeId: id, Generation: 1, LeaseKeys: -7, ReadRevision: 1}},
+			{"with a request op", &tesserapb.ExecuteRequest{RangeId: id, Generation: 1, LeaseKeys: 7, ReadRevision: 1, RequestOp: read}},
+		} {
+			call(fmt.Sprintf("Execute lease keys %s range %d", lk.name, id), func(ctx context.Context) (bool, error) {
+				resp, err := ic.Execute(ctx, lk.req)
+				return resp.GetRoutingError() != nil, err
+			})
+		}
 		call(fmt.Sprintf("Feed to MaxInt64 range %d", id), func(ctx context.Context) (bool, error) {
 			return feedCall(ctx, ic, &tesserapb.FeedRequest{RangeId: id, Generation: 1, StartRevision: 1, EndRevision: math.MaxInt64}, nil)
 		})
