@@ -42,6 +42,18 @@ func (r *Replica) Read(ctx context.Context, generation uint64, op *pb.RequestOp,
 		return nil, 0, err
 	}
 	r.mu.Unlock()
+	snap, compact, err := r.linearizableView(ctx, readRev)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer snap.Close()
+	return r.evaluate(snap, op, readRev, compact)
+}
+
+// linearizableView resolves the range at readRev (this replica must lead
+// it) and returns an engine snapshot with the compaction revision taken
+// together with it (readViewLocked). The caller closes the snapshot.
+func (r *Replica) linearizableView(ctx context.Context, readRev engine.Revision) (*engine.Snapshot, engine.Revision, error) {
 	if readRev <= 0 {
 		return nil, 0, errors.New("shard: linearizable read without a read revision")
 	}
@@ -51,8 +63,7 @@ func (r *Replica) Read(ctx context.Context, generation uint64, op *pb.RequestOp,
 	r.mu.Lock()
 	snap, compact := r.readViewLocked()
 	r.mu.Unlock()
-	defer snap.Close()
-	return r.evaluate(snap, op, readRev, compact)
+	return snap, compact, nil
 }
 
 // readViewLocked returns an engine snapshot together with the compaction
@@ -188,15 +199,10 @@ func (r *Replica) LeaseKeys(ctx context.Context, generation uint64, lease int64,
 	r.cfg.Metrics.reads.Inc()
 	r.load.add(time.Now(), 1)
 	r.mu.Unlock()
-	if readRev <= 0 {
-		return nil, 0, errors.New("shard: linearizable read without a read revision")
-	}
-	if err := r.resolve(ctx, readRev); err != nil {
+	snap, compact, err := r.linearizableView(ctx, readRev)
+	if err != nil {
 		return nil, 0, err
 	}
-	r.mu.Lock()
-	snap, compact := r.readViewLocked()
-	r.mu.Unlock()
 	defer snap.Close()
 	if readRev < compact {
 		return nil, 0, rpctypes.ErrGRPCCompacted
