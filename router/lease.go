@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
+	"github.com/tesseradb/tessera/internal/backoff"
 	"github.com/tesseradb/tessera/placement"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
@@ -584,6 +585,32 @@ func (l *Lease) revokeExpired(expired []placement.ExpiredLease) bool {
 // lookupLeases finds the incarnations of the leases ids on the meta leader
 // (leases that do not exist are left out; the range refuses them).
 func (r *Router) lookupLeases(ctx context.Context, ids []int64) ([]*tesserapb.LeaseRef, error) {
+	// The meta group may be electing a leader (a node just stopped): wait,
+	// as a write's timestamp fetch does, up to leaseLookupWait.
+	wctx, cancel := context.WithTimeout(ctx, leaseLookupWait)
+	defer cancel()
+	bo := backoff.New(backoff.Config{Min: 10 * time.Millisecond, Max: 200 * time.Millisecond})
+	for {
+		refs, err := r.lookupLeasesOnce(wctx, ids)
+		if !errors.Is(err, rpctypes.ErrGRPCNoLeader) {
+			return refs, err
+		}
+		select {
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, err
+		case <-time.After(bo.Next()):
+		}
+	}
+}
+
+// leaseLookupWait bounds how long a write naming a lease waits for the meta
+// group to have a leader (an election takes about a second by default).
+const leaseLookupWait = 5 * time.Second
+
+func (r *Router) lookupLeasesOnce(ctx context.Context, ids []int64) ([]*tesserapb.LeaseRef, error) {
 	if meta := r.cfg.Meta; meta != nil && meta.Leader() == r.nodes.Self() {
 		refs, err := meta.LookupLeases(ids)
 		if err == nil || !errors.Is(err, raftgroup.ErrNotLeader) {
