@@ -152,17 +152,25 @@ type Result struct {
 	NaN     int    // samples whose value is NaN
 }
 
-// Query runs an instant query.
-func (c *Client) Query(ctx context.Context, expr string) (Result, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/api/v1/query?"+url.Values{"query": {expr}}.Encode(), nil)
+// get GETs an API path and decodes its JSON answer into body.
+func (c *Client) get(ctx context.Context, path string, body any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+path, nil)
 	if err != nil {
-		return Result{}, err
+		return err
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return Result{}, err
+		return err
 	}
 	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(body); err != nil {
+		return fmt.Errorf("promcheck: decode %s (%s): %w", path, resp.Status, err)
+	}
+	return nil
+}
+
+// Query runs an instant query.
+func (c *Client) Query(ctx context.Context, expr string) (Result, error) {
 	var body struct {
 		Status string `json:"status"`
 		Error  string `json:"error"`
@@ -171,8 +179,8 @@ func (c *Client) Query(ctx context.Context, expr string) (Result, error) {
 			Result     json.RawMessage `json:"result"`
 		} `json:"data"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return Result{}, fmt.Errorf("promcheck: decode answer (%s): %w", resp.Status, err)
+	if err := c.get(ctx, "/api/v1/query?"+url.Values{"query": {expr}}.Encode(), &body); err != nil {
+		return Result{}, err
 	}
 	if body.Status != "success" {
 		return Result{}, fmt.Errorf("promcheck: query failed: %s", body.Error)
@@ -215,15 +223,6 @@ type Rule struct {
 
 // Rules returns every loaded rule and its evaluation health.
 func (c *Client) Rules(ctx context.Context) ([]Rule, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/api/v1/rules", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var body struct {
 		Status string `json:"status"`
 		Data   struct {
@@ -238,8 +237,8 @@ func (c *Client) Rules(ctx context.Context) ([]Rule, error) {
 			} `json:"groups"`
 		} `json:"data"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("promcheck: decode rules (%s): %w", resp.Status, err)
+	if err := c.get(ctx, "/api/v1/rules", &body); err != nil {
+		return nil, err
 	}
 	var out []Rule
 	for _, g := range body.Data.Groups {
@@ -260,15 +259,6 @@ type Alert struct {
 
 // Alerts returns the active alerts.
 func (c *Client) Alerts(ctx context.Context) ([]Alert, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/api/v1/alerts", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var body struct {
 		Data struct {
 			Alerts []struct {
@@ -277,8 +267,8 @@ func (c *Client) Alerts(ctx context.Context) ([]Alert, error) {
 			} `json:"alerts"`
 		} `json:"data"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("promcheck: decode alerts (%s): %w", resp.Status, err)
+	if err := c.get(ctx, "/api/v1/alerts", &body); err != nil {
+		return nil, err
 	}
 	var out []Alert
 	for _, a := range body.Data.Alerts {
