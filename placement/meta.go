@@ -74,6 +74,8 @@ type metaResult struct {
 	err   error
 	// authErr: etcd's error when an auth change was refused.
 	authErr error
+	// firstRangeID: the first of the range ids an allocation handed out.
+	firstRangeID uint64
 }
 
 type metaResultFor struct {
@@ -229,6 +231,13 @@ func (m *Meta) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 			if err := m.applyLeaseCheckpointsLocked(b, cps); err != nil {
 				return fmt.Errorf("placement: meta command at %d: %w", e.GetIndex(), err)
 			}
+		}
+		if n := cmd.GetAllocateRangeIds(); n > 0 {
+			first, err := m.applyAllocateRangeIDsLocked(b, n)
+			if err != nil {
+				return fmt.Errorf("placement: meta command at %d: %w", e.GetIndex(), err)
+			}
+			res.firstRangeID = first
 		}
 		if cmd.GetProposerNode() == uint64(m.node) {
 			m.mu.results = append(m.mu.results, metaResultFor{id: cmd.GetProposalId(), r: res})

@@ -52,7 +52,7 @@ func (c *RangeCache) Overlapping(key, end []byte) []*tesserapb.RangeDescriptor {
 	var out []*tesserapb.RangeDescriptor
 	for ; i < len(rs); i++ {
 		r := rs[i]
-		if len(out) > 0 || i > 0 && bytes.Compare(r.GetStartKey(), key) > 0 {
+		if len(out) > 0 || bytes.Compare(r.GetStartKey(), key) > 0 {
 			// r starts after key: it is covered only if the span reaches it.
 			switch {
 			case len(end) == 0:
@@ -88,21 +88,50 @@ func (c *RangeCache) SetLeader(rangeID uint64, n raftgroup.NodeID) {
 	c.mu.leaders[rangeID] = n
 }
 
-// Update replaces a range's descriptor with a newer generation.
+// Update replaces a range's descriptor with a newer generation (and drops
+// the cached descriptors it overlaps: Insert).
 func (c *RangeCache) Update(d *tesserapb.RangeDescriptor) bool {
+	if d == nil {
+		return false
+	}
+	return c.Insert(d)
+}
+
+// Insert adds a descriptor and drops every cached one it overlaps that has
+// a lower generation ("the generation decides": a split gives both halves
+// the old generation+1, a merge max+1). A descriptor overlapped by one of
+// the same or a higher generation is stale and not added. It reports
+// whether the cache changed. (A minimal version for splits; the range
+// directory's cache replaces it.)
+func (c *RangeCache) Insert(d *tesserapb.RangeDescriptor) bool {
 	if d == nil {
 		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for i, r := range c.mu.ranges {
-		if r.GetRangeId() == d.GetRangeId() {
-			if d.GetGeneration() <= r.GetGeneration() {
-				return false
-			}
-			c.mu.ranges[i] = d
-			return true
+	overlaps := func(r *tesserapb.RangeDescriptor) bool {
+		return (len(r.GetEndKey()) == 0 || bytes.Compare(d.GetStartKey(), r.GetEndKey()) < 0) &&
+			(len(d.GetEndKey()) == 0 || bytes.Compare(r.GetStartKey(), d.GetEndKey()) < 0)
+	}
+	for _, r := range c.mu.ranges {
+		if overlaps(r) && r.GetGeneration() >= d.GetGeneration() {
+			return false
 		}
 	}
-	return false
+	kept := c.mu.ranges[:0:0]
+	for _, r := range c.mu.ranges {
+		if overlaps(r) {
+			if r.GetRangeId() != d.GetRangeId() {
+				delete(c.mu.leaders, r.GetRangeId())
+			}
+			continue
+		}
+		kept = append(kept, r)
+	}
+	i := sort.Search(len(kept), func(i int) bool { return bytes.Compare(kept[i].GetStartKey(), d.GetStartKey()) > 0 })
+	kept = append(kept, nil)
+	copy(kept[i+1:], kept[i:])
+	kept[i] = d
+	c.mu.ranges = kept
+	return true
 }

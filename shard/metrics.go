@@ -22,6 +22,25 @@ type Metrics struct {
 	compactions     prometheus.Gauge
 	compactedTotal  prometheus.Counter
 	compactFailures prometheus.Counter
+	// splits and merges this node's leaders carried out, by trigger.
+	splits, merges *prometheus.CounterVec
+}
+
+// Split and merge triggers (the label values of tessera_range_splits_total
+// and tessera_range_merges_total; anything else counts as "other").
+const (
+	TriggerAdmin = "admin" // tessctl range split / merge
+	TriggerSize  = "size"  // --range-max-bytes / --range-min-bytes
+	TriggerLoad  = "load"  // --range-split-qps
+)
+
+// TriggerLabel bounds the trigger label to the known values.
+func TriggerLabel(t string) string {
+	switch t {
+	case TriggerAdmin, TriggerSize, TriggerLoad:
+		return t
+	}
+	return "other"
 }
 
 // NewMetrics returns a node's shard metrics, registered on reg (nil: not
@@ -62,10 +81,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tessera_shard_compaction_failures_total",
 			Help: "Physical compactions that failed.",
 		}),
+		splits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tessera_range_splits_total",
+			Help: "Range splits carried out by range leaders on this node, by trigger (admin, size, load).",
+		}, []string{"trigger"}),
+		merges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tessera_range_merges_total",
+			Help: "Range merges carried out by range leaders on this node, by trigger (admin, size).",
+		}, []string{"trigger"}),
+	}
+	for _, t := range []string{TriggerAdmin, TriggerSize, TriggerLoad} {
+		m.splits.WithLabelValues(t)
+		m.merges.WithLabelValues(t)
 	}
 	if reg != nil {
 		reg.MustRegister(m.writes, m.writesFailed, m.writeDuration, m.reads, m.applyDuration,
-			m.compactions, m.compactedTotal, m.compactFailures)
+			m.compactions, m.compactedTotal, m.compactFailures, m.splits, m.merges)
 	}
 	return m
 }

@@ -64,7 +64,10 @@ type Config struct {
 	// ClosedWait bounds how long a serializable read waits for the replica's
 	// closed revision to reach its revision (5 s; shard/closed.go).
 	ClosedWait time.Duration
-	Logger     *slog.Logger
+	// OnSplit is called once the batch that applied a split of this range
+	// committed (the Store opens the right half); nil: nothing is done.
+	OnSplit func(res SplitResult, trigger string)
+	Logger  *slog.Logger
 }
 
 // Replica is one replica of a range.
@@ -102,6 +105,9 @@ type Replica struct {
 		changed     chan struct{}
 		compactNext engine.Revision // physical compaction to run after commit
 		cl          closedState     // closed revision (closed.go)
+		// splits applied in the current round, handed to Config.OnSplit
+		// once the apply batch committed (split.go).
+		splits []splitApplied
 	}
 
 	// load is the decaying request rate of this replica (reads and writes).

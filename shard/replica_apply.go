@@ -20,6 +20,8 @@ type applyResult struct {
 	id   uint64
 	resp *pb.ResponseOp
 	err  error
+	// result: a split's layout (SplitResult).
+	result any
 }
 
 // Apply implements raftgroup.StateMachine: it applies committed commands in
@@ -46,7 +48,11 @@ func (r *Replica) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 		}
 		touched = true
 		if cmd.GetProposerNode() == uint64(r.cfg.NodeID) {
-			r.mu.applyResults = append(r.mu.applyResults, applyResult{id: cmd.GetProposalId(), resp: resp, err: err})
+			res := applyResult{id: cmd.GetProposalId(), resp: resp, err: err}
+			if err == nil && cmd.GetSplit() != nil && len(r.mu.splits) > 0 {
+				res.result = r.mu.splits[len(r.mu.splits)-1].res
+			}
+			r.mu.applyResults = append(r.mu.applyResults, res)
 		}
 	}
 	if !touched {
@@ -70,6 +76,14 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 	rev := engine.Revision(cmd.GetRevision())
 	if g := cmd.GetGeneration(); g != 0 && g != r.mu.desc.GetGeneration() {
 		return nil, r.checkRoutingLocked(g)
+	}
+	if cmd.GetSplit() != nil {
+		// Refused splits change nothing, not even the applied revision.
+		resp, res, err := r.applySplitLocked(b, cmd)
+		if err == nil {
+			r.log.Debug("split applied", "left", res.Left.String(), "right", res.Right.String())
+		}
+		return resp, err
 	}
 	if err := r.checkCompactionLocked(cmd); err != nil {
 		return nil, err
@@ -201,11 +215,23 @@ func isEtcdError(err error) bool {
 // the results can be given to the waiting writers.
 func (r *Replica) Applied(index uint64) {
 	r.mu.Lock()
+	splits := r.mu.splits
+	r.mu.splits = nil
+	r.mu.Unlock()
+	// The split's batch is durable: the right half can be served. Outside
+	// mu: the Store opens a replica and a raft group.
+	for _, s := range splits {
+		if h := r.cfg.OnSplit; h != nil {
+			h(s.res, s.trigger)
+		}
+	}
+	r.mu.Lock()
 	r.mu.applied = index
 	r.mu.publishedRev = r.mu.appliedRev
 	for _, res := range r.mu.applyResults {
 		if p, ok := r.mu.inflight[res.id]; ok {
 			delete(r.mu.inflight, res.id)
+			p.result = res.result
 			p.finish(res.resp, res.err)
 		}
 	}

@@ -22,8 +22,9 @@ type proposal struct {
 	op         []byte // marshaled RequestOp (nil for a compaction)
 	compactRev engine.Revision
 	generation uint64
-	leases     []*tesserapb.LeaseRef // incarnations of the leases op attaches
-	revoke     []*tesserapb.LeaseRef // a lease revocation (op nil)
+	leases     []*tesserapb.LeaseRef   // incarnations of the leases op attaches
+	revoke     []*tesserapb.LeaseRef   // a lease revocation (op nil)
+	split      *tesserapb.SplitTrigger // a split (op nil; shard/split.go)
 	rev        engine.Revision
 	term       uint64
 
@@ -31,6 +32,8 @@ type proposal struct {
 	done chan struct{}
 	resp *pb.ResponseOp
 	err  error
+	// result: what a split or merge produced (set before done closes).
+	result any
 }
 
 func (p *proposal) finish(resp *pb.ResponseOp, err error) {
@@ -168,6 +171,7 @@ func (r *Replica) proposeLocked(p *proposal) {
 		Generation:      p.generation,
 		Leases:          p.leases,
 		RevokeLeases:    p.revoke,
+		Split:           p.split,
 	}
 	data, err := proto.Marshal(cmd)
 	if err != nil {

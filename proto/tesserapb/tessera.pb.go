@@ -78,7 +78,7 @@ func (x RoutingError_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RoutingError_Code.Descriptor instead.
 func (RoutingError_Code) EnumDescriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{5, 0}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{6, 0}
 }
 
 // RangeDescriptor describes one range of the keyspace and its replicas.
@@ -321,7 +321,10 @@ type ShardCommand struct {
 	Leases []*LeaseRef `protobuf:"bytes,7,rep,name=leases,proto3" json:"leases,omitempty"`
 	// When set (request_op empty), delete at revision every live key of the
 	// range attached to one of these leases and remember them as revoked.
-	RevokeLeases  []*LeaseRef `protobuf:"bytes,8,rep,name=revoke_leases,json=revokeLeases,proto3" json:"revoke_leases,omitempty"`
+	RevokeLeases []*LeaseRef `protobuf:"bytes,8,rep,name=revoke_leases,json=revokeLeases,proto3" json:"revoke_leases,omitempty"`
+	// When set (request_op empty), split the range at split.split_key
+	// (shard/split.go); generation must be the range's current one.
+	Split         *SplitTrigger `protobuf:"bytes,20,opt,name=split,proto3" json:"split,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -412,6 +415,77 @@ func (x *ShardCommand) GetRevokeLeases() []*LeaseRef {
 	return nil
 }
 
+func (x *ShardCommand) GetSplit() *SplitTrigger {
+	if x != nil {
+		return x.Split
+	}
+	return nil
+}
+
+// SplitTrigger cuts a range in two: the left keeps its id and [start,
+// split_key), the right gets right_range_id and [split_key, end); both
+// halves get generation+1 and the same replicas.
+type SplitTrigger struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	SplitKey     []byte                 `protobuf:"bytes,1,opt,name=split_key,json=splitKey,proto3" json:"split_key,omitempty"`
+	RightRangeId uint64                 `protobuf:"varint,2,opt,name=right_range_id,json=rightRangeId,proto3" json:"right_range_id,omitempty"`
+	// Why the split was asked ("admin", "size"): metrics and logs only.
+	Trigger       string `protobuf:"bytes,3,opt,name=trigger,proto3" json:"trigger,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitTrigger) Reset() {
+	*x = SplitTrigger{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitTrigger) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitTrigger) ProtoMessage() {}
+
+func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitTrigger.ProtoReflect.Descriptor instead.
+func (*SplitTrigger) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SplitTrigger) GetSplitKey() []byte {
+	if x != nil {
+		return x.SplitKey
+	}
+	return nil
+}
+
+func (x *SplitTrigger) GetRightRangeId() uint64 {
+	if x != nil {
+		return x.RightRangeId
+	}
+	return 0
+}
+
+func (x *SplitTrigger) GetTrigger() string {
+	if x != nil {
+		return x.Trigger
+	}
+	return ""
+}
+
 // MetaCommand is one entry of the meta group's raft log.
 type MetaCommand struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -436,14 +510,17 @@ type MetaCommand struct {
 	AuthRequest []byte `protobuf:"bytes,8,opt,name=auth_request,json=authRequest,proto3" json:"auth_request,omitempty"`
 	// With auth_request: the key that signs auth tokens, chosen by the
 	// proposer; the first command that brings one keeps it.
-	AuthTokenKey  []byte `protobuf:"bytes,9,opt,name=auth_token_key,json=authTokenKey,proto3" json:"auth_token_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AuthTokenKey []byte `protobuf:"bytes,9,opt,name=auth_token_key,json=authTokenKey,proto3" json:"auth_token_key,omitempty"`
+	// Allocate this many new range ids (a split's right half); the result is
+	// the first of them. Ids are never reused.
+	AllocateRangeIds uint32 `protobuf:"varint,20,opt,name=allocate_range_ids,json=allocateRangeIds,proto3" json:"allocate_range_ids,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *MetaCommand) Reset() {
 	*x = MetaCommand{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[4]
+	mi := &file_tesserapb_tessera_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -455,7 +532,7 @@ func (x *MetaCommand) String() string {
 func (*MetaCommand) ProtoMessage() {}
 
 func (x *MetaCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[4]
+	mi := &file_tesserapb_tessera_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +545,7 @@ func (x *MetaCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaCommand.ProtoReflect.Descriptor instead.
 func (*MetaCommand) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{4}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *MetaCommand) GetProposalId() uint64 {
@@ -534,6 +611,13 @@ func (x *MetaCommand) GetAuthTokenKey() []byte {
 	return nil
 }
 
+func (x *MetaCommand) GetAllocateRangeIds() uint32 {
+	if x != nil {
+		return x.AllocateRangeIds
+	}
+	return 0
+}
+
 // RoutingError tells a router why a range did not serve its request.
 type RoutingError struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -547,7 +631,7 @@ type RoutingError struct {
 
 func (x *RoutingError) Reset() {
 	*x = RoutingError{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[5]
+	mi := &file_tesserapb_tessera_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +643,7 @@ func (x *RoutingError) String() string {
 func (*RoutingError) ProtoMessage() {}
 
 func (x *RoutingError) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[5]
+	mi := &file_tesserapb_tessera_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +656,7 @@ func (x *RoutingError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoutingError.ProtoReflect.Descriptor instead.
 func (*RoutingError) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{5}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RoutingError) GetCode() RoutingError_Code {
@@ -629,7 +713,7 @@ type ExecuteRequest struct {
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[6]
+	mi := &file_tesserapb_tessera_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +725,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[6]
+	mi := &file_tesserapb_tessera_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +738,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{6}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ExecuteRequest) GetRangeId() uint64 {
@@ -733,7 +817,7 @@ type ExecuteResponse struct {
 
 func (x *ExecuteResponse) Reset() {
 	*x = ExecuteResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[7]
+	mi := &file_tesserapb_tessera_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +829,7 @@ func (x *ExecuteResponse) String() string {
 func (*ExecuteResponse) ProtoMessage() {}
 
 func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[7]
+	mi := &file_tesserapb_tessera_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +842,7 @@ func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{7}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ExecuteResponse) GetResponseOp() []byte {
@@ -791,7 +875,7 @@ type TsoRequest struct {
 
 func (x *TsoRequest) Reset() {
 	*x = TsoRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[8]
+	mi := &file_tesserapb_tessera_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +887,7 @@ func (x *TsoRequest) String() string {
 func (*TsoRequest) ProtoMessage() {}
 
 func (x *TsoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[8]
+	mi := &file_tesserapb_tessera_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +900,7 @@ func (x *TsoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TsoRequest.ProtoReflect.Descriptor instead.
 func (*TsoRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{8}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TsoRequest) GetCount() uint32 {
@@ -840,7 +924,7 @@ type TsoResponse struct {
 
 func (x *TsoResponse) Reset() {
 	*x = TsoResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[9]
+	mi := &file_tesserapb_tessera_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +936,7 @@ func (x *TsoResponse) String() string {
 func (*TsoResponse) ProtoMessage() {}
 
 func (x *TsoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[9]
+	mi := &file_tesserapb_tessera_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +949,7 @@ func (x *TsoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TsoResponse.ProtoReflect.Descriptor instead.
 func (*TsoResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{9}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TsoResponse) GetFirst() int64 {
@@ -897,7 +981,7 @@ type RangesRequest struct {
 
 func (x *RangesRequest) Reset() {
 	*x = RangesRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[10]
+	mi := &file_tesserapb_tessera_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +993,7 @@ func (x *RangesRequest) String() string {
 func (*RangesRequest) ProtoMessage() {}
 
 func (x *RangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[10]
+	mi := &file_tesserapb_tessera_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +1006,7 @@ func (x *RangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesRequest.ProtoReflect.Descriptor instead.
 func (*RangesRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{10}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{11}
 }
 
 type RangeStatus struct {
@@ -935,13 +1019,20 @@ type RangeStatus struct {
 	ResolvedRevision int64                  `protobuf:"varint,6,opt,name=resolved_revision,json=resolvedRevision,proto3" json:"resolved_revision,omitempty"`
 	CompactRevision  int64                  `protobuf:"varint,7,opt,name=compact_revision,json=compactRevision,proto3" json:"compact_revision,omitempty"`
 	IsMeta           bool                   `protobuf:"varint,8,opt,name=is_meta,json=isMeta,proto3" json:"is_meta,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Bytes of the range's data (live versions and history), the engine's
+	// estimate of its span (shard/split_size.go).
+	SizeBytes uint64 `protobuf:"varint,20,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// Live keys of the range (counted when size_bytes is measured).
+	Keys uint64 `protobuf:"varint,21,opt,name=keys,proto3" json:"keys,omitempty"`
+	// Requests per second served by this replica (decaying rate).
+	Qps           float64 `protobuf:"fixed64,22,opt,name=qps,proto3" json:"qps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RangeStatus) Reset() {
 	*x = RangeStatus{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[11]
+	mi := &file_tesserapb_tessera_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1044,7 @@ func (x *RangeStatus) String() string {
 func (*RangeStatus) ProtoMessage() {}
 
 func (x *RangeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[11]
+	mi := &file_tesserapb_tessera_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1057,7 @@ func (x *RangeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeStatus.ProtoReflect.Descriptor instead.
 func (*RangeStatus) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{11}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RangeStatus) GetRangeDescriptor() *RangeDescriptor {
@@ -1025,6 +1116,27 @@ func (x *RangeStatus) GetIsMeta() bool {
 	return false
 }
 
+func (x *RangeStatus) GetSizeBytes() uint64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *RangeStatus) GetKeys() uint64 {
+	if x != nil {
+		return x.Keys
+	}
+	return 0
+}
+
+func (x *RangeStatus) GetQps() float64 {
+	if x != nil {
+		return x.Qps
+	}
+	return 0
+}
+
 type RangesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -1038,7 +1150,7 @@ type RangesResponse struct {
 
 func (x *RangesResponse) Reset() {
 	*x = RangesResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[12]
+	mi := &file_tesserapb_tessera_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1050,7 +1162,7 @@ func (x *RangesResponse) String() string {
 func (*RangesResponse) ProtoMessage() {}
 
 func (x *RangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[12]
+	mi := &file_tesserapb_tessera_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1063,7 +1175,7 @@ func (x *RangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesResponse.ProtoReflect.Descriptor instead.
 func (*RangesResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{12}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RangesResponse) GetNodeId() uint64 {
@@ -1123,7 +1235,7 @@ type FeedRequest struct {
 
 func (x *FeedRequest) Reset() {
 	*x = FeedRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[13]
+	mi := &file_tesserapb_tessera_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1247,7 @@ func (x *FeedRequest) String() string {
 func (*FeedRequest) ProtoMessage() {}
 
 func (x *FeedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[13]
+	mi := &file_tesserapb_tessera_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1260,7 @@ func (x *FeedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedRequest.ProtoReflect.Descriptor instead.
 func (*FeedRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{13}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *FeedRequest) GetRangeId() uint64 {
@@ -1206,7 +1318,7 @@ type FeedRevision struct {
 
 func (x *FeedRevision) Reset() {
 	*x = FeedRevision{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[14]
+	mi := &file_tesserapb_tessera_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1330,7 @@ func (x *FeedRevision) String() string {
 func (*FeedRevision) ProtoMessage() {}
 
 func (x *FeedRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[14]
+	mi := &file_tesserapb_tessera_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1343,7 @@ func (x *FeedRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedRevision.ProtoReflect.Descriptor instead.
 func (*FeedRevision) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{14}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FeedRevision) GetRevision() int64 {
@@ -1265,7 +1377,7 @@ type FeedResponse struct {
 
 func (x *FeedResponse) Reset() {
 	*x = FeedResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[15]
+	mi := &file_tesserapb_tessera_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1277,7 +1389,7 @@ func (x *FeedResponse) String() string {
 func (*FeedResponse) ProtoMessage() {}
 
 func (x *FeedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[15]
+	mi := &file_tesserapb_tessera_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1290,7 +1402,7 @@ func (x *FeedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedResponse.ProtoReflect.Descriptor instead.
 func (*FeedResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{15}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FeedResponse) GetRevisions() []*FeedRevision {
@@ -1336,7 +1448,7 @@ type HashRequest struct {
 
 func (x *HashRequest) Reset() {
 	*x = HashRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[16]
+	mi := &file_tesserapb_tessera_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1460,7 @@ func (x *HashRequest) String() string {
 func (*HashRequest) ProtoMessage() {}
 
 func (x *HashRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[16]
+	mi := &file_tesserapb_tessera_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1473,7 @@ func (x *HashRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashRequest.ProtoReflect.Descriptor instead.
 func (*HashRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{16}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HashRequest) GetRangeId() uint64 {
@@ -1403,7 +1515,7 @@ type HashResponse struct {
 
 func (x *HashResponse) Reset() {
 	*x = HashResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[17]
+	mi := &file_tesserapb_tessera_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1527,7 @@ func (x *HashResponse) String() string {
 func (*HashResponse) ProtoMessage() {}
 
 func (x *HashResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[17]
+	mi := &file_tesserapb_tessera_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1540,7 @@ func (x *HashResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashResponse.ProtoReflect.Descriptor instead.
 func (*HashResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{17}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *HashResponse) GetNodeId() uint64 {
@@ -1490,7 +1602,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[18]
+	mi := &file_tesserapb_tessera_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +1614,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[18]
+	mi := &file_tesserapb_tessera_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +1627,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{18}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TransferLeaderRequest) GetRangeId() uint64 {
@@ -1542,7 +1654,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[19]
+	mi := &file_tesserapb_tessera_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1666,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[19]
+	mi := &file_tesserapb_tessera_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1679,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{19}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TransferLeaderResponse) GetRoutingError() *RoutingError {
@@ -1586,7 +1698,7 @@ type LeaseLookupRequest struct {
 
 func (x *LeaseLookupRequest) Reset() {
 	*x = LeaseLookupRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[20]
+	mi := &file_tesserapb_tessera_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1710,7 @@ func (x *LeaseLookupRequest) String() string {
 func (*LeaseLookupRequest) ProtoMessage() {}
 
 func (x *LeaseLookupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[20]
+	mi := &file_tesserapb_tessera_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1723,7 @@ func (x *LeaseLookupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseLookupRequest.ProtoReflect.Descriptor instead.
 func (*LeaseLookupRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{20}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LeaseLookupRequest) GetIds() []int64 {
@@ -1633,7 +1745,7 @@ type LeaseLookupResponse struct {
 
 func (x *LeaseLookupResponse) Reset() {
 	*x = LeaseLookupResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[21]
+	mi := &file_tesserapb_tessera_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1757,7 @@ func (x *LeaseLookupResponse) String() string {
 func (*LeaseLookupResponse) ProtoMessage() {}
 
 func (x *LeaseLookupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[21]
+	mi := &file_tesserapb_tessera_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1770,7 @@ func (x *LeaseLookupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseLookupResponse.ProtoReflect.Descriptor instead.
 func (*LeaseLookupResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{21}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LeaseLookupResponse) GetLeases() []*LeaseRef {
@@ -1688,7 +1800,7 @@ type LeaseRef struct {
 
 func (x *LeaseRef) Reset() {
 	*x = LeaseRef{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[22]
+	mi := &file_tesserapb_tessera_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1700,7 +1812,7 @@ func (x *LeaseRef) String() string {
 func (*LeaseRef) ProtoMessage() {}
 
 func (x *LeaseRef) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[22]
+	mi := &file_tesserapb_tessera_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1713,7 +1825,7 @@ func (x *LeaseRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRef.ProtoReflect.Descriptor instead.
 func (*LeaseRef) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{22}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LeaseRef) GetId() int64 {
@@ -1745,7 +1857,7 @@ type LeaseRecord struct {
 
 func (x *LeaseRecord) Reset() {
 	*x = LeaseRecord{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[23]
+	mi := &file_tesserapb_tessera_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1757,7 +1869,7 @@ func (x *LeaseRecord) String() string {
 func (*LeaseRecord) ProtoMessage() {}
 
 func (x *LeaseRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[23]
+	mi := &file_tesserapb_tessera_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1770,7 +1882,7 @@ func (x *LeaseRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRecord.ProtoReflect.Descriptor instead.
 func (*LeaseRecord) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{23}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LeaseRecord) GetId() int64 {
@@ -1811,7 +1923,7 @@ type LeaseCheckpoint struct {
 
 func (x *LeaseCheckpoint) Reset() {
 	*x = LeaseCheckpoint{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[24]
+	mi := &file_tesserapb_tessera_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +1935,7 @@ func (x *LeaseCheckpoint) String() string {
 func (*LeaseCheckpoint) ProtoMessage() {}
 
 func (x *LeaseCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[24]
+	mi := &file_tesserapb_tessera_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +1948,7 @@ func (x *LeaseCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseCheckpoint.ProtoReflect.Descriptor instead.
 func (*LeaseCheckpoint) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{24}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeaseCheckpoint) GetId() int64 {
@@ -1868,7 +1980,7 @@ type AuthRecord struct {
 
 func (x *AuthRecord) Reset() {
 	*x = AuthRecord{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[25]
+	mi := &file_tesserapb_tessera_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1880,7 +1992,7 @@ func (x *AuthRecord) String() string {
 func (*AuthRecord) ProtoMessage() {}
 
 func (x *AuthRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[25]
+	mi := &file_tesserapb_tessera_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1893,7 +2005,7 @@ func (x *AuthRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthRecord.ProtoReflect.Descriptor instead.
 func (*AuthRecord) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{25}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AuthRecord) GetEnabled() bool {
@@ -1939,7 +2051,7 @@ type AuthStateRequest struct {
 
 func (x *AuthStateRequest) Reset() {
 	*x = AuthStateRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[26]
+	mi := &file_tesserapb_tessera_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1951,7 +2063,7 @@ func (x *AuthStateRequest) String() string {
 func (*AuthStateRequest) ProtoMessage() {}
 
 func (x *AuthStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[26]
+	mi := &file_tesserapb_tessera_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1964,7 +2076,7 @@ func (x *AuthStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthStateRequest.ProtoReflect.Descriptor instead.
 func (*AuthStateRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{26}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{27}
 }
 
 // A cluster backup file (etcdctl snapshot save, tessctl snapshot save) is a
@@ -1985,7 +2097,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[27]
+	mi := &file_tesserapb_tessera_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1997,7 +2109,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[27]
+	mi := &file_tesserapb_tessera_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2010,7 +2122,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{27}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -2094,7 +2206,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[28]
+	mi := &file_tesserapb_tessera_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2106,7 +2218,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[28]
+	mi := &file_tesserapb_tessera_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2119,7 +2231,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{28}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SnapshotHeader) GetFormatVersion() uint32 {
@@ -2191,7 +2303,7 @@ type SnapshotKVs struct {
 
 func (x *SnapshotKVs) Reset() {
 	*x = SnapshotKVs{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[29]
+	mi := &file_tesserapb_tessera_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2203,7 +2315,7 @@ func (x *SnapshotKVs) String() string {
 func (*SnapshotKVs) ProtoMessage() {}
 
 func (x *SnapshotKVs) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[29]
+	mi := &file_tesserapb_tessera_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2216,7 +2328,7 @@ func (x *SnapshotKVs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotKVs.ProtoReflect.Descriptor instead.
 func (*SnapshotKVs) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{29}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SnapshotKVs) GetRangeId() uint64 {
@@ -2246,7 +2358,7 @@ type SnapshotFooter struct {
 
 func (x *SnapshotFooter) Reset() {
 	*x = SnapshotFooter{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[30]
+	mi := &file_tesserapb_tessera_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +2370,7 @@ func (x *SnapshotFooter) String() string {
 func (*SnapshotFooter) ProtoMessage() {}
 
 func (x *SnapshotFooter) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[30]
+	mi := &file_tesserapb_tessera_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +2383,7 @@ func (x *SnapshotFooter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotFooter.ProtoReflect.Descriptor instead.
 func (*SnapshotFooter) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{30}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SnapshotFooter) GetKeys() uint64 {
@@ -2309,7 +2421,7 @@ type RecentWritesRequest struct {
 
 func (x *RecentWritesRequest) Reset() {
 	*x = RecentWritesRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[31]
+	mi := &file_tesserapb_tessera_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2321,7 +2433,7 @@ func (x *RecentWritesRequest) String() string {
 func (*RecentWritesRequest) ProtoMessage() {}
 
 func (x *RecentWritesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[31]
+	mi := &file_tesserapb_tessera_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2334,7 +2446,7 @@ func (x *RecentWritesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecentWritesRequest.ProtoReflect.Descriptor instead.
 func (*RecentWritesRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{31}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RecentWritesRequest) GetRangeId() uint64 {
@@ -2361,7 +2473,7 @@ type RecentWritesResponse struct {
 
 func (x *RecentWritesResponse) Reset() {
 	*x = RecentWritesResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[32]
+	mi := &file_tesserapb_tessera_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +2485,7 @@ func (x *RecentWritesResponse) String() string {
 func (*RecentWritesResponse) ProtoMessage() {}
 
 func (x *RecentWritesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[32]
+	mi := &file_tesserapb_tessera_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +2498,7 @@ func (x *RecentWritesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecentWritesResponse.ProtoReflect.Descriptor instead.
 func (*RecentWritesResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{32}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RecentWritesResponse) GetRevisions() []int64 {
@@ -2419,7 +2531,7 @@ type ClosedRevision struct {
 
 func (x *ClosedRevision) Reset() {
 	*x = ClosedRevision{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[33]
+	mi := &file_tesserapb_tessera_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2431,7 +2543,7 @@ func (x *ClosedRevision) String() string {
 func (*ClosedRevision) ProtoMessage() {}
 
 func (x *ClosedRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[33]
+	mi := &file_tesserapb_tessera_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2444,7 +2556,7 @@ func (x *ClosedRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClosedRevision.ProtoReflect.Descriptor instead.
 func (*ClosedRevision) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{33}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ClosedRevision) GetRangeId() uint64 {
@@ -2490,7 +2602,7 @@ type CloseRevisionsRequest struct {
 
 func (x *CloseRevisionsRequest) Reset() {
 	*x = CloseRevisionsRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[34]
+	mi := &file_tesserapb_tessera_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2502,7 +2614,7 @@ func (x *CloseRevisionsRequest) String() string {
 func (*CloseRevisionsRequest) ProtoMessage() {}
 
 func (x *CloseRevisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[34]
+	mi := &file_tesserapb_tessera_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2515,7 +2627,7 @@ func (x *CloseRevisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRevisionsRequest.ProtoReflect.Descriptor instead.
 func (*CloseRevisionsRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{34}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CloseRevisionsRequest) GetFromNode() uint64 {
@@ -2549,7 +2661,7 @@ type CloseRevisionsResponse struct {
 
 func (x *CloseRevisionsResponse) Reset() {
 	*x = CloseRevisionsResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[35]
+	mi := &file_tesserapb_tessera_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2561,7 +2673,7 @@ func (x *CloseRevisionsResponse) String() string {
 func (*CloseRevisionsResponse) ProtoMessage() {}
 
 func (x *CloseRevisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[35]
+	mi := &file_tesserapb_tessera_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2574,12 +2686,240 @@ func (x *CloseRevisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRevisionsResponse.ProtoReflect.Descriptor instead.
 func (*CloseRevisionsResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{35}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CloseRevisionsResponse) GetAccepted() []uint64 {
 	if x != nil {
 		return x.Accepted
+	}
+	return nil
+}
+
+// SplitRangeRequest names the range by id or by a key it holds (exactly one)
+// and the key where the right half starts.
+type SplitRangeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	SplitKey      []byte                 `protobuf:"bytes,3,opt,name=split_key,json=splitKey,proto3" json:"split_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitRangeRequest) Reset() {
+	*x = SplitRangeRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitRangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitRangeRequest) ProtoMessage() {}
+
+func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitRangeRequest.ProtoReflect.Descriptor instead.
+func (*SplitRangeRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *SplitRangeRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *SplitRangeRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *SplitRangeRequest) GetSplitKey() []byte {
+	if x != nil {
+		return x.SplitKey
+	}
+	return nil
+}
+
+type SplitRangeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Left  *RangeDescriptor       `protobuf:"bytes,1,opt,name=left,proto3" json:"left,omitempty"`
+	Right *RangeDescriptor       `protobuf:"bytes,2,opt,name=right,proto3" json:"right,omitempty"`
+	// Set when this node does not lead the range (leader_node: a hint).
+	RoutingError  *RoutingError `protobuf:"bytes,3,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitRangeResponse) Reset() {
+	*x = SplitRangeResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitRangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitRangeResponse) ProtoMessage() {}
+
+func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitRangeResponse.ProtoReflect.Descriptor instead.
+func (*SplitRangeResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *SplitRangeResponse) GetLeft() *RangeDescriptor {
+	if x != nil {
+		return x.Left
+	}
+	return nil
+}
+
+func (x *SplitRangeResponse) GetRight() *RangeDescriptor {
+	if x != nil {
+		return x.Right
+	}
+	return nil
+}
+
+func (x *SplitRangeResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
+type AllocateRangeIDsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         uint32                 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AllocateRangeIDsRequest) Reset() {
+	*x = AllocateRangeIDsRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AllocateRangeIDsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AllocateRangeIDsRequest) ProtoMessage() {}
+
+func (x *AllocateRangeIDsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AllocateRangeIDsRequest.ProtoReflect.Descriptor instead.
+func (*AllocateRangeIDsRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *AllocateRangeIDsRequest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+type AllocateRangeIDsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	First uint64                 `protobuf:"varint,1,opt,name=first,proto3" json:"first,omitempty"`
+	Count uint32                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// Set when this node does not lead the meta group.
+	RoutingError  *RoutingError `protobuf:"bytes,3,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AllocateRangeIDsResponse) Reset() {
+	*x = AllocateRangeIDsResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AllocateRangeIDsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AllocateRangeIDsResponse) ProtoMessage() {}
+
+func (x *AllocateRangeIDsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AllocateRangeIDsResponse.ProtoReflect.Descriptor instead.
+func (*AllocateRangeIDsResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *AllocateRangeIDsResponse) GetFirst() uint64 {
+	if x != nil {
+		return x.First
+	}
+	return 0
+}
+
+func (x *AllocateRangeIDsResponse) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *AllocateRangeIDsResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
 	}
 	return nil
 }
@@ -2609,7 +2949,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x120\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x1a.tessera.v1.NodeDescriptorR\x05nodes\x123\n" +
 	"\x06ranges\x18\x03 \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x06ranges\x12/\n" +
-	"\x04meta\x18\x04 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x04meta\"\xc3\x02\n" +
+	"\x04meta\x18\x04 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x04meta\"\xf3\x02\n" +
 	"\fShardCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12#\n" +
@@ -2622,7 +2962,12 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"generation\x18\x06 \x01(\x04R\n" +
 	"generation\x12,\n" +
 	"\x06leases\x18\a \x03(\v2\x14.tessera.v1.LeaseRefR\x06leases\x129\n" +
-	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\"\xa9\x03\n" +
+	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\x12.\n" +
+	"\x05split\x18\x14 \x01(\v2\x18.tessera.v1.SplitTriggerR\x05split\"k\n" +
+	"\fSplitTrigger\x12\x1b\n" +
+	"\tsplit_key\x18\x01 \x01(\fR\bsplitKey\x12$\n" +
+	"\x0eright_range_id\x18\x02 \x01(\x04R\frightRangeId\x12\x18\n" +
+	"\atrigger\x18\x03 \x01(\tR\atrigger\"\xd7\x03\n" +
 	"\vMetaCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12#\n" +
@@ -2634,7 +2979,8 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\flease_revoke\x18\x06 \x03(\v2\x14.tessera.v1.LeaseRefR\vleaseRevoke\x12H\n" +
 	"\x11lease_checkpoints\x18\a \x03(\v2\x1b.tessera.v1.LeaseCheckpointR\x10leaseCheckpoints\x12!\n" +
 	"\fauth_request\x18\b \x01(\fR\vauthRequest\x12$\n" +
-	"\x0eauth_token_key\x18\t \x01(\fR\fauthTokenKey\"\xa3\x02\n" +
+	"\x0eauth_token_key\x18\t \x01(\fR\fauthTokenKey\x12,\n" +
+	"\x12allocate_range_ids\x18\x14 \x01(\rR\x10allocateRangeIds\"\xa3\x02\n" +
 	"\fRoutingError\x121\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1d.tessera.v1.RoutingError.CodeR\x04code\x12\x1f\n" +
 	"\vleader_node\x18\x02 \x01(\x04R\n" +
@@ -2675,7 +3021,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12\x1f\n" +
 	"\vleader_hint\x18\x03 \x01(\x04R\n" +
 	"leaderHint\"\x0f\n" +
-	"\rRangesRequest\"\xb9\x02\n" +
+	"\rRangesRequest\"\xfe\x02\n" +
 	"\vRangeStatus\x12F\n" +
 	"\x10range_descriptor\x18\x01 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x0frangeDescriptor\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\x12\x1f\n" +
@@ -2685,7 +3031,11 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\rapplied_index\x18\x05 \x01(\x04R\fappliedIndex\x12+\n" +
 	"\x11resolved_revision\x18\x06 \x01(\x03R\x10resolvedRevision\x12)\n" +
 	"\x10compact_revision\x18\a \x01(\x03R\x0fcompactRevision\x12\x17\n" +
-	"\ais_meta\x18\b \x01(\bR\x06isMeta\"\xac\x01\n" +
+	"\ais_meta\x18\b \x01(\bR\x06isMeta\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x14 \x01(\x04R\tsizeBytes\x12\x12\n" +
+	"\x04keys\x18\x15 \x01(\x04R\x04keys\x12\x10\n" +
+	"\x03qps\x18\x16 \x01(\x01R\x03qps\"\xac\x01\n" +
 	"\x0eRangesResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12/\n" +
 	"\x06ranges\x18\x02 \x03(\v2\x17.tessera.v1.RangeStatusR\x06ranges\x12\x12\n" +
@@ -2791,7 +3141,21 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\tproposals\x18\x02 \x03(\v2\x1a.tessera.v1.ClosedRevisionR\tproposals\x128\n" +
 	"\tconfirmed\x18\x03 \x03(\v2\x1a.tessera.v1.ClosedRevisionR\tconfirmed\"4\n" +
 	"\x16CloseRevisionsResponse\x12\x1a\n" +
-	"\baccepted\x18\x01 \x03(\x04R\baccepted2\x86\x05\n" +
+	"\baccepted\x18\x01 \x03(\x04R\baccepted\"]\n" +
+	"\x11SplitRangeRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x1b\n" +
+	"\tsplit_key\x18\x03 \x01(\fR\bsplitKey\"\xb7\x01\n" +
+	"\x12SplitRangeResponse\x12/\n" +
+	"\x04left\x18\x01 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x04left\x121\n" +
+	"\x05right\x18\x02 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x05right\x12=\n" +
+	"\rrouting_error\x18\x03 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"/\n" +
+	"\x17AllocateRangeIDsRequest\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\rR\x05count\"\x85\x01\n" +
+	"\x18AllocateRangeIDsResponse\x12\x14\n" +
+	"\x05first\x18\x01 \x01(\x04R\x05first\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12=\n" +
+	"\rrouting_error\x18\x03 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError2\xb2\x06\n" +
 	"\bInternal\x12B\n" +
 	"\aExecute\x12\x1a.tessera.v1.ExecuteRequest\x1a\x1b.tessera.v1.ExecuteResponse\x126\n" +
 	"\x03Tso\x12\x16.tessera.v1.TsoRequest\x1a\x17.tessera.v1.TsoResponse\x12?\n" +
@@ -2801,7 +3165,10 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x0eTransferLeader\x12!.tessera.v1.TransferLeaderRequest\x1a\".tessera.v1.TransferLeaderResponse\x12N\n" +
 	"\vLeaseLookup\x12\x1e.tessera.v1.LeaseLookupRequest\x1a\x1f.tessera.v1.LeaseLookupResponse\x12A\n" +
 	"\tAuthState\x12\x1c.tessera.v1.AuthStateRequest\x1a\x16.tessera.v1.AuthRecord\x12W\n" +
-	"\x0eCloseRevisions\x12!.tessera.v1.CloseRevisionsRequest\x1a\".tessera.v1.CloseRevisionsResponse2h\n" +
+	"\x0eCloseRevisions\x12!.tessera.v1.CloseRevisionsRequest\x1a\".tessera.v1.CloseRevisionsResponse\x12K\n" +
+	"\n" +
+	"SplitRange\x12\x1d.tessera.v1.SplitRangeRequest\x1a\x1e.tessera.v1.SplitRangeResponse\x12]\n" +
+	"\x10AllocateRangeIDs\x12#.tessera.v1.AllocateRangeIDsRequest\x1a$.tessera.v1.AllocateRangeIDsResponse2h\n" +
 	"\x13InternalMaintenance\x12Q\n" +
 	"\fRecentWrites\x12\x1f.tessera.v1.RecentWritesRequest\x1a .tessera.v1.RecentWritesResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
 
@@ -2818,100 +3185,114 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 }
 
 var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_tesserapb_tessera_proto_goTypes = []any{
-	(RoutingError_Code)(0),         // 0: tessera.v1.RoutingError.Code
-	(*RangeDescriptor)(nil),        // 1: tessera.v1.RangeDescriptor
-	(*NodeDescriptor)(nil),         // 2: tessera.v1.NodeDescriptor
-	(*ClusterBootstrap)(nil),       // 3: tessera.v1.ClusterBootstrap
-	(*ShardCommand)(nil),           // 4: tessera.v1.ShardCommand
-	(*MetaCommand)(nil),            // 5: tessera.v1.MetaCommand
-	(*RoutingError)(nil),           // 6: tessera.v1.RoutingError
-	(*ExecuteRequest)(nil),         // 7: tessera.v1.ExecuteRequest
-	(*ExecuteResponse)(nil),        // 8: tessera.v1.ExecuteResponse
-	(*TsoRequest)(nil),             // 9: tessera.v1.TsoRequest
-	(*TsoResponse)(nil),            // 10: tessera.v1.TsoResponse
-	(*RangesRequest)(nil),          // 11: tessera.v1.RangesRequest
-	(*RangeStatus)(nil),            // 12: tessera.v1.RangeStatus
-	(*RangesResponse)(nil),         // 13: tessera.v1.RangesResponse
-	(*FeedRequest)(nil),            // 14: tessera.v1.FeedRequest
-	(*FeedRevision)(nil),           // 15: tessera.v1.FeedRevision
-	(*FeedResponse)(nil),           // 16: tessera.v1.FeedResponse
-	(*HashRequest)(nil),            // 17: tessera.v1.HashRequest
-	(*HashResponse)(nil),           // 18: tessera.v1.HashResponse
-	(*TransferLeaderRequest)(nil),  // 19: tessera.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 20: tessera.v1.TransferLeaderResponse
-	(*LeaseLookupRequest)(nil),     // 21: tessera.v1.LeaseLookupRequest
-	(*LeaseLookupResponse)(nil),    // 22: tessera.v1.LeaseLookupResponse
-	(*LeaseRef)(nil),               // 23: tessera.v1.LeaseRef
-	(*LeaseRecord)(nil),            // 24: tessera.v1.LeaseRecord
-	(*LeaseCheckpoint)(nil),        // 25: tessera.v1.LeaseCheckpoint
-	(*AuthRecord)(nil),             // 26: tessera.v1.AuthRecord
-	(*AuthStateRequest)(nil),       // 27: tessera.v1.AuthStateRequest
-	(*SnapshotRecord)(nil),         // 28: tessera.v1.SnapshotRecord
-	(*SnapshotHeader)(nil),         // 29: tessera.v1.SnapshotHeader
-	(*SnapshotKVs)(nil),            // 30: tessera.v1.SnapshotKVs
-	(*SnapshotFooter)(nil),         // 31: tessera.v1.SnapshotFooter
-	(*RecentWritesRequest)(nil),    // 32: tessera.v1.RecentWritesRequest
-	(*RecentWritesResponse)(nil),   // 33: tessera.v1.RecentWritesResponse
-	(*ClosedRevision)(nil),         // 34: tessera.v1.ClosedRevision
-	(*CloseRevisionsRequest)(nil),  // 35: tessera.v1.CloseRevisionsRequest
-	(*CloseRevisionsResponse)(nil), // 36: tessera.v1.CloseRevisionsResponse
+	(RoutingError_Code)(0),           // 0: tessera.v1.RoutingError.Code
+	(*RangeDescriptor)(nil),          // 1: tessera.v1.RangeDescriptor
+	(*NodeDescriptor)(nil),           // 2: tessera.v1.NodeDescriptor
+	(*ClusterBootstrap)(nil),         // 3: tessera.v1.ClusterBootstrap
+	(*ShardCommand)(nil),             // 4: tessera.v1.ShardCommand
+	(*SplitTrigger)(nil),             // 5: tessera.v1.SplitTrigger
+	(*MetaCommand)(nil),              // 6: tessera.v1.MetaCommand
+	(*RoutingError)(nil),             // 7: tessera.v1.RoutingError
+	(*ExecuteRequest)(nil),           // 8: tessera.v1.ExecuteRequest
+	(*ExecuteResponse)(nil),          // 9: tessera.v1.ExecuteResponse
+	(*TsoRequest)(nil),               // 10: tessera.v1.TsoRequest
+	(*TsoResponse)(nil),              // 11: tessera.v1.TsoResponse
+	(*RangesRequest)(nil),            // 12: tessera.v1.RangesRequest
+	(*RangeStatus)(nil),              // 13: tessera.v1.RangeStatus
+	(*RangesResponse)(nil),           // 14: tessera.v1.RangesResponse
+	(*FeedRequest)(nil),              // 15: tessera.v1.FeedRequest
+	(*FeedRevision)(nil),             // 16: tessera.v1.FeedRevision
+	(*FeedResponse)(nil),             // 17: tessera.v1.FeedResponse
+	(*HashRequest)(nil),              // 18: tessera.v1.HashRequest
+	(*HashResponse)(nil),             // 19: tessera.v1.HashResponse
+	(*TransferLeaderRequest)(nil),    // 20: tessera.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil),   // 21: tessera.v1.TransferLeaderResponse
+	(*LeaseLookupRequest)(nil),       // 22: tessera.v1.LeaseLookupRequest
+	(*LeaseLookupResponse)(nil),      // 23: tessera.v1.LeaseLookupResponse
+	(*LeaseRef)(nil),                 // 24: tessera.v1.LeaseRef
+	(*LeaseRecord)(nil),              // 25: tessera.v1.LeaseRecord
+	(*LeaseCheckpoint)(nil),          // 26: tessera.v1.LeaseCheckpoint
+	(*AuthRecord)(nil),               // 27: tessera.v1.AuthRecord
+	(*AuthStateRequest)(nil),         // 28: tessera.v1.AuthStateRequest
+	(*SnapshotRecord)(nil),           // 29: tessera.v1.SnapshotRecord
+	(*SnapshotHeader)(nil),           // 30: tessera.v1.SnapshotHeader
+	(*SnapshotKVs)(nil),              // 31: tessera.v1.SnapshotKVs
+	(*SnapshotFooter)(nil),           // 32: tessera.v1.SnapshotFooter
+	(*RecentWritesRequest)(nil),      // 33: tessera.v1.RecentWritesRequest
+	(*RecentWritesResponse)(nil),     // 34: tessera.v1.RecentWritesResponse
+	(*ClosedRevision)(nil),           // 35: tessera.v1.ClosedRevision
+	(*CloseRevisionsRequest)(nil),    // 36: tessera.v1.CloseRevisionsRequest
+	(*CloseRevisionsResponse)(nil),   // 37: tessera.v1.CloseRevisionsResponse
+	(*SplitRangeRequest)(nil),        // 38: tessera.v1.SplitRangeRequest
+	(*SplitRangeResponse)(nil),       // 39: tessera.v1.SplitRangeResponse
+	(*AllocateRangeIDsRequest)(nil),  // 40: tessera.v1.AllocateRangeIDsRequest
+	(*AllocateRangeIDsResponse)(nil), // 41: tessera.v1.AllocateRangeIDsResponse
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
 	2,  // 0: tessera.v1.ClusterBootstrap.nodes:type_name -> tessera.v1.NodeDescriptor
 	1,  // 1: tessera.v1.ClusterBootstrap.ranges:type_name -> tessera.v1.RangeDescriptor
 	1,  // 2: tessera.v1.ClusterBootstrap.meta:type_name -> tessera.v1.RangeDescriptor
-	23, // 3: tessera.v1.ShardCommand.leases:type_name -> tessera.v1.LeaseRef
-	23, // 4: tessera.v1.ShardCommand.revoke_leases:type_name -> tessera.v1.LeaseRef
-	24, // 5: tessera.v1.MetaCommand.lease_grant:type_name -> tessera.v1.LeaseRecord
-	23, // 6: tessera.v1.MetaCommand.lease_revoke:type_name -> tessera.v1.LeaseRef
-	25, // 7: tessera.v1.MetaCommand.lease_checkpoints:type_name -> tessera.v1.LeaseCheckpoint
-	0,  // 8: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
-	1,  // 9: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	23, // 10: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
-	23, // 11: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
-	6,  // 12: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
-	1,  // 13: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	12, // 14: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
-	15, // 15: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
-	6,  // 16: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
-	6,  // 17: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
-	6,  // 18: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
-	23, // 19: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
-	6,  // 20: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
-	29, // 21: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
-	30, // 22: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
-	31, // 23: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
-	1,  // 24: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
-	6,  // 25: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
-	34, // 26: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
-	34, // 27: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
-	7,  // 28: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
-	9,  // 29: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
-	11, // 30: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
-	14, // 31: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
-	17, // 32: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
-	19, // 33: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
-	21, // 34: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
-	27, // 35: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
-	35, // 36: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
-	32, // 37: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
-	8,  // 38: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	10, // 39: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	13, // 40: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	16, // 41: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	18, // 42: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	20, // 43: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	22, // 44: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
-	26, // 45: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
-	36, // 46: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
-	33, // 47: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
-	38, // [38:48] is the sub-list for method output_type
-	28, // [28:38] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	24, // 3: tessera.v1.ShardCommand.leases:type_name -> tessera.v1.LeaseRef
+	24, // 4: tessera.v1.ShardCommand.revoke_leases:type_name -> tessera.v1.LeaseRef
+	5,  // 5: tessera.v1.ShardCommand.split:type_name -> tessera.v1.SplitTrigger
+	25, // 6: tessera.v1.MetaCommand.lease_grant:type_name -> tessera.v1.LeaseRecord
+	24, // 7: tessera.v1.MetaCommand.lease_revoke:type_name -> tessera.v1.LeaseRef
+	26, // 8: tessera.v1.MetaCommand.lease_checkpoints:type_name -> tessera.v1.LeaseCheckpoint
+	0,  // 9: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
+	1,  // 10: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	24, // 11: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
+	24, // 12: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
+	7,  // 13: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
+	1,  // 14: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	13, // 15: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
+	16, // 16: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
+	7,  // 17: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
+	7,  // 18: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
+	7,  // 19: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
+	24, // 20: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
+	7,  // 21: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
+	30, // 22: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
+	31, // 23: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
+	32, // 24: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
+	1,  // 25: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
+	7,  // 26: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
+	35, // 27: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
+	35, // 28: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
+	1,  // 29: tessera.v1.SplitRangeResponse.left:type_name -> tessera.v1.RangeDescriptor
+	1,  // 30: tessera.v1.SplitRangeResponse.right:type_name -> tessera.v1.RangeDescriptor
+	7,  // 31: tessera.v1.SplitRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
+	7,  // 32: tessera.v1.AllocateRangeIDsResponse.routing_error:type_name -> tessera.v1.RoutingError
+	8,  // 33: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
+	10, // 34: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
+	12, // 35: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
+	15, // 36: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
+	18, // 37: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
+	20, // 38: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
+	22, // 39: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
+	28, // 40: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
+	36, // 41: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
+	38, // 42: tessera.v1.Internal.SplitRange:input_type -> tessera.v1.SplitRangeRequest
+	40, // 43: tessera.v1.Internal.AllocateRangeIDs:input_type -> tessera.v1.AllocateRangeIDsRequest
+	33, // 44: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
+	9,  // 45: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	11, // 46: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	14, // 47: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	17, // 48: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	19, // 49: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	21, // 50: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	23, // 51: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
+	27, // 52: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
+	37, // 53: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
+	39, // 54: tessera.v1.Internal.SplitRange:output_type -> tessera.v1.SplitRangeResponse
+	41, // 55: tessera.v1.Internal.AllocateRangeIDs:output_type -> tessera.v1.AllocateRangeIDsResponse
+	34, // 56: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
+	45, // [45:57] is the sub-list for method output_type
+	33, // [33:45] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_tesserapb_tessera_proto_init() }
@@ -2919,7 +3300,7 @@ func file_tesserapb_tessera_proto_init() {
 	if File_tesserapb_tessera_proto != nil {
 		return
 	}
-	file_tesserapb_tessera_proto_msgTypes[27].OneofWrappers = []any{
+	file_tesserapb_tessera_proto_msgTypes[28].OneofWrappers = []any{
 		(*SnapshotRecord_Header)(nil),
 		(*SnapshotRecord_Kvs)(nil),
 		(*SnapshotRecord_Footer)(nil),
@@ -2930,7 +3311,7 @@ func file_tesserapb_tessera_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   36,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -24,15 +24,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Internal_Execute_FullMethodName        = "/tessera.v1.Internal/Execute"
-	Internal_Tso_FullMethodName            = "/tessera.v1.Internal/Tso"
-	Internal_Ranges_FullMethodName         = "/tessera.v1.Internal/Ranges"
-	Internal_Feed_FullMethodName           = "/tessera.v1.Internal/Feed"
-	Internal_Hash_FullMethodName           = "/tessera.v1.Internal/Hash"
-	Internal_TransferLeader_FullMethodName = "/tessera.v1.Internal/TransferLeader"
-	Internal_LeaseLookup_FullMethodName    = "/tessera.v1.Internal/LeaseLookup"
-	Internal_AuthState_FullMethodName      = "/tessera.v1.Internal/AuthState"
-	Internal_CloseRevisions_FullMethodName = "/tessera.v1.Internal/CloseRevisions"
+	Internal_Execute_FullMethodName          = "/tessera.v1.Internal/Execute"
+	Internal_Tso_FullMethodName              = "/tessera.v1.Internal/Tso"
+	Internal_Ranges_FullMethodName           = "/tessera.v1.Internal/Ranges"
+	Internal_Feed_FullMethodName             = "/tessera.v1.Internal/Feed"
+	Internal_Hash_FullMethodName             = "/tessera.v1.Internal/Hash"
+	Internal_TransferLeader_FullMethodName   = "/tessera.v1.Internal/TransferLeader"
+	Internal_LeaseLookup_FullMethodName      = "/tessera.v1.Internal/LeaseLookup"
+	Internal_AuthState_FullMethodName        = "/tessera.v1.Internal/AuthState"
+	Internal_CloseRevisions_FullMethodName   = "/tessera.v1.Internal/CloseRevisions"
+	Internal_SplitRange_FullMethodName       = "/tessera.v1.Internal/SplitRange"
+	Internal_AllocateRangeIDs_FullMethodName = "/tessera.v1.Internal/AllocateRangeIDs"
 )
 
 // InternalClient is the client API for Internal service.
@@ -64,6 +66,11 @@ type InternalClient interface {
 	// CloseRevisions carries closed revisions of every range the two nodes
 	// share: proposals for followers to accept, and confirmed promises.
 	CloseRevisions(ctx context.Context, in *CloseRevisionsRequest, opts ...grpc.CallOption) (*CloseRevisionsResponse, error)
+	// SplitRange splits a range at a key (on the range's leader; other nodes
+	// forward it there) and returns both halves.
+	SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*SplitRangeResponse, error)
+	// AllocateRangeIDs hands out new range ids; only the meta leader serves it.
+	AllocateRangeIDs(ctx context.Context, in *AllocateRangeIDsRequest, opts ...grpc.CallOption) (*AllocateRangeIDsResponse, error)
 }
 
 type internalClient struct {
@@ -167,6 +174,26 @@ func (c *internalClient) CloseRevisions(ctx context.Context, in *CloseRevisionsR
 	return out, nil
 }
 
+func (c *internalClient) SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*SplitRangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SplitRangeResponse)
+	err := c.cc.Invoke(ctx, Internal_SplitRange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *internalClient) AllocateRangeIDs(ctx context.Context, in *AllocateRangeIDsRequest, opts ...grpc.CallOption) (*AllocateRangeIDsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AllocateRangeIDsResponse)
+	err := c.cc.Invoke(ctx, Internal_AllocateRangeIDs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalServer is the server API for Internal service.
 // All implementations must embed UnimplementedInternalServer
 // for forward compatibility.
@@ -196,6 +223,11 @@ type InternalServer interface {
 	// CloseRevisions carries closed revisions of every range the two nodes
 	// share: proposals for followers to accept, and confirmed promises.
 	CloseRevisions(context.Context, *CloseRevisionsRequest) (*CloseRevisionsResponse, error)
+	// SplitRange splits a range at a key (on the range's leader; other nodes
+	// forward it there) and returns both halves.
+	SplitRange(context.Context, *SplitRangeRequest) (*SplitRangeResponse, error)
+	// AllocateRangeIDs hands out new range ids; only the meta leader serves it.
+	AllocateRangeIDs(context.Context, *AllocateRangeIDsRequest) (*AllocateRangeIDsResponse, error)
 	mustEmbedUnimplementedInternalServer()
 }
 
@@ -232,6 +264,12 @@ func (UnimplementedInternalServer) AuthState(context.Context, *AuthStateRequest)
 }
 func (UnimplementedInternalServer) CloseRevisions(context.Context, *CloseRevisionsRequest) (*CloseRevisionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CloseRevisions not implemented")
+}
+func (UnimplementedInternalServer) SplitRange(context.Context, *SplitRangeRequest) (*SplitRangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SplitRange not implemented")
+}
+func (UnimplementedInternalServer) AllocateRangeIDs(context.Context, *AllocateRangeIDsRequest) (*AllocateRangeIDsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AllocateRangeIDs not implemented")
 }
 func (UnimplementedInternalServer) mustEmbedUnimplementedInternalServer() {}
 func (UnimplementedInternalServer) testEmbeddedByValue()                  {}
@@ -405,6 +443,42 @@ func _Internal_CloseRevisions_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Internal_SplitRange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SplitRangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).SplitRange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_SplitRange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).SplitRange(ctx, req.(*SplitRangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Internal_AllocateRangeIDs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AllocateRangeIDsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).AllocateRangeIDs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_AllocateRangeIDs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).AllocateRangeIDs(ctx, req.(*AllocateRangeIDsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Internal_ServiceDesc is the grpc.ServiceDesc for Internal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -443,6 +517,14 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CloseRevisions",
 			Handler:    _Internal_CloseRevisions_Handler,
+		},
+		{
+			MethodName: "SplitRange",
+			Handler:    _Internal_SplitRange_Handler,
+		},
+		{
+			MethodName: "AllocateRangeIDs",
+			Handler:    _Internal_AllocateRangeIDs_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

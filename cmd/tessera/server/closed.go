@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -55,17 +54,6 @@ func (s *Server) feedResolves(closing bool) uint64 {
 	return n
 }
 
-// replicaList returns the node's replicas in range order (the registry does
-// not change after start).
-func (s *Server) replicaList() []*shard.Replica {
-	ids := make([]uint64, 0, len(s.replicas))
-	for id := range s.replicas {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	out := make([]*shard.Replica, 0, len(ids))
-	for _, id := range ids {
-		out = append(out, s.replicas[id])
-	}
-	return out
-}
+// replicaList returns the node's replicas in range order (splits add
+// replicas: callers ask again each time).
+func (s *Server) replicaList() []*shard.Replica { return s.store.Replicas() }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/router"
+	"github.com/tesseradb/tessera/shard"
 )
 
 // Config is a node's configuration; field names follow etcd's flags.
@@ -121,6 +122,12 @@ type Config struct {
 	// every range until it logs "ready to serve client requests" (100 ms,
 	// a raft tick: the line follows readiness closely and costs little).
 	ReadyCheckInterval time.Duration
+
+	// Splits (split.go): the size above which a range leader splits its
+	// range, and how often it checks.
+	Split SplitConfig
+	// StoreKnobs are test hooks of the node's store (nil in production).
+	StoreKnobs *shard.StoreKnobs
 }
 
 // DefaultConfig returns etcd's defaults, adapted: one node serving

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,15 +19,10 @@ import (
 // to answer.
 func (s *Server) defragment(ctx context.Context) error {
 	before := s.eng.DiskUsage()
-	ids := make([]uint64, 0, len(s.replicas))
-	for id := range s.replicas {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
 	all := engine.DataSpan(nil, nil)
 	var spans []engine.Span
-	for _, id := range ids {
-		d := s.replicas[id].Descriptor()
+	for _, rep := range s.store.Replicas() {
+		d := rep.Descriptor()
 		spans = append(spans, engine.DataSpan(d.GetStartKey(), d.GetEndKey()))
 	}
 	spans = append(spans,

@@ -101,8 +101,10 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	var leaders, followers, noLeader, under, pending int
-	loads := make([]rangeLoad, 0, len(s.replicas))
-	for id, rep := range s.replicas {
+	reps := s.store.Replicas()
+	loads := make([]rangeLoad, 0, len(reps))
+	for _, rep := range reps {
+		id := rep.Descriptor().GetRangeId()
 		st, err := s.host.Status(raftgroup.GroupID(id))
 		if err != nil {
 			continue

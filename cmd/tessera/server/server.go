@@ -42,14 +42,14 @@ type Server struct {
 	layout *tesserapb.ClusterBootstrap
 	reg    *prometheus.Registry
 
-	eng      *engine.Engine
-	tso      *placement.TSOClient
-	host     *raftgroup.Host
-	nodes    *placement.Nodes
-	meta     *placement.Meta
-	replicas map[uint64]*shard.Replica
-	router   *router.Router
-	hub      *watchhub.Hub
+	eng    *engine.Engine
+	tso    *placement.TSOClient
+	host   *raftgroup.Host
+	nodes  *placement.Nodes
+	meta   *placement.Meta
+	store  *shard.Store // the node's replicas (store.go)
+	router *router.Router
+	hub    *watchhub.Hub
 	// maint serves etcd's Maintenance (alarms); diskMon raises NOSPACE.
 	maint   *router.Maintenance
 	diskMon *diskMonitor
@@ -100,7 +100,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, self: raftgroup.NodeID(self), log: cfg.Logger.With("node", cfg.Name), replicas: map[uint64]*shard.Replica{}, autoCompact: autoCompact}
+	s := &Server{cfg: cfg, self: raftgroup.NodeID(self), log: cfg.Logger.With("node", cfg.Name), autoCompact: autoCompact}
 	s.logStarting()
 	defer func() {
 		if err != nil {
@@ -174,14 +174,14 @@ func Start(cfg Config) (_ *Server, err error) {
 	s.tso = clock
 	limits := shard.DefaultLimits()
 	limits.MaxRequestBytes = cfg.MaxRequestBytes
-	if err := s.openReplicas(clock, limits); err != nil {
+	if err := s.openStore(clock, limits); err != nil {
 		return nil, err
 	}
 	s.router = router.New(router.Config{
 		ClusterID: s.layout.GetClusterId(),
 		Nodes:     s.nodes,
 		Cache:     router.NewRangeCache(s.layout.GetRanges()),
-		Replicas:  s,
+		Replicas:  s.store,
 		Clock:     clock,
 		Meta:      s.meta,
 		Limits:    limits,
@@ -308,10 +308,7 @@ func bootstrapStore(eng *engine.Engine, layout *tesserapb.ClusterBootstrap, self
 		if !hasReplica(d, self) {
 			continue
 		}
-		if err := shard.WriteInitialState(eng, d); err != nil {
-			return err
-		}
-		if err := raftgroup.Bootstrap(eng, raftgroup.GroupID(d.GetRangeId()), voters(d)); err != nil {
+		if err := shard.BootstrapRange(eng, d); err != nil {
 			return err
 		}
 	}
@@ -337,34 +334,6 @@ func (s *Server) openMeta() error {
 	}
 	return s.host.CreateGroup(placement.MetaRangeID, s.meta)
 }
-
-func (s *Server) openReplicas(clock shard.Clock, limits shard.Limits) error {
-	for _, d := range s.layout.GetRanges() {
-		if !hasReplica(d, s.self) {
-			continue
-		}
-		rep, err := shard.Open(shard.Config{
-			NodeID:  s.self,
-			Engine:  s.eng,
-			Raft:    s.host,
-			Clock:   clock,
-			Limits:  limits,
-			Metrics: s.obs.shard,
-			Logger:  s.log,
-		}, raftgroup.GroupID(d.GetRangeId()))
-		if err != nil {
-			return err
-		}
-		s.replicas[d.GetRangeId()] = rep
-		if err := s.host.CreateGroup(raftgroup.GroupID(d.GetRangeId()), rep); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Replica implements router.Replicas.
-func (s *Server) Replica(rangeID uint64) *shard.Replica { return s.replicas[rangeID] }
 
 // grpcOverheadBytes is etcd's allowance for gRPC framing over the request
 // size limit.
@@ -468,17 +437,13 @@ func (s *Server) rangeStatus() []*tesserapb.RangeStatus {
 			})
 		}
 	}
-	ids := make([]uint64, 0, len(s.replicas))
-	for id := range s.replicas {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		st := s.replicas[id].Status()
+	for _, rep := range s.store.Replicas() {
+		st := rep.Status()
 		rs := &tesserapb.RangeStatus{
 			RangeDescriptor: st.Descriptor, NodeId: uint64(s.self), LeaderNode: uint64(st.Leader), Term: st.Term,
 			AppliedIndex: st.Applied, ResolvedRevision: int64(st.Resolved), CompactRevision: int64(st.CompactRev),
 		}
+		s.addRangeSize(rep, rs) // split_size.go
 		out = append(out, rs)
 	}
 	return out
@@ -548,8 +513,8 @@ func (s *Server) Close() {
 		if s.peerLis != nil {
 			_ = s.peerLis.Close()
 		}
-		for _, r := range s.replicas {
-			r.Close()
+		if s.store != nil {
+			s.store.Close()
 		}
 		if s.tso != nil {
 			s.tso.Close()

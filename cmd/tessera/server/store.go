@@ -1,0 +1,52 @@
+package server
+
+import (
+	"github.com/tesseradb/tessera/shard"
+)
+
+// openStore opens the node's replicas (shard.Store): every range whose
+// descriptor is in the engine, whatever the bootstrap layout says, so the
+// ranges splits created come back after a restart.
+func (s *Server) openStore(clock shard.Clock, limits shard.Limits) error {
+	st, err := shard.NewStore(shard.StoreConfig{
+		Engine: s.eng,
+		Host:   s.host,
+		Replica: shard.Config{
+			NodeID:  s.self,
+			Clock:   clock,
+			Limits:  limits,
+			Metrics: s.obs.shard,
+			Logger:  s.log,
+		},
+		OnSplit: s.splitOpened,
+		Knobs:   s.cfg.StoreKnobs,
+		Logger:  s.log,
+	})
+	if err != nil {
+		return err
+	}
+	s.store = st
+	return st.Start()
+}
+
+// splitOpened runs once the right half of a split applied here is open: the
+// router's cache learns both halves at once (routers elsewhere learn them
+// from routing errors or the directory).
+func (s *Server) splitOpened(res shard.SplitResult) {
+	if s.router != nil {
+		s.router.Cache().Insert(res.Left)
+		s.router.Cache().Insert(res.Right)
+	}
+	if s.closer != nil && s.cfg.FeedResolveByClosing {
+		if rep := s.store.Replica(res.Right.GetRangeId()); rep != nil {
+			rep.SetCloseRequester(s.closer)
+		}
+	}
+}
+
+// Replica returns the node's replica of a range, or nil (tests reach
+// replicas through it).
+func (s *Server) Replica(rangeID uint64) *shard.Replica { return s.store.Replica(rangeID) }
+
+// Store returns the node's replicas.
+func (s *Server) Store() *shard.Store { return s.store }

@@ -1,0 +1,267 @@
+package shard
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/proto/tesserapb"
+	"github.com/tesseradb/tessera/raftgroup"
+)
+
+// StoreHost is what a Store needs from the node's raft host.
+type StoreHost interface {
+	RaftHost
+	// CreateGroup starts hosting a replica with its persisted raft state.
+	CreateGroup(id raftgroup.GroupID, sm raftgroup.StateMachine) error
+	// RemoveGroup stops hosting a group.
+	RemoveGroup(id raftgroup.GroupID) error
+}
+
+var _ StoreHost = (*raftgroup.Host)(nil)
+
+// StoreConfig configures a Store.
+type StoreConfig struct {
+	// Engine is the node's engine; Host its raft host.
+	Engine *engine.Engine
+	Host   StoreHost
+	// Replica is the configuration every replica of the node gets (its
+	// NodeID, Clock, Limits, Metrics, ...). Engine, Raft and OnSplit are
+	// set by the Store.
+	Replica Config
+	// OnSplit, if set, is called after a split of a local replica applied
+	// and the right half was opened (the node updates its router's cache).
+	OnSplit func(SplitResult)
+	Knobs   *StoreKnobs
+	Logger  *slog.Logger
+}
+
+// StoreKnobs are test hooks.
+type StoreKnobs struct {
+	// SkipSplitOpen, when it returns true, leaves the right half of a split
+	// unopened after the split's batch committed: a crash test closes the
+	// node there and checks that a restart finds the right half.
+	SkipSplitOpen func(SplitResult) bool
+}
+
+// Validate checks the configuration.
+func (c *StoreConfig) Validate() error {
+	switch {
+	case c.Engine == nil:
+		return errors.New("shard: store: no engine")
+	case c.Host == nil:
+		return errors.New("shard: store: no raft host")
+	case c.Replica.NodeID == 0:
+		return errors.New("shard: store: no node id")
+	}
+	return nil
+}
+
+// Store owns the replicas of one node: it opens every replica whose
+// descriptor is in the engine at start, creates the right half of every
+// split a local replica applies, and closes them all at the end. It is safe
+// for concurrent use; the router finds replicas through it.
+//
+// The engine is the truth: a replica exists on this node exactly when its
+// descriptor (a replicated local key of its group) does, which the batch
+// that bootstraps, splits (or, later, receives a snapshot of) the range
+// writes atomically with the rest of its state. The cluster's bootstrap
+// record is only the first layout.
+type Store struct {
+	cfg StoreConfig
+	log *slog.Logger
+
+	mu struct {
+		sync.RWMutex
+		replicas map[raftgroup.GroupID]*Replica
+		closed   bool
+	}
+}
+
+// NewStore returns a store with no replica open yet (Start opens them).
+func NewStore(cfg StoreConfig) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{cfg: cfg, log: cfg.Logger}
+	s.mu.replicas = make(map[raftgroup.GroupID]*Replica)
+	return s, nil
+}
+
+// BootstrapRange writes the initial state of a range of the bootstrap
+// layout on this node: its descriptor and its raft state. Every initial
+// replica writes the same.
+func BootstrapRange(eng *engine.Engine, d *tesserapb.RangeDescriptor) error {
+	if err := WriteInitialState(eng, d); err != nil {
+		return err
+	}
+	return raftgroup.Bootstrap(eng, raftgroup.GroupID(d.GetRangeId()), descriptorVoters(d))
+}
+
+// Start opens every replica found in the engine and starts its raft group.
+func (s *Store) Start() error {
+	ids, err := LocalRanges(s.cfg.Engine)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := s.open(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// LocalRanges lists the ranges with a descriptor in the engine, in id
+// order: one seek per group.
+func LocalRanges(eng *engine.Engine) ([]raftgroup.GroupID, error) {
+	all := engine.Span{Start: engine.LocalGroupSpan(0).Start, End: engine.LocalGroupSpan(^uint64(0)).End}
+	it, err := eng.NewIter(all)
+	if err != nil {
+		return nil, fmt.Errorf("shard: store: scan ranges: %w", err)
+	}
+	defer it.Close()
+	var ids []raftgroup.GroupID
+	for ok := it.First(); ok; {
+		k := it.Key()
+		if len(k) < 9 {
+			return nil, fmt.Errorf("shard: store: malformed local key %q", k)
+		}
+		g := binary.BigEndian.Uint64(k[1:9])
+		_, err := eng.Get(engine.LocalGroupKey(g, engine.KindDescriptor))
+		switch {
+		case err == nil:
+			ids = append(ids, raftgroup.GroupID(g))
+		case !errors.Is(err, engine.ErrNotFound):
+			return nil, fmt.Errorf("shard: store: read descriptor of range %d: %w", g, err)
+		}
+		if g == ^uint64(0) {
+			break
+		}
+		ok = it.SeekGE(engine.LocalGroupSpan(g + 1).Start)
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("shard: store: scan ranges: %w", err)
+	}
+	return ids, nil
+}
+
+// open opens one replica from the engine and creates its raft group.
+func (s *Store) open(id raftgroup.GroupID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		return ErrReplicaClosed
+	}
+	if _, ok := s.mu.replicas[id]; ok {
+		return nil
+	}
+	cfg := s.cfg.Replica
+	cfg.Engine, cfg.Raft = s.cfg.Engine, s.cfg.Host
+	cfg.OnSplit = s.splitApplied
+	rep, err := Open(cfg, id)
+	if err != nil {
+		return fmt.Errorf("shard: store: open range %d: %w", id, err)
+	}
+	if err := s.cfg.Host.CreateGroup(id, rep); err != nil {
+		rep.Close()
+		return fmt.Errorf("shard: store: start raft group of range %d: %w", id, err)
+	}
+	s.mu.replicas[id] = rep
+	return nil
+}
+
+// splitApplied opens the right half of a split a local replica applied
+// (its batch committed).
+func (s *Store) splitApplied(res SplitResult, trigger string) {
+	if k := s.cfg.Knobs; k != nil && k.SkipSplitOpen != nil && k.SkipSplitOpen(res) {
+		return
+	}
+	id := raftgroup.GroupID(res.Right.GetRangeId())
+	if err := s.open(id); err != nil {
+		if errors.Is(err, ErrReplicaClosed) {
+			return // shutting down: the next start opens it
+		}
+		// The split is durable; the right half is served after a restart.
+		s.log.Error("could not open the right half of a split", "left", res.Left.GetRangeId(), "right", uint64(id), "err", err)
+		return
+	}
+	s.log.Debug("opened the right half of a split", "left", res.Left.GetRangeId(), "right", uint64(id), "trigger", trigger)
+	if s.cfg.OnSplit != nil {
+		s.cfg.OnSplit(res)
+	}
+}
+
+// Replica returns the local replica of a range, or nil (router.Replicas).
+func (s *Store) Replica(rangeID uint64) *Replica {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.mu.replicas[raftgroup.GroupID(rangeID)]
+}
+
+// Replicas returns the local replicas in range id order.
+func (s *Store) Replicas() []*Replica {
+	s.mu.RLock()
+	out := make([]*Replica, 0, len(s.mu.replicas))
+	for _, r := range s.mu.replicas {
+		out = append(out, r)
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *Replica) int {
+		switch {
+		case a.group < b.group:
+			return -1
+		case a.group > b.group:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Len returns the number of local replicas.
+func (s *Store) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.mu.replicas)
+}
+
+// Close closes every replica (the raft host is stopped by its owner,
+// before). Later splits open nothing.
+func (s *Store) Close() {
+	s.mu.Lock()
+	s.mu.closed = true
+	reps := make([]*Replica, 0, len(s.mu.replicas))
+	for _, r := range s.mu.replicas {
+		reps = append(reps, r)
+	}
+	s.mu.Unlock()
+	for _, r := range reps {
+		r.Close()
+	}
+}
+
+// ReadDescriptor reads a range's descriptor from a reader (nil, nil: none).
+func ReadDescriptor(rd engine.Reader, id raftgroup.GroupID) (*tesserapb.RangeDescriptor, error) {
+	v, err := rd.Get(engine.LocalGroupKey(uint64(id), engine.KindDescriptor))
+	switch {
+	case errors.Is(err, engine.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("shard: read descriptor of range %d: %w", id, err)
+	}
+	d := &tesserapb.RangeDescriptor{}
+	if err := proto.Unmarshal(v, d); err != nil {
+		return nil, fmt.Errorf("shard: decode descriptor of range %d: %w", id, err)
+	}
+	return d, nil
+}
