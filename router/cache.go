@@ -5,6 +5,8 @@ import (
 	"sort"
 	"sync"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
 )
@@ -97,8 +99,8 @@ func (c *RangeCache) Update(d *tesserapb.RangeDescriptor) bool {
 	return c.Insert(d)
 }
 
-// Insert adds a descriptor and drops every cached one it overlaps that has
-// a lower generation ("the generation decides": a split gives both halves
+// Insert adds a descriptor and replaces every cached one it overlaps that
+// has a lower generation (trimmed to what d does not cover) ("the generation decides": a split gives both halves
 // the old generation+1, a merge max+1). A descriptor overlapped by one of
 // the same or a higher generation is stale and not added. It reports
 // whether the cache changed. (A minimal version for splits; the range
@@ -120,14 +122,28 @@ func (c *RangeCache) Insert(d *tesserapb.RangeDescriptor) bool {
 	}
 	kept := c.mu.ranges[:0:0]
 	for _, r := range c.mu.ranges {
-		if overlaps(r) {
-			if r.GetRangeId() != d.GetRangeId() {
-				delete(c.mu.leaders, r.GetRangeId())
-			}
+		if !overlaps(r) {
+			kept = append(kept, r)
 			continue
 		}
-		kept = append(kept, r)
+		if r.GetRangeId() != d.GetRangeId() {
+			delete(c.mu.leaders, r.GetRangeId())
+		}
+		// What d does not cover stays with the older descriptor, trimmed:
+		// no hole opens in the keyspace. A request sent there names the
+		// old generation and is corrected by the range's answer.
+		if bytes.Compare(r.GetStartKey(), d.GetStartKey()) < 0 {
+			p := proto.Clone(r).(*tesserapb.RangeDescriptor)
+			p.EndKey = bytes.Clone(d.GetStartKey())
+			kept = append(kept, p)
+		}
+		if len(d.GetEndKey()) > 0 && (len(r.GetEndKey()) == 0 || bytes.Compare(r.GetEndKey(), d.GetEndKey()) > 0) {
+			p := proto.Clone(r).(*tesserapb.RangeDescriptor)
+			p.StartKey = bytes.Clone(d.GetEndKey())
+			kept = append(kept, p)
+		}
 	}
+	sort.Slice(kept, func(i, j int) bool { return bytes.Compare(kept[i].GetStartKey(), kept[j].GetStartKey()) < 0 })
 	i := sort.Search(len(kept), func(i int) bool { return bytes.Compare(kept[i].GetStartKey(), d.GetStartKey()) > 0 })
 	kept = append(kept, nil)
 	copy(kept[i+1:], kept[i:])

@@ -101,10 +101,17 @@ func (r *Router) execute(ctx context.Context, c call) (*pb.ResponseOp, engine.Re
 					r.metrics.retries.WithLabelValues(retryRangeNotFound).Inc()
 				}
 				if re.Code != tesserapb.RoutingError_RANGE_NOT_FOUND {
-					// The request must be re-split against the new layout;
-					// ranges do not move yet, so this is a bug or a race with
-					// a future split: give up with a retryable error.
-					return nil, 0, status.Error(codes.Unavailable, re.Error())
+					// The range split or merged under the request (it was
+					// not applied): send it to the range that holds its
+					// keys now (split_reroute.go).
+					next, err := r.reroute(ctx, c, re)
+					if err != nil {
+						return nil, 0, err
+					}
+					r.metrics.retries.WithLabelValues(retryRangeChanged).Inc()
+					desc, c.desc = next, next
+					tried = map[raftgroup.NodeID]bool{}
+					continue
 				}
 			}
 			r.cache.SetLeader(desc.GetRangeId(), 0)

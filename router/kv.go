@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -63,8 +64,15 @@ func (r *Router) rangeReq(ctx context.Context, req *pb.RangeRequest) (*pb.RangeR
 		return nil, err
 	}
 	own := req.GetRevision() == 0 && !req.GetSerializable()
-	for attempt := 0; ; attempt++ {
+	for attempt, changed := 0, 0; ; attempt++ {
 		resp, err := r.rangeOnce(ctx, req, ranges)
+		if errors.Is(err, errRangeChanged) && changed < rangeChangedAttempts {
+			// A range split or merged under a read spanning it: read again
+			// over the new layout (reads are idempotent).
+			changed++
+			ranges = r.cache.Overlapping(req.GetKey(), req.GetRangeEnd())
+			continue
+		}
 		if !retryCompactedRead(err, attempt, own) {
 			return resp, err
 		}

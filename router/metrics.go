@@ -9,6 +9,7 @@ const (
 	retryRangeNotFound = "range_not_found" // the node tried holds no replica
 	retryTransport     = "transport"       // the node tried could not be reached
 	retryElection      = "election"        // every replica tried: waiting for a leader
+	retryRangeChanged  = "range_changed"   // the range split or merged: sent to the new one
 )
 
 // metrics are the router's metrics. They exist whether or not they are
@@ -58,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, t := range []string{"local", "remote"} {
 		m.requests.WithLabelValues(t)
 	}
-	for _, r := range []string{retryNotLeader, retryRangeNotFound, retryTransport, retryElection} {
+	for _, r := range []string{retryNotLeader, retryRangeNotFound, retryTransport, retryElection, retryRangeChanged} {
 		m.retries.WithLabelValues(r)
 	}
 	if reg != nil {

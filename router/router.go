@@ -53,6 +53,8 @@ type Router struct {
 	holds compactionHolds
 	// acked: the highest write revision this node acknowledged (revision.go).
 	acked ackedRevision
+	// split: splits and merges (split.go).
+	split splitState
 }
 
 // New returns a router.

@@ -7,6 +7,7 @@
 //	tessctl --endpoints http://127.0.0.1:2379 status [-w table|json]
 //	tessctl --endpoints http://127.0.0.1:2379 check [--timeout 30s] [-w table|json]
 //	tessctl --endpoints http://127.0.0.1:2379 transfer-leader --range N --to NODE
+//	tessctl --endpoints http://127.0.0.1:2379 range split KEY
 //	tessctl version
 //	tessctl --endpoints http://127.0.0.1:2379 snapshot save FILE
 //	tessctl snapshot status FILE [-w table|json]
@@ -89,6 +90,7 @@ func rootCmd() (*cobra.Command, *globalFlags) {
 	addTLSFlags(f, &g.tls)
 	f.StringVar(&g.user, "user", "", "username[:password] for authentication (with auth enabled, listing members needs a user)")
 	cmd.AddCommand(rangesCmd(g), statusCmd(g), checkCmd(g), transferLeaderCmd(g), versionCmd(), snapshotCmd(g))
+	cmd.AddCommand(rangeCmd(g)) // range split, range merge (range.go)
 	return cmd, g
 }
 

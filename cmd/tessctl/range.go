@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/status"
+
+	"github.com/tesseradb/tessera/internal/backoff"
+	"github.com/tesseradb/tessera/proto/tesserapb"
+)
+
+// rangeCmd groups the commands that change the layout of ranges.
+func rangeCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "range",
+		Short: "Split or merge ranges",
+	}
+	cmd.AddCommand(rangeSplitCmd(g))
+	return cmd
+}
+
+func rangeSplitCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "split KEY",
+		Short: "Split the range holding KEY so that a new range starts at KEY",
+		Long: `split cuts the range that holds KEY in two: the left half keeps its id and
+the keys below KEY, a new range gets KEY and the keys above, on the same
+replicas, without moving data. It asks the range's leader, prints the new
+layout, and exits non-zero with the server's reason when the split is
+refused (KEY already starts a range, for example).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key := []byte(args[0])
+			if len(key) == 0 {
+				return errors.New("tessctl: range split: empty key")
+			}
+			view, err := collect(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			warnUnreachable(cmd.ErrOrStderr(), view.reports)
+			var ri *rangeInfo
+			for _, r := range mergeRanges(view.reports) {
+				if !r.Meta && containsKey(r.StartKey, r.EndKey, key) {
+					ri = &r
+					break
+				}
+			}
+			if ri == nil {
+				return fmt.Errorf("tessctl: no member reports a range holding %q", key)
+			}
+			resp, err := splitRange(cmd.Context(), g, view, ri, key)
+			if err != nil {
+				return err
+			}
+			format, _ := parseFormat(g.writeOut)
+			if format == formatJSON {
+				return writeJSON(cmd.OutOrStdout(), struct {
+					Left  rangeInfo `json:"left"`
+					Right rangeInfo `json:"right"`
+				}{descInfo(resp.GetLeft()), descInfo(resp.GetRight())})
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "split range %d at %q\n", ri.ID, key)
+			tw := newTable(out)
+			fmt.Fprintln(tw, "RANGE\tSPAN\tGENERATION\tREPLICAS")
+			for _, d := range []*tesserapb.RangeDescriptor{resp.GetLeft(), resp.GetRight()} {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", strconv.FormatUint(d.GetRangeId(), 10), formatSpan(d.GetStartKey(), d.GetEndKey()), d.GetGeneration(), joinIDs(d.GetReplicas()))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func containsKey(start, end, key []byte) bool {
+	return string(key) >= string(start) && (len(end) == 0 || string(key) < string(end))
+}
+
+// descInfo is a descriptor in tessctl's JSON form of a range.
+func descInfo(d *tesserapb.RangeDescriptor) rangeInfo {
+	ri := rangeInfo{ID: d.GetRangeId(), Generation: d.GetGeneration(), Replicas: append([]uint64{}, d.GetReplicas()...)}
+	ri.StartKey = append([]byte{}, d.GetStartKey()...)
+	ri.EndKey = append([]byte{}, d.GetEndKey()...)
+	ri.Span = formatSpan(ri.StartKey, ri.EndKey)
+	ri.Reports = []replicaReport{}
+	return ri
+}
+
+// splitRange asks the range's leader to split it, following NOT_LEADER
+// hints and waiting out an election.
+func splitRange(ctx context.Context, g *globalFlags, view *clusterView, ri *rangeInfo, key []byte) (*tesserapb.SplitRangeResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, g.commandTimeout)
+	defer cancel()
+	req := &tesserapb.SplitRangeRequest{RangeId: ri.ID, SplitKey: key}
+	call := func(n uint64) (*tesserapb.SplitRangeResponse, error) {
+		return callInternal(ctx, view, n, func(c tesserapb.InternalClient) (*tesserapb.SplitRangeResponse, error) {
+			return c.SplitRange(ctx, req)
+		})
+	}
+	leader := ri.Leader
+	retry := backoff.New(noLeaderBackoff)
+	var lastErr error
+	for {
+		if leader == 0 {
+			if err := retry.Wait(ctx); err != nil {
+				return nil, fmt.Errorf("tessctl: range %d has no leader: %w (last error: %v)", ri.ID, err, lastErr)
+			}
+			for _, n := range ri.Replicas {
+				resp, err := call(n)
+				if err != nil {
+					lastErr = err
+					continue
+				}
+				if re := resp.GetRoutingError(); re == nil {
+					return resp, nil
+				} else if re.GetLeaderNode() != 0 {
+					leader = re.GetLeaderNode()
+					break
+				}
+			}
+			continue
+		}
+		resp, err := call(leader)
+		if err != nil {
+			if s, ok := status.FromError(err); ok {
+				return nil, fmt.Errorf("tessctl: split of range %d refused by node %d: %s", ri.ID, leader, s.Message())
+			}
+			return nil, fmt.Errorf("tessctl: split range %d via node %d: %w", ri.ID, leader, err)
+		}
+		re := resp.GetRoutingError()
+		if re == nil {
+			return resp, nil
+		}
+		lastErr = fmt.Errorf("node %d: %s: %s", leader, re.GetCode(), re.GetMessage())
+		if re.GetCode() != tesserapb.RoutingError_NOT_LEADER {
+			return nil, fmt.Errorf("tessctl: split range %d: %w", ri.ID, lastErr)
+		}
+		leader = re.GetLeaderNode()
+	}
+}

@@ -1,0 +1,208 @@
+package integration_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tesseradb/tessera/proto/tesserapb"
+	"github.com/tesseradb/tessera/tests/testcluster"
+)
+
+// internalClient dials node i's peer port (the Internal service).
+func internalClient(t *testing.T, c *testcluster.Cluster, i int) tesserapb.InternalClient {
+	t.Helper()
+	conn, err := grpc.NewClient(c.Node(i).PeerAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return tesserapb.NewInternalClient(conn)
+}
+
+// splitAt asks the leader of the range holding key to split it at key,
+// following leader hints, and returns both halves.
+func splitAt(t *testing.T, c *testcluster.Cluster, key string) (*tesserapb.RangeDescriptor, *tesserapb.RangeDescriptor) {
+	t.Helper()
+	ctx := tctx(t)
+	var rangeID uint64
+	for _, d := range c.Node(0).Store().Replicas() {
+		desc := d.Descriptor()
+		if string(desc.GetStartKey()) <= key && (len(desc.GetEndKey()) == 0 || key < string(desc.GetEndKey())) {
+			rangeID = desc.GetRangeId()
+		}
+	}
+	if rangeID == 0 {
+		t.Fatalf("no range holds %q", key)
+	}
+	leader := c.Leader(rangeID)
+	for attempt := 0; attempt < 20; attempt++ {
+		resp, err := internalClient(t, c, leader).SplitRange(ctx, &tesserapb.SplitRangeRequest{RangeId: rangeID, SplitKey: []byte(key)})
+		if err != nil {
+			t.Fatalf("split range %d at %q: %v", rangeID, key, err)
+		}
+		if re := resp.GetRoutingError(); re != nil {
+			leader = c.Leader(rangeID)
+			continue
+		}
+		return resp.GetLeft(), resp.GetRight()
+	}
+	t.Fatalf("split range %d at %q: no leader accepted it", rangeID, key)
+	return nil, nil
+}
+
+// waitReplicas waits until every node holds a replica of the range.
+func waitReplicas(t *testing.T, c *testcluster.Cluster, rangeID uint64) {
+	t.Helper()
+	deadline := time.Now().Add(opTimeout)
+	for i := range c.Size() {
+		for c.Node(i).Replica(rangeID) == nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d never opened range %d", i+1, rangeID)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// requireHashesEqual compares etcd's HashKV of every node at one revision.
+func requireHashesEqual(t *testing.T, c *testcluster.Cluster, rev int64) {
+	t.Helper()
+	var first uint32
+	for i := range c.Size() {
+		resp, err := c.NodeClient(t, i).HashKV(tctx(t), c.Endpoint(i), rev)
+		if err != nil {
+			t.Fatalf("node %d: hashkv at %d: %v", i+1, rev, err)
+		}
+		if i == 0 {
+			first = resp.Hash
+		} else if resp.Hash != first {
+			t.Fatalf("node %d: hashkv at %d is %08x, node 1 %08x", i+1, rev, resp.Hash, first)
+		}
+	}
+}
+
+// reader reads continuously: single keys and the whole keyspace.
+type reader struct {
+	stop chan struct{}
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	errs []error
+	n    int
+}
+
+func startReaders(clients []*clientv3.Client) *reader {
+	rd := &reader{stop: make(chan struct{})}
+	for i, cli := range clients {
+		rd.wg.Add(1)
+		go func() {
+			defer rd.wg.Done()
+			for j := 0; ; j++ {
+				select {
+				case <-rd.stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+				var err error
+				if j%2 == 0 {
+					_, err = cli.Get(ctx, fmt.Sprintf("%s/traffic/%d", rangeKeys[j%len(rangeKeys)], i))
+				} else {
+					_, err = cli.Get(ctx, "", clientv3.WithFromKey(), clientv3.WithKeysOnly(), clientv3.WithSerializable())
+					if err == nil {
+						_, err = cli.Get(ctx, "a", clientv3.WithRange("z"), clientv3.WithCountOnly())
+					}
+				}
+				cancel()
+				rd.mu.Lock()
+				rd.n++
+				if err != nil {
+					rd.errs = append(rd.errs, err)
+				}
+				rd.mu.Unlock()
+			}
+		}()
+	}
+	return rd
+}
+
+func (rd *reader) halt() []error {
+	select {
+	case <-rd.stop:
+	default:
+		close(rd.stop)
+	}
+	rd.wg.Wait()
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	return rd.errs
+}
+
+// TestSplitUnderTraffic: ranges split while writers put and readers read
+// through every node; no client sees an error, every writer's history is
+// exactly its acknowledged puts in real-time order, both halves exist on
+// every node with generation+1 and the right half serves its keys, every
+// key reads back, and the replicas hash alike.
+func TestSplitUnderTraffic(t *testing.T) {
+	c, cli := newClusterClient(t)
+	var clients []*clientv3.Client
+	for i := range c.Size() {
+		clients = append(clients, c.NodeClient(t, i))
+	}
+	tr := startTraffic(t, clients, 2)
+	rd := startReaders(clients)
+	t.Cleanup(func() { rd.halt() })
+	tr.waitWrites(t, 60)
+
+	// Split range 2 ([ , b)) between its two writers' keys, and range 5
+	// ([f, )) twice.
+	var rights []uint64
+	for _, key := range []string{"a/traffic/4", "g/traffic/3", "g/traffic/7"} {
+		left, right := splitAt(t, c, key)
+		if string(left.GetEndKey()) != key || string(right.GetStartKey()) != key || left.GetGeneration() != right.GetGeneration() {
+			t.Fatalf("split at %q: left %v right %v", key, left, right)
+		}
+		waitReplicas(t, c, right.GetRangeId())
+		rights = append(rights, right.GetRangeId())
+		tr.waitWrites(t, 60)
+	}
+	if errs := rd.halt(); len(errs) > 0 {
+		t.Errorf("%d of %d reads failed, first: %v", len(errs), rd.n, errs[0])
+	}
+	tr.check(t, cli, false)
+
+	// Every writer's key is readable through every node, from the range
+	// that holds it now.
+	for i := range c.Size() {
+		resp, err := c.NodeClient(t, i).Get(tctx(t), "", clientv3.WithFromKey(), clientv3.WithKeysOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(resp.Kvs); got != len(rangeKeys)*2 {
+			t.Fatalf("node %d sees %d keys, want %d", i+1, got, len(rangeKeys)*2)
+		}
+	}
+	for _, id := range rights {
+		rep := c.Node(0).Replica(id)
+		if rep == nil || rep.Descriptor().GetGeneration() < 2 {
+			t.Fatalf("range %d: %v", id, rep)
+		}
+	}
+	resp, err := cli.Put(tctx(t), "g/traffic/9", "after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireHashesEqual(t, c, resp.Header.Revision)
+	// Refused: a key that already starts a range.
+	if _, err := internalClient(t, c, c.Leader(rights[0])).SplitRange(tctx(t), &tesserapb.SplitRangeRequest{RangeId: rights[0], SplitKey: []byte("a/traffic/4")}); err == nil {
+		t.Fatal("a split at a range's own start key was accepted")
+	}
+	_ = pb.RangeRequest{}
+}
