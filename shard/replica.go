@@ -112,6 +112,8 @@ type Replica struct {
 
 	// load is the decaying request rate of this replica (reads and writes).
 	load loadMeter
+	// size is the last measurement of the range (split_size.go).
+	size sizeState
 
 	// batches queues writes for the proposal pipeline (replica_proposal.go).
 	// Lock order: mu before the batcher's own lock.

@@ -30,6 +30,12 @@ type rangeInfo struct {
 	AppliedIndex     *uint64 `json:"applied_index"`
 	ResolvedRevision *int64  `json:"resolved_revision"`
 	CompactRevision  *int64  `json:"compact_revision"`
+	// From the leader's report too: the bytes of the range's versions
+	// (live and history) and its live keys as last measured (null: not
+	// measured yet), and the requests per second its leader serves.
+	SizeBytes *uint64  `json:"size_bytes"`
+	Keys      *uint64  `json:"keys"`
+	QPS       *float64 `json:"qps"`
 	// Reports are the replicas that answered, by node id.
 	Reports []replicaReport `json:"replica_reports"`
 }
@@ -112,6 +118,10 @@ func mergeRange(id uint64, sts []*tesserapb.RangeStatus) rangeInfo {
 		if !ri.Meta {
 			ri.ResolvedRevision = ptr(st.GetResolvedRevision())
 			ri.CompactRevision = ptr(st.GetCompactRevision())
+			ri.QPS = ptr(st.GetQps())
+			if st.GetSizeBytes() > 0 || st.GetKeys() > 0 {
+				ri.SizeBytes, ri.Keys = ptr(st.GetSizeBytes()), ptr(st.GetKeys())
+			}
 		}
 	}
 	return ri

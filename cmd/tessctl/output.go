@@ -39,7 +39,7 @@ func writeRanges(w io.Writer, f format, ranges []rangeInfo) error {
 		}{ranges})
 	}
 	tw := newTable(w)
-	fmt.Fprintln(tw, "RANGE\tSPAN\tREPLICAS\tLEADER\tTERM\tAPPLIED\tRESOLVED")
+	fmt.Fprintln(tw, "RANGE\tSPAN\tREPLICAS\tLEADER\tTERM\tAPPLIED\tRESOLVED\tSIZE\tKEYS\tQPS")
 	for _, r := range ranges {
 		id, span := strconv.FormatUint(r.ID, 10), r.Span
 		if r.Meta {
@@ -49,8 +49,15 @@ func writeRanges(w io.Writer, f format, ranges []rangeInfo) error {
 		if r.ResolvedRevision != nil {
 			resolved = formatRevision(*r.ResolvedRevision)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n",
-			id, span, joinIDs(r.Replicas), nodeOrDash(r.Leader), r.Term, orDash(r.AppliedIndex), resolved)
+		size, qps := "-", "-"
+		if r.SizeBytes != nil {
+			size = formatBytes(*r.SizeBytes)
+		}
+		if r.QPS != nil {
+			qps = strconv.FormatFloat(*r.QPS, 'f', 1, 64)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n",
+			id, span, joinIDs(r.Replicas), nodeOrDash(r.Leader), r.Term, orDash(r.AppliedIndex), resolved, size, orDash(r.Keys), qps)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -131,4 +138,18 @@ func orDash[T any](v *T) string {
 		return "-"
 	}
 	return s
+}
+
+// formatBytes shows a size in bytes with a binary unit (4.0 MiB).
+func formatBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

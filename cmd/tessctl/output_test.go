@@ -27,6 +27,7 @@ func sampleRanges() []rangeInfo {
 			Reports: []replicaReport{{1, 1, 2, 17}}},
 		{ID: 2, StartKey: []byte{}, EndKey: []byte("g"), Span: `["", "g")`, Generation: 1, Replicas: all, Leader: 2, Term: 3,
 			AppliedIndex: ptr[uint64](1034), ResolvedRevision: ptr[int64](470620909530775552), CompactRevision: ptr[int64](0),
+			SizeBytes: ptr[uint64](4718592), Keys: ptr[uint64](1200), QPS: ptr(12.5),
 			Reports: []replicaReport{{2, 2, 3, 1034}}},
 		{ID: 3, StartKey: []byte("g"), EndKey: []byte("n"), Span: `["g", "n")`, Generation: 1, Replicas: all, Term: 4,
 			Reports: []replicaReport{{1, 0, 4, 9}}},
@@ -40,11 +41,11 @@ func TestWriteRangesTable(t *testing.T) {
 	if err := writeRanges(&b, formatTable, sampleRanges()); err != nil {
 		t.Fatal(err)
 	}
-	want := `RANGE  SPAN        REPLICAS  LEADER  TERM  APPLIED  RESOLVED
-meta   -           1,2,3     1       2     17       -
-2      ["", "g")   1,2,3     2       3     1034     2026-11-21T15:51:36.733Z
-3      ["g", "n")  1,2,3     -       4     -        -
-10     ["n", "")   1,2,3     3       12    -        -
+	want := `RANGE  SPAN        REPLICAS  LEADER  TERM  APPLIED  RESOLVED                  SIZE     KEYS  QPS
+meta   -           1,2,3     1       2     17       -                         -        -     -
+2      ["", "g")   1,2,3     2       3     1034     2026-11-21T15:51:36.733Z  4.5 MiB  1200  12.5
+3      ["g", "n")  1,2,3     -       4     -        -                         -        -     -
+10     ["n", "")   1,2,3     3       12    -        -                         -        -     -
 
 RESOLVED: no write at or below this revision can still appear in the range (the leader's view).
 ` + revisionLegend
@@ -77,6 +78,9 @@ func TestWriteRangesJSON(t *testing.T) {
       "applied_index": 1034,
       "resolved_revision": 470620909530775552,
       "compact_revision": 0,
+      "size_bytes": 4718592,
+      "keys": 1200,
+      "qps": 12.5,
       "replica_reports": [
         {
           "node_id": 2,
@@ -103,6 +107,9 @@ func TestWriteRangesJSON(t *testing.T) {
       "applied_index": null,
       "resolved_revision": null,
       "compact_revision": null,
+      "size_bytes": null,
+      "keys": null,
+      "qps": null,
       "replica_reports": [
         {
           "node_id": 1,

@@ -3,6 +3,7 @@ package integration_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/tesseradb/tessera/cmd/tessera/server"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/tests/testcluster"
 )
@@ -205,4 +207,69 @@ func TestSplitUnderTraffic(t *testing.T) {
 		t.Fatal("a split at a range's own start key was accepted")
 	}
 	_ = pb.RangeRequest{}
+}
+
+// TestSizeSplit: with --range-max-bytes 64 KiB, writing about 250 KiB into
+// one range splits it by size into several ranges, each under twice the
+// limit (slack for the check interval); every key reads back and the
+// replicas hash alike; tessera_range_splits_total{trigger="size"} counts.
+func TestSizeSplit(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Configure: func(cfg *server.Config) {
+		cfg.Split.RangeMaxBytes = 64 << 10
+		cfg.Split.CheckInterval = 50 * time.Millisecond
+	}})
+	c.WaitReady(t)
+	cli := c.Client(t)
+	const keys = 1200
+	val := strings.Repeat("v", 200)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < keys; i += 8 {
+				if _, err := cli.Put(tctx(t), fmt.Sprintf("key/%05d", i), val); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("put: %v", err)
+	}
+	// Wait until the layout settles under the limit (with slack).
+	deadline := time.Now().Add(opTimeout)
+	for {
+		n, big := 0, false
+		for _, rep := range c.Node(0).Store().Replicas() {
+			n++
+			if st, ok := rep.LastSize(); ok && st.Bytes > 2*(64<<10) {
+				big = true
+			}
+		}
+		if n >= 4 && !big {
+			t.Logf("%d ranges", n)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d ranges, some above twice the limit: %v", n, big)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, err := cli.Get(tctx(t), "key/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || resp.Count != keys {
+		t.Fatalf("count %v, %v; want %d", resp, err, keys)
+	}
+	requireHashesEqual(t, c, resp.Header.Revision)
+	var splits float64
+	for i := range c.Size() {
+		splits += metricValue(t, c.Endpoint(i), `tessera_range_splits_total{trigger="size"}`)
+	}
+	if splits < 3 {
+		t.Fatalf("tessera_range_splits_total{trigger=\"size\"} sums to %v over the nodes, want >= 3", splits)
+	}
 }

@@ -155,11 +155,15 @@ func DefaultConfig() Config {
 		AutoCompactionMode:          "periodic",
 		AutoCompactionRetention:     "0",
 		DefragIdleRatio:             3,
+		Split:                       DefaultSplitConfig(),
 	}
 }
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
+	if err := c.Split.Validate(); err != nil {
+		return err
+	}
 	switch {
 	case c.Name == "":
 		return errors.New("server: --name is empty")

@@ -60,6 +60,7 @@ type Server struct {
 	defragProgress *defragProgress
 	// loops: corruption check, auto-compaction (maintenance.go).
 	loops       *maintenanceLoops
+	splits      *splitLoop // size-based splits (split.go)
 	autoCompact router.AutoCompaction
 	// leases serves etcd's Lease service (lease.go).
 	leases *router.Lease
@@ -219,6 +220,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.startMaintenanceLoops()
+	s.startSplitLoop() // split.go
 	s.startLifecycle()
 	return s, nil
 }
@@ -470,6 +472,7 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		s.stopLifecycle()
 		s.loops.stop()
+		s.splits.stop()
 		if s.diskMon != nil {
 			s.diskMon.close()
 		}

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/tesseradb/tessera/proto/tesserapb"
@@ -20,11 +22,14 @@ type SplitConfig struct {
 	// CheckInterval is how often a node's range leaders compare their size
 	// with RangeMaxBytes (10 s: a range grows a few MiB at most meanwhile).
 	CheckInterval time.Duration
+	// Timeout bounds one split: the id allocation, the command's commit
+	// and apply (30 s: a few elections of the meta group and the range).
+	Timeout time.Duration
 }
 
 // DefaultSplitConfig returns the defaults.
 func DefaultSplitConfig() SplitConfig {
-	return SplitConfig{RangeMaxBytes: 64 << 20, CheckInterval: 10 * time.Second}
+	return SplitConfig{RangeMaxBytes: 64 << 20, CheckInterval: 10 * time.Second, Timeout: 30 * time.Second}
 }
 
 // Validate checks the configuration (zero values take the defaults).
@@ -35,8 +40,8 @@ func (c SplitConfig) Validate() error {
 	if c.RangeMaxBytes > 0 && c.RangeMaxBytes < 64<<10 {
 		return errors.New("server: --range-max-bytes below 64 KiB would split ranges down to single keys")
 	}
-	if c.CheckInterval < 0 {
-		return errors.New("server: split check interval must not be negative")
+	if c.CheckInterval < 0 || c.Timeout < 0 {
+		return errors.New("server: --range-split-check-interval and the split timeout must not be negative")
 	}
 	return nil
 }
@@ -44,4 +49,82 @@ func (c SplitConfig) Validate() error {
 // addRangeSize adds a replica's size and load to its status.
 func (s *Server) addRangeSize(rep *shard.Replica, rs *tesserapb.RangeStatus) {
 	rs.Qps = rep.Load()
+	if st, ok := rep.LastSize(); ok {
+		rs.SizeBytes, rs.Keys = uint64(st.Bytes), uint64(st.Keys)
+	}
+}
+
+// splitLoop measures the ranges this node leads and splits those above
+// RangeMaxBytes at their middle key.
+type splitLoop struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func (s *Server) startSplitLoop() {
+	cfg := s.cfg.Split
+	if cfg.CheckInterval <= 0 {
+		cfg.CheckInterval = DefaultSplitConfig().CheckInterval
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultSplitConfig().Timeout
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &splitLoop{cancel: cancel}
+	s.splits = l
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		t := time.NewTicker(cfg.CheckInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			s.checkSizes(ctx, cfg)
+		}
+	}()
+}
+
+func (l *splitLoop) stop() {
+	if l == nil {
+		return
+	}
+	l.cancel()
+	l.wg.Wait()
+}
+
+// checkSizes measures every range this node leads (for tessctl ranges) and
+// splits the ones above maxBytes (0: none) at the key that halves them.
+func (s *Server) checkSizes(ctx context.Context, cfg SplitConfig) {
+	maxBytes := cfg.RangeMaxBytes
+	for _, rep := range s.store.Replicas() {
+		if ctx.Err() != nil {
+			return
+		}
+		if !rep.IsLeader() {
+			continue
+		}
+		st, err := rep.MeasureSize(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("could not measure a range", "err", err)
+			}
+			continue
+		}
+		if maxBytes <= 0 || st.Bytes <= maxBytes || st.MidKey == nil {
+			continue
+		}
+		id := rep.Descriptor().GetRangeId()
+		sctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		res, err := s.router.Split(sctx, id, st.MidKey, shard.TriggerSize)
+		cancel()
+		if err != nil {
+			s.log.Warn("size-based split failed", "range", id, "bytes", st.Bytes, "err", err)
+			continue
+		}
+		s.log.Info("split a range by size", "range", id, "bytes", st.Bytes, "keys", st.Keys, "right", res.Right.GetRangeId())
+	}
 }
