@@ -118,9 +118,13 @@ func mergeRange(id uint64, sts []*tesserapb.RangeStatus) rangeInfo {
 		if !ri.Meta {
 			ri.ResolvedRevision = ptr(st.GetResolvedRevision())
 			ri.CompactRevision = ptr(st.GetCompactRevision())
-			ri.QPS = ptr(st.GetQps())
+			// A leader that measured nothing yet (or predates these fields)
+			// reports zeros: shown as unknown.
 			if st.GetSizeBytes() > 0 || st.GetKeys() > 0 {
 				ri.SizeBytes, ri.Keys = ptr(st.GetSizeBytes()), ptr(st.GetKeys())
+			}
+			if st.GetQps() > 0 || ri.SizeBytes != nil {
+				ri.QPS = ptr(st.GetQps())
 			}
 		}
 	}
