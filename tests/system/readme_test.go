@@ -114,8 +114,8 @@ var readmeQuickstart = map[string]readmeCheck{
 		`^3   node3  http://127\.0\.0\.1:\d+ +5 +\d +(leader|replica) +healthy$`)},
 	`go run ./cmd/tessctl --endpoints=$E ranges`: {"", matchesLines(
 		`^RANGE  SPAN        REPLICAS  LEADER  TERM  APPLIED  RESOLVED +SIZE +KEYS +QPS$`,
-		`^meta   -           1,2,3     [123] +\d+ +\d+ +-$`,
-		`^2      \["", "g"\)   1,2,3     [123] +\d+ +\d+ +20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d\d\dZ(\+\d+)? +(-|[\d.]+ K?i?B) +(-|\d+) +[\d.]+$`,
+		`^meta   -           1,2,3     [123] +\d+ +\d+ +- +- +- +-$`,
+		`^2      \["", "g"\)   1,2,3     [123] +\d+ +\d+ +20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d\d\dZ(\+\d+)? +(-|[\d.]+ K?i?B) +(-|\d+) +(-|[\d.]+)$`,
 		`^3      \["g", "n"\)  1,2,3     [123] +\d+ +\d+ +20\d\d-`,
 		`^4      \["n", "t"\)  1,2,3     [123] +\d+ +\d+ +20\d\d-`,
 		`^5      \["t", ""\)   1,2,3     [123] +\d+ +\d+ +20\d\d-`,
