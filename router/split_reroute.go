@@ -12,6 +12,7 @@ import (
 
 	"github.com/tesseradb/tessera/internal/backoff"
 	"github.com/tesseradb/tessera/proto/tesserapb"
+	"github.com/tesseradb/tessera/raftgroup"
 	"github.com/tesseradb/tessera/shard"
 )
 
@@ -55,6 +56,7 @@ func (r *Router) reroute(ctx context.Context, c call, re *shard.RoutingError) (*
 	wctx, cancel := context.WithTimeout(ctx, rerouteWait)
 	defer cancel()
 	var bo *backoff.Backoff
+	asked := false
 	for {
 		if d := re.Descriptor; d != nil && d.GetGeneration() > c.desc.GetGeneration() && shard.OpWithinDescriptor(d, c.op) {
 			return d, nil
@@ -69,7 +71,13 @@ func (r *Router) reroute(ctx context.Context, c call, re *shard.RoutingError) (*
 			// request again.
 			return nil, fmt.Errorf("%w: %w", errRangeChanged, status.Error(codes.Unavailable, re.Error()))
 		}
-		// The cache does not know the new range yet: wait for it.
+		// The cache does not know the new range yet: ask the replicas of
+		// the range that answered (once), then wait.
+		if !asked {
+			asked = true
+			r.learnFromPeers(wctx, re.Descriptor)
+			continue
+		}
 		if bo == nil {
 			bo = backoff.New(retryBackoff)
 		}
@@ -78,6 +86,32 @@ func (r *Router) reroute(ctx context.Context, c call, re *shard.RoutingError) (*
 				return nil, ctx.Err()
 			}
 			return nil, fmt.Errorf("%w: %w", errRangeChanged, status.Error(codes.Unavailable, re.Error()))
+		}
+	}
+}
+
+// learnFromPeers adds to the cache the descriptors the nodes holding d's
+// replicas report (their Ranges): the halves of a split that this node's
+// own replicas have not applied yet, or that it holds no replica of.
+// (Until the range directory answers lookups.)
+func (r *Router) learnFromPeers(ctx context.Context, d *tesserapb.RangeDescriptor) {
+	for _, n := range d.GetReplicas() {
+		id := raftgroup.NodeID(n)
+		if id == r.nodes.Self() {
+			continue
+		}
+		conn, err := r.nodes.Conn(id)
+		if err != nil {
+			continue
+		}
+		resp, err := tesserapb.NewInternalClient(conn).Ranges(ctx, &tesserapb.RangesRequest{})
+		if err != nil {
+			continue
+		}
+		for _, st := range resp.GetRanges() {
+			if !st.GetIsMeta() {
+				r.cache.Insert(st.GetRangeDescriptor())
+			}
 		}
 	}
 }

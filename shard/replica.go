@@ -270,6 +270,13 @@ func (r *Replica) loadLocked() error {
 	}
 	r.mu.resolved = max(r.mu.resolved, r.mu.appliedRev)
 	r.mu.publishedRev = r.mu.appliedRev
+	// The applied index the engine holds: a follower that restarts serves
+	// reads and hashes that wait for an index before any new entry applies.
+	idx, err := raftgroup.AppliedIndex(r.cfg.Engine, r.group)
+	if err != nil {
+		return fmt.Errorf("shard: range %d: read applied index: %w", g, err)
+	}
+	r.mu.applied = max(r.mu.applied, idx)
 	return nil
 }
 

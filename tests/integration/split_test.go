@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/tesseradb/tessera/cmd/tessera/server"
 	"github.com/tesseradb/tessera/proto/tesserapb"
+	"github.com/tesseradb/tessera/shard"
 	"github.com/tesseradb/tessera/tests/testcluster"
 )
 
@@ -271,5 +273,68 @@ func TestSizeSplit(t *testing.T) {
 	}
 	if splits < 3 {
 		t.Fatalf("tessera_range_splits_total{trigger=\"size\"} sums to %v over the nodes, want >= 3", splits)
+	}
+}
+
+// TestSplitCrashBeforeRightOpens: node 3 applies a split (its batch
+// commits) but skips the post-commit step that opens the right half, as a
+// crash between the two would leave it. The other two replicas serve the
+// right half meanwhile (a quorum); after node 3 restarts, its Store finds
+// the right half's descriptor, opens it, and the right half's replica on
+// node 3 catches up: every node hashes alike.
+func TestSplitCrashBeforeRightOpens(t *testing.T) {
+	var skip atomic.Bool
+	skip.Store(true)
+	c := testcluster.Start(t, testcluster.Options{SplitKeys: splitKeys, Configure: func(cfg *server.Config) {
+		if cfg.Name == "node3" {
+			cfg.StoreKnobs = &shard.StoreKnobs{SkipSplitOpen: func(shard.SplitResult) bool { return skip.Load() }}
+		}
+	}})
+	c.WaitReady(t)
+	cli := c.Client(t)
+	for i := range 20 {
+		put(t, cli, fmt.Sprintf("g/%02d", i), "before")
+	}
+	_, right := splitAt(t, c, "g/10")
+	// Node 3 applied the split (its left half narrowed) without opening the right.
+	deadline := time.Now().Add(opTimeout)
+	for string(c.Node(2).Replica(5).Descriptor().GetEndKey()) != "g/10" {
+		if time.Now().After(deadline) {
+			t.Fatal("node 3 never applied the split")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if c.Node(2).Replica(right.GetRangeId()) != nil {
+		t.Fatal("node 3 opened the right half although its knob skipped it")
+	}
+	for i := range 20 {
+		put(t, cli, fmt.Sprintf("g/%02d", i), "after")
+	}
+	skip.Store(false)
+	c.Restart(2)
+	waitReplicas(t, c, right.GetRangeId())
+	resp, err := cli.Put(tctx(t), "g/19", "last")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Node 3's right replica catches up; then every node hashes alike.
+	deadline = time.Now().Add(opTimeout)
+	for {
+		rep := c.Node(2).Replica(right.GetRangeId())
+		if rep != nil && int64(rep.PublishedRevision()) >= resp.Header.Revision {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node 3's right half never caught up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	requireHashesEqual(t, c, resp.Header.Revision)
+	got, err := c.NodeClient(t, 2).Get(tctx(t), "g/", clientv3.WithPrefix(), clientv3.WithSerializable())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Kvs) != 20 {
+		t.Fatalf("node 3 serves %d keys of g/", len(got.Kvs))
 	}
 }

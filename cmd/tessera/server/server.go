@@ -192,6 +192,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		TransferLeaderRetry: hcfg.TickInterval * time.Duration(hcfg.ElectionTicks),
 		Registerer:          s.reg,
 	})
+	s.seedRangeCache() // store.go
 	s.hub = watchhub.New(watchhub.Config{
 		ClusterID:              s.layout.GetClusterId(),
 		NodeID:                 s.nodes.Self(),

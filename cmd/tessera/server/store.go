@@ -50,3 +50,12 @@ func (s *Server) Replica(rangeID uint64) *shard.Replica { return s.store.Replica
 
 // Store returns the node's replicas.
 func (s *Server) Store() *shard.Store { return s.store }
+
+// seedRangeCache adds the descriptors of the local replicas to the router's
+// cache, which starts from the bootstrap layout: after a restart the ranges
+// splits made are known at once (the generation decides).
+func (s *Server) seedRangeCache() {
+	for _, rep := range s.store.Replicas() {
+		s.router.Cache().Insert(rep.Descriptor())
+	}
+}
