@@ -180,7 +180,7 @@ func (r *Replica) advanceClosedLocked() {
 func (r *Replica) ProposeClose(now engine.Revision) (p ClosedPromise, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.mu.closed || !r.mu.isLeader || r.mu.flushing || r.batches.Queued() > 0 || len(r.mu.inflight) > 0 {
+	if r.mu.closed || r.mu.frozen || !r.mu.isLeader || r.mu.flushing || r.batches.Queued() > 0 || len(r.mu.inflight) > 0 {
 		return ClosedPromise{}, false
 	}
 	if r.mu.cl.appliedTerm != r.mu.term || now <= r.closedLocked() {

@@ -57,7 +57,7 @@ func (h *hashReplica) apply(cmd *tesserapb.ShardCommand, applied bool) {
 	// The host's applied state: index, term, then the ConfState (empty).
 	st := binary.BigEndian.AppendUint64(nil, h.index)
 	st = binary.BigEndian.AppendUint64(st, 6)
-	if err := b.Set(engine.LocalGroupKey(hashTestDesc.GetRangeId(), engine.KindAppliedState), st); err != nil {
+	if err := b.Set(engine.LocalGroupKey(uint64(h.r.group), engine.KindAppliedState), st); err != nil {
 		h.t.Fatal(err)
 	}
 	if err := b.Commit(false); err != nil {

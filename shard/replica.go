@@ -67,6 +67,9 @@ type Config struct {
 	// OnSplit is called once the batch that applied a split of this range
 	// committed (the Store opens the right half); nil: nothing is done.
 	OnSplit func(res SplitResult, trigger string)
+	// OnMerge is called once the batch that applied a merge into this
+	// range committed (the Store destroys the right's replica).
+	OnMerge func(merged *tesserapb.RangeDescriptor, rightID uint64)
 	Logger  *slog.Logger
 }
 
@@ -108,6 +111,14 @@ type Replica struct {
 		// splits applied in the current round, handed to Config.OnSplit
 		// once the apply batch committed (split.go).
 		splits []splitApplied
+		// merges applied in the current round (merge.go), for
+		// Config.OnMerge after the commit.
+		merges []mergeApplied
+		// frozen: the range is frozen for a merge (replicated, merge.go).
+		frozen bool
+		// mergedInto: this replica's range was merged into that one; it
+		// sends every request there (set by the Store, merge.go).
+		mergedInto *tesserapb.RangeDescriptor
 	}
 
 	// load is the decaying request rate of this replica (reads and writes).
@@ -216,19 +227,25 @@ type rangeState struct {
 	// logCut is the highest change-log revision a compaction removed: a
 	// feed positioned below it has lost events (shard/feed.go).
 	logCut engine.Revision
+	// frozen: frozen for a merge (shard/merge.go).
+	frozen bool
 }
 
 func encodeRangeState(s rangeState) []byte {
 	b := binary.BigEndian.AppendUint64(nil, uint64(s.compact))
 	b = binary.BigEndian.AppendUint64(b, uint64(s.applied))
-	return binary.BigEndian.AppendUint64(b, uint64(s.logCut))
+	b = binary.BigEndian.AppendUint64(b, uint64(s.logCut))
+	if s.frozen {
+		b = append(b, 1) // only a frozen range has the flag byte
+	}
+	return b
 }
 
 // decodeRangeState decodes a range state; one written before the change
 // log (16 bytes) gets the cautious log cut just below its compaction.
 func decodeRangeState(b []byte) (rangeState, error) {
 	switch len(b) {
-	case 16, 24:
+	case 16, 24, 25:
 	default:
 		return rangeState{}, fmt.Errorf("range state of %d bytes", len(b))
 	}
@@ -236,8 +253,9 @@ func decodeRangeState(b []byte) (rangeState, error) {
 		compact: engine.Revision(binary.BigEndian.Uint64(b)),
 		applied: engine.Revision(binary.BigEndian.Uint64(b[8:])),
 	}
-	if len(b) == 24 {
+	if len(b) >= 24 {
 		s.logCut = engine.Revision(binary.BigEndian.Uint64(b[16:]))
+		s.frozen = len(b) == 25 && b[24] == 1
 	} else {
 		s.logCut = max(s.compact-1, 0)
 	}
@@ -266,7 +284,7 @@ func (r *Replica) loadLocked() error {
 		if err != nil {
 			return fmt.Errorf("shard: range %d: %w", g, err)
 		}
-		r.mu.compactRev, r.mu.appliedRev, r.mu.logCut = st.compact, st.applied, st.logCut
+		r.mu.compactRev, r.mu.appliedRev, r.mu.logCut, r.mu.frozen = st.compact, st.applied, st.logCut, st.frozen
 	}
 	r.mu.resolved = max(r.mu.resolved, r.mu.appliedRev)
 	r.mu.publishedRev = r.mu.appliedRev

@@ -49,8 +49,14 @@ func (r *Replica) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 		touched = true
 		if cmd.GetProposerNode() == uint64(r.cfg.NodeID) {
 			res := applyResult{id: cmd.GetProposalId(), resp: resp, err: err}
-			if err == nil && cmd.GetSplit() != nil && len(r.mu.splits) > 0 {
+			switch {
+			case err != nil:
+			case cmd.GetSplit() != nil && len(r.mu.splits) > 0:
 				res.result = r.mu.splits[len(r.mu.splits)-1].res
+			case cmd.GetMerge() != nil && len(r.mu.merges) > 0:
+				res.result = r.mu.merges[len(r.mu.merges)-1].merged
+			case cmd.GetFreeze() || cmd.GetUnfreeze():
+				res.result = e.GetIndex()
 			}
 			r.mu.applyResults = append(r.mu.applyResults, res)
 		}
@@ -58,7 +64,7 @@ func (r *Replica) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 	if !touched {
 		return nil
 	}
-	return b.Set(engine.LocalGroupKey(uint64(r.group), engine.KindRangeState), encodeRangeState(rangeState{compact: r.mu.compactRev, applied: r.mu.appliedRev, logCut: r.mu.logCut}))
+	return b.Set(engine.LocalGroupKey(uint64(r.group), engine.KindRangeState), encodeRangeState(rangeState{compact: r.mu.compactRev, applied: r.mu.appliedRev, logCut: r.mu.logCut, frozen: r.mu.frozen}))
 }
 
 // storageError marks errors that must stop the apply (not a command result).
@@ -76,6 +82,18 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 	rev := engine.Revision(cmd.GetRevision())
 	if g := cmd.GetGeneration(); g != 0 && g != r.mu.desc.GetGeneration() {
 		return nil, r.checkRoutingLocked(g)
+	}
+	if cmd.GetFreeze() || cmd.GetUnfreeze() {
+		r.mu.appliedRev = max(r.mu.appliedRev, rev)
+		return r.applyFreezeLocked(cmd)
+	}
+	if r.mu.frozen {
+		// Proposed before the freeze applied: refused alike everywhere.
+		return nil, r.routeLocked().frozenError()
+	}
+	if cmd.GetMerge() != nil {
+		resp, _, err := r.applyMergeLocked(b, cmd)
+		return resp, err
 	}
 	if cmd.GetSplit() != nil {
 		// Refused splits change nothing, not even the applied revision.
@@ -215,9 +233,14 @@ func isEtcdError(err error) bool {
 // the results can be given to the waiting writers.
 func (r *Replica) Applied(index uint64) {
 	r.mu.Lock()
-	splits := r.mu.splits
-	r.mu.splits = nil
+	splits, merges := r.mu.splits, r.mu.merges
+	r.mu.splits, r.mu.merges = nil, nil
 	r.mu.Unlock()
+	for _, m := range merges {
+		if h := r.cfg.OnMerge; h != nil {
+			h(m.merged, m.rightID)
+		}
+	}
 	// The split's batch is durable: the right half can be served. Outside
 	// mu: the Store opens a replica and a raft group.
 	for _, s := range splits {

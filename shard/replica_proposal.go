@@ -25,6 +25,9 @@ type proposal struct {
 	leases     []*tesserapb.LeaseRef   // incarnations of the leases op attaches
 	revoke     []*tesserapb.LeaseRef   // a lease revocation (op nil)
 	split      *tesserapb.SplitTrigger // a split (op nil; shard/split.go)
+	merge      *tesserapb.MergeTrigger // a merge (op nil; shard/merge.go)
+	freeze     bool                    // freeze for a merge (op nil)
+	unfreeze   bool                    // thaw after a failed merge (op nil)
 	rev        engine.Revision
 	term       uint64
 
@@ -172,6 +175,9 @@ func (r *Replica) proposeLocked(p *proposal) {
 		Leases:          p.leases,
 		RevokeLeases:    p.revoke,
 		Split:           p.split,
+		Merge:           p.merge,
+		Freeze:          p.freeze,
+		Unfreeze:        p.unfreeze,
 	}
 	data, err := proto.Marshal(cmd)
 	if err != nil {

@@ -18,6 +18,9 @@ type routeState struct {
 	leader   raftgroup.NodeID
 	isLeader bool
 	closed   bool
+	frozen   bool
+	// mergedInto: the range was merged into this one (merge.go).
+	mergedInto *tesserapb.RangeDescriptor
 }
 
 // routeLocked is the routing state as it is now.
@@ -25,6 +28,7 @@ func (r *Replica) routeLocked() *routeState {
 	return &routeState{
 		group: r.group, node: r.cfg.NodeID, desc: r.mu.desc,
 		leader: r.mu.leader, isLeader: r.mu.isLeader, closed: r.mu.closed,
+		frozen: r.mu.frozen, mergedInto: r.mu.mergedInto,
 	}
 }
 
@@ -35,8 +39,18 @@ func (r *Replica) publishRouteLocked() { r.route.Store(r.routeLocked()) }
 // check checks that a request naming generation (0: any) is for this range
 // as it is.
 func (s *routeState) check(generation uint64) error {
+	if d := s.mergedInto; d != nil {
+		return &RoutingError{
+			Code:       tesserapb.RoutingError_STALE_GENERATION,
+			Descriptor: d,
+			Msg:        fmt.Sprintf("range %d was merged into range %d", s.group, d.GetRangeId()),
+		}
+	}
 	if s.closed {
 		return ErrReplicaClosed
+	}
+	if s.frozen {
+		return s.frozenError()
 	}
 	if generation != 0 && generation != s.desc.GetGeneration() {
 		return &RoutingError{

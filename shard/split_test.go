@@ -10,6 +10,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tesseradb/tessera/engine"
 	"github.com/tesseradb/tessera/proto/tesserapb"
@@ -230,4 +231,119 @@ func TestSplitApply(t *testing.T) {
 	if !errors.As(err, &re) || re.Code != tesserapb.RoutingError_STALE_GENERATION || re.Descriptor.GetGeneration() != 2 {
 		t.Fatalf("stale write: %v", err)
 	}
+}
+
+// TestMergeApply: after a split, freezing the right and merging it back
+// restores the range on every replica: one descriptor [a, m) at generation
+// 3, the change log, lease index and revoked leases as before the split,
+// the right's replicated state gone with a tombstone, and the same hash as
+// before the split. A frozen right refuses writes at apply; a merge naming
+// a right that is not frozen, or a stale generation, is refused.
+func TestMergeApply(t *testing.T) {
+	replicas := []*hashReplica{newHashReplica(t), newHashReplica(t)}
+	type merged struct {
+		desc  *tesserapb.RangeDescriptor
+		right uint64
+	}
+	var hooks []merged
+	replicas[0].r.cfg.OnMerge = func(d *tesserapb.RangeDescriptor, right uint64) { hooks = append(hooks, merged{d, right}) }
+	for _, h := range replicas {
+		h.put(baseRev+1, "b", "1")
+		if err := h.write(baseRev+2, leasePutOp("h", 5), 5); err != nil {
+			t.Fatal(err)
+		}
+		h.put(baseRev+3, "k", "1")
+		if err := h.lastResult(&tesserapb.ShardCommand{Revision: int64(baseRev + 4), Generation: 1, RevokeLeases: []*tesserapb.LeaseRef{{Id: 7, Incarnation: 3}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := replicas[0].hash()
+	logBefore := changeLogOf(t, replicas[0].e, 2)
+	leasesBefore := replicas[0].leaseIndex()
+	const rightID = 9
+	var rights []*hashReplica
+	for _, h := range replicas {
+		if err := h.split(1, "g", rightID); err != nil {
+			t.Fatal(err)
+		}
+		right, err := Open(Config{NodeID: 1, Engine: h.e}, rightID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(right.Close)
+		rh := &hashReplica{t: t, e: h.e, r: right, index: 10}
+		// A write on the right after the split.
+		if err := rh.lastResult(&tesserapb.ShardCommand{Revision: int64(baseRev + 1100), Generation: 2, RequestOp: marshalOp(t, putOp("j", "right"))}); err != nil {
+			t.Fatal(err)
+		}
+		rights = append(rights, rh)
+	}
+	rightDesc := rights[0].r.Descriptor()
+	mergeCmd := func(gen uint64, frozen uint64) *tesserapb.ShardCommand {
+		return &tesserapb.ShardCommand{Revision: int64(baseRev + 2000), Generation: gen, Merge: &tesserapb.MergeTrigger{Right: rightDesc, FrozenIndex: frozen, Trigger: TriggerAdmin}}
+	}
+	// Not frozen yet: refused, nothing changes.
+	if err := replicas[0].lastResult(mergeCmd(2, 11)); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("merge of an unfrozen right: %v", err)
+	}
+	for _, rh := range rights {
+		if err := rh.lastResult(&tesserapb.ShardCommand{Revision: int64(baseRev + 1200), Generation: 2, Freeze: true}); err != nil {
+			t.Fatal(err)
+		}
+		// Frozen: a write that reaches the log after the freeze is refused.
+		var re *RoutingError
+		if err := rh.lastResult(&tesserapb.ShardCommand{Revision: int64(baseRev + 1300), Generation: 2, RequestOp: marshalOp(t, putOp("j", "late"))}); !errors.As(err, &re) {
+			t.Fatalf("write on a frozen range: %v", err)
+		}
+	}
+	if err := replicas[0].lastResult(mergeCmd(1, rights[0].index)); err == nil {
+		t.Fatal("a merge at a stale generation was accepted")
+	}
+	for i, h := range replicas {
+		if err := h.lastResult(mergeCmd(2, rights[i].index)); err != nil {
+			t.Fatalf("replica %d: merge: %v", i, err)
+		}
+		want := &tesserapb.RangeDescriptor{RangeId: 2, StartKey: []byte("a"), EndKey: []byte("m"), Replicas: []uint64{1, 2, 3}, Generation: 3}
+		requireProtoEqual(t, "merged", h.r.Descriptor(), want)
+		if d, err := ReadDescriptor(h.e, rightID); err != nil || d != nil {
+			t.Fatalf("replica %d: right descriptor after the merge: %v %v", i, d, err)
+		}
+		if _, err := h.e.Get(tombstoneKey(rightID)); err != nil {
+			t.Fatalf("replica %d: no tombstone: %v", i, err)
+		}
+		if got := changeLogOf(t, h.e, 2); !slices.Equal(got, append(slices.Clone(logBefore), "1100:j")) {
+			t.Fatalf("replica %d: change log %q, before the split %q", i, got, logBefore)
+		}
+		if got := h.leaseIndex(); !slices.Equal(got, leasesBefore) {
+			t.Fatalf("replica %d: lease index %q, before %q", i, got, leasesBefore)
+		}
+		if got := localKinds(t, h.e, 2, engine.KindRevokedLease); len(got) != 1 {
+			t.Fatalf("replica %d: revoked leases %q", i, got)
+		}
+		if st := h.r.Status(); st.AppliedRev != baseRev+2000 {
+			t.Fatalf("replica %d: applied revision %d", i, st.AppliedRev)
+		}
+	}
+	if len(hooks) != 1 || hooks[0].right != rightID || hooks[0].desc.GetGeneration() != 3 {
+		t.Fatalf("store hook got %v", hooks)
+	}
+	h0, h1 := replicas[0].hash(), replicas[1].hash()
+	if h0.Hash != h1.Hash {
+		t.Fatalf("replicas differ after the merge: %v %v", h0, h1)
+	}
+	if h0.Hash == before.Hash {
+		t.Fatal("the right's write is missing from the merged range")
+	}
+	if kv, ok, err := engine.MVCCGet(replicas[0].e, []byte("j"), baseRev+3000); err != nil || !ok || string(kv.Value.Data) != "right" {
+		t.Fatalf("j after the merge: %+v %v %v", kv, ok, err)
+	}
+}
+
+func marshalOp(t *testing.T, op *pb.RequestOp) []byte {
+	t.Helper()
+	b, err := proto.Marshal(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -38,6 +38,9 @@ type StoreConfig struct {
 	// OnSplit, if set, is called after a split of a local replica applied
 	// and the right half was opened (the node updates its router's cache).
 	OnSplit func(SplitResult)
+	// OnMerge, if set, is called after a merge into a local replica applied
+	// and the right's replica was destroyed.
+	OnMerge func(merged *tesserapb.RangeDescriptor)
 	Knobs   *StoreKnobs
 	Logger  *slog.Logger
 }
@@ -80,7 +83,10 @@ type Store struct {
 	mu struct {
 		sync.RWMutex
 		replicas map[raftgroup.GroupID]*Replica
-		closed   bool
+		// retired: replicas of ranges merged away, closed, kept so that
+		// requests for them learn where their keys went (until restart).
+		retired map[raftgroup.GroupID]*Replica
+		closed  bool
 	}
 }
 
@@ -94,6 +100,7 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 	}
 	s := &Store{cfg: cfg, log: cfg.Logger}
 	s.mu.replicas = make(map[raftgroup.GroupID]*Replica)
+	s.mu.retired = make(map[raftgroup.GroupID]*Replica)
 	return s, nil
 }
 
@@ -109,6 +116,9 @@ func BootstrapRange(eng *engine.Engine, d *tesserapb.RangeDescriptor) error {
 
 // Start opens every replica found in the engine and starts its raft group.
 func (s *Store) Start() error {
+	if err := s.collectTombstoned(); err != nil {
+		return err
+	}
 	ids, err := LocalRanges(s.cfg.Engine)
 	if err != nil {
 		return err
@@ -168,6 +178,7 @@ func (s *Store) open(id raftgroup.GroupID) error {
 	cfg := s.cfg.Replica
 	cfg.Engine, cfg.Raft = s.cfg.Engine, s.cfg.Host
 	cfg.OnSplit = s.splitApplied
+	cfg.OnMerge = s.mergeApplied
 	rep, err := Open(cfg, id)
 	if err != nil {
 		return fmt.Errorf("shard: store: open range %d: %w", id, err)
@@ -205,7 +216,10 @@ func (s *Store) splitApplied(res SplitResult, trigger string) {
 func (s *Store) Replica(rangeID uint64) *Replica {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.mu.replicas[raftgroup.GroupID(rangeID)]
+	if r := s.mu.replicas[raftgroup.GroupID(rangeID)]; r != nil {
+		return r
+	}
+	return s.mu.retired[raftgroup.GroupID(rangeID)]
 }
 
 // Replicas returns the local replicas in range id order.
@@ -264,4 +278,88 @@ func ReadDescriptor(rd engine.Reader, id raftgroup.GroupID) (*tesserapb.RangeDes
 		return nil, fmt.Errorf("shard: decode descriptor of range %d: %w", id, err)
 	}
 	return d, nil
+}
+
+// mergeApplied destroys the replica of a range merged into a local one (the
+// merge's batch committed: the right's replicated state is gone and its
+// tombstone written): its raft group stops, the replica retires (it sends
+// requests to the merged range), and its raft state is removed.
+func (s *Store) mergeApplied(merged *tesserapb.RangeDescriptor, rightID uint64) {
+	id := raftgroup.GroupID(rightID)
+	s.mu.Lock()
+	rep := s.mu.replicas[id]
+	delete(s.mu.replicas, id)
+	if rep != nil {
+		s.mu.retired[id] = rep
+	}
+	s.mu.Unlock()
+	if err := s.cfg.Host.RemoveGroup(id); err != nil && !errors.Is(err, raftgroup.ErrGroupNotFound) {
+		s.log.Error("could not stop the raft group of a merged range", "range", rightID, "err", err)
+	}
+	if rep != nil {
+		rep.retire(merged)
+	}
+	if err := s.deleteGroup(id); err != nil {
+		// The tombstone is durable: the next start removes the rest.
+		s.log.Error("could not remove a merged range's raft state", "range", rightID, "err", err)
+	}
+	s.log.Debug("destroyed the replica of a merged range", "range", rightID, "into", merged.GetRangeId())
+	if s.cfg.OnMerge != nil {
+		s.cfg.OnMerge(merged)
+	}
+}
+
+// deleteGroup removes every local key of a group.
+func (s *Store) deleteGroup(id raftgroup.GroupID) error {
+	b := s.cfg.Engine.NewWriteBatch()
+	defer b.Close()
+	if err := b.DeleteRange(engine.LocalGroupSpan(uint64(id))); err != nil {
+		return err
+	}
+	return b.Commit(false)
+}
+
+// tombstoneSpan covers every tombstone key.
+func tombstoneSpan() engine.Span {
+	start := tombstoneKey(0)
+	start = start[:len(start)-21] // the prefix before the id and sentinel
+	end := append(start[:len(start)-1:len(start)-1], '/'+1)
+	return engine.Span{Start: start, End: end}
+}
+
+// collectTombstoned removes what is left of destroyed ranges (a crash
+// between a merge's commit and the removal of the right's raft state, or
+// a raft round that wrote the right's state after its removal).
+func (s *Store) collectTombstoned() error {
+	it, err := s.cfg.Engine.NewIter(tombstoneSpan())
+	if err != nil {
+		return fmt.Errorf("shard: store: scan tombstones: %w", err)
+	}
+	var ids []raftgroup.GroupID
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		if len(k) < 21 {
+			continue
+		}
+		var id uint64
+		if _, err := fmt.Sscanf(string(k[len(k)-21:len(k)-1]), "%d", &id); err != nil {
+			continue
+		}
+		ids = append(ids, raftgroup.GroupID(id))
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return fmt.Errorf("shard: store: scan tombstones: %w", err)
+	}
+	for _, id := range ids {
+		if err := s.deleteGroup(id); err != nil {
+			return fmt.Errorf("shard: store: remove destroyed range %d: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// Tombstoned reports whether a range was destroyed on this node.
+func (s *Store) Tombstoned(id raftgroup.GroupID) bool {
+	_, err := s.cfg.Engine.Get(tombstoneKey(uint64(id)))
+	return err == nil
 }

@@ -78,7 +78,7 @@ func (x RoutingError_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RoutingError_Code.Descriptor instead.
 func (RoutingError_Code) EnumDescriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{6, 0}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{7, 0}
 }
 
 // RangeDescriptor describes one range of the keyspace and its replicas.
@@ -324,7 +324,14 @@ type ShardCommand struct {
 	RevokeLeases []*LeaseRef `protobuf:"bytes,8,rep,name=revoke_leases,json=revokeLeases,proto3" json:"revoke_leases,omitempty"`
 	// When set (request_op empty), split the range at split.split_key
 	// (shard/split.go); generation must be the range's current one.
-	Split         *SplitTrigger `protobuf:"bytes,20,opt,name=split,proto3" json:"split,omitempty"`
+	Split *SplitTrigger `protobuf:"bytes,20,opt,name=split,proto3" json:"split,omitempty"`
+	// When set (request_op empty), merge the right neighbour, frozen, into
+	// this range (shard/merge.go).
+	Merge *MergeTrigger `protobuf:"bytes,21,opt,name=merge,proto3" json:"merge,omitempty"`
+	// Freeze the range for a merge: it refuses writes and reads until the
+	// merge destroys it or an unfreeze thaws it.
+	Freeze        bool `protobuf:"varint,22,opt,name=freeze,proto3" json:"freeze,omitempty"`
+	Unfreeze      bool `protobuf:"varint,23,opt,name=unfreeze,proto3" json:"unfreeze,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -422,6 +429,91 @@ func (x *ShardCommand) GetSplit() *SplitTrigger {
 	return nil
 }
 
+func (x *ShardCommand) GetMerge() *MergeTrigger {
+	if x != nil {
+		return x.Merge
+	}
+	return nil
+}
+
+func (x *ShardCommand) GetFreeze() bool {
+	if x != nil {
+		return x.Freeze
+	}
+	return false
+}
+
+func (x *ShardCommand) GetUnfreeze() bool {
+	if x != nil {
+		return x.Unfreeze
+	}
+	return false
+}
+
+// MergeTrigger subsumes the right neighbour of a range: right is its
+// descriptor as frozen, frozen_index the raft index of its freeze command
+// (every replica of it applied at least that far before the merge was
+// proposed).
+type MergeTrigger struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Right         *RangeDescriptor       `protobuf:"bytes,1,opt,name=right,proto3" json:"right,omitempty"`
+	FrozenIndex   uint64                 `protobuf:"varint,2,opt,name=frozen_index,json=frozenIndex,proto3" json:"frozen_index,omitempty"`
+	Trigger       string                 `protobuf:"bytes,3,opt,name=trigger,proto3" json:"trigger,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MergeTrigger) Reset() {
+	*x = MergeTrigger{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MergeTrigger) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MergeTrigger) ProtoMessage() {}
+
+func (x *MergeTrigger) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MergeTrigger.ProtoReflect.Descriptor instead.
+func (*MergeTrigger) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *MergeTrigger) GetRight() *RangeDescriptor {
+	if x != nil {
+		return x.Right
+	}
+	return nil
+}
+
+func (x *MergeTrigger) GetFrozenIndex() uint64 {
+	if x != nil {
+		return x.FrozenIndex
+	}
+	return 0
+}
+
+func (x *MergeTrigger) GetTrigger() string {
+	if x != nil {
+		return x.Trigger
+	}
+	return ""
+}
+
 // SplitTrigger cuts a range in two: the left keeps its id and [start,
 // split_key), the right gets right_range_id and [split_key, end); both
 // halves get generation+1 and the same replicas.
@@ -437,7 +529,7 @@ type SplitTrigger struct {
 
 func (x *SplitTrigger) Reset() {
 	*x = SplitTrigger{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[4]
+	mi := &file_tesserapb_tessera_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -449,7 +541,7 @@ func (x *SplitTrigger) String() string {
 func (*SplitTrigger) ProtoMessage() {}
 
 func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[4]
+	mi := &file_tesserapb_tessera_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -462,7 +554,7 @@ func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitTrigger.ProtoReflect.Descriptor instead.
 func (*SplitTrigger) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{4}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SplitTrigger) GetSplitKey() []byte {
@@ -520,7 +612,7 @@ type MetaCommand struct {
 
 func (x *MetaCommand) Reset() {
 	*x = MetaCommand{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[5]
+	mi := &file_tesserapb_tessera_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +624,7 @@ func (x *MetaCommand) String() string {
 func (*MetaCommand) ProtoMessage() {}
 
 func (x *MetaCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[5]
+	mi := &file_tesserapb_tessera_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +637,7 @@ func (x *MetaCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaCommand.ProtoReflect.Descriptor instead.
 func (*MetaCommand) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{5}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *MetaCommand) GetProposalId() uint64 {
@@ -631,7 +723,7 @@ type RoutingError struct {
 
 func (x *RoutingError) Reset() {
 	*x = RoutingError{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[6]
+	mi := &file_tesserapb_tessera_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +735,7 @@ func (x *RoutingError) String() string {
 func (*RoutingError) ProtoMessage() {}
 
 func (x *RoutingError) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[6]
+	mi := &file_tesserapb_tessera_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +748,7 @@ func (x *RoutingError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoutingError.ProtoReflect.Descriptor instead.
 func (*RoutingError) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{6}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RoutingError) GetCode() RoutingError_Code {
@@ -713,7 +805,7 @@ type ExecuteRequest struct {
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[7]
+	mi := &file_tesserapb_tessera_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +817,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[7]
+	mi := &file_tesserapb_tessera_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +830,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{7}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ExecuteRequest) GetRangeId() uint64 {
@@ -817,7 +909,7 @@ type ExecuteResponse struct {
 
 func (x *ExecuteResponse) Reset() {
 	*x = ExecuteResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[8]
+	mi := &file_tesserapb_tessera_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +921,7 @@ func (x *ExecuteResponse) String() string {
 func (*ExecuteResponse) ProtoMessage() {}
 
 func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[8]
+	mi := &file_tesserapb_tessera_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +934,7 @@ func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{8}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExecuteResponse) GetResponseOp() []byte {
@@ -875,7 +967,7 @@ type TsoRequest struct {
 
 func (x *TsoRequest) Reset() {
 	*x = TsoRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[9]
+	mi := &file_tesserapb_tessera_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +979,7 @@ func (x *TsoRequest) String() string {
 func (*TsoRequest) ProtoMessage() {}
 
 func (x *TsoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[9]
+	mi := &file_tesserapb_tessera_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +992,7 @@ func (x *TsoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TsoRequest.ProtoReflect.Descriptor instead.
 func (*TsoRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{9}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TsoRequest) GetCount() uint32 {
@@ -924,7 +1016,7 @@ type TsoResponse struct {
 
 func (x *TsoResponse) Reset() {
 	*x = TsoResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[10]
+	mi := &file_tesserapb_tessera_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1028,7 @@ func (x *TsoResponse) String() string {
 func (*TsoResponse) ProtoMessage() {}
 
 func (x *TsoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[10]
+	mi := &file_tesserapb_tessera_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1041,7 @@ func (x *TsoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TsoResponse.ProtoReflect.Descriptor instead.
 func (*TsoResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{10}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TsoResponse) GetFirst() int64 {
@@ -981,7 +1073,7 @@ type RangesRequest struct {
 
 func (x *RangesRequest) Reset() {
 	*x = RangesRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[11]
+	mi := &file_tesserapb_tessera_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -993,7 +1085,7 @@ func (x *RangesRequest) String() string {
 func (*RangesRequest) ProtoMessage() {}
 
 func (x *RangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[11]
+	mi := &file_tesserapb_tessera_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1006,7 +1098,7 @@ func (x *RangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesRequest.ProtoReflect.Descriptor instead.
 func (*RangesRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{11}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{12}
 }
 
 type RangeStatus struct {
@@ -1032,7 +1124,7 @@ type RangeStatus struct {
 
 func (x *RangeStatus) Reset() {
 	*x = RangeStatus{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[12]
+	mi := &file_tesserapb_tessera_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1136,7 @@ func (x *RangeStatus) String() string {
 func (*RangeStatus) ProtoMessage() {}
 
 func (x *RangeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[12]
+	mi := &file_tesserapb_tessera_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1149,7 @@ func (x *RangeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeStatus.ProtoReflect.Descriptor instead.
 func (*RangeStatus) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{12}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RangeStatus) GetRangeDescriptor() *RangeDescriptor {
@@ -1150,7 +1242,7 @@ type RangesResponse struct {
 
 func (x *RangesResponse) Reset() {
 	*x = RangesResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[13]
+	mi := &file_tesserapb_tessera_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1254,7 @@ func (x *RangesResponse) String() string {
 func (*RangesResponse) ProtoMessage() {}
 
 func (x *RangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[13]
+	mi := &file_tesserapb_tessera_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1267,7 @@ func (x *RangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesResponse.ProtoReflect.Descriptor instead.
 func (*RangesResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{13}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RangesResponse) GetNodeId() uint64 {
@@ -1235,7 +1327,7 @@ type FeedRequest struct {
 
 func (x *FeedRequest) Reset() {
 	*x = FeedRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[14]
+	mi := &file_tesserapb_tessera_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1247,7 +1339,7 @@ func (x *FeedRequest) String() string {
 func (*FeedRequest) ProtoMessage() {}
 
 func (x *FeedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[14]
+	mi := &file_tesserapb_tessera_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1260,7 +1352,7 @@ func (x *FeedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedRequest.ProtoReflect.Descriptor instead.
 func (*FeedRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{14}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FeedRequest) GetRangeId() uint64 {
@@ -1318,7 +1410,7 @@ type FeedRevision struct {
 
 func (x *FeedRevision) Reset() {
 	*x = FeedRevision{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[15]
+	mi := &file_tesserapb_tessera_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1422,7 @@ func (x *FeedRevision) String() string {
 func (*FeedRevision) ProtoMessage() {}
 
 func (x *FeedRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[15]
+	mi := &file_tesserapb_tessera_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1435,7 @@ func (x *FeedRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedRevision.ProtoReflect.Descriptor instead.
 func (*FeedRevision) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{15}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FeedRevision) GetRevision() int64 {
@@ -1377,7 +1469,7 @@ type FeedResponse struct {
 
 func (x *FeedResponse) Reset() {
 	*x = FeedResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[16]
+	mi := &file_tesserapb_tessera_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1481,7 @@ func (x *FeedResponse) String() string {
 func (*FeedResponse) ProtoMessage() {}
 
 func (x *FeedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[16]
+	mi := &file_tesserapb_tessera_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1494,7 @@ func (x *FeedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedResponse.ProtoReflect.Descriptor instead.
 func (*FeedResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{16}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FeedResponse) GetRevisions() []*FeedRevision {
@@ -1448,7 +1540,7 @@ type HashRequest struct {
 
 func (x *HashRequest) Reset() {
 	*x = HashRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[17]
+	mi := &file_tesserapb_tessera_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1460,7 +1552,7 @@ func (x *HashRequest) String() string {
 func (*HashRequest) ProtoMessage() {}
 
 func (x *HashRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[17]
+	mi := &file_tesserapb_tessera_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1473,7 +1565,7 @@ func (x *HashRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashRequest.ProtoReflect.Descriptor instead.
 func (*HashRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{17}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *HashRequest) GetRangeId() uint64 {
@@ -1515,7 +1607,7 @@ type HashResponse struct {
 
 func (x *HashResponse) Reset() {
 	*x = HashResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[18]
+	mi := &file_tesserapb_tessera_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1619,7 @@ func (x *HashResponse) String() string {
 func (*HashResponse) ProtoMessage() {}
 
 func (x *HashResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[18]
+	mi := &file_tesserapb_tessera_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1632,7 @@ func (x *HashResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashResponse.ProtoReflect.Descriptor instead.
 func (*HashResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{18}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *HashResponse) GetNodeId() uint64 {
@@ -1602,7 +1694,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[19]
+	mi := &file_tesserapb_tessera_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1614,7 +1706,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[19]
+	mi := &file_tesserapb_tessera_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1627,7 +1719,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{19}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TransferLeaderRequest) GetRangeId() uint64 {
@@ -1654,7 +1746,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[20]
+	mi := &file_tesserapb_tessera_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +1758,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[20]
+	mi := &file_tesserapb_tessera_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +1771,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{20}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TransferLeaderResponse) GetRoutingError() *RoutingError {
@@ -1698,7 +1790,7 @@ type LeaseLookupRequest struct {
 
 func (x *LeaseLookupRequest) Reset() {
 	*x = LeaseLookupRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[21]
+	mi := &file_tesserapb_tessera_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +1802,7 @@ func (x *LeaseLookupRequest) String() string {
 func (*LeaseLookupRequest) ProtoMessage() {}
 
 func (x *LeaseLookupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[21]
+	mi := &file_tesserapb_tessera_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1815,7 @@ func (x *LeaseLookupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseLookupRequest.ProtoReflect.Descriptor instead.
 func (*LeaseLookupRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{21}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LeaseLookupRequest) GetIds() []int64 {
@@ -1745,7 +1837,7 @@ type LeaseLookupResponse struct {
 
 func (x *LeaseLookupResponse) Reset() {
 	*x = LeaseLookupResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[22]
+	mi := &file_tesserapb_tessera_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1757,7 +1849,7 @@ func (x *LeaseLookupResponse) String() string {
 func (*LeaseLookupResponse) ProtoMessage() {}
 
 func (x *LeaseLookupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[22]
+	mi := &file_tesserapb_tessera_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1770,7 +1862,7 @@ func (x *LeaseLookupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseLookupResponse.ProtoReflect.Descriptor instead.
 func (*LeaseLookupResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{22}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LeaseLookupResponse) GetLeases() []*LeaseRef {
@@ -1800,7 +1892,7 @@ type LeaseRef struct {
 
 func (x *LeaseRef) Reset() {
 	*x = LeaseRef{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[23]
+	mi := &file_tesserapb_tessera_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +1904,7 @@ func (x *LeaseRef) String() string {
 func (*LeaseRef) ProtoMessage() {}
 
 func (x *LeaseRef) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[23]
+	mi := &file_tesserapb_tessera_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +1917,7 @@ func (x *LeaseRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRef.ProtoReflect.Descriptor instead.
 func (*LeaseRef) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{23}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LeaseRef) GetId() int64 {
@@ -1857,7 +1949,7 @@ type LeaseRecord struct {
 
 func (x *LeaseRecord) Reset() {
 	*x = LeaseRecord{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[24]
+	mi := &file_tesserapb_tessera_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1869,7 +1961,7 @@ func (x *LeaseRecord) String() string {
 func (*LeaseRecord) ProtoMessage() {}
 
 func (x *LeaseRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[24]
+	mi := &file_tesserapb_tessera_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1882,7 +1974,7 @@ func (x *LeaseRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRecord.ProtoReflect.Descriptor instead.
 func (*LeaseRecord) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{24}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeaseRecord) GetId() int64 {
@@ -1923,7 +2015,7 @@ type LeaseCheckpoint struct {
 
 func (x *LeaseCheckpoint) Reset() {
 	*x = LeaseCheckpoint{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[25]
+	mi := &file_tesserapb_tessera_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1935,7 +2027,7 @@ func (x *LeaseCheckpoint) String() string {
 func (*LeaseCheckpoint) ProtoMessage() {}
 
 func (x *LeaseCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[25]
+	mi := &file_tesserapb_tessera_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1948,7 +2040,7 @@ func (x *LeaseCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseCheckpoint.ProtoReflect.Descriptor instead.
 func (*LeaseCheckpoint) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{25}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LeaseCheckpoint) GetId() int64 {
@@ -1980,7 +2072,7 @@ type AuthRecord struct {
 
 func (x *AuthRecord) Reset() {
 	*x = AuthRecord{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[26]
+	mi := &file_tesserapb_tessera_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1992,7 +2084,7 @@ func (x *AuthRecord) String() string {
 func (*AuthRecord) ProtoMessage() {}
 
 func (x *AuthRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[26]
+	mi := &file_tesserapb_tessera_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2005,7 +2097,7 @@ func (x *AuthRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthRecord.ProtoReflect.Descriptor instead.
 func (*AuthRecord) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{26}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AuthRecord) GetEnabled() bool {
@@ -2051,7 +2143,7 @@ type AuthStateRequest struct {
 
 func (x *AuthStateRequest) Reset() {
 	*x = AuthStateRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[27]
+	mi := &file_tesserapb_tessera_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2063,7 +2155,7 @@ func (x *AuthStateRequest) String() string {
 func (*AuthStateRequest) ProtoMessage() {}
 
 func (x *AuthStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[27]
+	mi := &file_tesserapb_tessera_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2076,7 +2168,7 @@ func (x *AuthStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthStateRequest.ProtoReflect.Descriptor instead.
 func (*AuthStateRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{27}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{28}
 }
 
 // A cluster backup file (etcdctl snapshot save, tessctl snapshot save) is a
@@ -2097,7 +2189,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[28]
+	mi := &file_tesserapb_tessera_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2201,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[28]
+	mi := &file_tesserapb_tessera_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2214,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{28}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -2206,7 +2298,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[29]
+	mi := &file_tesserapb_tessera_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2218,7 +2310,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[29]
+	mi := &file_tesserapb_tessera_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2231,7 +2323,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{29}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SnapshotHeader) GetFormatVersion() uint32 {
@@ -2303,7 +2395,7 @@ type SnapshotKVs struct {
 
 func (x *SnapshotKVs) Reset() {
 	*x = SnapshotKVs{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[30]
+	mi := &file_tesserapb_tessera_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2315,7 +2407,7 @@ func (x *SnapshotKVs) String() string {
 func (*SnapshotKVs) ProtoMessage() {}
 
 func (x *SnapshotKVs) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[30]
+	mi := &file_tesserapb_tessera_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2328,7 +2420,7 @@ func (x *SnapshotKVs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotKVs.ProtoReflect.Descriptor instead.
 func (*SnapshotKVs) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{30}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SnapshotKVs) GetRangeId() uint64 {
@@ -2358,7 +2450,7 @@ type SnapshotFooter struct {
 
 func (x *SnapshotFooter) Reset() {
 	*x = SnapshotFooter{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[31]
+	mi := &file_tesserapb_tessera_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2462,7 @@ func (x *SnapshotFooter) String() string {
 func (*SnapshotFooter) ProtoMessage() {}
 
 func (x *SnapshotFooter) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[31]
+	mi := &file_tesserapb_tessera_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +2475,7 @@ func (x *SnapshotFooter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotFooter.ProtoReflect.Descriptor instead.
 func (*SnapshotFooter) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{31}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SnapshotFooter) GetKeys() uint64 {
@@ -2421,7 +2513,7 @@ type RecentWritesRequest struct {
 
 func (x *RecentWritesRequest) Reset() {
 	*x = RecentWritesRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[32]
+	mi := &file_tesserapb_tessera_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2433,7 +2525,7 @@ func (x *RecentWritesRequest) String() string {
 func (*RecentWritesRequest) ProtoMessage() {}
 
 func (x *RecentWritesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[32]
+	mi := &file_tesserapb_tessera_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2446,7 +2538,7 @@ func (x *RecentWritesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecentWritesRequest.ProtoReflect.Descriptor instead.
 func (*RecentWritesRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{32}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RecentWritesRequest) GetRangeId() uint64 {
@@ -2473,7 +2565,7 @@ type RecentWritesResponse struct {
 
 func (x *RecentWritesResponse) Reset() {
 	*x = RecentWritesResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[33]
+	mi := &file_tesserapb_tessera_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2577,7 @@ func (x *RecentWritesResponse) String() string {
 func (*RecentWritesResponse) ProtoMessage() {}
 
 func (x *RecentWritesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[33]
+	mi := &file_tesserapb_tessera_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2590,7 @@ func (x *RecentWritesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecentWritesResponse.ProtoReflect.Descriptor instead.
 func (*RecentWritesResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{33}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RecentWritesResponse) GetRevisions() []int64 {
@@ -2531,7 +2623,7 @@ type ClosedRevision struct {
 
 func (x *ClosedRevision) Reset() {
 	*x = ClosedRevision{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[34]
+	mi := &file_tesserapb_tessera_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2543,7 +2635,7 @@ func (x *ClosedRevision) String() string {
 func (*ClosedRevision) ProtoMessage() {}
 
 func (x *ClosedRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[34]
+	mi := &file_tesserapb_tessera_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2556,7 +2648,7 @@ func (x *ClosedRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClosedRevision.ProtoReflect.Descriptor instead.
 func (*ClosedRevision) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{34}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ClosedRevision) GetRangeId() uint64 {
@@ -2602,7 +2694,7 @@ type CloseRevisionsRequest struct {
 
 func (x *CloseRevisionsRequest) Reset() {
 	*x = CloseRevisionsRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[35]
+	mi := &file_tesserapb_tessera_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2614,7 +2706,7 @@ func (x *CloseRevisionsRequest) String() string {
 func (*CloseRevisionsRequest) ProtoMessage() {}
 
 func (x *CloseRevisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[35]
+	mi := &file_tesserapb_tessera_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2627,7 +2719,7 @@ func (x *CloseRevisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRevisionsRequest.ProtoReflect.Descriptor instead.
 func (*CloseRevisionsRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{35}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CloseRevisionsRequest) GetFromNode() uint64 {
@@ -2661,7 +2753,7 @@ type CloseRevisionsResponse struct {
 
 func (x *CloseRevisionsResponse) Reset() {
 	*x = CloseRevisionsResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[36]
+	mi := &file_tesserapb_tessera_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2673,7 +2765,7 @@ func (x *CloseRevisionsResponse) String() string {
 func (*CloseRevisionsResponse) ProtoMessage() {}
 
 func (x *CloseRevisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[36]
+	mi := &file_tesserapb_tessera_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2686,7 +2778,7 @@ func (x *CloseRevisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRevisionsResponse.ProtoReflect.Descriptor instead.
 func (*CloseRevisionsResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{36}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CloseRevisionsResponse) GetAccepted() []uint64 {
@@ -2709,7 +2801,7 @@ type SplitRangeRequest struct {
 
 func (x *SplitRangeRequest) Reset() {
 	*x = SplitRangeRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[37]
+	mi := &file_tesserapb_tessera_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2721,7 +2813,7 @@ func (x *SplitRangeRequest) String() string {
 func (*SplitRangeRequest) ProtoMessage() {}
 
 func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[37]
+	mi := &file_tesserapb_tessera_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2734,7 +2826,7 @@ func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeRequest.ProtoReflect.Descriptor instead.
 func (*SplitRangeRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{37}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SplitRangeRequest) GetRangeId() uint64 {
@@ -2770,7 +2862,7 @@ type SplitRangeResponse struct {
 
 func (x *SplitRangeResponse) Reset() {
 	*x = SplitRangeResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[38]
+	mi := &file_tesserapb_tessera_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2782,7 +2874,7 @@ func (x *SplitRangeResponse) String() string {
 func (*SplitRangeResponse) ProtoMessage() {}
 
 func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[38]
+	mi := &file_tesserapb_tessera_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2795,7 +2887,7 @@ func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeResponse.ProtoReflect.Descriptor instead.
 func (*SplitRangeResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{38}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SplitRangeResponse) GetLeft() *RangeDescriptor {
@@ -2828,7 +2920,7 @@ type AllocateRangeIDsRequest struct {
 
 func (x *AllocateRangeIDsRequest) Reset() {
 	*x = AllocateRangeIDsRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[39]
+	mi := &file_tesserapb_tessera_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2840,7 +2932,7 @@ func (x *AllocateRangeIDsRequest) String() string {
 func (*AllocateRangeIDsRequest) ProtoMessage() {}
 
 func (x *AllocateRangeIDsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[39]
+	mi := &file_tesserapb_tessera_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2853,7 +2945,7 @@ func (x *AllocateRangeIDsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateRangeIDsRequest.ProtoReflect.Descriptor instead.
 func (*AllocateRangeIDsRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{39}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AllocateRangeIDsRequest) GetCount() uint32 {
@@ -2875,7 +2967,7 @@ type AllocateRangeIDsResponse struct {
 
 func (x *AllocateRangeIDsResponse) Reset() {
 	*x = AllocateRangeIDsResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[40]
+	mi := &file_tesserapb_tessera_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2887,7 +2979,7 @@ func (x *AllocateRangeIDsResponse) String() string {
 func (*AllocateRangeIDsResponse) ProtoMessage() {}
 
 func (x *AllocateRangeIDsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[40]
+	mi := &file_tesserapb_tessera_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2900,7 +2992,7 @@ func (x *AllocateRangeIDsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateRangeIDsResponse.ProtoReflect.Descriptor instead.
 func (*AllocateRangeIDsResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{40}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AllocateRangeIDsResponse) GetFirst() uint64 {
@@ -2918,6 +3010,226 @@ func (x *AllocateRangeIDsResponse) GetCount() uint32 {
 }
 
 func (x *AllocateRangeIDsResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
+type MergeRangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The left range; its right neighbour is merged into it.
+	RangeId       uint64 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MergeRangeRequest) Reset() {
+	*x = MergeRangeRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MergeRangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MergeRangeRequest) ProtoMessage() {}
+
+func (x *MergeRangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MergeRangeRequest.ProtoReflect.Descriptor instead.
+func (*MergeRangeRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *MergeRangeRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+type MergeRangeResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Merged *RangeDescriptor       `protobuf:"bytes,1,opt,name=merged,proto3" json:"merged,omitempty"`
+	// Set when this node does not lead the range (leader_node: a hint).
+	RoutingError  *RoutingError `protobuf:"bytes,2,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MergeRangeResponse) Reset() {
+	*x = MergeRangeResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MergeRangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MergeRangeResponse) ProtoMessage() {}
+
+func (x *MergeRangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MergeRangeResponse.ProtoReflect.Descriptor instead.
+func (*MergeRangeResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *MergeRangeResponse) GetMerged() *RangeDescriptor {
+	if x != nil {
+		return x.Merged
+	}
+	return nil
+}
+
+func (x *MergeRangeResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
+type FreezeRangeRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	// The generation the merge saw (0: any).
+	Generation    uint64 `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Unfreeze      bool   `protobuf:"varint,3,opt,name=unfreeze,proto3" json:"unfreeze,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreezeRangeRequest) Reset() {
+	*x = FreezeRangeRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreezeRangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreezeRangeRequest) ProtoMessage() {}
+
+func (x *FreezeRangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreezeRangeRequest.ProtoReflect.Descriptor instead.
+func (*FreezeRangeRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *FreezeRangeRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *FreezeRangeRequest) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *FreezeRangeRequest) GetUnfreeze() bool {
+	if x != nil {
+		return x.Unfreeze
+	}
+	return false
+}
+
+type FreezeRangeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The raft index of the freeze command and the range as it was frozen.
+	AppliedIndex    uint64           `protobuf:"varint,1,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	RangeDescriptor *RangeDescriptor `protobuf:"bytes,2,opt,name=range_descriptor,json=rangeDescriptor,proto3" json:"range_descriptor,omitempty"`
+	RoutingError    *RoutingError    `protobuf:"bytes,3,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *FreezeRangeResponse) Reset() {
+	*x = FreezeRangeResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreezeRangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreezeRangeResponse) ProtoMessage() {}
+
+func (x *FreezeRangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreezeRangeResponse.ProtoReflect.Descriptor instead.
+func (*FreezeRangeResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *FreezeRangeResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *FreezeRangeResponse) GetRangeDescriptor() *RangeDescriptor {
+	if x != nil {
+		return x.RangeDescriptor
+	}
+	return nil
+}
+
+func (x *FreezeRangeResponse) GetRoutingError() *RoutingError {
 	if x != nil {
 		return x.RoutingError
 	}
@@ -2949,7 +3261,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x120\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x1a.tessera.v1.NodeDescriptorR\x05nodes\x123\n" +
 	"\x06ranges\x18\x03 \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x06ranges\x12/\n" +
-	"\x04meta\x18\x04 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x04meta\"\xf3\x02\n" +
+	"\x04meta\x18\x04 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x04meta\"\xd7\x03\n" +
 	"\fShardCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12#\n" +
@@ -2963,7 +3275,14 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"generation\x12,\n" +
 	"\x06leases\x18\a \x03(\v2\x14.tessera.v1.LeaseRefR\x06leases\x129\n" +
 	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\x12.\n" +
-	"\x05split\x18\x14 \x01(\v2\x18.tessera.v1.SplitTriggerR\x05split\"k\n" +
+	"\x05split\x18\x14 \x01(\v2\x18.tessera.v1.SplitTriggerR\x05split\x12.\n" +
+	"\x05merge\x18\x15 \x01(\v2\x18.tessera.v1.MergeTriggerR\x05merge\x12\x16\n" +
+	"\x06freeze\x18\x16 \x01(\bR\x06freeze\x12\x1a\n" +
+	"\bunfreeze\x18\x17 \x01(\bR\bunfreeze\"~\n" +
+	"\fMergeTrigger\x121\n" +
+	"\x05right\x18\x01 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x05right\x12!\n" +
+	"\ffrozen_index\x18\x02 \x01(\x04R\vfrozenIndex\x12\x18\n" +
+	"\atrigger\x18\x03 \x01(\tR\atrigger\"k\n" +
 	"\fSplitTrigger\x12\x1b\n" +
 	"\tsplit_key\x18\x01 \x01(\fR\bsplitKey\x12$\n" +
 	"\x0eright_range_id\x18\x02 \x01(\x04R\frightRangeId\x12\x18\n" +
@@ -3155,7 +3474,22 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x18AllocateRangeIDsResponse\x12\x14\n" +
 	"\x05first\x18\x01 \x01(\x04R\x05first\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12=\n" +
-	"\rrouting_error\x18\x03 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError2\xb2\x06\n" +
+	"\rrouting_error\x18\x03 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\".\n" +
+	"\x11MergeRangeRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\"\x88\x01\n" +
+	"\x12MergeRangeResponse\x123\n" +
+	"\x06merged\x18\x01 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x06merged\x12=\n" +
+	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"k\n" +
+	"\x12FreezeRangeRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\x04R\n" +
+	"generation\x12\x1a\n" +
+	"\bunfreeze\x18\x03 \x01(\bR\bunfreeze\"\xc1\x01\n" +
+	"\x13FreezeRangeResponse\x12#\n" +
+	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12F\n" +
+	"\x10range_descriptor\x18\x02 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x0frangeDescriptor\x12=\n" +
+	"\rrouting_error\x18\x03 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError2\xcf\a\n" +
 	"\bInternal\x12B\n" +
 	"\aExecute\x12\x1a.tessera.v1.ExecuteRequest\x1a\x1b.tessera.v1.ExecuteResponse\x126\n" +
 	"\x03Tso\x12\x16.tessera.v1.TsoRequest\x1a\x17.tessera.v1.TsoResponse\x12?\n" +
@@ -3168,7 +3502,10 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x0eCloseRevisions\x12!.tessera.v1.CloseRevisionsRequest\x1a\".tessera.v1.CloseRevisionsResponse\x12K\n" +
 	"\n" +
 	"SplitRange\x12\x1d.tessera.v1.SplitRangeRequest\x1a\x1e.tessera.v1.SplitRangeResponse\x12]\n" +
-	"\x10AllocateRangeIDs\x12#.tessera.v1.AllocateRangeIDsRequest\x1a$.tessera.v1.AllocateRangeIDsResponse2h\n" +
+	"\x10AllocateRangeIDs\x12#.tessera.v1.AllocateRangeIDsRequest\x1a$.tessera.v1.AllocateRangeIDsResponse\x12K\n" +
+	"\n" +
+	"MergeRange\x12\x1d.tessera.v1.MergeRangeRequest\x1a\x1e.tessera.v1.MergeRangeResponse\x12N\n" +
+	"\vFreezeRange\x12\x1e.tessera.v1.FreezeRangeRequest\x1a\x1f.tessera.v1.FreezeRangeResponse2h\n" +
 	"\x13InternalMaintenance\x12Q\n" +
 	"\fRecentWrites\x12\x1f.tessera.v1.RecentWritesRequest\x1a .tessera.v1.RecentWritesResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
 
@@ -3185,114 +3522,129 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 }
 
 var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_tesserapb_tessera_proto_goTypes = []any{
 	(RoutingError_Code)(0),           // 0: tessera.v1.RoutingError.Code
 	(*RangeDescriptor)(nil),          // 1: tessera.v1.RangeDescriptor
 	(*NodeDescriptor)(nil),           // 2: tessera.v1.NodeDescriptor
 	(*ClusterBootstrap)(nil),         // 3: tessera.v1.ClusterBootstrap
 	(*ShardCommand)(nil),             // 4: tessera.v1.ShardCommand
-	(*SplitTrigger)(nil),             // 5: tessera.v1.SplitTrigger
-	(*MetaCommand)(nil),              // 6: tessera.v1.MetaCommand
-	(*RoutingError)(nil),             // 7: tessera.v1.RoutingError
-	(*ExecuteRequest)(nil),           // 8: tessera.v1.ExecuteRequest
-	(*ExecuteResponse)(nil),          // 9: tessera.v1.ExecuteResponse
-	(*TsoRequest)(nil),               // 10: tessera.v1.TsoRequest
-	(*TsoResponse)(nil),              // 11: tessera.v1.TsoResponse
-	(*RangesRequest)(nil),            // 12: tessera.v1.RangesRequest
-	(*RangeStatus)(nil),              // 13: tessera.v1.RangeStatus
-	(*RangesResponse)(nil),           // 14: tessera.v1.RangesResponse
-	(*FeedRequest)(nil),              // 15: tessera.v1.FeedRequest
-	(*FeedRevision)(nil),             // 16: tessera.v1.FeedRevision
-	(*FeedResponse)(nil),             // 17: tessera.v1.FeedResponse
-	(*HashRequest)(nil),              // 18: tessera.v1.HashRequest
-	(*HashResponse)(nil),             // 19: tessera.v1.HashResponse
-	(*TransferLeaderRequest)(nil),    // 20: tessera.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil),   // 21: tessera.v1.TransferLeaderResponse
-	(*LeaseLookupRequest)(nil),       // 22: tessera.v1.LeaseLookupRequest
-	(*LeaseLookupResponse)(nil),      // 23: tessera.v1.LeaseLookupResponse
-	(*LeaseRef)(nil),                 // 24: tessera.v1.LeaseRef
-	(*LeaseRecord)(nil),              // 25: tessera.v1.LeaseRecord
-	(*LeaseCheckpoint)(nil),          // 26: tessera.v1.LeaseCheckpoint
-	(*AuthRecord)(nil),               // 27: tessera.v1.AuthRecord
-	(*AuthStateRequest)(nil),         // 28: tessera.v1.AuthStateRequest
-	(*SnapshotRecord)(nil),           // 29: tessera.v1.SnapshotRecord
-	(*SnapshotHeader)(nil),           // 30: tessera.v1.SnapshotHeader
-	(*SnapshotKVs)(nil),              // 31: tessera.v1.SnapshotKVs
-	(*SnapshotFooter)(nil),           // 32: tessera.v1.SnapshotFooter
-	(*RecentWritesRequest)(nil),      // 33: tessera.v1.RecentWritesRequest
-	(*RecentWritesResponse)(nil),     // 34: tessera.v1.RecentWritesResponse
-	(*ClosedRevision)(nil),           // 35: tessera.v1.ClosedRevision
-	(*CloseRevisionsRequest)(nil),    // 36: tessera.v1.CloseRevisionsRequest
-	(*CloseRevisionsResponse)(nil),   // 37: tessera.v1.CloseRevisionsResponse
-	(*SplitRangeRequest)(nil),        // 38: tessera.v1.SplitRangeRequest
-	(*SplitRangeResponse)(nil),       // 39: tessera.v1.SplitRangeResponse
-	(*AllocateRangeIDsRequest)(nil),  // 40: tessera.v1.AllocateRangeIDsRequest
-	(*AllocateRangeIDsResponse)(nil), // 41: tessera.v1.AllocateRangeIDsResponse
+	(*MergeTrigger)(nil),             // 5: tessera.v1.MergeTrigger
+	(*SplitTrigger)(nil),             // 6: tessera.v1.SplitTrigger
+	(*MetaCommand)(nil),              // 7: tessera.v1.MetaCommand
+	(*RoutingError)(nil),             // 8: tessera.v1.RoutingError
+	(*ExecuteRequest)(nil),           // 9: tessera.v1.ExecuteRequest
+	(*ExecuteResponse)(nil),          // 10: tessera.v1.ExecuteResponse
+	(*TsoRequest)(nil),               // 11: tessera.v1.TsoRequest
+	(*TsoResponse)(nil),              // 12: tessera.v1.TsoResponse
+	(*RangesRequest)(nil),            // 13: tessera.v1.RangesRequest
+	(*RangeStatus)(nil),              // 14: tessera.v1.RangeStatus
+	(*RangesResponse)(nil),           // 15: tessera.v1.RangesResponse
+	(*FeedRequest)(nil),              // 16: tessera.v1.FeedRequest
+	(*FeedRevision)(nil),             // 17: tessera.v1.FeedRevision
+	(*FeedResponse)(nil),             // 18: tessera.v1.FeedResponse
+	(*HashRequest)(nil),              // 19: tessera.v1.HashRequest
+	(*HashResponse)(nil),             // 20: tessera.v1.HashResponse
+	(*TransferLeaderRequest)(nil),    // 21: tessera.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil),   // 22: tessera.v1.TransferLeaderResponse
+	(*LeaseLookupRequest)(nil),       // 23: tessera.v1.LeaseLookupRequest
+	(*LeaseLookupResponse)(nil),      // 24: tessera.v1.LeaseLookupResponse
+	(*LeaseRef)(nil),                 // 25: tessera.v1.LeaseRef
+	(*LeaseRecord)(nil),              // 26: tessera.v1.LeaseRecord
+	(*LeaseCheckpoint)(nil),          // 27: tessera.v1.LeaseCheckpoint
+	(*AuthRecord)(nil),               // 28: tessera.v1.AuthRecord
+	(*AuthStateRequest)(nil),         // 29: tessera.v1.AuthStateRequest
+	(*SnapshotRecord)(nil),           // 30: tessera.v1.SnapshotRecord
+	(*SnapshotHeader)(nil),           // 31: tessera.v1.SnapshotHeader
+	(*SnapshotKVs)(nil),              // 32: tessera.v1.SnapshotKVs
+	(*SnapshotFooter)(nil),           // 33: tessera.v1.SnapshotFooter
+	(*RecentWritesRequest)(nil),      // 34: tessera.v1.RecentWritesRequest
+	(*RecentWritesResponse)(nil),     // 35: tessera.v1.RecentWritesResponse
+	(*ClosedRevision)(nil),           // 36: tessera.v1.ClosedRevision
+	(*CloseRevisionsRequest)(nil),    // 37: tessera.v1.CloseRevisionsRequest
+	(*CloseRevisionsResponse)(nil),   // 38: tessera.v1.CloseRevisionsResponse
+	(*SplitRangeRequest)(nil),        // 39: tessera.v1.SplitRangeRequest
+	(*SplitRangeResponse)(nil),       // 40: tessera.v1.SplitRangeResponse
+	(*AllocateRangeIDsRequest)(nil),  // 41: tessera.v1.AllocateRangeIDsRequest
+	(*AllocateRangeIDsResponse)(nil), // 42: tessera.v1.AllocateRangeIDsResponse
+	(*MergeRangeRequest)(nil),        // 43: tessera.v1.MergeRangeRequest
+	(*MergeRangeResponse)(nil),       // 44: tessera.v1.MergeRangeResponse
+	(*FreezeRangeRequest)(nil),       // 45: tessera.v1.FreezeRangeRequest
+	(*FreezeRangeResponse)(nil),      // 46: tessera.v1.FreezeRangeResponse
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
 	2,  // 0: tessera.v1.ClusterBootstrap.nodes:type_name -> tessera.v1.NodeDescriptor
 	1,  // 1: tessera.v1.ClusterBootstrap.ranges:type_name -> tessera.v1.RangeDescriptor
 	1,  // 2: tessera.v1.ClusterBootstrap.meta:type_name -> tessera.v1.RangeDescriptor
-	24, // 3: tessera.v1.ShardCommand.leases:type_name -> tessera.v1.LeaseRef
-	24, // 4: tessera.v1.ShardCommand.revoke_leases:type_name -> tessera.v1.LeaseRef
-	5,  // 5: tessera.v1.ShardCommand.split:type_name -> tessera.v1.SplitTrigger
-	25, // 6: tessera.v1.MetaCommand.lease_grant:type_name -> tessera.v1.LeaseRecord
-	24, // 7: tessera.v1.MetaCommand.lease_revoke:type_name -> tessera.v1.LeaseRef
-	26, // 8: tessera.v1.MetaCommand.lease_checkpoints:type_name -> tessera.v1.LeaseCheckpoint
-	0,  // 9: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
-	1,  // 10: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	24, // 11: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
-	24, // 12: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
-	7,  // 13: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
-	1,  // 14: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	13, // 15: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
-	16, // 16: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
-	7,  // 17: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
-	7,  // 18: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
-	7,  // 19: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
-	24, // 20: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
-	7,  // 21: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
-	30, // 22: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
-	31, // 23: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
-	32, // 24: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
-	1,  // 25: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
-	7,  // 26: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
-	35, // 27: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
-	35, // 28: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
-	1,  // 29: tessera.v1.SplitRangeResponse.left:type_name -> tessera.v1.RangeDescriptor
-	1,  // 30: tessera.v1.SplitRangeResponse.right:type_name -> tessera.v1.RangeDescriptor
-	7,  // 31: tessera.v1.SplitRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
-	7,  // 32: tessera.v1.AllocateRangeIDsResponse.routing_error:type_name -> tessera.v1.RoutingError
-	8,  // 33: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
-	10, // 34: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
-	12, // 35: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
-	15, // 36: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
-	18, // 37: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
-	20, // 38: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
-	22, // 39: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
-	28, // 40: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
-	36, // 41: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
-	38, // 42: tessera.v1.Internal.SplitRange:input_type -> tessera.v1.SplitRangeRequest
-	40, // 43: tessera.v1.Internal.AllocateRangeIDs:input_type -> tessera.v1.AllocateRangeIDsRequest
-	33, // 44: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
-	9,  // 45: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	11, // 46: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	14, // 47: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	17, // 48: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	19, // 49: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	21, // 50: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	23, // 51: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
-	27, // 52: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
-	37, // 53: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
-	39, // 54: tessera.v1.Internal.SplitRange:output_type -> tessera.v1.SplitRangeResponse
-	41, // 55: tessera.v1.Internal.AllocateRangeIDs:output_type -> tessera.v1.AllocateRangeIDsResponse
-	34, // 56: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
-	45, // [45:57] is the sub-list for method output_type
-	33, // [33:45] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	25, // 3: tessera.v1.ShardCommand.leases:type_name -> tessera.v1.LeaseRef
+	25, // 4: tessera.v1.ShardCommand.revoke_leases:type_name -> tessera.v1.LeaseRef
+	6,  // 5: tessera.v1.ShardCommand.split:type_name -> tessera.v1.SplitTrigger
+	5,  // 6: tessera.v1.ShardCommand.merge:type_name -> tessera.v1.MergeTrigger
+	1,  // 7: tessera.v1.MergeTrigger.right:type_name -> tessera.v1.RangeDescriptor
+	26, // 8: tessera.v1.MetaCommand.lease_grant:type_name -> tessera.v1.LeaseRecord
+	25, // 9: tessera.v1.MetaCommand.lease_revoke:type_name -> tessera.v1.LeaseRef
+	27, // 10: tessera.v1.MetaCommand.lease_checkpoints:type_name -> tessera.v1.LeaseCheckpoint
+	0,  // 11: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
+	1,  // 12: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	25, // 13: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
+	25, // 14: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
+	8,  // 15: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
+	1,  // 16: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	14, // 17: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
+	17, // 18: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
+	8,  // 19: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
+	8,  // 20: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
+	8,  // 21: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
+	25, // 22: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
+	8,  // 23: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
+	31, // 24: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
+	32, // 25: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
+	33, // 26: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
+	1,  // 27: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
+	8,  // 28: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
+	36, // 29: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
+	36, // 30: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
+	1,  // 31: tessera.v1.SplitRangeResponse.left:type_name -> tessera.v1.RangeDescriptor
+	1,  // 32: tessera.v1.SplitRangeResponse.right:type_name -> tessera.v1.RangeDescriptor
+	8,  // 33: tessera.v1.SplitRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
+	8,  // 34: tessera.v1.AllocateRangeIDsResponse.routing_error:type_name -> tessera.v1.RoutingError
+	1,  // 35: tessera.v1.MergeRangeResponse.merged:type_name -> tessera.v1.RangeDescriptor
+	8,  // 36: tessera.v1.MergeRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
+	1,  // 37: tessera.v1.FreezeRangeResponse.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	8,  // 38: tessera.v1.FreezeRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
+	9,  // 39: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
+	11, // 40: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
+	13, // 41: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
+	16, // 42: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
+	19, // 43: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
+	21, // 44: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
+	23, // 45: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
+	29, // 46: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
+	37, // 47: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
+	39, // 48: tessera.v1.Internal.SplitRange:input_type -> tessera.v1.SplitRangeRequest
+	41, // 49: tessera.v1.Internal.AllocateRangeIDs:input_type -> tessera.v1.AllocateRangeIDsRequest
+	43, // 50: tessera.v1.Internal.MergeRange:input_type -> tessera.v1.MergeRangeRequest
+	45, // 51: tessera.v1.Internal.FreezeRange:input_type -> tessera.v1.FreezeRangeRequest
+	34, // 52: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
+	10, // 53: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	12, // 54: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	15, // 55: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	18, // 56: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	20, // 57: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	22, // 58: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	24, // 59: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
+	28, // 60: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
+	38, // 61: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
+	40, // 62: tessera.v1.Internal.SplitRange:output_type -> tessera.v1.SplitRangeResponse
+	42, // 63: tessera.v1.Internal.AllocateRangeIDs:output_type -> tessera.v1.AllocateRangeIDsResponse
+	44, // 64: tessera.v1.Internal.MergeRange:output_type -> tessera.v1.MergeRangeResponse
+	46, // 65: tessera.v1.Internal.FreezeRange:output_type -> tessera.v1.FreezeRangeResponse
+	35, // 66: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
+	53, // [53:67] is the sub-list for method output_type
+	39, // [39:53] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_tesserapb_tessera_proto_init() }
@@ -3300,7 +3652,7 @@ func file_tesserapb_tessera_proto_init() {
 	if File_tesserapb_tessera_proto != nil {
 		return
 	}
-	file_tesserapb_tessera_proto_msgTypes[28].OneofWrappers = []any{
+	file_tesserapb_tessera_proto_msgTypes[29].OneofWrappers = []any{
 		(*SnapshotRecord_Header)(nil),
 		(*SnapshotRecord_Kvs)(nil),
 		(*SnapshotRecord_Footer)(nil),
@@ -3311,7 +3663,7 @@ func file_tesserapb_tessera_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -35,6 +35,8 @@ const (
 	Internal_CloseRevisions_FullMethodName   = "/tessera.v1.Internal/CloseRevisions"
 	Internal_SplitRange_FullMethodName       = "/tessera.v1.Internal/SplitRange"
 	Internal_AllocateRangeIDs_FullMethodName = "/tessera.v1.Internal/AllocateRangeIDs"
+	Internal_MergeRange_FullMethodName       = "/tessera.v1.Internal/MergeRange"
+	Internal_FreezeRange_FullMethodName      = "/tessera.v1.Internal/FreezeRange"
 )
 
 // InternalClient is the client API for Internal service.
@@ -71,6 +73,12 @@ type InternalClient interface {
 	SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*SplitRangeResponse, error)
 	// AllocateRangeIDs hands out new range ids; only the meta leader serves it.
 	AllocateRangeIDs(ctx context.Context, in *AllocateRangeIDsRequest, opts ...grpc.CallOption) (*AllocateRangeIDsResponse, error)
+	// MergeRange merges a range with its right neighbour (on the range's
+	// leader) and returns the merged range.
+	MergeRange(ctx context.Context, in *MergeRangeRequest, opts ...grpc.CallOption) (*MergeRangeResponse, error)
+	// FreezeRange freezes (or thaws) a range for a merge, on its leader, and
+	// returns the raft index of the freeze.
+	FreezeRange(ctx context.Context, in *FreezeRangeRequest, opts ...grpc.CallOption) (*FreezeRangeResponse, error)
 }
 
 type internalClient struct {
@@ -194,6 +202,26 @@ func (c *internalClient) AllocateRangeIDs(ctx context.Context, in *AllocateRange
 	return out, nil
 }
 
+func (c *internalClient) MergeRange(ctx context.Context, in *MergeRangeRequest, opts ...grpc.CallOption) (*MergeRangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MergeRangeResponse)
+	err := c.cc.Invoke(ctx, Internal_MergeRange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *internalClient) FreezeRange(ctx context.Context, in *FreezeRangeRequest, opts ...grpc.CallOption) (*FreezeRangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FreezeRangeResponse)
+	err := c.cc.Invoke(ctx, Internal_FreezeRange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalServer is the server API for Internal service.
 // All implementations must embed UnimplementedInternalServer
 // for forward compatibility.
@@ -228,6 +256,12 @@ type InternalServer interface {
 	SplitRange(context.Context, *SplitRangeRequest) (*SplitRangeResponse, error)
 	// AllocateRangeIDs hands out new range ids; only the meta leader serves it.
 	AllocateRangeIDs(context.Context, *AllocateRangeIDsRequest) (*AllocateRangeIDsResponse, error)
+	// MergeRange merges a range with its right neighbour (on the range's
+	// leader) and returns the merged range.
+	MergeRange(context.Context, *MergeRangeRequest) (*MergeRangeResponse, error)
+	// FreezeRange freezes (or thaws) a range for a merge, on its leader, and
+	// returns the raft index of the freeze.
+	FreezeRange(context.Context, *FreezeRangeRequest) (*FreezeRangeResponse, error)
 	mustEmbedUnimplementedInternalServer()
 }
 
@@ -270,6 +304,12 @@ func (UnimplementedInternalServer) SplitRange(context.Context, *SplitRangeReques
 }
 func (UnimplementedInternalServer) AllocateRangeIDs(context.Context, *AllocateRangeIDsRequest) (*AllocateRangeIDsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AllocateRangeIDs not implemented")
+}
+func (UnimplementedInternalServer) MergeRange(context.Context, *MergeRangeRequest) (*MergeRangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MergeRange not implemented")
+}
+func (UnimplementedInternalServer) FreezeRange(context.Context, *FreezeRangeRequest) (*FreezeRangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FreezeRange not implemented")
 }
 func (UnimplementedInternalServer) mustEmbedUnimplementedInternalServer() {}
 func (UnimplementedInternalServer) testEmbeddedByValue()                  {}
@@ -479,6 +519,42 @@ func _Internal_AllocateRangeIDs_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Internal_MergeRange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MergeRangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).MergeRange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_MergeRange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).MergeRange(ctx, req.(*MergeRangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Internal_FreezeRange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FreezeRangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).FreezeRange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_FreezeRange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).FreezeRange(ctx, req.(*FreezeRangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Internal_ServiceDesc is the grpc.ServiceDesc for Internal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -525,6 +601,14 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AllocateRangeIDs",
 			Handler:    _Internal_AllocateRangeIDs_Handler,
+		},
+		{
+			MethodName: "MergeRange",
+			Handler:    _Internal_MergeRange_Handler,
+		},
+		{
+			MethodName: "FreezeRange",
+			Handler:    _Internal_FreezeRange_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
