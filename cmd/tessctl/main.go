@@ -8,6 +8,7 @@
 //	tessctl --endpoints http://127.0.0.1:2379 check [--timeout 30s] [-w table|json]
 //	tessctl --endpoints http://127.0.0.1:2379 transfer-leader --range N --to NODE
 //	tessctl --endpoints http://127.0.0.1:2379 range split KEY
+//	tessctl --endpoints http://127.0.0.1:2379 range merge ID
 //	tessctl version
 //	tessctl --endpoints http://127.0.0.1:2379 snapshot save FILE
 //	tessctl snapshot status FILE [-w table|json]

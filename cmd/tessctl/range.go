@@ -19,7 +19,7 @@ func rangeCmd(g *globalFlags) *cobra.Command {
 		Use:   "range",
 		Short: "Split or merge ranges",
 	}
-	cmd.AddCommand(rangeSplitCmd(g))
+	cmd.AddCommand(rangeSplitCmd(g), rangeMergeCmd(g))
 	return cmd
 }
 
@@ -90,16 +90,79 @@ func descInfo(d *tesserapb.RangeDescriptor) rangeInfo {
 	return ri
 }
 
-// splitRange asks the range's leader to split it, following NOT_LEADER
-// hints and waiting out an election.
+// splitRange asks the range's leader to split it.
 func splitRange(ctx context.Context, g *globalFlags, view *clusterView, ri *rangeInfo, key []byte) (*tesserapb.SplitRangeResponse, error) {
+	return leaderCall(ctx, g, view, ri, "split", func(ctx context.Context, c tesserapb.InternalClient) (*tesserapb.SplitRangeResponse, error) {
+		return c.SplitRange(ctx, &tesserapb.SplitRangeRequest{RangeId: ri.ID, SplitKey: key})
+	}, (*tesserapb.SplitRangeResponse).GetRoutingError)
+}
+
+func rangeMergeCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "merge ID",
+		Short: "Merge range ID with its right neighbour",
+		Long: `merge merges range ID with the range that starts where it ends: the right
+range is frozen, caught up on every replica and subsumed by range ID, which
+then spans both. Only ranges with the same replica set merge. It asks the
+leader of range ID, prints the merged range, and exits non-zero with the
+server's reason when the merge is refused.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := strconv.ParseUint(args[0], 10, 64)
+			if err != nil || id == 0 {
+				return fmt.Errorf("tessctl: range merge: bad range id %q", args[0])
+			}
+			view, err := collect(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			warnUnreachable(cmd.ErrOrStderr(), view.reports)
+			var ri *rangeInfo
+			for _, r := range mergeRanges(view.reports) {
+				if r.ID == id {
+					ri = &r
+					break
+				}
+			}
+			switch {
+			case ri == nil:
+				return fmt.Errorf("tessctl: no member reports range %d", id)
+			case ri.Meta:
+				return errors.New("tessctl: the meta group does not merge")
+			}
+			resp, err := leaderCall(cmd.Context(), g, view, ri, "merge", func(ctx context.Context, c tesserapb.InternalClient) (*tesserapb.MergeRangeResponse, error) {
+				return c.MergeRange(ctx, &tesserapb.MergeRangeRequest{RangeId: id})
+			}, (*tesserapb.MergeRangeResponse).GetRoutingError)
+			if err != nil {
+				return err
+			}
+			d := resp.GetMerged()
+			format, _ := parseFormat(g.writeOut)
+			if format == formatJSON {
+				return writeJSON(cmd.OutOrStdout(), struct {
+					Merged rangeInfo `json:"merged"`
+				}{descInfo(d)})
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "merged into range %d\n", d.GetRangeId())
+			tw := newTable(out)
+			fmt.Fprintln(tw, "RANGE\tSPAN\tGENERATION\tREPLICAS")
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\n", d.GetRangeId(), formatSpan(d.GetStartKey(), d.GetEndKey()), d.GetGeneration(), joinIDs(d.GetReplicas()))
+			return tw.Flush()
+		},
+	}
+}
+
+// leaderCall calls fn on the range's leader, following NOT_LEADER hints and
+// waiting out an election; a refusal (a gRPC status) ends it with the
+// server's reason.
+func leaderCall[T any](ctx context.Context, g *globalFlags, view *clusterView, ri *rangeInfo, what string,
+	fn func(context.Context, tesserapb.InternalClient) (T, error), routing func(T) *tesserapb.RoutingError) (T, error) {
+	var zero T
 	ctx, cancel := context.WithTimeout(ctx, g.commandTimeout)
 	defer cancel()
-	req := &tesserapb.SplitRangeRequest{RangeId: ri.ID, SplitKey: key}
-	call := func(n uint64) (*tesserapb.SplitRangeResponse, error) {
-		return callInternal(ctx, view, n, func(c tesserapb.InternalClient) (*tesserapb.SplitRangeResponse, error) {
-			return c.SplitRange(ctx, req)
-		})
+	call := func(n uint64) (T, error) {
+		return callInternal(ctx, view, n, func(c tesserapb.InternalClient) (T, error) { return fn(ctx, c) })
 	}
 	leader := ri.Leader
 	retry := backoff.New(noLeaderBackoff)
@@ -107,7 +170,7 @@ func splitRange(ctx context.Context, g *globalFlags, view *clusterView, ri *rang
 	for {
 		if leader == 0 {
 			if err := retry.Wait(ctx); err != nil {
-				return nil, fmt.Errorf("tessctl: range %d has no leader: %w (last error: %v)", ri.ID, err, lastErr)
+				return zero, fmt.Errorf("tessctl: range %d has no leader: %w (last error: %v)", ri.ID, err, lastErr)
 			}
 			for _, n := range ri.Replicas {
 				resp, err := call(n)
@@ -115,7 +178,7 @@ func splitRange(ctx context.Context, g *globalFlags, view *clusterView, ri *rang
 					lastErr = err
 					continue
 				}
-				if re := resp.GetRoutingError(); re == nil {
+				if re := routing(resp); re == nil {
 					return resp, nil
 				} else if re.GetLeaderNode() != 0 {
 					leader = re.GetLeaderNode()
@@ -127,17 +190,17 @@ func splitRange(ctx context.Context, g *globalFlags, view *clusterView, ri *rang
 		resp, err := call(leader)
 		if err != nil {
 			if s, ok := status.FromError(err); ok {
-				return nil, fmt.Errorf("tessctl: split of range %d refused by node %d: %s", ri.ID, leader, s.Message())
+				return zero, fmt.Errorf("tessctl: %s of range %d refused by node %d: %s", what, ri.ID, leader, s.Message())
 			}
-			return nil, fmt.Errorf("tessctl: split range %d via node %d: %w", ri.ID, leader, err)
+			return zero, fmt.Errorf("tessctl: %s range %d via node %d: %w", what, ri.ID, leader, err)
 		}
-		re := resp.GetRoutingError()
+		re := routing(resp)
 		if re == nil {
 			return resp, nil
 		}
 		lastErr = fmt.Errorf("node %d: %s: %s", leader, re.GetCode(), re.GetMessage())
 		if re.GetCode() != tesserapb.RoutingError_NOT_LEADER {
-			return nil, fmt.Errorf("tessctl: split range %d: %w", ri.ID, lastErr)
+			return zero, fmt.Errorf("tessctl: %s range %d: %w", what, ri.ID, lastErr)
 		}
 		leader = re.GetLeaderNode()
 	}

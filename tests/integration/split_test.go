@@ -12,6 +12,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tesseradb/tessera/cmd/tessera/server"
@@ -336,5 +338,96 @@ func TestSplitCrashBeforeRightOpens(t *testing.T) {
 	}
 	if len(got.Kvs) != 20 {
 		t.Fatalf("node 3 serves %d keys of g/", len(got.Kvs))
+	}
+}
+
+// mergeRange asks the leader of range id to merge its right neighbour.
+func mergeRange(t *testing.T, c *testcluster.Cluster, id uint64) (*tesserapb.RangeDescriptor, error) {
+	t.Helper()
+	for attempt := 0; attempt < 20; attempt++ {
+		resp, err := internalClient(t, c, c.Leader(id)).MergeRange(tctx(t), &tesserapb.MergeRangeRequest{RangeId: id})
+		if err != nil {
+			return nil, err
+		}
+		if resp.GetRoutingError() == nil {
+			return resp.GetMerged(), nil
+		}
+	}
+	t.Fatalf("merge range %d: no leader accepted it", id)
+	return nil, nil
+}
+
+// TestMergeUnderTraffic: ranges split and merge back while writers put and
+// readers read through every node: no client sees an error, every writer's
+// history is exact, the merged range spans both halves at generation
+// max+1, the right's replica is gone from every node (its requests are sent
+// to the merged range), every key reads back and the replicas hash alike.
+// Merging the last range, or the meta group, is refused with a reason.
+func TestMergeUnderTraffic(t *testing.T) {
+	c, cli := newClusterClient(t)
+	var clients []*clientv3.Client
+	for i := range c.Size() {
+		clients = append(clients, c.NodeClient(t, i))
+	}
+	tr := startTraffic(t, clients, 2)
+	rd := startReaders(clients)
+	t.Cleanup(func() { rd.halt() })
+	tr.waitWrites(t, 60)
+
+	left, right := splitAt(t, c, "c/traffic/5")
+	waitReplicas(t, c, right.GetRangeId())
+	tr.waitWrites(t, 60)
+	merged, err := mergeRange(t, c, left.GetRangeId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if merged.GetRangeId() != left.GetRangeId() || string(merged.GetStartKey()) != string(left.GetStartKey()) ||
+		string(merged.GetEndKey()) != string(right.GetEndKey()) || merged.GetGeneration() != right.GetGeneration()+1 {
+		t.Fatalf("merged %v from %v and %v", merged, left, right)
+	}
+	deadline := time.Now().Add(opTimeout)
+	for i := range c.Size() {
+		for {
+			gone := true
+			for _, rep := range c.Node(i).Store().Replicas() {
+				if rep.Descriptor().GetRangeId() == right.GetRangeId() {
+					gone = false
+				}
+			}
+			if gone && c.Node(i).Replica(left.GetRangeId()).Descriptor().GetGeneration() == merged.GetGeneration() {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d still holds range %d", i+1, right.GetRangeId())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	tr.waitWrites(t, 60)
+	if errs := rd.halt(); len(errs) > 0 {
+		t.Errorf("%d of %d reads failed, first: %v", len(errs), rd.n, errs[0])
+	}
+	tr.check(t, cli, false)
+	resp, err := cli.Put(tctx(t), "c/traffic/9", "after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireHashesEqual(t, c, resp.Header.Revision)
+	if got, err := cli.Get(tctx(t), "", clientv3.WithFromKey(), clientv3.WithCountOnly()); err != nil || got.Count != int64(len(rangeKeys)*2+1) {
+		t.Fatalf("count %v %v", got, err)
+	}
+	// Refusals: the last range has no right neighbour; the meta group.
+	last := c.Node(0).Store().Replicas()
+	lastID := last[0].Descriptor().GetRangeId()
+	for _, rep := range last {
+		if len(rep.Descriptor().GetEndKey()) == 0 {
+			lastID = rep.Descriptor().GetRangeId()
+		}
+	}
+	if _, err := mergeRange(t, c, lastID); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "no right neighbour") {
+		t.Fatalf("merge of the last range: %v", err)
+	}
+	if _, err := internalClient(t, c, 0).MergeRange(tctx(t), &tesserapb.MergeRangeRequest{RangeId: 1}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("merge of the meta group: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/shard"
 )
 
@@ -19,6 +20,7 @@ func (s *Server) openStore(clock shard.Clock, limits shard.Limits) error {
 			Logger:  s.log,
 		},
 		OnSplit: s.splitOpened,
+		OnMerge: s.mergeDone,
 		Knobs:   s.cfg.StoreKnobs,
 		Logger:  s.log,
 	})
@@ -57,5 +59,14 @@ func (s *Server) Store() *shard.Store { return s.store }
 func (s *Server) seedRangeCache() {
 	for _, rep := range s.store.Replicas() {
 		s.router.Cache().Insert(rep.Descriptor())
+	}
+}
+
+// mergeDone runs once a merge into a local replica applied and the right's
+// replica is destroyed: the router's cache learns the merged range (it
+// replaces both halves: the generation decides).
+func (s *Server) mergeDone(merged *tesserapb.RangeDescriptor) {
+	if s.router != nil {
+		s.router.Cache().Insert(merged)
 	}
 }
