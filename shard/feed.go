@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/proto/tesserapb"
 )
 
 // The change feed of a range.
@@ -150,6 +151,7 @@ func (r *Replica) Feed(ctx context.Context, opts FeedOptions, resolveReqs <-chan
 			return err
 		}
 		published, resolved, changed := r.mu.publishedRev, r.mu.resolved, r.mu.changed
+		gen := r.mu.desc.GetGeneration()
 		r.mu.Unlock()
 
 		upTo := published
@@ -157,7 +159,7 @@ func (r *Replica) Feed(ctx context.Context, opts FeedOptions, resolveReqs <-chan
 			upTo = min(upTo, opts.End)
 		}
 		if upTo > cursor {
-			if err := r.sendLog(opts, cursor, upTo, send); err != nil {
+			if err := r.sendLog(opts, gen, cursor, upTo, send); err != nil {
 				return err
 			}
 			cursor = upTo
@@ -202,9 +204,21 @@ func (r *Replica) Feed(ctx context.Context, opts FeedOptions, resolveReqs <-chan
 }
 
 // sendLog sends the events of the revisions in (from, to].
-func (r *Replica) sendLog(opts FeedOptions, from, to engine.Revision, send FeedSink) error {
+func (r *Replica) sendLog(opts FeedOptions, gen uint64, from, to engine.Revision, send FeedSink) error {
 	snap := r.cfg.Engine.NewSnapshot()
 	defer snap.Close()
+	// A split or merge between the check of the generation and this
+	// snapshot moved change-log entries to another range: end the feed
+	// (the subscriber follows the new layout from its position) rather
+	// than read a log that lacks them.
+	// (An older snapshot is fine: the apply changes the descriptor in
+	// memory before its batch commits, and the log it holds is complete.)
+	if d, err := ReadDescriptor(snap, r.group); err != nil {
+		return err
+	} else if d.GetGeneration() > gen {
+		return &RoutingError{Code: tesserapb.RoutingError_STALE_GENERATION, Descriptor: d,
+			Msg: fmt.Sprintf("range %d changed to generation %d under a feed", r.group, d.GetGeneration())}
+	}
 	// The snapshot is older than this check: if no entry above from was
 	// cut yet, the snapshot still holds them and the versions they name.
 	// A history read (End set) follows etcd: any start below the

@@ -206,11 +206,17 @@ func (r *Replica) Close() {
 	}
 	r.mu.closed = true
 	r.publishRouteLocked()
+	// A range merged away: its unapplied writes were refused (it was
+	// frozen), so they go to the merged range (a routing error).
+	closeErr := ErrReplicaClosed
+	if r.mu.mergedInto != nil {
+		closeErr = r.routeLocked().check(0)
+	}
 	for _, p := range r.mu.inflight {
-		p.finish(nil, ErrReplicaClosed)
+		p.finish(nil, closeErr)
 	}
 	for _, p := range r.batches.Drain() {
-		p.finish(nil, ErrReplicaClosed)
+		p.finish(nil, closeErr)
 	}
 	r.mu.inflight = map[uint64]*proposal{}
 	r.notifyLocked()

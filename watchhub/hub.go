@@ -290,6 +290,7 @@ func (h *Hub) releaseLocked(g engine.Revision) {
 	// A revision belongs to one range (each TSO timestamp is handed out
 	// once), so sorting the ranges' ordered runs gives the one order.
 	sortRevs(revs)
+	revs = mergeSameRevs(revs) // a revision read from two ranges (relayout.go)
 	prev := h.mu.released
 	h.mu.released = g
 	h.mu.ring = append(h.mu.ring, revs...)
@@ -377,6 +378,7 @@ func (h *Hub) add(w *watcher, descs []*tesserapb.RangeDescriptor, now engine.Rev
 			rs = h.newRangeSubLocked(d)
 		}
 		rs.refs++
+		rs.watchers[w] = struct{}{}
 		w.subs = append(w.subs, rs)
 	}
 	h.m.subscriptions.Set(float64(len(h.mu.subs)))
@@ -403,8 +405,11 @@ func (h *Hub) remove(w *watcher) {
 	}
 	for _, rs := range w.subs {
 		rs.refs--
+		delete(rs.watchers, w)
 		if rs.refs == 0 {
-			delete(h.mu.subs, rs.desc.GetRangeId())
+			if id := rs.descriptor().GetRangeId(); h.mu.subs[id] == rs {
+				delete(h.mu.subs, id)
+			}
 			h.mu.pending -= rs.pendingEvents()
 			rs.cancel()
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -20,9 +21,16 @@ import (
 // rangeSub is the hub's subscription to one range's feed. Its fields other
 // than desc, cancel, done and resolveKick are guarded by Hub.mu.
 type rangeSub struct {
-	h    *Hub
-	desc *tesserapb.RangeDescriptor
+	h *Hub
+	// desc is the range as last known (it changes when the range splits or
+	// merges: relayout.go).
+	desc atomic.Pointer[tesserapb.RangeDescriptor]
 	refs int
+	// watchers are the watchers holding a reference.
+	watchers map[*watcher]struct{}
+	// restart ends the current feed session (it resubscribes from the
+	// frontier); nil between sessions.
+	restart func()
 	// since is G when the subscription began: the ring holds this range's
 	// events above it only.
 	since engine.Revision
@@ -45,12 +53,14 @@ type rangeSub struct {
 func (h *Hub) newRangeSubLocked(d *tesserapb.RangeDescriptor) *rangeSub {
 	ctx, cancel := context.WithCancel(context.Background())
 	rs := &rangeSub{
-		h: h, desc: d,
+		h:     h,
 		since: h.mu.released, frontier: h.mu.released,
+		watchers:    map[*watcher]struct{}{},
 		resolveKick: make(chan struct{}, 1),
 		cancel:      cancel,
 		done:        make(chan struct{}),
 	}
+	rs.desc.Store(d)
 	h.mu.subs[d.GetRangeId()] = rs
 	go func() {
 		defer close(rs.done)
@@ -58,6 +68,10 @@ func (h *Hub) newRangeSubLocked(d *tesserapb.RangeDescriptor) *rangeSub {
 	}()
 	return rs
 }
+
+func (rs *rangeSub) descriptor() *tesserapb.RangeDescriptor { return rs.desc.Load() }
+
+func (rs *rangeSub) setDescriptor(d *tesserapb.RangeDescriptor) { rs.desc.Store(d) }
 
 func (rs *rangeSub) wakeResolve() {
 	select {
@@ -96,8 +110,17 @@ func (rs *rangeSub) run(ctx context.Context) {
 		if got {
 			retry.Reset()
 		}
+		var le *layoutError
+		if errors.As(err, &le) {
+			// The range split or merged: follow the new layout.
+			if rs.h.relayout(rs, le.desc) {
+				return
+			}
+			retry.Reset()
+			continue
+		}
 		if err != nil && ctx.Err() == nil {
-			rs.h.log.Debug("range feed ended", "range", rs.desc.GetRangeId(), "err", err)
+			rs.h.log.Debug("range feed ended", "range", rs.descriptor().GetRangeId(), "err", err)
 		}
 	}
 }
@@ -141,6 +164,9 @@ func (h *Hub) feedError(d *tesserapb.RangeDescriptor, resp *tesserapb.FeedRespon
 	if re == nil || re.GetCode() == tesserapb.RoutingError_NONE {
 		return nil
 	}
+	if err := layoutChange(d, re); err != nil {
+		return err
+	}
 	leader := raftgroup.NodeID(0)
 	if re.GetCode() == tesserapb.RoutingError_NOT_LEADER {
 		leader = raftgroup.NodeID(re.GetLeaderNode())
@@ -175,7 +201,8 @@ func decodeRevisions(resp *tesserapb.FeedResponse) ([]releasedRev, error) {
 // session runs one feed stream; got reports whether it delivered anything.
 func (rs *rangeSub) session(ctx context.Context, attempt int) (got bool, err error) {
 	h := rs.h
-	target := feedTarget(h.cfg.Ranges, rs.desc, attempt)
+	desc := rs.descriptor()
+	target := feedTarget(h.cfg.Ranges, desc, attempt)
 	if target == 0 {
 		return false, errors.New("watchhub: range has no replicas")
 	}
@@ -183,9 +210,15 @@ func (rs *rangeSub) session(ctx context.Context, attempt int) (got bool, err err
 	defer cancel()
 	h.mu.Lock()
 	start := rs.frontier + 1
+	rs.restart = cancel
 	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		rs.restart = nil
+		h.mu.Unlock()
+	}()
 	stream, err := h.openFeed(ctx, target, &tesserapb.FeedRequest{
-		RangeId: rs.desc.GetRangeId(), Generation: rs.desc.GetGeneration(), StartRevision: int64(start), PrevKv: true,
+		RangeId: desc.GetRangeId(), Generation: desc.GetGeneration(), StartRevision: int64(start), PrevKv: true,
 	})
 	if err != nil {
 		return false, err
@@ -215,10 +248,10 @@ func (rs *rangeSub) session(ctx context.Context, attempt int) (got bool, err err
 			if errors.Is(err, io.EOF) {
 				err = errors.New("watchhub: feed ended")
 			}
-			h.cfg.Ranges.SetLeader(rs.desc.GetRangeId(), 0)
+			h.cfg.Ranges.SetLeader(desc.GetRangeId(), 0)
 			return got, err
 		}
-		if err := h.feedError(rs.desc, resp); err != nil {
+		if err := h.feedError(desc, resp); err != nil {
 			var ce *compactedError
 			if errors.As(err, &ce) {
 				h.subCompacted(rs, ce.rev)
@@ -230,7 +263,7 @@ func (rs *rangeSub) session(ctx context.Context, attempt int) (got bool, err err
 			return got, err
 		}
 		got = true
-		h.cfg.Ranges.SetLeader(rs.desc.GetRangeId(), target)
+		h.cfg.Ranges.SetLeader(desc.GetRangeId(), target)
 		h.onFeed(rs, revs, engine.Revision(resp.GetResolvedRevision()))
 	}
 }
@@ -242,9 +275,8 @@ func (h *Hub) onFeed(rs *rangeSub, revs []releasedRev, resolved engine.Revision)
 		if r.rev <= rs.frontier {
 			continue // already received before a resubscription
 		}
-		rs.pending = append(rs.pending, r)
+		h.insertPendingLocked(rs, r)
 		rs.frontier = r.rev
-		h.mu.pending += len(r.events)
 	}
 	rs.frontier = max(rs.frontier, resolved)
 	h.mu.Unlock()
