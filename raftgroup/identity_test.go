@@ -1,7 +1,10 @@
 package raftgroup
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,6 +76,17 @@ func TestReplicaIdentityChecks(t *testing.T) {
 		} else if got >= high {
 			t.Fatalf("%s: the dropped message was stepped (term %d)", tc.name, got)
 		}
+	}
+
+	// A snapshot is checked the same way before any of it is read.
+	snap := &raftpb.Message{
+		Type: raftpb.MsgSnap.Enum(), From: proto.Uint64(uint64(testReplica(g, 2))), To: proto.Uint64(uint64(self)), Term: proto.Uint64(high),
+		Snapshot: &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(1 << 40), Term: proto.Uint64(high)}},
+	}
+	was := dropped(t, n3, dropWrongSender)
+	err = n3.host.HandleSnapshot(context.Background(), 1, SnapshotHeader{Group: g, Message: snap}, bytes.NewReader(nil))
+	if err == nil || !strings.Contains(err.Error(), dropWrongSender) || dropped(t, n3, dropWrongSender) != was+1 {
+		t.Fatalf("snapshot from n2's replica on n1's stream: %v (dropped %v -> %v)", err, was, dropped(t, n3, dropWrongSender))
 	}
 
 	// Control: the same message, correctly addressed, is stepped.

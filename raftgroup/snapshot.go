@@ -138,7 +138,10 @@ func (h *Host) HandleSnapshot(ctx context.Context, from NodeID, hd SnapshotHeade
 	}
 	if g == nil {
 		h.metrics.dropped(reason)
-		return fmt.Errorf("%w: %s (snapshot from %s to %s dropped: %s)", ErrGroupNotFound, hd.Group, from, ReplicaID(m.GetTo()), reason)
+		if reason == dropNoGroup {
+			return fmt.Errorf("%w: %s", ErrGroupNotFound, hd.Group)
+		}
+		return fmt.Errorf("raftgroup: %s: snapshot from %s (%s) to %s dropped: %s", hd.Group, ReplicaID(m.GetFrom()), from, ReplicaID(m.GetTo()), reason)
 	}
 	dir, err := os.MkdirTemp(h.cfg.SnapshotDir, fmt.Sprintf("recv-%d-", hd.Group))
 	if err != nil {
