@@ -355,7 +355,8 @@ func (h *Host) Propose(id GroupID, data []byte) error {
 }
 
 // ProposeConfChange proposes a configuration change (joint consensus when it
-// changes more than one voter). Apply sees the entry after it committed and
+// changes more than one voter). Its node ids are ReplicaIDs (raft peer ids);
+// call SetPeers so every replica's map knows a replica being added. Apply sees the entry after it committed and
 // the host applied it.
 func (h *Host) ProposeConfChange(id GroupID, cc *raftpb.ConfChangeV2) error {
 	return h.withRaft(id, func(g *group) error {
