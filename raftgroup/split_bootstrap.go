@@ -20,7 +20,7 @@ import (
 //
 // The group must have no raft state on this engine: range ids are never
 // reused, so an existing state means a corrupted store.
-func WriteSplitBootstrap(b *engine.Batch, id GroupID, voters []NodeID) error {
+func WriteSplitBootstrap(b *engine.Batch, id GroupID, voters []ReplicaID) error {
 	if _, err := b.Get(engine.LocalGroupKey(uint64(id), engine.KindHardState)); err == nil {
 		return fmt.Errorf("raftgroup: split bootstrap %s: group already has raft state", id)
 	}

@@ -203,9 +203,9 @@ func (r *Router) waitApplied(ctx context.Context, d *tesserapb.RangeDescriptor, 
 	defer cancel()
 	bo := backoff.New(retryBackoff)
 	for {
-		behind := uint64(0)
-		for _, n := range d.GetReplicas() {
-			applied, err := r.appliedOn(ctx, raftgroup.NodeID(n), d.GetRangeId())
+		behind := raftgroup.NodeID(0)
+		for _, n := range shard.ReplicaNodes(d) {
+			applied, err := r.appliedOn(ctx, n, d.GetRangeId())
 			if err != nil || applied < idx {
 				behind = n
 				break

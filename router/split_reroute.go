@@ -12,7 +12,6 @@ import (
 
 	"github.com/tesseradb/tessera/internal/backoff"
 	"github.com/tesseradb/tessera/proto/tesserapb"
-	"github.com/tesseradb/tessera/raftgroup"
 	"github.com/tesseradb/tessera/shard"
 )
 
@@ -95,8 +94,7 @@ func (r *Router) reroute(ctx context.Context, c call, re *shard.RoutingError) (*
 // own replicas have not applied yet, or that it holds no replica of.
 // (Until the range directory answers lookups.)
 func (r *Router) learnFromPeers(ctx context.Context, d *tesserapb.RangeDescriptor) {
-	for _, n := range d.GetReplicas() {
-		id := raftgroup.NodeID(n)
+	for _, id := range shard.ReplicaNodes(d) {
 		if id == r.nodes.Self() {
 			continue
 		}

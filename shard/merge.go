@@ -54,7 +54,7 @@ func tombstoneKey(id uint64) []byte {
 
 // SameReplicas reports whether two ranges have the same replica set.
 func SameReplicas(a, b *tesserapb.RangeDescriptor) bool {
-	x, y := slices.Clone(a.GetReplicas()), slices.Clone(b.GetReplicas())
+	x, y := ReplicaNodes(a), ReplicaNodes(b)
 	slices.Sort(x)
 	slices.Sort(y)
 	return slices.Equal(x, y)
@@ -70,7 +70,7 @@ func ValidateMerge(left, right *tesserapb.RangeDescriptor) error {
 		return fmt.Errorf("%w: range %d [%q, %q) does not start where range %d ends (%q)", ErrMergeRefused, right.GetRangeId(), right.GetStartKey(), right.GetEndKey(), left.GetRangeId(), left.GetEndKey())
 	case !SameReplicas(left, right):
 		return fmt.Errorf("%w: range %d has replicas on nodes %v and range %d on nodes %v: only ranges with the same replica set merge (replicas do not move yet)",
-			ErrMergeRefused, left.GetRangeId(), left.GetReplicas(), right.GetRangeId(), right.GetReplicas())
+			ErrMergeRefused, left.GetRangeId(), ReplicaNodes(left), right.GetRangeId(), ReplicaNodes(right))
 	}
 	return nil
 }

@@ -174,7 +174,7 @@ func writeSplitState(b *engine.Batch, group uint64, left, right *tesserapb.Range
 	if err := copyLocalKind(b, group, rg, engine.KindRevokedLease); err != nil {
 		return fmt.Errorf("revoked leases: %w", err)
 	}
-	return raftgroup.WriteSplitBootstrap(b, raftgroup.GroupID(rg), descriptorVoters(right))
+	return raftgroup.WriteSplitBootstrap(b, raftgroup.GroupID(rg), RaftVoters(right))
 }
 
 // splitChangeLog moves the right's keys of every change-log entry of the
@@ -324,20 +324,6 @@ func copyLocalKind(b *engine.Batch, from, to uint64, kind byte) error {
 	}
 	return nil
 }
-
-// descriptorVoters returns the raft voters of a descriptor. Until replica
-// ids land (issue #11, "ident"), a replica is named by its node id, which is
-// its raft peer id.
-func descriptorVoters(d *tesserapb.RangeDescriptor) []raftgroup.NodeID {
-	out := make([]raftgroup.NodeID, 0, len(d.GetReplicas()))
-	for _, n := range d.GetReplicas() {
-		out = append(out, raftgroup.NodeID(n))
-	}
-	return out
-}
-
-// DescriptorNodes returns the nodes holding a replica of the range.
-func DescriptorNodes(d *tesserapb.RangeDescriptor) []raftgroup.NodeID { return descriptorVoters(d) }
 
 // splitApplied is a split this replica applied, for the Store once the
 // apply batch committed.

@@ -148,8 +148,8 @@ func TestSplitApply(t *testing.T) {
 	if len(opened) != 1 || opened[0].Right.GetRangeId() != rightID {
 		t.Fatalf("store hook got %v", opened)
 	}
-	wantLeft := &tesserapb.RangeDescriptor{RangeId: 2, StartKey: []byte("a"), EndKey: []byte("g"), Replicas: []uint64{1, 2, 3}, Generation: 2}
-	wantRight := &tesserapb.RangeDescriptor{RangeId: rightID, StartKey: []byte("g"), EndKey: []byte("m"), Replicas: []uint64{1, 2, 3}, Generation: 2}
+	wantLeft := &tesserapb.RangeDescriptor{RangeId: 2, StartKey: []byte("a"), EndKey: []byte("g"), Replicas: hashTestDesc.GetReplicas(), NextReplicaId: hashTestDesc.GetNextReplicaId(), Generation: 2}
+	wantRight := &tesserapb.RangeDescriptor{RangeId: rightID, StartKey: []byte("g"), EndKey: []byte("m"), Replicas: hashTestDesc.GetReplicas(), NextReplicaId: hashTestDesc.GetNextReplicaId(), Generation: 2}
 	requireProtoEqual(t, "hook left", opened[0].Left, wantLeft)
 	requireProtoEqual(t, "hook right", opened[0].Right, wantRight)
 
@@ -303,7 +303,7 @@ func TestMergeApply(t *testing.T) {
 		if err := h.lastResult(mergeCmd(2, rights[i].index)); err != nil {
 			t.Fatalf("replica %d: merge: %v", i, err)
 		}
-		want := &tesserapb.RangeDescriptor{RangeId: 2, StartKey: []byte("a"), EndKey: []byte("m"), Replicas: []uint64{1, 2, 3}, Generation: 3}
+		want := &tesserapb.RangeDescriptor{RangeId: 2, StartKey: []byte("a"), EndKey: []byte("m"), Replicas: hashTestDesc.GetReplicas(), NextReplicaId: hashTestDesc.GetNextReplicaId(), Generation: 3}
 		requireProtoEqual(t, "merged", h.r.Descriptor(), want)
 		if d, err := ReadDescriptor(h.e, rightID); err != nil || d != nil {
 			t.Fatalf("replica %d: right descriptor after the merge: %v %v", i, d, err)

@@ -18,10 +18,12 @@ import (
 // StoreHost is what a Store needs from the node's raft host.
 type StoreHost interface {
 	RaftHost
-	// CreateGroup starts hosting a replica with its persisted raft state.
-	CreateGroup(id raftgroup.GroupID, sm raftgroup.StateMachine) error
-	// RemoveGroup stops hosting a group.
-	RemoveGroup(id raftgroup.GroupID) error
+	// CreateGroup starts hosting replica self of a group with its
+	// persisted raft state; peers maps the group's replicas to nodes.
+	CreateGroup(id raftgroup.GroupID, self raftgroup.ReplicaID, peers []raftgroup.Peer, sm raftgroup.StateMachine) error
+	// RemoveGroup stops hosting a group, deletes its raft state and
+	// tombstones replica ids below tombstone.
+	RemoveGroup(id raftgroup.GroupID, tombstone raftgroup.ReplicaID) error
 }
 
 var _ StoreHost = (*raftgroup.Host)(nil)
@@ -80,6 +82,9 @@ type Store struct {
 	cfg StoreConfig
 	log *slog.Logger
 
+	// wg tracks the destruction of merged replicas (mergeApplied).
+	wg sync.WaitGroup
+
 	mu struct {
 		sync.RWMutex
 		replicas map[raftgroup.GroupID]*Replica
@@ -111,7 +116,7 @@ func BootstrapRange(eng *engine.Engine, d *tesserapb.RangeDescriptor) error {
 	if err := WriteInitialState(eng, d); err != nil {
 		return err
 	}
-	return raftgroup.Bootstrap(eng, raftgroup.GroupID(d.GetRangeId()), descriptorVoters(d))
+	return raftgroup.Bootstrap(eng, raftgroup.GroupID(d.GetRangeId()), RaftVoters(d))
 }
 
 // Start opens every replica found in the engine and starts its raft group.
@@ -183,7 +188,13 @@ func (s *Store) open(id raftgroup.GroupID) error {
 	if err != nil {
 		return fmt.Errorf("shard: store: open range %d: %w", id, err)
 	}
-	if err := s.cfg.Host.CreateGroup(id, rep); err != nil {
+	desc := rep.Descriptor()
+	self := ReplicaOn(desc, s.cfg.Replica.NodeID)
+	if self == nil {
+		rep.Close()
+		return fmt.Errorf("shard: store: range %d has no replica on node %d", id, s.cfg.Replica.NodeID)
+	}
+	if err := s.cfg.Host.CreateGroup(id, raftgroup.ReplicaID(self.GetReplicaId()), RaftPeers(desc), rep); err != nil {
 		rep.Close()
 		return fmt.Errorf("shard: store: start raft group of range %d: %w", id, err)
 	}
@@ -259,6 +270,7 @@ func (s *Store) Close() {
 		reps = append(reps, r)
 	}
 	s.mu.Unlock()
+	s.wg.Wait()
 	for _, r := range reps {
 		r.Close()
 	}
@@ -285,6 +297,24 @@ func ReadDescriptor(rd engine.Reader, id raftgroup.GroupID) (*tesserapb.RangeDes
 // tombstone written): its raft group stops, the replica retires (it sends
 // requests to the merged range), and its raft state is removed.
 func (s *Store) mergeApplied(merged *tesserapb.RangeDescriptor, rightID uint64) {
+	// Called from the left's apply callback: the raft host must not be
+	// asked to remove a group from there (it waits for the worker that may
+	// hold the right's group in this very round).
+	s.mu.Lock()
+	if s.mu.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		s.destroyMerged(merged, rightID)
+	}()
+}
+
+// destroyMerged is mergeApplied's work.
+func (s *Store) destroyMerged(merged *tesserapb.RangeDescriptor, rightID uint64) {
 	id := raftgroup.GroupID(rightID)
 	s.mu.Lock()
 	rep := s.mu.replicas[id]
@@ -293,11 +323,16 @@ func (s *Store) mergeApplied(merged *tesserapb.RangeDescriptor, rightID uint64) 
 		s.mu.retired[id] = rep
 	}
 	s.mu.Unlock()
-	if err := s.cfg.Host.RemoveGroup(id); err != nil && !errors.Is(err, raftgroup.ErrGroupNotFound) {
-		s.log.Error("could not stop the raft group of a merged range", "range", rightID, "err", err)
+	var tomb raftgroup.ReplicaID
+	if rep != nil {
+		tomb = raftgroup.ReplicaID(rep.Descriptor().GetNextReplicaId())
 	}
 	if rep != nil {
+		// Requests go to the merged range from now on.
 		rep.retire(merged)
+	}
+	if err := s.cfg.Host.RemoveGroup(id, tomb); err != nil && !errors.Is(err, raftgroup.ErrGroupNotFound) {
+		s.log.Error("could not stop the raft group of a merged range", "range", rightID, "err", err)
 	}
 	if err := s.deleteGroup(id); err != nil {
 		// The tombstone is durable: the next start removes the rest.

@@ -111,7 +111,8 @@ func TestStoreSplitAndRestart(t *testing.T) {
 			dir := t.TempDir()
 			clock := &counterClock{}
 			clock.next.Store(int64(baseRev))
-			desc := &tesserapb.RangeDescriptor{RangeId: 2, Replicas: []uint64{1}, Generation: 1}
+			reps, next := NewReplicas([]raftgroup.NodeID{1}, 1)
+			desc := &tesserapb.RangeDescriptor{RangeId: 2, Replicas: reps, NextReplicaId: next, Generation: 1}
 			var knobs *StoreKnobs
 			if crash {
 				knobs = &StoreKnobs{SkipSplitOpen: func(SplitResult) bool { return true }}

@@ -69,7 +69,7 @@ refused (KEY already starts a range, for example).`,
 			tw := newTable(out)
 			fmt.Fprintln(tw, "RANGE\tSPAN\tGENERATION\tREPLICAS")
 			for _, d := range []*tesserapb.RangeDescriptor{resp.GetLeft(), resp.GetRight()} {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", strconv.FormatUint(d.GetRangeId(), 10), formatSpan(d.GetStartKey(), d.GetEndKey()), d.GetGeneration(), joinIDs(d.GetReplicas()))
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", strconv.FormatUint(d.GetRangeId(), 10), formatSpan(d.GetStartKey(), d.GetEndKey()), d.GetGeneration(), joinReplicas(replicaRefs(d)))
 			}
 			return tw.Flush()
 		},
@@ -82,7 +82,7 @@ func containsKey(start, end, key []byte) bool {
 
 // descInfo is a descriptor in tessctl's JSON form of a range.
 func descInfo(d *tesserapb.RangeDescriptor) rangeInfo {
-	ri := rangeInfo{ID: d.GetRangeId(), Generation: d.GetGeneration(), Replicas: append([]uint64{}, d.GetReplicas()...)}
+	ri := rangeInfo{ID: d.GetRangeId(), Generation: d.GetGeneration(), Replicas: replicaRefs(d)}
 	ri.StartKey = append([]byte{}, d.GetStartKey()...)
 	ri.EndKey = append([]byte{}, d.GetEndKey()...)
 	ri.Span = formatSpan(ri.StartKey, ri.EndKey)
@@ -147,7 +147,7 @@ server's reason when the merge is refused.`,
 			fmt.Fprintf(out, "merged into range %d\n", d.GetRangeId())
 			tw := newTable(out)
 			fmt.Fprintln(tw, "RANGE\tSPAN\tGENERATION\tREPLICAS")
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\n", d.GetRangeId(), formatSpan(d.GetStartKey(), d.GetEndKey()), d.GetGeneration(), joinIDs(d.GetReplicas()))
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\n", d.GetRangeId(), formatSpan(d.GetStartKey(), d.GetEndKey()), d.GetGeneration(), joinReplicas(replicaRefs(d)))
 			return tw.Flush()
 		},
 	}
@@ -172,8 +172,8 @@ func leaderCall[T any](ctx context.Context, g *globalFlags, view *clusterView, r
 			if err := retry.Wait(ctx); err != nil {
 				return zero, fmt.Errorf("tessctl: range %d has no leader: %w (last error: %v)", ri.ID, err, lastErr)
 			}
-			for _, n := range ri.Replicas {
-				resp, err := call(n)
+			for _, rr := range ri.Replicas {
+				resp, err := call(rr.Node)
 				if err != nil {
 					lastErr = err
 					continue

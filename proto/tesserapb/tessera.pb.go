@@ -26,6 +26,53 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ReplicaType says whether a replica votes in its range's raft group.
+type ReplicaType int32
+
+const (
+	ReplicaType_VOTER   ReplicaType = 0
+	ReplicaType_LEARNER ReplicaType = 1
+)
+
+// Enum value maps for ReplicaType.
+var (
+	ReplicaType_name = map[int32]string{
+		0: "VOTER",
+		1: "LEARNER",
+	}
+	ReplicaType_value = map[string]int32{
+		"VOTER":   0,
+		"LEARNER": 1,
+	}
+)
+
+func (x ReplicaType) Enum() *ReplicaType {
+	p := new(ReplicaType)
+	*p = x
+	return p
+}
+
+func (x ReplicaType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReplicaType) Descriptor() protoreflect.EnumDescriptor {
+	return file_tesserapb_tessera_proto_enumTypes[0].Descriptor()
+}
+
+func (ReplicaType) Type() protoreflect.EnumType {
+	return &file_tesserapb_tessera_proto_enumTypes[0]
+}
+
+func (x ReplicaType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReplicaType.Descriptor instead.
+func (ReplicaType) EnumDescriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{0}
+}
+
 type RoutingError_Code int32
 
 const (
@@ -65,11 +112,11 @@ func (x RoutingError_Code) String() string {
 }
 
 func (RoutingError_Code) Descriptor() protoreflect.EnumDescriptor {
-	return file_tesserapb_tessera_proto_enumTypes[0].Descriptor()
+	return file_tesserapb_tessera_proto_enumTypes[1].Descriptor()
 }
 
 func (RoutingError_Code) Type() protoreflect.EnumType {
-	return &file_tesserapb_tessera_proto_enumTypes[0]
+	return &file_tesserapb_tessera_proto_enumTypes[1]
 }
 
 func (x RoutingError_Code) Number() protoreflect.EnumNumber {
@@ -78,7 +125,7 @@ func (x RoutingError_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RoutingError_Code.Descriptor instead.
 func (RoutingError_Code) EnumDescriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{7, 0}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{8, 0}
 }
 
 // RangeDescriptor describes one range of the keyspace and its replicas.
@@ -88,11 +135,14 @@ type RangeDescriptor struct {
 	// [start_key, end_key); an empty end_key is the end of the keyspace.
 	StartKey []byte `protobuf:"bytes,2,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
 	EndKey   []byte `protobuf:"bytes,3,opt,name=end_key,json=endKey,proto3" json:"end_key,omitempty"`
-	// Node ids of the replicas (raft peer ids).
-	Replicas []uint64 `protobuf:"varint,4,rep,packed,name=replicas,proto3" json:"replicas,omitempty"`
 	// Incremented by every split, merge or replica change; a router holding an
 	// older generation is corrected by the error it gets.
-	Generation    uint64 `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
+	Generation uint64 `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The replicas: which node holds each and its replica id (the raft peer id
+	// inside the range's group, never reused within the range).
+	Replicas []*ReplicaDescriptor `protobuf:"bytes,6,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// The replica id the next replica added to the range gets.
+	NextReplicaId uint64 `protobuf:"varint,7,opt,name=next_replica_id,json=nextReplicaId,proto3" json:"next_replica_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -148,18 +198,87 @@ func (x *RangeDescriptor) GetEndKey() []byte {
 	return nil
 }
 
-func (x *RangeDescriptor) GetReplicas() []uint64 {
+func (x *RangeDescriptor) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *RangeDescriptor) GetReplicas() []*ReplicaDescriptor {
 	if x != nil {
 		return x.Replicas
 	}
 	return nil
 }
 
-func (x *RangeDescriptor) GetGeneration() uint64 {
+func (x *RangeDescriptor) GetNextReplicaId() uint64 {
 	if x != nil {
-		return x.Generation
+		return x.NextReplicaId
 	}
 	return 0
+}
+
+// ReplicaDescriptor is one replica of a range: (range id, replica id)
+// identifies it; node_id says where it lives.
+type ReplicaDescriptor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	ReplicaId     uint64                 `protobuf:"varint,2,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	Type          ReplicaType            `protobuf:"varint,3,opt,name=type,proto3,enum=tessera.v1.ReplicaType" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaDescriptor) Reset() {
+	*x = ReplicaDescriptor{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaDescriptor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaDescriptor) ProtoMessage() {}
+
+func (x *ReplicaDescriptor) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaDescriptor.ProtoReflect.Descriptor instead.
+func (*ReplicaDescriptor) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReplicaDescriptor) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *ReplicaDescriptor) GetReplicaId() uint64 {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return 0
+}
+
+func (x *ReplicaDescriptor) GetType() ReplicaType {
+	if x != nil {
+		return x.Type
+	}
+	return ReplicaType_VOTER
 }
 
 // NodeDescriptor describes one node of the cluster.
@@ -175,7 +294,7 @@ type NodeDescriptor struct {
 
 func (x *NodeDescriptor) Reset() {
 	*x = NodeDescriptor{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[1]
+	mi := &file_tesserapb_tessera_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -187,7 +306,7 @@ func (x *NodeDescriptor) String() string {
 func (*NodeDescriptor) ProtoMessage() {}
 
 func (x *NodeDescriptor) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[1]
+	mi := &file_tesserapb_tessera_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -200,7 +319,7 @@ func (x *NodeDescriptor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeDescriptor.ProtoReflect.Descriptor instead.
 func (*NodeDescriptor) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{1}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *NodeDescriptor) GetNodeId() uint64 {
@@ -245,7 +364,7 @@ type ClusterBootstrap struct {
 
 func (x *ClusterBootstrap) Reset() {
 	*x = ClusterBootstrap{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[2]
+	mi := &file_tesserapb_tessera_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -257,7 +376,7 @@ func (x *ClusterBootstrap) String() string {
 func (*ClusterBootstrap) ProtoMessage() {}
 
 func (x *ClusterBootstrap) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[2]
+	mi := &file_tesserapb_tessera_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -270,7 +389,7 @@ func (x *ClusterBootstrap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterBootstrap.ProtoReflect.Descriptor instead.
 func (*ClusterBootstrap) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{2}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ClusterBootstrap) GetClusterId() uint64 {
@@ -338,7 +457,7 @@ type ShardCommand struct {
 
 func (x *ShardCommand) Reset() {
 	*x = ShardCommand{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[3]
+	mi := &file_tesserapb_tessera_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -350,7 +469,7 @@ func (x *ShardCommand) String() string {
 func (*ShardCommand) ProtoMessage() {}
 
 func (x *ShardCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[3]
+	mi := &file_tesserapb_tessera_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -363,7 +482,7 @@ func (x *ShardCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardCommand.ProtoReflect.Descriptor instead.
 func (*ShardCommand) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{3}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ShardCommand) GetProposalId() uint64 {
@@ -465,7 +584,7 @@ type MergeTrigger struct {
 
 func (x *MergeTrigger) Reset() {
 	*x = MergeTrigger{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[4]
+	mi := &file_tesserapb_tessera_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +596,7 @@ func (x *MergeTrigger) String() string {
 func (*MergeTrigger) ProtoMessage() {}
 
 func (x *MergeTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[4]
+	mi := &file_tesserapb_tessera_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +609,7 @@ func (x *MergeTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeTrigger.ProtoReflect.Descriptor instead.
 func (*MergeTrigger) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{4}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *MergeTrigger) GetRight() *RangeDescriptor {
@@ -529,7 +648,7 @@ type SplitTrigger struct {
 
 func (x *SplitTrigger) Reset() {
 	*x = SplitTrigger{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[5]
+	mi := &file_tesserapb_tessera_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +660,7 @@ func (x *SplitTrigger) String() string {
 func (*SplitTrigger) ProtoMessage() {}
 
 func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[5]
+	mi := &file_tesserapb_tessera_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +673,7 @@ func (x *SplitTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitTrigger.ProtoReflect.Descriptor instead.
 func (*SplitTrigger) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{5}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SplitTrigger) GetSplitKey() []byte {
@@ -612,7 +731,7 @@ type MetaCommand struct {
 
 func (x *MetaCommand) Reset() {
 	*x = MetaCommand{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[6]
+	mi := &file_tesserapb_tessera_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +743,7 @@ func (x *MetaCommand) String() string {
 func (*MetaCommand) ProtoMessage() {}
 
 func (x *MetaCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[6]
+	mi := &file_tesserapb_tessera_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +756,7 @@ func (x *MetaCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaCommand.ProtoReflect.Descriptor instead.
 func (*MetaCommand) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{6}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *MetaCommand) GetProposalId() uint64 {
@@ -723,7 +842,7 @@ type RoutingError struct {
 
 func (x *RoutingError) Reset() {
 	*x = RoutingError{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[7]
+	mi := &file_tesserapb_tessera_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +854,7 @@ func (x *RoutingError) String() string {
 func (*RoutingError) ProtoMessage() {}
 
 func (x *RoutingError) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[7]
+	mi := &file_tesserapb_tessera_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +867,7 @@ func (x *RoutingError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoutingError.ProtoReflect.Descriptor instead.
 func (*RoutingError) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{7}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RoutingError) GetCode() RoutingError_Code {
@@ -805,7 +924,7 @@ type ExecuteRequest struct {
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[8]
+	mi := &file_tesserapb_tessera_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +936,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[8]
+	mi := &file_tesserapb_tessera_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +949,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{8}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExecuteRequest) GetRangeId() uint64 {
@@ -909,7 +1028,7 @@ type ExecuteResponse struct {
 
 func (x *ExecuteResponse) Reset() {
 	*x = ExecuteResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[9]
+	mi := &file_tesserapb_tessera_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +1040,7 @@ func (x *ExecuteResponse) String() string {
 func (*ExecuteResponse) ProtoMessage() {}
 
 func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[9]
+	mi := &file_tesserapb_tessera_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1053,7 @@ func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{9}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExecuteResponse) GetResponseOp() []byte {
@@ -967,7 +1086,7 @@ type TsoRequest struct {
 
 func (x *TsoRequest) Reset() {
 	*x = TsoRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[10]
+	mi := &file_tesserapb_tessera_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1098,7 @@ func (x *TsoRequest) String() string {
 func (*TsoRequest) ProtoMessage() {}
 
 func (x *TsoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[10]
+	mi := &file_tesserapb_tessera_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1111,7 @@ func (x *TsoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TsoRequest.ProtoReflect.Descriptor instead.
 func (*TsoRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{10}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TsoRequest) GetCount() uint32 {
@@ -1016,7 +1135,7 @@ type TsoResponse struct {
 
 func (x *TsoResponse) Reset() {
 	*x = TsoResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[11]
+	mi := &file_tesserapb_tessera_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1147,7 @@ func (x *TsoResponse) String() string {
 func (*TsoResponse) ProtoMessage() {}
 
 func (x *TsoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[11]
+	mi := &file_tesserapb_tessera_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1160,7 @@ func (x *TsoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TsoResponse.ProtoReflect.Descriptor instead.
 func (*TsoResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{11}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TsoResponse) GetFirst() int64 {
@@ -1073,7 +1192,7 @@ type RangesRequest struct {
 
 func (x *RangesRequest) Reset() {
 	*x = RangesRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[12]
+	mi := &file_tesserapb_tessera_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1085,7 +1204,7 @@ func (x *RangesRequest) String() string {
 func (*RangesRequest) ProtoMessage() {}
 
 func (x *RangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[12]
+	mi := &file_tesserapb_tessera_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1098,7 +1217,7 @@ func (x *RangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesRequest.ProtoReflect.Descriptor instead.
 func (*RangesRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{12}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{13}
 }
 
 type RangeStatus struct {
@@ -1124,7 +1243,7 @@ type RangeStatus struct {
 
 func (x *RangeStatus) Reset() {
 	*x = RangeStatus{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[13]
+	mi := &file_tesserapb_tessera_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1255,7 @@ func (x *RangeStatus) String() string {
 func (*RangeStatus) ProtoMessage() {}
 
 func (x *RangeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[13]
+	mi := &file_tesserapb_tessera_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1268,7 @@ func (x *RangeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeStatus.ProtoReflect.Descriptor instead.
 func (*RangeStatus) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{13}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RangeStatus) GetRangeDescriptor() *RangeDescriptor {
@@ -1242,7 +1361,7 @@ type RangesResponse struct {
 
 func (x *RangesResponse) Reset() {
 	*x = RangesResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[14]
+	mi := &file_tesserapb_tessera_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1373,7 @@ func (x *RangesResponse) String() string {
 func (*RangesResponse) ProtoMessage() {}
 
 func (x *RangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[14]
+	mi := &file_tesserapb_tessera_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1386,7 @@ func (x *RangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesResponse.ProtoReflect.Descriptor instead.
 func (*RangesResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{14}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RangesResponse) GetNodeId() uint64 {
@@ -1327,7 +1446,7 @@ type FeedRequest struct {
 
 func (x *FeedRequest) Reset() {
 	*x = FeedRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[15]
+	mi := &file_tesserapb_tessera_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +1458,7 @@ func (x *FeedRequest) String() string {
 func (*FeedRequest) ProtoMessage() {}
 
 func (x *FeedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[15]
+	mi := &file_tesserapb_tessera_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +1471,7 @@ func (x *FeedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedRequest.ProtoReflect.Descriptor instead.
 func (*FeedRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{15}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FeedRequest) GetRangeId() uint64 {
@@ -1410,7 +1529,7 @@ type FeedRevision struct {
 
 func (x *FeedRevision) Reset() {
 	*x = FeedRevision{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[16]
+	mi := &file_tesserapb_tessera_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +1541,7 @@ func (x *FeedRevision) String() string {
 func (*FeedRevision) ProtoMessage() {}
 
 func (x *FeedRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[16]
+	mi := &file_tesserapb_tessera_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,7 +1554,7 @@ func (x *FeedRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedRevision.ProtoReflect.Descriptor instead.
 func (*FeedRevision) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{16}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FeedRevision) GetRevision() int64 {
@@ -1469,7 +1588,7 @@ type FeedResponse struct {
 
 func (x *FeedResponse) Reset() {
 	*x = FeedResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[17]
+	mi := &file_tesserapb_tessera_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1600,7 @@ func (x *FeedResponse) String() string {
 func (*FeedResponse) ProtoMessage() {}
 
 func (x *FeedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[17]
+	mi := &file_tesserapb_tessera_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1613,7 @@ func (x *FeedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedResponse.ProtoReflect.Descriptor instead.
 func (*FeedResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{17}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FeedResponse) GetRevisions() []*FeedRevision {
@@ -1540,7 +1659,7 @@ type HashRequest struct {
 
 func (x *HashRequest) Reset() {
 	*x = HashRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[18]
+	mi := &file_tesserapb_tessera_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1552,7 +1671,7 @@ func (x *HashRequest) String() string {
 func (*HashRequest) ProtoMessage() {}
 
 func (x *HashRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[18]
+	mi := &file_tesserapb_tessera_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1565,7 +1684,7 @@ func (x *HashRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashRequest.ProtoReflect.Descriptor instead.
 func (*HashRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{18}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *HashRequest) GetRangeId() uint64 {
@@ -1607,7 +1726,7 @@ type HashResponse struct {
 
 func (x *HashResponse) Reset() {
 	*x = HashResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[19]
+	mi := &file_tesserapb_tessera_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +1738,7 @@ func (x *HashResponse) String() string {
 func (*HashResponse) ProtoMessage() {}
 
 func (x *HashResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[19]
+	mi := &file_tesserapb_tessera_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1632,7 +1751,7 @@ func (x *HashResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashResponse.ProtoReflect.Descriptor instead.
 func (*HashResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{19}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HashResponse) GetNodeId() uint64 {
@@ -1694,7 +1813,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[20]
+	mi := &file_tesserapb_tessera_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +1825,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[20]
+	mi := &file_tesserapb_tessera_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +1838,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{20}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TransferLeaderRequest) GetRangeId() uint64 {
@@ -1746,7 +1865,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[21]
+	mi := &file_tesserapb_tessera_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1758,7 +1877,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[21]
+	mi := &file_tesserapb_tessera_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1771,7 +1890,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{21}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TransferLeaderResponse) GetRoutingError() *RoutingError {
@@ -1790,7 +1909,7 @@ type LeaseLookupRequest struct {
 
 func (x *LeaseLookupRequest) Reset() {
 	*x = LeaseLookupRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[22]
+	mi := &file_tesserapb_tessera_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +1921,7 @@ func (x *LeaseLookupRequest) String() string {
 func (*LeaseLookupRequest) ProtoMessage() {}
 
 func (x *LeaseLookupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[22]
+	mi := &file_tesserapb_tessera_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +1934,7 @@ func (x *LeaseLookupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseLookupRequest.ProtoReflect.Descriptor instead.
 func (*LeaseLookupRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{22}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LeaseLookupRequest) GetIds() []int64 {
@@ -1837,7 +1956,7 @@ type LeaseLookupResponse struct {
 
 func (x *LeaseLookupResponse) Reset() {
 	*x = LeaseLookupResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[23]
+	mi := &file_tesserapb_tessera_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +1968,7 @@ func (x *LeaseLookupResponse) String() string {
 func (*LeaseLookupResponse) ProtoMessage() {}
 
 func (x *LeaseLookupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[23]
+	mi := &file_tesserapb_tessera_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +1981,7 @@ func (x *LeaseLookupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseLookupResponse.ProtoReflect.Descriptor instead.
 func (*LeaseLookupResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{23}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LeaseLookupResponse) GetLeases() []*LeaseRef {
@@ -1892,7 +2011,7 @@ type LeaseRef struct {
 
 func (x *LeaseRef) Reset() {
 	*x = LeaseRef{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[24]
+	mi := &file_tesserapb_tessera_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1904,7 +2023,7 @@ func (x *LeaseRef) String() string {
 func (*LeaseRef) ProtoMessage() {}
 
 func (x *LeaseRef) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[24]
+	mi := &file_tesserapb_tessera_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1917,7 +2036,7 @@ func (x *LeaseRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRef.ProtoReflect.Descriptor instead.
 func (*LeaseRef) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{24}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeaseRef) GetId() int64 {
@@ -1949,7 +2068,7 @@ type LeaseRecord struct {
 
 func (x *LeaseRecord) Reset() {
 	*x = LeaseRecord{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[25]
+	mi := &file_tesserapb_tessera_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2080,7 @@ func (x *LeaseRecord) String() string {
 func (*LeaseRecord) ProtoMessage() {}
 
 func (x *LeaseRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[25]
+	mi := &file_tesserapb_tessera_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2093,7 @@ func (x *LeaseRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRecord.ProtoReflect.Descriptor instead.
 func (*LeaseRecord) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{25}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LeaseRecord) GetId() int64 {
@@ -2015,7 +2134,7 @@ type LeaseCheckpoint struct {
 
 func (x *LeaseCheckpoint) Reset() {
 	*x = LeaseCheckpoint{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[26]
+	mi := &file_tesserapb_tessera_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2027,7 +2146,7 @@ func (x *LeaseCheckpoint) String() string {
 func (*LeaseCheckpoint) ProtoMessage() {}
 
 func (x *LeaseCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[26]
+	mi := &file_tesserapb_tessera_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2040,7 +2159,7 @@ func (x *LeaseCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseCheckpoint.ProtoReflect.Descriptor instead.
 func (*LeaseCheckpoint) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{26}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *LeaseCheckpoint) GetId() int64 {
@@ -2072,7 +2191,7 @@ type AuthRecord struct {
 
 func (x *AuthRecord) Reset() {
 	*x = AuthRecord{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[27]
+	mi := &file_tesserapb_tessera_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2203,7 @@ func (x *AuthRecord) String() string {
 func (*AuthRecord) ProtoMessage() {}
 
 func (x *AuthRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[27]
+	mi := &file_tesserapb_tessera_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2216,7 @@ func (x *AuthRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthRecord.ProtoReflect.Descriptor instead.
 func (*AuthRecord) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{27}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AuthRecord) GetEnabled() bool {
@@ -2143,7 +2262,7 @@ type AuthStateRequest struct {
 
 func (x *AuthStateRequest) Reset() {
 	*x = AuthStateRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[28]
+	mi := &file_tesserapb_tessera_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2274,7 @@ func (x *AuthStateRequest) String() string {
 func (*AuthStateRequest) ProtoMessage() {}
 
 func (x *AuthStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[28]
+	mi := &file_tesserapb_tessera_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2287,7 @@ func (x *AuthStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthStateRequest.ProtoReflect.Descriptor instead.
 func (*AuthStateRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{28}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{29}
 }
 
 // A cluster backup file (etcdctl snapshot save, tessctl snapshot save) is a
@@ -2189,7 +2308,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[29]
+	mi := &file_tesserapb_tessera_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2201,7 +2320,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[29]
+	mi := &file_tesserapb_tessera_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2214,7 +2333,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{29}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -2298,7 +2417,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[30]
+	mi := &file_tesserapb_tessera_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2429,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[30]
+	mi := &file_tesserapb_tessera_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2442,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{30}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SnapshotHeader) GetFormatVersion() uint32 {
@@ -2395,7 +2514,7 @@ type SnapshotKVs struct {
 
 func (x *SnapshotKVs) Reset() {
 	*x = SnapshotKVs{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[31]
+	mi := &file_tesserapb_tessera_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2407,7 +2526,7 @@ func (x *SnapshotKVs) String() string {
 func (*SnapshotKVs) ProtoMessage() {}
 
 func (x *SnapshotKVs) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[31]
+	mi := &file_tesserapb_tessera_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2420,7 +2539,7 @@ func (x *SnapshotKVs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotKVs.ProtoReflect.Descriptor instead.
 func (*SnapshotKVs) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{31}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SnapshotKVs) GetRangeId() uint64 {
@@ -2450,7 +2569,7 @@ type SnapshotFooter struct {
 
 func (x *SnapshotFooter) Reset() {
 	*x = SnapshotFooter{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[32]
+	mi := &file_tesserapb_tessera_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2462,7 +2581,7 @@ func (x *SnapshotFooter) String() string {
 func (*SnapshotFooter) ProtoMessage() {}
 
 func (x *SnapshotFooter) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[32]
+	mi := &file_tesserapb_tessera_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2475,7 +2594,7 @@ func (x *SnapshotFooter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotFooter.ProtoReflect.Descriptor instead.
 func (*SnapshotFooter) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{32}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SnapshotFooter) GetKeys() uint64 {
@@ -2513,7 +2632,7 @@ type RecentWritesRequest struct {
 
 func (x *RecentWritesRequest) Reset() {
 	*x = RecentWritesRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[33]
+	mi := &file_tesserapb_tessera_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2525,7 +2644,7 @@ func (x *RecentWritesRequest) String() string {
 func (*RecentWritesRequest) ProtoMessage() {}
 
 func (x *RecentWritesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[33]
+	mi := &file_tesserapb_tessera_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2538,7 +2657,7 @@ func (x *RecentWritesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecentWritesRequest.ProtoReflect.Descriptor instead.
 func (*RecentWritesRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{33}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RecentWritesRequest) GetRangeId() uint64 {
@@ -2565,7 +2684,7 @@ type RecentWritesResponse struct {
 
 func (x *RecentWritesResponse) Reset() {
 	*x = RecentWritesResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[34]
+	mi := &file_tesserapb_tessera_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2577,7 +2696,7 @@ func (x *RecentWritesResponse) String() string {
 func (*RecentWritesResponse) ProtoMessage() {}
 
 func (x *RecentWritesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[34]
+	mi := &file_tesserapb_tessera_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2590,7 +2709,7 @@ func (x *RecentWritesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecentWritesResponse.ProtoReflect.Descriptor instead.
 func (*RecentWritesResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{34}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RecentWritesResponse) GetRevisions() []int64 {
@@ -2623,7 +2742,7 @@ type ClosedRevision struct {
 
 func (x *ClosedRevision) Reset() {
 	*x = ClosedRevision{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[35]
+	mi := &file_tesserapb_tessera_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2635,7 +2754,7 @@ func (x *ClosedRevision) String() string {
 func (*ClosedRevision) ProtoMessage() {}
 
 func (x *ClosedRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[35]
+	mi := &file_tesserapb_tessera_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2648,7 +2767,7 @@ func (x *ClosedRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClosedRevision.ProtoReflect.Descriptor instead.
 func (*ClosedRevision) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{35}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ClosedRevision) GetRangeId() uint64 {
@@ -2694,7 +2813,7 @@ type CloseRevisionsRequest struct {
 
 func (x *CloseRevisionsRequest) Reset() {
 	*x = CloseRevisionsRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[36]
+	mi := &file_tesserapb_tessera_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2706,7 +2825,7 @@ func (x *CloseRevisionsRequest) String() string {
 func (*CloseRevisionsRequest) ProtoMessage() {}
 
 func (x *CloseRevisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[36]
+	mi := &file_tesserapb_tessera_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2719,7 +2838,7 @@ func (x *CloseRevisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRevisionsRequest.ProtoReflect.Descriptor instead.
 func (*CloseRevisionsRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{36}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CloseRevisionsRequest) GetFromNode() uint64 {
@@ -2753,7 +2872,7 @@ type CloseRevisionsResponse struct {
 
 func (x *CloseRevisionsResponse) Reset() {
 	*x = CloseRevisionsResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[37]
+	mi := &file_tesserapb_tessera_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2765,7 +2884,7 @@ func (x *CloseRevisionsResponse) String() string {
 func (*CloseRevisionsResponse) ProtoMessage() {}
 
 func (x *CloseRevisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[37]
+	mi := &file_tesserapb_tessera_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2778,7 +2897,7 @@ func (x *CloseRevisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRevisionsResponse.ProtoReflect.Descriptor instead.
 func (*CloseRevisionsResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{37}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CloseRevisionsResponse) GetAccepted() []uint64 {
@@ -2801,7 +2920,7 @@ type SplitRangeRequest struct {
 
 func (x *SplitRangeRequest) Reset() {
 	*x = SplitRangeRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[38]
+	mi := &file_tesserapb_tessera_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2813,7 +2932,7 @@ func (x *SplitRangeRequest) String() string {
 func (*SplitRangeRequest) ProtoMessage() {}
 
 func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[38]
+	mi := &file_tesserapb_tessera_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2826,7 +2945,7 @@ func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeRequest.ProtoReflect.Descriptor instead.
 func (*SplitRangeRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{38}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SplitRangeRequest) GetRangeId() uint64 {
@@ -2862,7 +2981,7 @@ type SplitRangeResponse struct {
 
 func (x *SplitRangeResponse) Reset() {
 	*x = SplitRangeResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[39]
+	mi := &file_tesserapb_tessera_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2874,7 +2993,7 @@ func (x *SplitRangeResponse) String() string {
 func (*SplitRangeResponse) ProtoMessage() {}
 
 func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[39]
+	mi := &file_tesserapb_tessera_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2887,7 +3006,7 @@ func (x *SplitRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeResponse.ProtoReflect.Descriptor instead.
 func (*SplitRangeResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{39}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SplitRangeResponse) GetLeft() *RangeDescriptor {
@@ -2920,7 +3039,7 @@ type AllocateRangeIDsRequest struct {
 
 func (x *AllocateRangeIDsRequest) Reset() {
 	*x = AllocateRangeIDsRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[40]
+	mi := &file_tesserapb_tessera_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2932,7 +3051,7 @@ func (x *AllocateRangeIDsRequest) String() string {
 func (*AllocateRangeIDsRequest) ProtoMessage() {}
 
 func (x *AllocateRangeIDsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[40]
+	mi := &file_tesserapb_tessera_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2945,7 +3064,7 @@ func (x *AllocateRangeIDsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateRangeIDsRequest.ProtoReflect.Descriptor instead.
 func (*AllocateRangeIDsRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{40}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AllocateRangeIDsRequest) GetCount() uint32 {
@@ -2967,7 +3086,7 @@ type AllocateRangeIDsResponse struct {
 
 func (x *AllocateRangeIDsResponse) Reset() {
 	*x = AllocateRangeIDsResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[41]
+	mi := &file_tesserapb_tessera_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2979,7 +3098,7 @@ func (x *AllocateRangeIDsResponse) String() string {
 func (*AllocateRangeIDsResponse) ProtoMessage() {}
 
 func (x *AllocateRangeIDsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[41]
+	mi := &file_tesserapb_tessera_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2992,7 +3111,7 @@ func (x *AllocateRangeIDsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateRangeIDsResponse.ProtoReflect.Descriptor instead.
 func (*AllocateRangeIDsResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{41}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AllocateRangeIDsResponse) GetFirst() uint64 {
@@ -3026,7 +3145,7 @@ type MergeRangeRequest struct {
 
 func (x *MergeRangeRequest) Reset() {
 	*x = MergeRangeRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[42]
+	mi := &file_tesserapb_tessera_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3038,7 +3157,7 @@ func (x *MergeRangeRequest) String() string {
 func (*MergeRangeRequest) ProtoMessage() {}
 
 func (x *MergeRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[42]
+	mi := &file_tesserapb_tessera_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3051,7 +3170,7 @@ func (x *MergeRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRangeRequest.ProtoReflect.Descriptor instead.
 func (*MergeRangeRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{42}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MergeRangeRequest) GetRangeId() uint64 {
@@ -3072,7 +3191,7 @@ type MergeRangeResponse struct {
 
 func (x *MergeRangeResponse) Reset() {
 	*x = MergeRangeResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[43]
+	mi := &file_tesserapb_tessera_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3084,7 +3203,7 @@ func (x *MergeRangeResponse) String() string {
 func (*MergeRangeResponse) ProtoMessage() {}
 
 func (x *MergeRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[43]
+	mi := &file_tesserapb_tessera_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3097,7 +3216,7 @@ func (x *MergeRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRangeResponse.ProtoReflect.Descriptor instead.
 func (*MergeRangeResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{43}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *MergeRangeResponse) GetMerged() *RangeDescriptor {
@@ -3126,7 +3245,7 @@ type FreezeRangeRequest struct {
 
 func (x *FreezeRangeRequest) Reset() {
 	*x = FreezeRangeRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[44]
+	mi := &file_tesserapb_tessera_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3138,7 +3257,7 @@ func (x *FreezeRangeRequest) String() string {
 func (*FreezeRangeRequest) ProtoMessage() {}
 
 func (x *FreezeRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[44]
+	mi := &file_tesserapb_tessera_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3151,7 +3270,7 @@ func (x *FreezeRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreezeRangeRequest.ProtoReflect.Descriptor instead.
 func (*FreezeRangeRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{44}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *FreezeRangeRequest) GetRangeId() uint64 {
@@ -3187,7 +3306,7 @@ type FreezeRangeResponse struct {
 
 func (x *FreezeRangeResponse) Reset() {
 	*x = FreezeRangeResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[45]
+	mi := &file_tesserapb_tessera_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3199,7 +3318,7 @@ func (x *FreezeRangeResponse) String() string {
 func (*FreezeRangeResponse) ProtoMessage() {}
 
 func (x *FreezeRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[45]
+	mi := &file_tesserapb_tessera_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3212,7 +3331,7 @@ func (x *FreezeRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreezeRangeResponse.ProtoReflect.Descriptor instead.
 func (*FreezeRangeResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{45}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *FreezeRangeResponse) GetAppliedIndex() uint64 {
@@ -3241,15 +3360,21 @@ var File_tesserapb_tessera_proto protoreflect.FileDescriptor
 const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\n" +
 	"\x17tesserapb/tessera.proto\x12\n" +
-	"tessera.v1\"\x9e\x01\n" +
+	"tessera.v1\"\xeb\x01\n" +
 	"\x0fRangeDescriptor\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1b\n" +
 	"\tstart_key\x18\x02 \x01(\fR\bstartKey\x12\x17\n" +
-	"\aend_key\x18\x03 \x01(\fR\x06endKey\x12\x1a\n" +
-	"\breplicas\x18\x04 \x03(\x04R\breplicas\x12\x1e\n" +
+	"\aend_key\x18\x03 \x01(\fR\x06endKey\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x05 \x01(\x04R\n" +
-	"generation\"w\n" +
+	"generation\x129\n" +
+	"\breplicas\x18\x06 \x03(\v2\x1d.tessera.v1.ReplicaDescriptorR\breplicas\x12&\n" +
+	"\x0fnext_replica_id\x18\a \x01(\x04R\rnextReplicaIdJ\x04\b\x04\x10\x05\"x\n" +
+	"\x11ReplicaDescriptor\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\x02 \x01(\x04R\treplicaId\x12+\n" +
+	"\x04type\x18\x03 \x01(\x0e2\x17.tessera.v1.ReplicaTypeR\x04type\"w\n" +
 	"\x0eNodeDescriptor\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x19\n" +
@@ -3489,7 +3614,10 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x13FreezeRangeResponse\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12F\n" +
 	"\x10range_descriptor\x18\x02 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x0frangeDescriptor\x12=\n" +
-	"\rrouting_error\x18\x03 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError2\xcf\a\n" +
+	"\rrouting_error\x18\x03 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError*%\n" +
+	"\vReplicaType\x12\t\n" +
+	"\x05VOTER\x10\x00\x12\v\n" +
+	"\aLEARNER\x10\x012\xcf\a\n" +
 	"\bInternal\x12B\n" +
 	"\aExecute\x12\x1a.tessera.v1.ExecuteRequest\x1a\x1b.tessera.v1.ExecuteResponse\x126\n" +
 	"\x03Tso\x12\x16.tessera.v1.TsoRequest\x1a\x17.tessera.v1.TsoResponse\x12?\n" +
@@ -3521,130 +3649,134 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 	return file_tesserapb_tessera_proto_rawDescData
 }
 
-var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_tesserapb_tessera_proto_goTypes = []any{
-	(RoutingError_Code)(0),           // 0: tessera.v1.RoutingError.Code
-	(*RangeDescriptor)(nil),          // 1: tessera.v1.RangeDescriptor
-	(*NodeDescriptor)(nil),           // 2: tessera.v1.NodeDescriptor
-	(*ClusterBootstrap)(nil),         // 3: tessera.v1.ClusterBootstrap
-	(*ShardCommand)(nil),             // 4: tessera.v1.ShardCommand
-	(*MergeTrigger)(nil),             // 5: tessera.v1.MergeTrigger
-	(*SplitTrigger)(nil),             // 6: tessera.v1.SplitTrigger
-	(*MetaCommand)(nil),              // 7: tessera.v1.MetaCommand
-	(*RoutingError)(nil),             // 8: tessera.v1.RoutingError
-	(*ExecuteRequest)(nil),           // 9: tessera.v1.ExecuteRequest
-	(*ExecuteResponse)(nil),          // 10: tessera.v1.ExecuteResponse
-	(*TsoRequest)(nil),               // 11: tessera.v1.TsoRequest
-	(*TsoResponse)(nil),              // 12: tessera.v1.TsoResponse
-	(*RangesRequest)(nil),            // 13: tessera.v1.RangesRequest
-	(*RangeStatus)(nil),              // 14: tessera.v1.RangeStatus
-	(*RangesResponse)(nil),           // 15: tessera.v1.RangesResponse
-	(*FeedRequest)(nil),              // 16: tessera.v1.FeedRequest
-	(*FeedRevision)(nil),             // 17: tessera.v1.FeedRevision
-	(*FeedResponse)(nil),             // 18: tessera.v1.FeedResponse
-	(*HashRequest)(nil),              // 19: tessera.v1.HashRequest
-	(*HashResponse)(nil),             // 20: tessera.v1.HashResponse
-	(*TransferLeaderRequest)(nil),    // 21: tessera.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil),   // 22: tessera.v1.TransferLeaderResponse
-	(*LeaseLookupRequest)(nil),       // 23: tessera.v1.LeaseLookupRequest
-	(*LeaseLookupResponse)(nil),      // 24: tessera.v1.LeaseLookupResponse
-	(*LeaseRef)(nil),                 // 25: tessera.v1.LeaseRef
-	(*LeaseRecord)(nil),              // 26: tessera.v1.LeaseRecord
-	(*LeaseCheckpoint)(nil),          // 27: tessera.v1.LeaseCheckpoint
-	(*AuthRecord)(nil),               // 28: tessera.v1.AuthRecord
-	(*AuthStateRequest)(nil),         // 29: tessera.v1.AuthStateRequest
-	(*SnapshotRecord)(nil),           // 30: tessera.v1.SnapshotRecord
-	(*SnapshotHeader)(nil),           // 31: tessera.v1.SnapshotHeader
-	(*SnapshotKVs)(nil),              // 32: tessera.v1.SnapshotKVs
-	(*SnapshotFooter)(nil),           // 33: tessera.v1.SnapshotFooter
-	(*RecentWritesRequest)(nil),      // 34: tessera.v1.RecentWritesRequest
-	(*RecentWritesResponse)(nil),     // 35: tessera.v1.RecentWritesResponse
-	(*ClosedRevision)(nil),           // 36: tessera.v1.ClosedRevision
-	(*CloseRevisionsRequest)(nil),    // 37: tessera.v1.CloseRevisionsRequest
-	(*CloseRevisionsResponse)(nil),   // 38: tessera.v1.CloseRevisionsResponse
-	(*SplitRangeRequest)(nil),        // 39: tessera.v1.SplitRangeRequest
-	(*SplitRangeResponse)(nil),       // 40: tessera.v1.SplitRangeResponse
-	(*AllocateRangeIDsRequest)(nil),  // 41: tessera.v1.AllocateRangeIDsRequest
-	(*AllocateRangeIDsResponse)(nil), // 42: tessera.v1.AllocateRangeIDsResponse
-	(*MergeRangeRequest)(nil),        // 43: tessera.v1.MergeRangeRequest
-	(*MergeRangeResponse)(nil),       // 44: tessera.v1.MergeRangeResponse
-	(*FreezeRangeRequest)(nil),       // 45: tessera.v1.FreezeRangeRequest
-	(*FreezeRangeResponse)(nil),      // 46: tessera.v1.FreezeRangeResponse
+	(ReplicaType)(0),                 // 0: tessera.v1.ReplicaType
+	(RoutingError_Code)(0),           // 1: tessera.v1.RoutingError.Code
+	(*RangeDescriptor)(nil),          // 2: tessera.v1.RangeDescriptor
+	(*ReplicaDescriptor)(nil),        // 3: tessera.v1.ReplicaDescriptor
+	(*NodeDescriptor)(nil),           // 4: tessera.v1.NodeDescriptor
+	(*ClusterBootstrap)(nil),         // 5: tessera.v1.ClusterBootstrap
+	(*ShardCommand)(nil),             // 6: tessera.v1.ShardCommand
+	(*MergeTrigger)(nil),             // 7: tessera.v1.MergeTrigger
+	(*SplitTrigger)(nil),             // 8: tessera.v1.SplitTrigger
+	(*MetaCommand)(nil),              // 9: tessera.v1.MetaCommand
+	(*RoutingError)(nil),             // 10: tessera.v1.RoutingError
+	(*ExecuteRequest)(nil),           // 11: tessera.v1.ExecuteRequest
+	(*ExecuteResponse)(nil),          // 12: tessera.v1.ExecuteResponse
+	(*TsoRequest)(nil),               // 13: tessera.v1.TsoRequest
+	(*TsoResponse)(nil),              // 14: tessera.v1.TsoResponse
+	(*RangesRequest)(nil),            // 15: tessera.v1.RangesRequest
+	(*RangeStatus)(nil),              // 16: tessera.v1.RangeStatus
+	(*RangesResponse)(nil),           // 17: tessera.v1.RangesResponse
+	(*FeedRequest)(nil),              // 18: tessera.v1.FeedRequest
+	(*FeedRevision)(nil),             // 19: tessera.v1.FeedRevision
+	(*FeedResponse)(nil),             // 20: tessera.v1.FeedResponse
+	(*HashRequest)(nil),              // 21: tessera.v1.HashRequest
+	(*HashResponse)(nil),             // 22: tessera.v1.HashResponse
+	(*TransferLeaderRequest)(nil),    // 23: tessera.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil),   // 24: tessera.v1.TransferLeaderResponse
+	(*LeaseLookupRequest)(nil),       // 25: tessera.v1.LeaseLookupRequest
+	(*LeaseLookupResponse)(nil),      // 26: tessera.v1.LeaseLookupResponse
+	(*LeaseRef)(nil),                 // 27: tessera.v1.LeaseRef
+	(*LeaseRecord)(nil),              // 28: tessera.v1.LeaseRecord
+	(*LeaseCheckpoint)(nil),          // 29: tessera.v1.LeaseCheckpoint
+	(*AuthRecord)(nil),               // 30: tessera.v1.AuthRecord
+	(*AuthStateRequest)(nil),         // 31: tessera.v1.AuthStateRequest
+	(*SnapshotRecord)(nil),           // 32: tessera.v1.SnapshotRecord
+	(*SnapshotHeader)(nil),           // 33: tessera.v1.SnapshotHeader
+	(*SnapshotKVs)(nil),              // 34: tessera.v1.SnapshotKVs
+	(*SnapshotFooter)(nil),           // 35: tessera.v1.SnapshotFooter
+	(*RecentWritesRequest)(nil),      // 36: tessera.v1.RecentWritesRequest
+	(*RecentWritesResponse)(nil),     // 37: tessera.v1.RecentWritesResponse
+	(*ClosedRevision)(nil),           // 38: tessera.v1.ClosedRevision
+	(*CloseRevisionsRequest)(nil),    // 39: tessera.v1.CloseRevisionsRequest
+	(*CloseRevisionsResponse)(nil),   // 40: tessera.v1.CloseRevisionsResponse
+	(*SplitRangeRequest)(nil),        // 41: tessera.v1.SplitRangeRequest
+	(*SplitRangeResponse)(nil),       // 42: tessera.v1.SplitRangeResponse
+	(*AllocateRangeIDsRequest)(nil),  // 43: tessera.v1.AllocateRangeIDsRequest
+	(*AllocateRangeIDsResponse)(nil), // 44: tessera.v1.AllocateRangeIDsResponse
+	(*MergeRangeRequest)(nil),        // 45: tessera.v1.MergeRangeRequest
+	(*MergeRangeResponse)(nil),       // 46: tessera.v1.MergeRangeResponse
+	(*FreezeRangeRequest)(nil),       // 47: tessera.v1.FreezeRangeRequest
+	(*FreezeRangeResponse)(nil),      // 48: tessera.v1.FreezeRangeResponse
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
-	2,  // 0: tessera.v1.ClusterBootstrap.nodes:type_name -> tessera.v1.NodeDescriptor
-	1,  // 1: tessera.v1.ClusterBootstrap.ranges:type_name -> tessera.v1.RangeDescriptor
-	1,  // 2: tessera.v1.ClusterBootstrap.meta:type_name -> tessera.v1.RangeDescriptor
-	25, // 3: tessera.v1.ShardCommand.leases:type_name -> tessera.v1.LeaseRef
-	25, // 4: tessera.v1.ShardCommand.revoke_leases:type_name -> tessera.v1.LeaseRef
-	6,  // 5: tessera.v1.ShardCommand.split:type_name -> tessera.v1.SplitTrigger
-	5,  // 6: tessera.v1.ShardCommand.merge:type_name -> tessera.v1.MergeTrigger
-	1,  // 7: tessera.v1.MergeTrigger.right:type_name -> tessera.v1.RangeDescriptor
-	26, // 8: tessera.v1.MetaCommand.lease_grant:type_name -> tessera.v1.LeaseRecord
-	25, // 9: tessera.v1.MetaCommand.lease_revoke:type_name -> tessera.v1.LeaseRef
-	27, // 10: tessera.v1.MetaCommand.lease_checkpoints:type_name -> tessera.v1.LeaseCheckpoint
-	0,  // 11: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
-	1,  // 12: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	25, // 13: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
-	25, // 14: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
-	8,  // 15: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
-	1,  // 16: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	14, // 17: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
-	17, // 18: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
-	8,  // 19: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
-	8,  // 20: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
-	8,  // 21: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
-	25, // 22: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
-	8,  // 23: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
-	31, // 24: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
-	32, // 25: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
-	33, // 26: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
-	1,  // 27: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
-	8,  // 28: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
-	36, // 29: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
-	36, // 30: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
-	1,  // 31: tessera.v1.SplitRangeResponse.left:type_name -> tessera.v1.RangeDescriptor
-	1,  // 32: tessera.v1.SplitRangeResponse.right:type_name -> tessera.v1.RangeDescriptor
-	8,  // 33: tessera.v1.SplitRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
-	8,  // 34: tessera.v1.AllocateRangeIDsResponse.routing_error:type_name -> tessera.v1.RoutingError
-	1,  // 35: tessera.v1.MergeRangeResponse.merged:type_name -> tessera.v1.RangeDescriptor
-	8,  // 36: tessera.v1.MergeRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
-	1,  // 37: tessera.v1.FreezeRangeResponse.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	8,  // 38: tessera.v1.FreezeRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
-	9,  // 39: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
-	11, // 40: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
-	13, // 41: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
-	16, // 42: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
-	19, // 43: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
-	21, // 44: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
-	23, // 45: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
-	29, // 46: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
-	37, // 47: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
-	39, // 48: tessera.v1.Internal.SplitRange:input_type -> tessera.v1.SplitRangeRequest
-	41, // 49: tessera.v1.Internal.AllocateRangeIDs:input_type -> tessera.v1.AllocateRangeIDsRequest
-	43, // 50: tessera.v1.Internal.MergeRange:input_type -> tessera.v1.MergeRangeRequest
-	45, // 51: tessera.v1.Internal.FreezeRange:input_type -> tessera.v1.FreezeRangeRequest
-	34, // 52: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
-	10, // 53: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	12, // 54: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	15, // 55: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	18, // 56: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	20, // 57: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	22, // 58: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	24, // 59: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
-	28, // 60: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
-	38, // 61: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
-	40, // 62: tessera.v1.Internal.SplitRange:output_type -> tessera.v1.SplitRangeResponse
-	42, // 63: tessera.v1.Internal.AllocateRangeIDs:output_type -> tessera.v1.AllocateRangeIDsResponse
-	44, // 64: tessera.v1.Internal.MergeRange:output_type -> tessera.v1.MergeRangeResponse
-	46, // 65: tessera.v1.Internal.FreezeRange:output_type -> tessera.v1.FreezeRangeResponse
-	35, // 66: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
-	53, // [53:67] is the sub-list for method output_type
-	39, // [39:53] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	3,  // 0: tessera.v1.RangeDescriptor.replicas:type_name -> tessera.v1.ReplicaDescriptor
+	0,  // 1: tessera.v1.ReplicaDescriptor.type:type_name -> tessera.v1.ReplicaType
+	4,  // 2: tessera.v1.ClusterBootstrap.nodes:type_name -> tessera.v1.NodeDescriptor
+	2,  // 3: tessera.v1.ClusterBootstrap.ranges:type_name -> tessera.v1.RangeDescriptor
+	2,  // 4: tessera.v1.ClusterBootstrap.meta:type_name -> tessera.v1.RangeDescriptor
+	27, // 5: tessera.v1.ShardCommand.leases:type_name -> tessera.v1.LeaseRef
+	27, // 6: tessera.v1.ShardCommand.revoke_leases:type_name -> tessera.v1.LeaseRef
+	8,  // 7: tessera.v1.ShardCommand.split:type_name -> tessera.v1.SplitTrigger
+	7,  // 8: tessera.v1.ShardCommand.merge:type_name -> tessera.v1.MergeTrigger
+	2,  // 9: tessera.v1.MergeTrigger.right:type_name -> tessera.v1.RangeDescriptor
+	28, // 10: tessera.v1.MetaCommand.lease_grant:type_name -> tessera.v1.LeaseRecord
+	27, // 11: tessera.v1.MetaCommand.lease_revoke:type_name -> tessera.v1.LeaseRef
+	29, // 12: tessera.v1.MetaCommand.lease_checkpoints:type_name -> tessera.v1.LeaseCheckpoint
+	1,  // 13: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
+	2,  // 14: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	27, // 15: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
+	27, // 16: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
+	10, // 17: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
+	2,  // 18: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	16, // 19: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
+	19, // 20: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
+	10, // 21: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
+	10, // 22: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
+	10, // 23: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
+	27, // 24: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
+	10, // 25: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
+	33, // 26: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
+	34, // 27: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
+	35, // 28: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
+	2,  // 29: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
+	10, // 30: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
+	38, // 31: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
+	38, // 32: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
+	2,  // 33: tessera.v1.SplitRangeResponse.left:type_name -> tessera.v1.RangeDescriptor
+	2,  // 34: tessera.v1.SplitRangeResponse.right:type_name -> tessera.v1.RangeDescriptor
+	10, // 35: tessera.v1.SplitRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
+	10, // 36: tessera.v1.AllocateRangeIDsResponse.routing_error:type_name -> tessera.v1.RoutingError
+	2,  // 37: tessera.v1.MergeRangeResponse.merged:type_name -> tessera.v1.RangeDescriptor
+	10, // 38: tessera.v1.MergeRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
+	2,  // 39: tessera.v1.FreezeRangeResponse.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	10, // 40: tessera.v1.FreezeRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
+	11, // 41: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
+	13, // 42: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
+	15, // 43: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
+	18, // 44: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
+	21, // 45: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
+	23, // 46: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
+	25, // 47: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
+	31, // 48: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
+	39, // 49: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
+	41, // 50: tessera.v1.Internal.SplitRange:input_type -> tessera.v1.SplitRangeRequest
+	43, // 51: tessera.v1.Internal.AllocateRangeIDs:input_type -> tessera.v1.AllocateRangeIDsRequest
+	45, // 52: tessera.v1.Internal.MergeRange:input_type -> tessera.v1.MergeRangeRequest
+	47, // 53: tessera.v1.Internal.FreezeRange:input_type -> tessera.v1.FreezeRangeRequest
+	36, // 54: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
+	12, // 55: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	14, // 56: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	17, // 57: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	20, // 58: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	22, // 59: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	24, // 60: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	26, // 61: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
+	30, // 62: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
+	40, // 63: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
+	42, // 64: tessera.v1.Internal.SplitRange:output_type -> tessera.v1.SplitRangeResponse
+	44, // 65: tessera.v1.Internal.AllocateRangeIDs:output_type -> tessera.v1.AllocateRangeIDsResponse
+	46, // 66: tessera.v1.Internal.MergeRange:output_type -> tessera.v1.MergeRangeResponse
+	48, // 67: tessera.v1.Internal.FreezeRange:output_type -> tessera.v1.FreezeRangeResponse
+	37, // 68: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
+	55, // [55:69] is the sub-list for method output_type
+	41, // [41:55] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_tesserapb_tessera_proto_init() }
@@ -3652,7 +3784,7 @@ func file_tesserapb_tessera_proto_init() {
 	if File_tesserapb_tessera_proto != nil {
 		return
 	}
-	file_tesserapb_tessera_proto_msgTypes[29].OneofWrappers = []any{
+	file_tesserapb_tessera_proto_msgTypes[30].OneofWrappers = []any{
 		(*SnapshotRecord_Header)(nil),
 		(*SnapshotRecord_Kvs)(nil),
 		(*SnapshotRecord_Footer)(nil),
@@ -3662,8 +3794,8 @@ func file_tesserapb_tessera_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   46,
+			NumEnums:      2,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

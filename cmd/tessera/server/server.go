@@ -12,7 +12,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -171,7 +170,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	if s.meta != nil {
 		localTSO = s.meta.TSO()
 	}
-	clock := placement.NewTSOClient(localTSO, s.nodes, voters(s.layout.GetMeta()))
+	clock := placement.NewTSOClient(localTSO, s.nodes, shard.ReplicaNodes(s.layout.GetMeta()))
 	s.tso = clock
 	limits := shard.DefaultLimits()
 	limits.MaxRequestBytes = cfg.MaxRequestBytes
@@ -275,15 +274,17 @@ func (s *Server) loadOrComputeLayout(nodes []*tesserapb.NodeDescriptor) (*tesser
 }
 
 func hasReplica(d *tesserapb.RangeDescriptor, id raftgroup.NodeID) bool {
-	return slices.Contains(d.GetReplicas(), uint64(id))
+	return shard.HasReplicaOn(d, id)
 }
 
-func voters(d *tesserapb.RangeDescriptor) []raftgroup.NodeID {
-	var out []raftgroup.NodeID
-	for _, r := range d.GetReplicas() {
-		out = append(out, raftgroup.NodeID(r))
+// createGroup hosts node self's replica of d's raft group, its peers taken
+// from d.
+func createGroup(h *raftgroup.Host, d *tesserapb.RangeDescriptor, self raftgroup.NodeID, sm raftgroup.StateMachine) error {
+	r := shard.ReplicaOn(d, self)
+	if r == nil {
+		return fmt.Errorf("server: range %d has no replica on %s", d.GetRangeId(), self)
 	}
-	return out
+	return h.CreateGroup(raftgroup.GroupID(d.GetRangeId()), raftgroup.ReplicaID(r.GetReplicaId()), shard.RaftPeers(d), sm)
 }
 
 // bootstrapIfNew writes the initial state of every group this node holds,
@@ -303,7 +304,7 @@ func bootstrapStore(eng *engine.Engine, layout *tesserapb.ClusterBootstrap, self
 		if err := placement.WriteMetaInitialState(eng, layout); err != nil {
 			return err
 		}
-		if err := raftgroup.Bootstrap(eng, placement.MetaRangeID, voters(m)); err != nil {
+		if err := raftgroup.Bootstrap(eng, placement.MetaRangeID, shard.RaftVoters(m)); err != nil {
 			return err
 		}
 	}
@@ -335,7 +336,7 @@ func (s *Server) openMeta() error {
 	if s.meta, err = placement.NewMeta(s.self, s.eng, s.host, placement.DefaultTSOConfig(), s.log); err != nil {
 		return err
 	}
-	return s.host.CreateGroup(placement.MetaRangeID, s.meta)
+	return createGroup(s.host, s.layout.GetMeta(), s.self, s.meta)
 }
 
 // grpcOverheadBytes is etcd's allowance for gRPC framing over the request
