@@ -96,6 +96,13 @@ func (r *Router) execute(ctx context.Context, c call) (*pb.ResponseOp, engine.Re
 					continue
 				}
 			case tesserapb.RoutingError_STALE_GENERATION, tesserapb.RoutingError_KEY_MISMATCH, tesserapb.RoutingError_RANGE_NOT_FOUND:
+				if d := re.Descriptor; d != nil && d.GetGeneration() < desc.GetGeneration() {
+					// A replica that has not applied the split or merge
+					// the request knows of yet: try another one.
+					r.metrics.retries.WithLabelValues(retryRangeChanged).Inc()
+					r.cache.SetLeader(desc.GetRangeId(), 0)
+					continue
+				}
 				r.cache.Update(re.Descriptor)
 				if re.Code == tesserapb.RoutingError_RANGE_NOT_FOUND {
 					r.metrics.retries.WithLabelValues(retryRangeNotFound).Inc()
