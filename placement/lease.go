@@ -49,11 +49,17 @@ type LeaseConfig struct {
 	// PromoteExtension is added to every lease's deadline when this replica
 	// becomes the meta leader: an election timeout, as in etcd.
 	PromoteExtension time.Duration
+	// LookupValidity is how long a looked-up lease incarnation may be used
+	// by a write (in TSO time, from the lookup to the write's revision),
+	// and so how long a range remembers a revocation (lease_gc.go): 30 s,
+	// far above a write's time in flight (etcd's 7 s request timeout plus
+	// retries). It must be the same on every node.
+	LookupValidity time.Duration
 }
 
 // DefaultLeaseConfig is etcd's: 1 s election timeout, so a 2 s minimum TTL.
 func DefaultLeaseConfig() LeaseConfig {
-	return LeaseConfig{MinTTL: 2, PromoteExtension: time.Second}
+	return LeaseConfig{MinTTL: 2, PromoteExtension: time.Second, LookupValidity: 30 * time.Second}
 }
 
 // Validate checks the configuration.
@@ -63,6 +69,9 @@ func (c LeaseConfig) Validate() error {
 	}
 	if c.PromoteExtension < 0 {
 		return fmt.Errorf("placement: lease PromoteExtension %v must not be negative", c.PromoteExtension)
+	}
+	if c.LookupValidity < time.Millisecond {
+		return fmt.Errorf("placement: lease LookupValidity %v must be at least 1 ms", c.LookupValidity)
 	}
 	return nil
 }
@@ -235,17 +244,22 @@ func (m *Meta) GrantLease(ctx context.Context, id, ttl int64) (*tesserapb.LeaseR
 }
 
 // LookupLeases returns the leases among ids that exist (and are not being
-// revoked), with their incarnations. It answers on the meta leader only.
+// revoked), with their incarnations and the validity of the answer
+// (lease_gc.go). It answers on the meta leader only.
 func (m *Meta) LookupLeases(ids []int64) ([]*tesserapb.LeaseRef, error) {
+	// The TSO floor is taken before the leases are checked (lease_gc.go).
+	f, serving := m.tso.floor()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.leaseLeaderLocked() {
+	if !m.leaseLeaderLocked() || !serving {
 		return nil, m.notLeaderLocked()
 	}
 	var out []*tesserapb.LeaseRef
 	for _, id := range ids {
 		if l, ok := m.mu.leases[id]; ok && !l.revoking {
-			out = append(out, l.ref())
+			ref := l.ref()
+			ref.ValidUntil = validUntil(f, m.mu.leaseCfg.LookupValidity)
+			out = append(out, ref)
 		}
 	}
 	return out, nil
@@ -332,12 +346,13 @@ func (m *Meta) LeaseIDs() ([]int64, error) {
 }
 
 // StartRevoke marks leases as being revoked (keep-alives and lookups fail
-// from now on) and returns the grants to revoke on every range. Leases that
-// do not exist are left out.
+// from now on) and returns the grants to revoke on every range, each with
+// the revision after which the ranges may forget it (lease_gc.go). Leases
+// that do not exist are left out.
 func (m *Meta) StartRevoke(ids []int64) ([]*tesserapb.LeaseRef, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if !m.leaseLeaderLocked() {
+		defer m.mu.Unlock()
 		return nil, m.notLeaderLocked()
 	}
 	var out []*tesserapb.LeaseRef
@@ -346,6 +361,13 @@ func (m *Meta) StartRevoke(ids []int64) ([]*tesserapb.LeaseRef, error) {
 			l.revoking = true
 			out = append(out, l.ref())
 		}
+	}
+	m.mu.Unlock()
+	if !m.stampRevocations(out) {
+		m.AbortRevoke(out)
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return nil, m.notLeaderLocked()
 	}
 	return out, nil
 }
@@ -380,11 +402,12 @@ type ExpiredLease struct {
 // revoked and returns them (on the meta leader; nothing elsewhere).
 func (m *Meta) TakeExpired(now time.Time, limit int) []ExpiredLease {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if !m.leaseLeaderLocked() {
+		m.mu.Unlock()
 		return nil
 	}
 	var out []ExpiredLease
+	var refs []*tesserapb.LeaseRef
 	for _, l := range m.mu.leases {
 		if len(out) >= limit {
 			break
@@ -392,10 +415,16 @@ func (m *Meta) TakeExpired(now time.Time, limit int) []ExpiredLease {
 		if !l.revoking && !l.expiry.IsZero() && l.expiry.Before(now) {
 			l.revoking = true
 			out = append(out, ExpiredLease{Ref: l.ref(), Expiry: l.expiry})
+			refs = append(refs, out[len(out)-1].Ref)
 			if len(out) == 1 {
 				m.log.Debug("lease expired", "lease", l.rec.GetId(), "ttl", l.rec.GetTtl(), "expiry", l.expiry, "term", m.mu.term)
 			}
 		}
+	}
+	m.mu.Unlock()
+	if len(refs) > 0 && !m.stampRevocations(refs) {
+		m.AbortRevoke(refs)
+		return nil
 	}
 	return out
 }

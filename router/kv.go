@@ -170,10 +170,7 @@ func (r *Router) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 	}
 	c := call{desc: d, write: true, op: &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: req}}}
 	// Leases (lease.go): the range checks the incarnation at apply.
-	if err := r.attachLeases(ctx, &c); err != nil {
-		return nil, toGRPCError(err)
-	}
-	out, rev, err := r.execute(ctx, c)
+	out, rev, err := r.executeLeased(ctx, c)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -252,22 +249,19 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	}
 	op := &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: req}}
 	c := call{desc: d, op: op, write: !shard.IsReadOnlyTxn(req)}
-	if c.write {
-		// Leases (lease.go): the range checks the incarnation at apply.
-		if err := r.attachLeases(ctx, &c); err != nil {
-			return nil, toGRPCError(err)
-		}
-	}
 	var out *pb.ResponseOp
 	var rev engine.Revision
 	for attempt := 0; ; attempt++ {
-		if !c.write {
-			if c.readRev, err = r.now(ctx); err != nil {
-				return nil, toGRPCError(err)
-			}
+		if c.write {
+			// Leases (lease.go): the range checks the incarnation at apply.
+			out, rev, err = r.executeLeased(ctx, c)
+			break
+		}
+		if c.readRev, err = r.now(ctx); err != nil {
+			return nil, toGRPCError(err)
 		}
 		out, rev, err = r.execute(ctx, c)
-		if !retryCompactedRead(err, attempt, !c.write) {
+		if !retryCompactedRead(err, attempt, true) {
 			break
 		}
 	}

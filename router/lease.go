@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
+	"github.com/tesseradb/tessera/engine"
 	"github.com/tesseradb/tessera/internal/backoff"
 	"github.com/tesseradb/tessera/placement"
 	"github.com/tesseradb/tessera/proto/tesserapb"
@@ -675,6 +676,27 @@ func leasesOf(op *pb.RequestOp, out []int64) []int64 {
 		}
 	}
 	return out
+}
+
+// leaseLookupAttempts bounds the lookups of one write whose range found
+// them expired (shard.ErrLeaseLookupExpired: the write waited longer than
+// placement.LeaseConfig.LookupValidity between lookup and revision).
+const leaseLookupAttempts = 3
+
+// executeLeased runs a write, looking up the leases its puts name first;
+// a write refused because its lookup expired wrote nothing and is tried
+// again with a fresh one.
+func (r *Router) executeLeased(ctx context.Context, c call) (*pb.ResponseOp, engine.Revision, error) {
+	for attempt := 1; ; attempt++ {
+		if err := r.attachLeases(ctx, &c); err != nil {
+			return nil, 0, err
+		}
+		out, rev, err := r.execute(ctx, c)
+		if len(c.leases.Attach) == 0 || !shard.IsLeaseLookupExpired(err) || attempt == leaseLookupAttempts {
+			return out, rev, err
+		}
+		r.log.Debug("lease lookup expired before the write applied; looking up again", "attempt", attempt)
+	}
 }
 
 // attachLeases sets the lease incarnations of a write whose puts name
