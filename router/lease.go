@@ -233,6 +233,11 @@ func (l *Lease) LeaseRevoke(ctx context.Context, req *pb.LeaseRevokeRequest) (*p
 			return err
 		}
 		if len(refs) == 0 {
+			// A negative answer only from the current leader
+			// (placement/lease_confirm.go).
+			if err := l.r.cfg.Meta.ConfirmLeader(ctx); err != nil {
+				return err
+			}
 			return rpctypes.ErrGRPCLeaseNotFound
 		}
 		if _, err := l.revoke(ctx, refs); err != nil {
@@ -255,6 +260,15 @@ func (l *Lease) LeaseRevoke(ctx context.Context, req *pb.LeaseRevokeRequest) (*p
 // failure the mark is cleared and the leases live on. It returns the number
 // of keys deleted.
 func (l *Lease) revoke(ctx context.Context, refs []*tesserapb.LeaseRef) (int64, error) {
+	// A deposed meta leader that does not know it yet (a SIGSTOP, a
+	// partition) must not delete keys: its deadlines and its leases may be
+	// stale (an expiry it decides may be a lease the new leader keeps
+	// alive). Confirm the leadership after the leases were marked and
+	// before any range deletes anything (placement/lease_confirm.go).
+	if err := l.r.cfg.Meta.ConfirmLeader(ctx); err != nil {
+		l.r.cfg.Meta.AbortRevoke(refs)
+		return 0, err
+	}
 	ranges := l.r.cache.Ranges()
 	deleted := make([]int64, len(ranges))
 	g, gctx := errgroup.WithContext(ctx)
@@ -314,6 +328,13 @@ func (l *Lease) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 func (l *Lease) keepAliveOne(ctx context.Context, fw *keepAliveForward, id int64) (*pb.LeaseKeepAliveResponse, error) {
 	if l.r.cfg.Meta != nil && (l.metaLeads() || !l.forward) {
 		ttl, err := l.r.cfg.Meta.KeepAliveLease(ctx, id)
+		if errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
+			// A negative answer only from the current leader
+			// (placement/lease_confirm.go).
+			if cerr := l.r.cfg.Meta.ConfirmLeader(ctx); cerr != nil {
+				err = cerr
+			}
+		}
 		switch {
 		case err == nil:
 			l.m.keepAlives.Inc()
@@ -398,6 +419,11 @@ func (l *Lease) LeaseTimeToLive(ctx context.Context, req *pb.LeaseTimeToLiveRequ
 			return err
 		}
 		if !ok || st.Remaining < 0 {
+			// A negative answer only from the current leader
+			// (placement/lease_confirm.go).
+			if err := l.r.cfg.Meta.ConfirmLeader(ctx); err != nil {
+				return err
+			}
 			resp = &pb.LeaseTimeToLiveResponse{ID: req.GetID(), TTL: -1}
 			return nil
 		}
@@ -614,6 +640,11 @@ const leaseLookupWait = 5 * time.Second
 func (r *Router) lookupLeasesOnce(ctx context.Context, ids []int64) ([]*tesserapb.LeaseRef, error) {
 	if meta := r.cfg.Meta; meta != nil && meta.Leader() == r.nodes.Self() {
 		refs, err := meta.LookupLeases(ids)
+		if err == nil && len(refs) < len(ids) {
+			// Some lease not found: only the current leader may say so
+			// (placement/lease_confirm.go).
+			err = meta.ConfirmLeader(ctx)
+		}
 		if err == nil || !errors.Is(err, raftgroup.ErrNotLeader) {
 			return refs, err
 		}
@@ -649,12 +680,17 @@ func (r *Router) lookupLeasesOnce(ctx context.Context, ids []int64) ([]*tesserap
 
 // LeaseLookup implements the Internal service's lease lookup on the meta
 // leader.
-func (s *Internal) LeaseLookup(_ context.Context, req *tesserapb.LeaseLookupRequest) (*tesserapb.LeaseLookupResponse, error) {
+func (s *Internal) LeaseLookup(ctx context.Context, req *tesserapb.LeaseLookupRequest) (*tesserapb.LeaseLookupResponse, error) {
 	meta := s.r.cfg.Meta
 	if meta == nil {
 		return &tesserapb.LeaseLookupResponse{RoutingError: &tesserapb.RoutingError{Code: tesserapb.RoutingError_RANGE_NOT_FOUND, Message: "no meta replica"}}, nil
 	}
 	refs, err := meta.LookupLeases(req.GetIds())
+	if err == nil && len(refs) < len(req.GetIds()) {
+		// Some lease not found: only the current leader may say so
+		// (placement/lease_confirm.go).
+		err = meta.ConfirmLeader(ctx)
+	}
 	if err != nil {
 		return &tesserapb.LeaseLookupResponse{RoutingError: &tesserapb.RoutingError{Code: tesserapb.RoutingError_NOT_LEADER, LeaderNode: uint64(meta.Leader())}}, nil
 	}
