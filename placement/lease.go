@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -85,6 +86,7 @@ type lease struct {
 	// Leader only: when it expires, and whether a revocation is under way.
 	expiry   time.Time
 	revoking bool
+	heapIdx  int // in Meta.mu.expiries; -1: not there (lease_heap.go)
 }
 
 // ref names this grant of the lease.
@@ -120,12 +122,13 @@ func (m *Meta) loadLeasesLocked() error {
 		if err := proto.Unmarshal(v, rec); err != nil {
 			return fmt.Errorf("placement: decode lease %q: %w", it.Key(), err)
 		}
-		leases[rec.GetId()] = &lease{rec: rec}
+		leases[rec.GetId()] = newLease(rec)
 	}
 	if err := it.Error(); err != nil {
 		return fmt.Errorf("placement: read leases: %w", err)
 	}
 	m.mu.leases = leases
+	m.mu.expiries = nil
 	if m.mu.isLeader {
 		m.promoteLeasesLocked(time.Now())
 	}
@@ -150,9 +153,10 @@ func (m *Meta) applyLeaseGrantLocked(b *engine.Batch, g *tesserapb.LeaseRecord, 
 	if err := m.putLeaseLocked(b, rec); err != nil {
 		return nil, err
 	}
-	l := &lease{rec: rec}
+	l := newLease(rec)
 	if m.mu.isLeader {
 		l.expiry = time.Now().Add(time.Duration(rec.GetTtl()) * time.Second)
+		m.scheduleLocked(l)
 	}
 	m.mu.leases[rec.GetId()] = l
 	return rec, nil
@@ -168,6 +172,7 @@ func (m *Meta) applyLeaseRevokeLocked(b *engine.Batch, refs []*tesserapb.LeaseRe
 		if err := b.Delete(leaseKey(ref.GetId())); err != nil {
 			return err
 		}
+		m.unscheduleLocked(l)
 		delete(m.mu.leases, ref.GetId())
 	}
 	return nil
@@ -201,6 +206,7 @@ func (m *Meta) promoteLeasesLocked(now time.Time) {
 		l.expiry = now.Add(time.Duration(ttl)*time.Second + m.mu.leaseCfg.PromoteExtension)
 		l.revoking = false
 	}
+	m.rescheduleAllLocked()
 }
 
 // notLeaderLocked is the error of a lease operation on a follower.
@@ -301,6 +307,7 @@ func (m *Meta) KeepAliveLease(ctx context.Context, id int64) (int64, error) {
 		return 0, rpctypes.ErrGRPCLeaseNotFound
 	}
 	l.expiry = time.Now().Add(time.Duration(ttl) * time.Second)
+	m.scheduleLocked(l)
 	return ttl, nil
 }
 
@@ -380,6 +387,7 @@ func (m *Meta) AbortRevoke(refs []*tesserapb.LeaseRef) {
 	for _, ref := range refs {
 		if l, ok := m.mu.leases[ref.GetId()]; ok && l.rec.GetIncarnation() == ref.GetIncarnation() {
 			l.revoking = false
+			m.scheduleLocked(l)
 		}
 	}
 }
@@ -408,17 +416,17 @@ func (m *Meta) TakeExpired(now time.Time, limit int) []ExpiredLease {
 	}
 	var out []ExpiredLease
 	var refs []*tesserapb.LeaseRef
-	for _, l := range m.mu.leases {
-		if len(out) >= limit {
-			break
+	// Earliest deadline first (lease_heap.go).
+	for len(out) < limit && len(m.mu.expiries) > 0 && m.mu.expiries[0].expiry.Before(now) {
+		l := heap.Pop(&m.mu.expiries).(*lease)
+		if l.revoking {
+			continue // a revocation under way; AbortRevoke puts it back
 		}
-		if !l.revoking && !l.expiry.IsZero() && l.expiry.Before(now) {
-			l.revoking = true
-			out = append(out, ExpiredLease{Ref: l.ref(), Expiry: l.expiry})
-			refs = append(refs, out[len(out)-1].Ref)
-			if len(out) == 1 {
-				m.log.Debug("lease expired", "lease", l.rec.GetId(), "ttl", l.rec.GetTtl(), "expiry", l.expiry, "term", m.mu.term)
-			}
+		l.revoking = true
+		out = append(out, ExpiredLease{Ref: l.ref(), Expiry: l.expiry})
+		refs = append(refs, out[len(out)-1].Ref)
+		if len(out) == 1 {
+			m.log.Debug("lease expired", "lease", l.rec.GetId(), "ttl", l.rec.GetTtl(), "expiry", l.expiry, "term", m.mu.term)
 		}
 	}
 	m.mu.Unlock()

@@ -64,7 +64,7 @@ type LeaseConfig struct {
 	// (1,000: about 12 KB; a batch costs one scan of each range).
 	RevokeBatch int
 	// RevokeConcurrency is how many batches of expired leases are revoked
-	// at once (8: 10,000 leases expiring together take two rounds).
+	// at once (8: a batch starts whenever one of 8 finishes).
 	RevokeConcurrency int
 	// CheckpointInterval is how often the meta leader records remaining
 	// TTLs (etcd's --experimental-lease-checkpoint-interval, 5 min).
@@ -543,35 +543,40 @@ func (l *Lease) expiryLoop() {
 		case <-tick.C:
 		}
 		meta := l.r.cfg.Meta
-		for {
-			expired := meta.TakeExpired(time.Now(), l.cfg.RevokeBatch*l.cfg.RevokeConcurrency)
-			if len(expired) == 0 {
-				break
-			}
-			// Batches of RevokeBatch leases, revoked concurrently: their
-			// raft rounds overlap.
-			var wg sync.WaitGroup
-			var failed atomic.Bool
-			for len(expired) > 0 {
-				batch := expired[:min(l.cfg.RevokeBatch, len(expired))]
-				expired = expired[len(batch):]
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					if !l.revokeExpired(batch) {
-						failed.Store(true)
-					}
-				}()
-			}
-			wg.Wait()
-			if failed.Load() {
-				break
-			}
+		// Batches of RevokeBatch leases, earliest deadline first, up to
+		// RevokeConcurrency in flight (their raft rounds overlap): a
+		// batch starts as soon as one finishes, not when a whole wave
+		// did. After a failure the rest waits for the next tick (the
+		// failed leases are back in the meta leader's queue).
+		var wg sync.WaitGroup
+		var failed atomic.Bool
+		slots := make(chan struct{}, l.cfg.RevokeConcurrency)
+	take:
+		for !failed.Load() {
 			select {
+			case slots <- struct{}{}:
 			case <-l.stop:
-				return
-			default:
+				break take
 			}
+			batch := meta.TakeExpired(time.Now(), l.cfg.RevokeBatch)
+			if len(batch) == 0 {
+				<-slots
+				break
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				if !l.revokeExpired(batch) {
+					failed.Store(true)
+				}
+			}()
+		}
+		wg.Wait()
+		select {
+		case <-l.stop:
+			return
+		default:
 		}
 		if time.Since(lastCheckpoint) >= l.cfg.CheckpointInterval && l.metaLeads() {
 			lastCheckpoint = time.Now()
