@@ -82,18 +82,13 @@ func (r *Replica) applyRevokeLocked(b *engine.Batch, cmd *tesserapb.ShardCommand
 	g := uint64(r.group)
 	// The keys come from the lease index (see lease_index.go), read before
 	// the records are written: the batch's index stays small.
-	var keys [][]byte
-	seen := make(map[int64]bool, len(cmd.GetRevokeLeases()))
+	ids := make([]int64, 0, len(cmd.GetRevokeLeases()))
 	for _, ref := range cmd.GetRevokeLeases() {
-		if seen[ref.GetId()] {
-			continue
-		}
-		seen[ref.GetId()] = true
-		ks, err := leaseKeys(b, g, ref.GetId(), rev-1)
-		if err != nil {
-			return nil, storageError{err: fmt.Errorf("shard: range %d: keys of lease %d: %w", g, ref.GetId(), err)}
-		}
-		keys = append(keys, ks...)
+		ids = append(ids, ref.GetId())
+	}
+	keys, err := leasesKeys(b, g, ids, rev-1)
+	if err != nil {
+		return nil, storageError{err: fmt.Errorf("shard: range %d: keys of %d revoked leases: %w", g, len(ids), err)}
 	}
 	for _, ref := range cmd.GetRevokeLeases() {
 		if err := r.recordRevokedLocked(b, ref); err != nil {
