@@ -5,6 +5,8 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
+
+	"github.com/tesseradb/tessera/shard"
 )
 
 // Authenticator tells who a request speaks for, and the auth state to
@@ -18,30 +20,39 @@ type Authenticator interface {
 	Permissions() AuthPermissions
 }
 
-// authorize checks one request of ctx's caller.
-func authorize(ctx context.Context, a Authenticator, req any, leaseKeys LeaseKeys) error {
+// authorize checks one request of ctx's caller. It returns the auth
+// revision the request was checked under, 0 when auth is disabled or the
+// request needs no check.
+func authorize(ctx context.Context, a Authenticator, req any, leaseKeys LeaseKeys) (uint64, error) {
 	p := a.Permissions()
 	if !p.Enabled() {
-		return nil
+		return 0, nil
 	}
 	if _, ok := req.(*pb.AuthenticateRequest); ok {
-		return nil // its token, if any, is not looked at (etcd's answer)
+		return 0, nil // its token, if any, is not looked at (etcd's answer)
 	}
 	user, err := a.User(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return CheckRequest(p, user, req, leaseKeys)
+	if err := CheckRequest(p, user, req, leaseKeys); err != nil {
+		return 0, err
+	}
+	return p.Revision(), nil
 }
 
 // AuthUnaryInterceptor checks every unary request of the client port with
-// CheckRequest before it runs (KV, Lease, Cluster, Maintenance, Auth).
+// CheckRequest before it runs (KV, Lease, Cluster, Maintenance, Auth). The
+// handler's context carries the auth revision of the check
+// (shard.WithAuthRevision): the writes it proposes are refused at apply if
+// the range has since learnt a newer one.
 func AuthUnaryInterceptor(a Authenticator, leaseKeys LeaseKeys) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if err := authorize(ctx, a, req, leaseKeys); err != nil {
+		rev, err := authorize(ctx, a, req, leaseKeys)
+		if err != nil {
 			return nil, err
 		}
-		return handler(ctx, req)
+		return handler(shard.WithAuthRevision(ctx, rev), req)
 	}
 }
 
@@ -70,13 +81,15 @@ func (s *authStream) RecvMsg(m any) error {
 	case *pb.WatchRequest:
 		return nil // per creation, in the hub
 	}
-	return authorize(s.Context(), s.a, m, s.leaseKeys)
+	_, err := authorize(s.Context(), s.a, m, s.leaseKeys)
+	return err
 }
 
 // WatchAuthorizer is the watch hub's AuthorizeCreate hook: the caller must
 // be allowed to read the watched range.
 func WatchAuthorizer(a Authenticator) func(ctx context.Context, req *pb.WatchCreateRequest) error {
 	return func(ctx context.Context, req *pb.WatchCreateRequest) error {
-		return authorize(ctx, a, req, nil)
+		_, err := authorize(ctx, a, req, nil)
+		return err
 	}
 }

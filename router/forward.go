@@ -187,6 +187,7 @@ func (r *Router) executeOn(ctx context.Context, target raftgroup.NodeID, desc *t
 		Leases:          c.leases.Attach,
 		RevokeLeases:    c.leases.Revoke,
 		LeaseKeys:       c.leaseKeys,
+		AuthRevision:    shard.AuthRevisionFrom(ctx),
 	}
 	if c.op != nil {
 		b, err := proto.Marshal(c.op)

@@ -38,7 +38,7 @@ func (s *Internal) Execute(ctx context.Context, req *tesserapb.ExecuteRequest) (
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
-	out, rev, err := runLocal(ctx, rep, req.GetGeneration(), c)
+	out, rev, err := runLocal(shard.WithAuthRevision(ctx, req.GetAuthRevision()), rep, req.GetGeneration(), c)
 	if err != nil {
 		var re *shard.RoutingError
 		if errors.As(err, &re) {

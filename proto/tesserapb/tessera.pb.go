@@ -321,9 +321,18 @@ type ShardCommand struct {
 	Leases []*LeaseRef `protobuf:"bytes,7,rep,name=leases,proto3" json:"leases,omitempty"`
 	// When set (request_op empty), delete at revision every live key of the
 	// range attached to one of these leases and remember them as revoked.
-	RevokeLeases  []*LeaseRef `protobuf:"bytes,8,rep,name=revoke_leases,json=revokeLeases,proto3" json:"revoke_leases,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RevokeLeases []*LeaseRef `protobuf:"bytes,8,rep,name=revoke_leases,json=revokeLeases,proto3" json:"revoke_leases,omitempty"`
+	// The auth revision the request was permission-checked under by the
+	// node it entered (0: not checked, auth was disabled there). The apply
+	// refuses it with etcd's "auth: revision in header is old" when the
+	// range knows a newer auth revision (shard/auth_revision.go).
+	AuthRevision uint64 `protobuf:"varint,40,opt,name=auth_revision,json=authRevision,proto3" json:"auth_revision,omitempty"`
+	// With auth_revision: the auth revision the proposing leader had applied
+	// when it proposed (0: auth disabled there). The range keeps the highest
+	// it has applied.
+	ProposerAuthRevision uint64 `protobuf:"varint,41,opt,name=proposer_auth_revision,json=proposerAuthRevision,proto3" json:"proposer_auth_revision,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *ShardCommand) Reset() {
@@ -410,6 +419,20 @@ func (x *ShardCommand) GetRevokeLeases() []*LeaseRef {
 		return x.RevokeLeases
 	}
 	return nil
+}
+
+func (x *ShardCommand) GetAuthRevision() uint64 {
+	if x != nil {
+		return x.AuthRevision
+	}
+	return 0
+}
+
+func (x *ShardCommand) GetProposerAuthRevision() uint64 {
+	if x != nil {
+		return x.ProposerAuthRevision
+	}
+	return 0
 }
 
 // MetaCommand is one entry of the meta group's raft log.
@@ -622,7 +645,9 @@ type ExecuteRequest struct {
 	// attached to this lease, from the range's lease index (request_op
 	// empty). The answer is an etcdserverpb.RangeResponse with those keys
 	// (key and lease only), in key order.
-	LeaseKeys     int64 `protobuf:"varint,9,opt,name=lease_keys,json=leaseKeys,proto3" json:"lease_keys,omitempty"`
+	LeaseKeys int64 `protobuf:"varint,9,opt,name=lease_keys,json=leaseKeys,proto3" json:"lease_keys,omitempty"`
+	// See ShardCommand.auth_revision.
+	AuthRevision  uint64 `protobuf:"varint,30,opt,name=auth_revision,json=authRevision,proto3" json:"auth_revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -716,6 +741,13 @@ func (x *ExecuteRequest) GetRevokeLeases() []*LeaseRef {
 func (x *ExecuteRequest) GetLeaseKeys() int64 {
 	if x != nil {
 		return x.LeaseKeys
+	}
+	return 0
+}
+
+func (x *ExecuteRequest) GetAuthRevision() uint64 {
+	if x != nil {
+		return x.AuthRevision
 	}
 	return 0
 }
@@ -2609,7 +2641,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x120\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x1a.tessera.v1.NodeDescriptorR\x05nodes\x123\n" +
 	"\x06ranges\x18\x03 \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x06ranges\x12/\n" +
-	"\x04meta\x18\x04 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x04meta\"\xc3\x02\n" +
+	"\x04meta\x18\x04 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x04meta\"\x9e\x03\n" +
 	"\fShardCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12#\n" +
@@ -2622,7 +2654,9 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"generation\x18\x06 \x01(\x04R\n" +
 	"generation\x12,\n" +
 	"\x06leases\x18\a \x03(\v2\x14.tessera.v1.LeaseRefR\x06leases\x129\n" +
-	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\"\xa9\x03\n" +
+	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\x12#\n" +
+	"\rauth_revision\x18( \x01(\x04R\fauthRevision\x124\n" +
+	"\x16proposer_auth_revision\x18) \x01(\x04R\x14proposerAuthRevision\"\xa9\x03\n" +
 	"\vMetaCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12#\n" +
@@ -2647,7 +2681,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"NOT_LEADER\x10\x01\x12\x13\n" +
 	"\x0fRANGE_NOT_FOUND\x10\x02\x12\x10\n" +
 	"\fKEY_MISMATCH\x10\x03\x12\x14\n" +
-	"\x10STALE_GENERATION\x10\x04\"\xe6\x02\n" +
+	"\x10STALE_GENERATION\x10\x04\"\x8b\x03\n" +
 	"\x0eExecuteRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1e\n" +
 	"\n" +
@@ -2661,7 +2695,8 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x06leases\x18\a \x03(\v2\x14.tessera.v1.LeaseRefR\x06leases\x129\n" +
 	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\x12\x1d\n" +
 	"\n" +
-	"lease_keys\x18\t \x01(\x03R\tleaseKeys\"\x8d\x01\n" +
+	"lease_keys\x18\t \x01(\x03R\tleaseKeys\x12#\n" +
+	"\rauth_revision\x18\x1e \x01(\x04R\fauthRevision\"\x8d\x01\n" +
 	"\x0fExecuteResponse\x12\x1f\n" +
 	"\vresponse_op\x18\x01 \x01(\fR\n" +
 	"responseOp\x12\x1a\n" +

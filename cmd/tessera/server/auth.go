@@ -54,6 +54,16 @@ type AuthConfig struct {
 	// which bounds password guessing and the bcrypt work it costs.
 	FailedAuthPerSecond float64
 	FailedAuthBurst     float64
+	// Knobs are test hooks; nil in production.
+	Knobs *AuthTestingKnobs
+}
+
+// AuthTestingKnobs are hooks for tests.
+type AuthTestingKnobs struct {
+	// AfterCheck runs on the client port after a unary request passed its
+	// permission check and before it runs (a test changes the auth state
+	// between check and apply there).
+	AfterCheck func(ctx context.Context, req any)
 }
 
 // DefaultAuthConfig returns etcd's defaults.
@@ -153,6 +163,18 @@ func (unknownAuth) Enabled() bool                                 { return true 
 func (unknownAuth) CheckRange(string, []byte, []byte, bool) error { return errAuthUnknown }
 func (unknownAuth) IsRoot(string) bool                            { return false }
 func (unknownAuth) HasRole(string, string) bool                   { return false }
+func (unknownAuth) Revision() uint64                              { return 0 }
+
+// appliedRevision is the auth revision this node has applied, 0 when auth
+// is disabled or not known yet: the stamp a range leader here puts on the
+// writes it proposes (shard.Config.AuthRevision).
+func (a *nodeAuth) appliedRevision() uint64 {
+	st := a.state()
+	if st == nil || !st.Enabled() {
+		return 0
+	}
+	return st.Revision()
+}
 
 // User implements router.Authenticator: the token's user; else, with
 // --client-cert-auth, the verified client certificate's common name.
@@ -297,8 +319,15 @@ func (a *nodeAuth) clientServerOptions() []grpc.ServerOption {
 		}
 		return a.s.leases.KeysOf(id)
 	}
+	unary := []grpc.UnaryServerInterceptor{router.AuthUnaryInterceptor(a, leaseKeys)}
+	if k := a.cfg.Knobs; k != nil && k.AfterCheck != nil {
+		unary = append(unary, func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			k.AfterCheck(ctx, req)
+			return handler(ctx, req)
+		})
+	}
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(router.AuthUnaryInterceptor(a, leaseKeys)),
+		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(router.AuthStreamInterceptor(a, leaseKeys)),
 	}
 }

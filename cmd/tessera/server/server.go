@@ -351,6 +351,8 @@ func (s *Server) openReplicas(clock shard.Clock, limits shard.Limits) error {
 			Limits:  limits,
 			Metrics: s.obs.shard,
 			Logger:  s.log,
+			// auth.go: the auth revision range leaders here stamp on writes.
+			AuthRevision: s.auth.appliedRevision,
 		}, raftgroup.GroupID(d.GetRangeId()))
 		if err != nil {
 			return err
