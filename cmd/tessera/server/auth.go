@@ -39,8 +39,10 @@ type AuthConfig struct {
 	// Token is --auth-token: "simple", or
 	// "jwt,pub-key=FILE,priv-key=FILE,sign-method=RS256|...|ES512[,ttl=DUR]".
 	Token string
-	// TokenTTL is --auth-token-ttl: a token is valid this long after it was
-	// issued (300 s, etcd's default).
+	// TokenTTL is --auth-token-ttl (300 s, etcd's default): a simple token
+	// is valid this long after its last use on a node (after it was issued
+	// on a node it was never used on), as etcd's; a JWT this long after it
+	// was issued, unless ttl= in Token says otherwise.
 	TokenTTL time.Duration
 	// BcryptCost is --bcrypt-cost (10, etcd's default; 4 to 31).
 	BcryptCost int
@@ -95,6 +97,10 @@ type nodeAuth struct {
 	log *slog.Logger
 	// jwt is set with --auth-token jwt,...; nil: simple tokens.
 	jwt *jwtTokens
+	// renewals push a simple token's deadline on each use (etcd's TTL).
+	renewals *tokenRenewals
+	// now is the clock of token deadlines (nil: time.Now; tests set it).
+	now func() time.Time
 	// polled is the state fetched by a node without a meta replica (nil
 	// until the first fetch: then every request is refused).
 	polled atomic.Pointer[placement.AuthState]
@@ -120,7 +126,8 @@ func (s *Server) setupAuth() error {
 	if err := s.cfg.Auth.Validate(); err != nil {
 		return err
 	}
-	s.auth = &nodeAuth{s: s, cfg: s.cfg.Auth, log: s.log.With("component", "auth"), limLeft: s.cfg.Auth.FailedAuthBurst, stop: make(chan struct{})}
+	s.auth = &nodeAuth{s: s, cfg: s.cfg.Auth, log: s.log.With("component", "auth"), limLeft: s.cfg.Auth.FailedAuthBurst, stop: make(chan struct{}),
+		renewals: newTokenRenewals(s.cfg.Auth.TokenTTL)}
 	s.auth.authentications = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tessera_auth_authentications_total",
 		Help: "Authenticate calls by result: ok, failed, limited (refused by the failed-authentication rate limit).",
@@ -215,7 +222,7 @@ func (a *nodeAuth) issueToken(st *placement.AuthState, user string) (string, err
 	if len(st.TokenKey()) == 0 || !ok {
 		return "", errors.New("server: cannot issue a token yet")
 	}
-	body := base64.RawURLEncoding.EncodeToString([]byte(user)) + "." + strconv.FormatInt(time.Now().Add(a.cfg.TokenTTL).Unix(), 10)
+	body := base64.RawURLEncoding.EncodeToString([]byte(user)) + "." + strconv.FormatInt(a.clock().Add(a.cfg.TokenTTL).Unix(), 10)
 	return body + "." + sign(st.TokenKey(), body, pw), nil
 }
 
@@ -235,14 +242,26 @@ func (a *nodeAuth) verifyToken(st *placement.AuthState, tok string) (string, err
 	userPart, expPart, ok := strings.Cut(tok[:i], ".")
 	exp, err := strconv.ParseInt(expPart, 10, 64)
 	user, uerr := base64.RawURLEncoding.DecodeString(userPart)
-	if !ok || err != nil || uerr != nil || time.Now().Unix() >= exp {
+	if !ok || err != nil || uerr != nil {
 		return "", rpctypes.ErrGRPCInvalidAuthToken
 	}
 	pw, exists := st.UserPassword(string(user))
 	if !exists || !hmac.Equal([]byte(tok[i+1:]), []byte(sign(st.TokenKey(), tok[:i], pw))) {
 		return "", rpctypes.ErrGRPCInvalidAuthToken
 	}
+	// Only a signed token reaches the renewal table (auth_token_ttl.go).
+	if !a.renewals.use(tok, time.Unix(exp, 0), a.clock()) {
+		return "", rpctypes.ErrGRPCInvalidAuthToken
+	}
 	return string(user), nil
+}
+
+// clock returns the time tokens are checked at.
+func (a *nodeAuth) clock() time.Time {
+	if a.now != nil {
+		return a.now()
+	}
+	return time.Now()
 }
 
 // allowFailure takes one failed authentication from the bucket.
