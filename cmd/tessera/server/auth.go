@@ -41,8 +41,8 @@ type AuthConfig struct {
 	Token string
 	// TokenTTL is --auth-token-ttl (300 s, etcd's default): a simple token
 	// is valid this long after its last use on a node (after it was issued
-	// on a node it was never used on), as etcd's; a JWT this long after it
-	// was issued, unless ttl= in Token says otherwise.
+	// on a node it was never used on), as etcd's. A JWT lives for its own
+	// ttl= option (5 minutes by default, as in etcd, whatever this says).
 	TokenTTL time.Duration
 	// BcryptCost is --bcrypt-cost (10, etcd's default; 4 to 31).
 	BcryptCost int
@@ -137,7 +137,7 @@ func (s *Server) setupAuth() error {
 	}
 	if strings.HasPrefix(s.cfg.Auth.Token, "jwt,") {
 		var err error
-		if s.auth.jwt, err = parseJWTOptions(s.cfg.Auth.Token, s.cfg.Auth.TokenTTL); err != nil {
+		if s.auth.jwt, err = parseJWTOptions(s.cfg.Auth.Token, jwtDefaultTTL); err != nil {
 			return err
 		}
 	}
