@@ -213,16 +213,23 @@ func (a *nodeAuth) User(ctx context.Context) (string, error) {
 	return "", nil
 }
 
-// A token is base64url(user).expiry-unix-seconds.base64url(HMAC-SHA256 of
-// both and of the user's password hash), signed with the cluster's token
-// key: any node verifies it without a round trip, and deleting the user or
-// changing its password invalidates it, as in etcd.
+// A token is base64url(user).expiry-unix-seconds.nonce.base64url(HMAC-SHA256
+// of the rest and of the user's password hash), signed with the cluster's
+// token key: any node verifies it without a round trip, and deleting the
+// user or changing its password invalidates it, as in etcd. The random
+// nonce makes every Authenticate's token distinct, as etcd's are (each
+// token's TTL is renewed on its own, auth_token_ttl.go).
 func (a *nodeAuth) issueToken(st *placement.AuthState, user string) (string, error) {
 	pw, ok := st.UserPassword(user)
 	if len(st.TokenKey()) == 0 || !ok {
 		return "", errors.New("server: cannot issue a token yet")
 	}
-	body := base64.RawURLEncoding.EncodeToString([]byte(user)) + "." + strconv.FormatInt(a.clock().Add(a.cfg.TokenTTL).Unix(), 10)
+	nonce := make([]byte, 9)
+	if _, err := rand.Read(nonce); err != nil {
+		return "", fmt.Errorf("server: token nonce: %w", err)
+	}
+	body := base64.RawURLEncoding.EncodeToString([]byte(user)) + "." + strconv.FormatInt(a.clock().Add(a.cfg.TokenTTL).Unix(), 10) +
+		"." + base64.RawURLEncoding.EncodeToString(nonce)
 	return body + "." + sign(st.TokenKey(), body, pw), nil
 }
 
@@ -239,10 +246,13 @@ func (a *nodeAuth) verifyToken(st *placement.AuthState, tok string) (string, err
 	if i < 0 || len(st.TokenKey()) == 0 {
 		return "", rpctypes.ErrGRPCInvalidAuthToken
 	}
-	userPart, expPart, ok := strings.Cut(tok[:i], ".")
-	exp, err := strconv.ParseInt(expPart, 10, 64)
-	user, uerr := base64.RawURLEncoding.DecodeString(userPart)
-	if !ok || err != nil || uerr != nil {
+	parts := strings.Split(tok[:i], ".") // user, expiry, nonce
+	if len(parts) != 3 {
+		return "", rpctypes.ErrGRPCInvalidAuthToken
+	}
+	exp, err := strconv.ParseInt(parts[1], 10, 64)
+	user, uerr := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil || uerr != nil {
 		return "", rpctypes.ErrGRPCInvalidAuthToken
 	}
 	pw, exists := st.UserPassword(string(user))

@@ -104,6 +104,15 @@ func TestSimpleTokenTTLRenewedOnUse(t *testing.T) {
 	now = now.Add(-time.Second)
 	check(used, "after it expired", false)
 
+	// Every Authenticate gets its own token (as etcd's), renewed on its own.
+	tok2, err := used.issueToken(st, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok2 == tok {
+		t.Fatal("two tokens issued at once are equal")
+	}
+
 	// A forged token is refused before the renewal table sees it.
 	before := used.renewals.size()
 	for i := range 100 {
