@@ -4,6 +4,7 @@ import (
 	"context"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 
 	"github.com/tesseradb/tessera/shard"
@@ -14,9 +15,11 @@ import (
 // replicated (issue #16): User reads the "token" metadata (a bad or
 // expired token is etcd's rpctypes.ErrGRPCInvalidAuthToken) or, without a
 // token and with --client-cert-auth, the verified client certificate's
-// common name, as etcd; "" when neither is there.
+// common name, as etcd; "" when neither is there. tokenRev is the auth
+// revision the token was issued at when it says so (etcd's JWT "revision"
+// claim), 0 otherwise (simple tokens, certificates).
 type Authenticator interface {
-	User(ctx context.Context) (string, error)
+	User(ctx context.Context) (user string, tokenRev uint64, err error)
 	Permissions() AuthPermissions
 }
 
@@ -31,9 +34,15 @@ func authorize(ctx context.Context, a Authenticator, req any, leaseKeys LeaseKey
 	if _, ok := req.(*pb.AuthenticateRequest); ok {
 		return 0, nil // its token, if any, is not looked at (etcd's answer)
 	}
-	user, err := a.User(ctx)
+	user, tokenRev, err := a.User(ctx)
 	if err != nil {
 		return 0, err
+	}
+	if tokenRev != 0 && tokenRev < p.Revision() && checksKeys(req) {
+		// etcd: a key permission is checked against the token's auth
+		// revision, and one older than the store's is refused whoever the
+		// user (clients then authenticate again and retry).
+		return 0, rpctypes.ErrGRPCAuthOldRevision
 	}
 	if err := CheckRequest(p, user, req, leaseKeys); err != nil {
 		return 0, err
@@ -92,4 +101,15 @@ func WatchAuthorizer(a Authenticator) func(ctx context.Context, req *pb.WatchCre
 		_, err := authorize(ctx, a, req, nil)
 		return err
 	}
+}
+
+// checksKeys reports whether etcd checks req's key permissions against the
+// caller's auth revision (its isOpPermitted): reads, writes, transactions
+// and watch creations; administrative calls are checked by role alone.
+func checksKeys(req any) bool {
+	switch req.(type) {
+	case *pb.RangeRequest, *pb.PutRequest, *pb.DeleteRangeRequest, *pb.TxnRequest, *pb.WatchCreateRequest:
+		return true
+	}
+	return false
 }

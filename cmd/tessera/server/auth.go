@@ -185,7 +185,7 @@ func (a *nodeAuth) appliedRevision() uint64 {
 
 // User implements router.Authenticator: the token's user; else, with
 // --client-cert-auth, the verified client certificate's common name.
-func (a *nodeAuth) User(ctx context.Context) (string, error) {
+func (a *nodeAuth) User(ctx context.Context) (string, uint64, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	toks := md.Get(rpctypes.TokenFieldNameGRPC)
 	if len(toks) == 0 {
@@ -195,22 +195,24 @@ func (a *nodeAuth) User(ctx context.Context) (string, error) {
 	if len(toks) > 0 {
 		st := a.state()
 		if st == nil {
-			return "", errAuthUnknown
+			return "", 0, errAuthUnknown
 		}
 		if a.jwt != nil {
+			// A JWT carries the auth revision it was issued at.
 			return a.jwt.verify(toks[0])
 		}
-		return a.verifyToken(st, toks[0])
+		user, err := a.verifyToken(st, toks[0])
+		return user, 0, err
 	}
 	if !a.s.cfg.TLS.Client.ClientCertAuth {
-		return "", nil
+		return "", 0, nil
 	}
 	if p, ok := peer.FromContext(ctx); ok {
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 && len(ti.State.VerifiedChains[0]) > 0 {
-			return ti.State.VerifiedChains[0][0].Subject.CommonName, nil
+			return ti.State.VerifiedChains[0][0].Subject.CommonName, 0, nil
 		}
 	}
-	return "", nil
+	return "", 0, nil
 }
 
 // A token is base64url(user).expiry-unix-seconds.nonce.base64url(HMAC-SHA256

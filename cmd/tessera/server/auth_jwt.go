@@ -253,10 +253,11 @@ func (j *jwtTokens) mac(signing string) []byte {
 	return m.Sum(nil)
 }
 
-func (j *jwtTokens) verify(tok string) (string, error) {
+// verify returns the token's user and the auth revision it was issued at.
+func (j *jwtTokens) verify(tok string) (string, uint64, error) {
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
-		return "", rpctypes.ErrGRPCInvalidAuthToken
+		return "", 0, rpctypes.ErrGRPCInvalidAuthToken
 	}
 	var hdr struct {
 		Alg string `json:"alg"`
@@ -265,14 +266,14 @@ func (j *jwtTokens) verify(tok string) (string, error) {
 	rawClaims, err2 := b64.DecodeString(parts[1])
 	sig, err3 := b64.DecodeString(parts[2])
 	if err1 != nil || err2 != nil || err3 != nil || json.Unmarshal(rawHdr, &hdr) != nil || hdr.Alg != j.method {
-		return "", rpctypes.ErrGRPCInvalidAuthToken
+		return "", 0, rpctypes.ErrGRPCInvalidAuthToken
 	}
 	signed := parts[0] + "." + parts[1]
 	d := j.digest(signed)
 	switch pub := j.pub.(type) {
 	case nil:
 		if j.secret == nil || !hmac.Equal(sig, j.mac(signed)) {
-			return "", rpctypes.ErrGRPCInvalidAuthToken
+			return "", 0, rpctypes.ErrGRPCInvalidAuthToken
 		}
 	case *rsa.PublicKey:
 		var err error
@@ -283,23 +284,23 @@ func (j *jwtTokens) verify(tok string) (string, error) {
 			err = rsa.VerifyPKCS1v15(pub, j.hash, d, sig)
 		}
 		if err != nil {
-			return "", rpctypes.ErrGRPCInvalidAuthToken
+			return "", 0, rpctypes.ErrGRPCInvalidAuthToken
 		}
 	case ed25519.PublicKey:
 		if !ed25519.Verify(pub, []byte(signed), sig) {
-			return "", rpctypes.ErrGRPCInvalidAuthToken
+			return "", 0, rpctypes.ErrGRPCInvalidAuthToken
 		}
 	case *ecdsa.PublicKey:
 		n := len(sig) / 2
 		if len(sig)%2 != 0 || !ecdsa.Verify(pub, d, new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:])) {
-			return "", rpctypes.ErrGRPCInvalidAuthToken
+			return "", 0, rpctypes.ErrGRPCInvalidAuthToken
 		}
 	default:
-		return "", rpctypes.ErrGRPCInvalidAuthToken
+		return "", 0, rpctypes.ErrGRPCInvalidAuthToken
 	}
 	var c jwtClaims
 	if json.Unmarshal(rawClaims, &c) != nil || c.Username == "" || time.Now().Unix() >= c.Exp {
-		return "", rpctypes.ErrGRPCInvalidAuthToken
+		return "", 0, rpctypes.ErrGRPCInvalidAuthToken
 	}
-	return c.Username, nil
+	return c.Username, c.Revision, nil
 }

@@ -76,19 +76,19 @@ func TestJWTTokens(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s issue: %v", tc.method, err)
 		}
-		if u, err := j.verify(tok); err != nil || u != "alice" {
-			t.Errorf("%s verify: %q %v", tc.method, u, err)
+		if u, rev, err := j.verify(tok); err != nil || u != "alice" || rev != 7 {
+			t.Errorf("%s verify: %q revision %d %v, want alice at 7", tc.method, u, rev, err)
 		}
 		parts := strings.Split(tok, ".")
 		forged := parts[0] + "." + b64.EncodeToString([]byte(`{"username":"root","revision":7,"exp":9999999999}`)) + "." + parts[2]
-		if _, err := j.verify(forged); err == nil {
+		if _, _, err := j.verify(forged); err == nil {
 			t.Errorf("%s: a token with altered claims verified", tc.method)
 		}
 		verifyOnly, err := parseJWTOptions("jwt,pub-key="+pubPath+",sign-method="+tc.method, time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if u, err := verifyOnly.verify(tok); err != nil || u != "alice" {
+		if u, _, err := verifyOnly.verify(tok); err != nil || u != "alice" {
 			t.Errorf("%s verify-only node: %q %v", tc.method, u, err)
 		}
 		if _, err := verifyOnly.issue("alice", 1); err == nil {
@@ -99,7 +99,7 @@ func TestJWTTokens(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := j.verify(expired); err == nil {
+		if _, _, err := j.verify(expired); err == nil {
 			t.Errorf("%s: an expired token verified", tc.method)
 		}
 	}
@@ -118,7 +118,7 @@ func TestJWTTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := verifier.verify(tok); err == nil {
+	if _, _, err := verifier.verify(tok); err == nil {
 		t.Error("a token signed with another key verified")
 	}
 	_, edPub := writeKeys(t, epriv, epub)
@@ -163,7 +163,7 @@ func TestJWTPSSInterop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u, err := j.verify(parts[0] + "." + parts[1] + "." + b64.EncodeToString(other)); err != nil || u != "alice" {
+	if u, _, err := j.verify(parts[0] + "." + parts[1] + "." + b64.EncodeToString(other)); err != nil || u != "alice" {
 		t.Fatalf("PS384 token with a 20-byte salt: %q %v", u, err)
 	}
 	// A PKCS#1 v1.5 signature is not a PSS one.
@@ -171,7 +171,7 @@ func TestJWTPSSInterop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := j.verify(parts[0] + "." + parts[1] + "." + b64.EncodeToString(v15)); err == nil {
+	if _, _, err := j.verify(parts[0] + "." + parts[1] + "." + b64.EncodeToString(v15)); err == nil {
 		t.Fatal("a PKCS#1 v1.5 signature verified as PS384")
 	}
 }
@@ -197,14 +197,14 @@ func TestJWTKeysAsEtcd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if u, err := j.verify(tok); err != nil || u != "alice" {
+		if u, _, err := j.verify(tok); err != nil || u != "alice" {
 			t.Fatalf("%s verify: %q %v", m, u, err)
 		}
 		o, err := parseJWTOptions("jwt,priv-key="+other+",sign-method="+m, time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := o.verify(tok); err == nil {
+		if _, _, err := o.verify(tok); err == nil {
 			t.Fatalf("%s: a token verified with another secret", m)
 		}
 	}
@@ -230,14 +230,14 @@ func TestJWTKeysAsEtcd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u, err := privOnly.verify(tok); err != nil || u != "bob" {
+	if u, _, err := privOnly.verify(tok); err != nil || u != "bob" {
 		t.Fatalf("private key only: %q %v", u, err)
 	}
 	pubOnly, err := parseJWTOptions("jwt,pub-key="+pub1+",sign-method=ES256", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u, err := pubOnly.verify(tok); err != nil || u != "bob" {
+	if u, _, err := pubOnly.verify(tok); err != nil || u != "bob" {
 		t.Fatalf("public key only: %q %v", u, err)
 	}
 	if _, err := parseJWTOptions("jwt,pub-key="+pub2+",priv-key="+priv1+",sign-method=ES256", time.Minute); err == nil {
@@ -247,7 +247,7 @@ func TestJWTKeysAsEtcd(t *testing.T) {
 	// confusion between a public key and an HMAC secret).
 	parts := strings.Split(tok, ".")
 	hs := b64.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + parts[1] + "." + parts[2]
-	if _, err := pubOnly.verify(hs); err == nil {
+	if _, _, err := pubOnly.verify(hs); err == nil {
 		t.Fatal("a token naming HS256 verified on an ES256 node")
 	}
 }
