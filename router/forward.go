@@ -187,7 +187,9 @@ func (r *Router) executeOn(ctx context.Context, target raftgroup.NodeID, desc *t
 		Leases:          c.leases.Attach,
 		RevokeLeases:    c.leases.Revoke,
 		LeaseKeys:       c.leaseKeys,
-		AuthRevision:    shard.AuthRevisionFrom(ctx),
+	}
+	if c.write && c.op != nil {
+		req.AuthRevision = shard.AuthRevisionFrom(ctx) // see shard/auth_revision.go
 	}
 	if c.op != nil {
 		b, err := proto.Marshal(c.op)

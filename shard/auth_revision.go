@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/tesseradb/tessera/engine"
@@ -23,9 +24,9 @@ import (
 // function of the range's own log, or replicas would decide differently:
 //
 //   - The node a request enters checks it and records the auth revision it
-//     checked under (ShardCommand.auth_revision; 0 when auth is disabled
-//     there, and for the node's own writes such as lease revocations by
-//     expiry).
+//     checked under (ShardCommand.auth_revision) for a put, delete or txn;
+//     0 when auth is disabled there, and for compactions and lease
+//     revocations (opAuthRevision).
 //   - The range leader that proposes it stamps the auth revision its node
 //     has applied at that moment (proposer_auth_revision; 0 when auth is
 //     disabled there).
@@ -61,6 +62,18 @@ func WithAuthRevision(ctx context.Context, rev uint64) context.Context {
 func AuthRevisionFrom(ctx context.Context) uint64 {
 	rev, _ := ctx.Value(authRevisionKey{}).(uint64)
 	return rev
+}
+
+// opAuthRevision is the checked auth revision a write carries: only a
+// request's op (put, delete, txn) is compared at apply, as etcd compares
+// them. A compaction needs root, and a lease revocation by root or by the
+// expiry loop is not compared in etcd either; both fan out to every range,
+// where a refusal in some ranges only would leave them half done.
+func opAuthRevision(ctx context.Context, op *pb.RequestOp) uint64 {
+	if op == nil {
+		return 0
+	}
+	return AuthRevisionFrom(ctx)
 }
 
 // stampAuthRevision is the proposer's stamp for a command checked under

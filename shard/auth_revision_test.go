@@ -112,3 +112,16 @@ func TestProposalCarriesAuthRevision(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthRevisionOnlyForOps: compactions and lease revocations (op nil)
+// carry no checked auth revision, so they are never refused in some ranges
+// and applied in others.
+func TestAuthRevisionOnlyForOps(t *testing.T) {
+	ctx := WithAuthRevision(context.Background(), 5)
+	if got := opAuthRevision(ctx, nil); got != 0 {
+		t.Fatalf("a command without an op carries auth revision %d", got)
+	}
+	if got := opAuthRevision(ctx, putOp("b", "v")); got != 5 {
+		t.Fatalf("a put carries auth revision %d, want 5", got)
+	}
+}

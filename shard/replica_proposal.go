@@ -87,7 +87,7 @@ func (r *Replica) write(ctx context.Context, generation uint64, op *pb.RequestOp
 	if op != nil && !OpWithinDescriptor(rt.desc, op) {
 		return nil, 0, rt.keyMismatch()
 	}
-	p := &proposal{id: r.nextID.Add(1), op: opb, compactRev: compactRev, generation: rt.desc.GetGeneration(), leases: leases.Attach, revoke: leases.Revoke, authRev: AuthRevisionFrom(ctx), done: make(chan struct{})}
+	p := &proposal{id: r.nextID.Add(1), op: opb, compactRev: compactRev, generation: rt.desc.GetGeneration(), leases: leases.Attach, revoke: leases.Revoke, authRev: opAuthRevision(ctx, op), done: make(chan struct{})}
 	r.cfg.Metrics.writes.Inc()
 	r.load.add(start, 1)
 	r.batches.Add(p, p.done)
