@@ -1,0 +1,109 @@
+package integration_test
+
+import (
+	"fmt"
+	"testing"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// TestCurrentRevisionIsTheLatestWrite checks, with clientv3 on a three-node
+// four-range cluster, what Kubernetes' storage layer relies on: the revision
+// a read reports is the revision of the cluster's latest write (in any
+// range, also one the read does not cover, written through another node),
+// reads with no write between them report the same revision, a list reports
+// its newest object's revision, and a revision above the latest write is
+// the future.
+func TestCurrentRevisionIsTheLatestWrite(t *testing.T) {
+	c := newCluster(t)
+	clis := []*clientv3.Client{c.NodeClient(t, 0), c.NodeClient(t, 1), c.NodeClient(t, 2)}
+
+	// After creating one object and nothing else, the current revision (a
+	// read of any key, through any node) is the object's revision.
+	pr, err := clis[0].Put(tctx(t), "c/pods/one", "1")
+	must(t, "create", err)
+	created := pr.Header.Revision
+	for i, cli := range clis {
+		for _, k := range rangeKeys { // one read per range: three of them do not hold the object
+			gr, err := cli.Get(tctx(t), k)
+			must(t, "get", err)
+			if gr.Header.Revision != created {
+				t.Fatalf("node %d: get %q after one create at %d: header revision %d", i, k, created, gr.Header.Revision)
+			}
+		}
+		gr, err := cli.Get(tctx(t), "c/pods/one")
+		must(t, "get object", err)
+		if len(gr.Kvs) != 1 || gr.Kvs[0].ModRevision != gr.Header.Revision {
+			t.Fatalf("node %d: object %v, header revision %d: want its mod revision", i, gr.Kvs, gr.Header.Revision)
+		}
+	}
+
+	// Two reads with no write between them report the same revision.
+	a, err := clis[1].Get(tctx(t), "a", clientv3.WithPrefix())
+	must(t, "first read", err)
+	b, err := clis[2].Get(tctx(t), "g", clientv3.WithPrefix())
+	must(t, "second read", err)
+	if a.Header.Revision != b.Header.Revision {
+		t.Fatalf("two reads with no write between: revisions %d and %d", a.Header.Revision, b.Header.Revision)
+	}
+
+	// A list over every range reports the revision of the latest write,
+	// which is its newest object's.
+	var last int64
+	for i, k := range []string{"a/x", "g/x", "e/x", "c/x"} {
+		last = put(t, clis[i%3], k, fmt.Sprint(i))
+	}
+	list, err := clis[1].Get(tctx(t), "", clientv3.WithFromKey())
+	must(t, "list", err)
+	var newest int64
+	for _, kv := range list.Kvs {
+		newest = max(newest, kv.ModRevision)
+	}
+	if list.Header.Revision != last || newest != last {
+		t.Fatalf("list after the last write at %d: header revision %d, newest object at %d", last, list.Header.Revision, newest)
+	}
+
+	// A read-only txn and an empty txn report it too.
+	tr, err := clis[2].Txn(tctx(t)).If(clientv3.Compare(clientv3.Version("a/x"), ">", 0)).Then(clientv3.OpGet("a/x")).Commit()
+	must(t, "read-only txn", err)
+	if tr.Header.Revision != last || tr.Responses[0].GetResponseRange().GetHeader().GetRevision() != last {
+		t.Fatalf("read-only txn after the last write at %d: header revision %d, nested %d", last, tr.Header.Revision, tr.Responses[0].GetResponseRange().GetHeader().GetRevision())
+	}
+	er, err := clis[0].Txn(tctx(t)).Commit()
+	must(t, "empty txn", err)
+	if er.Header.Revision != last {
+		t.Fatalf("empty txn after the last write at %d: header revision %d", last, er.Header.Revision)
+	}
+
+	// A txn whose compare fails into reads, and a delete of nothing, write
+	// nothing: the current revision stays (as etcd's).
+	_, err = clis[0].Txn(tctx(t)).If(clientv3.Compare(clientv3.Version("a/x"), "=", 0)).Then(clientv3.OpPut("a/x", "no")).Else(clientv3.OpGet("a/x")).Commit()
+	must(t, "failed txn", err)
+	_, err = clis[1].Delete(tctx(t), "e/none")
+	must(t, "delete of nothing", err)
+	gr, err := clis[2].Get(tctx(t), "a/x")
+	must(t, "get after writes of nothing", err)
+	if gr.Header.Revision != last {
+		t.Fatalf("after a failed txn and a delete of nothing: header revision %d, want the last write's %d", gr.Header.Revision, last)
+	}
+
+	// An exact read at the current revision is served; above it (current+1,
+	// current+2, as Kubernetes' ResourceVersionMatch=Exact test asks) is the
+	// future, on every range and through every node. So is a compaction.
+	if _, err := clis[0].Get(tctx(t), "a/x", clientv3.WithRev(last)); err != nil {
+		t.Fatalf("get at the current revision %d: %v", last, err)
+	}
+	for i, cli := range clis {
+		for _, k := range rangeKeys {
+			for _, d := range []int64{1, 2} {
+				_, err := cli.Get(tctx(t), k, clientv3.WithRev(last+d))
+				wantErr(t, fmt.Sprintf("node %d: get %q at current+%d", i, k, d), err, rpctypes.ErrFutureRev)
+			}
+		}
+		_, err := cli.Get(tctx(t), "", clientv3.WithFromKey(), clientv3.WithRev(last+2))
+		wantErr(t, fmt.Sprintf("node %d: list at current+2", i), err, rpctypes.ErrFutureRev)
+	}
+	_, err = clis[0].Compact(tctx(t), last+1)
+	wantErr(t, "compact at current+1", err, rpctypes.ErrFutureRev)
+}
