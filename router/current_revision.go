@@ -136,8 +136,15 @@ func probeOp(d *tesserapb.RangeDescriptor) *pb.RequestOp {
 	return &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: &pb.RangeRequest{Key: key, CountOnly: true}}}
 }
 
-// now returns etcd's current revision (the newest write at or below a fresh
-// timestamp) and that timestamp, reading no range.
+// CurrentRevision returns etcd's current revision (the newest write at or
+// below a fresh timestamp) and that timestamp, reading no range: what the
+// watch hub's created and progress responses name.
+func (r *Router) CurrentRevision(ctx context.Context) (cur, at engine.Revision, err error) {
+	return r.currentNow(ctx)
+}
+
+// currentNow returns etcd's current revision (the newest write at or below
+// a fresh timestamp) and that timestamp, reading no range.
 func (r *Router) currentNow(ctx context.Context) (engine.Revision, engine.Revision, error) {
 	rp, err := r.readPoint(ctx)
 	if err != nil {

@@ -1,11 +1,16 @@
 package integration_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/tesseradb/tessera/cmd/tessera/server"
+	"github.com/tesseradb/tessera/tests/testcluster"
 )
 
 // TestCurrentRevisionIsTheLatestWrite checks, with clientv3 on a three-node
@@ -106,4 +111,77 @@ func TestCurrentRevisionIsTheLatestWrite(t *testing.T) {
 	}
 	_, err = clis[0].Compact(tctx(t), last+1)
 	wantErr(t, "compact at current+1", err, rpctypes.ErrFutureRev)
+}
+
+// TestWatchRevisionsAreTheLatestWrite: what Kubernetes' watch-list reads
+// from a watch. A list reports revision L; a watch from L+1 is created with
+// L in its header, and the bookmark that ends the initial events (a
+// progress response after RequestProgress) carries L while nothing was
+// written, also when the latest write is in a range the watch does not
+// cover. After a write, progress carries that write's revision, and so does
+// the event.
+func TestWatchRevisionsAreTheLatestWrite(t *testing.T) {
+	c := testcluster.Start(t, testcluster.Options{Nodes: 3, SplitKeys: splitKeys, Configure: func(cfg *server.Config) {
+		cfg.WatchProgressNotifyInterval = 200 * time.Millisecond
+	}})
+	c.WaitReady(t)
+	writer, reader := c.NodeClient(t, 0), c.NodeClient(t, 1)
+	put(t, writer, "g/pods/one", "1")
+	last := put(t, writer, "a/elsewhere", "1") // outside the watched prefix
+
+	list, err := reader.Get(tctx(t), "g/pods/", clientv3.WithPrefix())
+	must(t, "list", err)
+	if list.Header.Revision != last {
+		t.Fatalf("list: revision %d, want the latest write's %d", list.Header.Revision, last)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	wch := reader.Watch(ctx, "g/pods/", clientv3.WithPrefix(), clientv3.WithRev(list.Header.Revision+1), clientv3.WithCreatedNotify())
+	created := <-wch
+	if !created.Created || created.Header.Revision != last {
+		t.Fatalf("watch created: %+v (revision %d), want created at the latest write's %d", created, created.Header.Revision, last)
+	}
+	must(t, "request progress", reader.RequestProgress(ctx))
+	wantProgress := func(what string, want int64) {
+		t.Helper()
+		for wr := range wch {
+			must(t, what, wr.Err())
+			if len(wr.Events) > 0 {
+				t.Fatalf("%s: unexpected events %v", what, wr.Events)
+			}
+			if wr.IsProgressNotify() {
+				if wr.Header.Revision != want {
+					t.Fatalf("%s: progress at %d, want %d", what, wr.Header.Revision, want)
+				}
+				return
+			}
+		}
+		t.Fatalf("%s: watch ended", what)
+	}
+	wantProgress("bookmark after the list", last)
+
+	// A watcher created without a start revision names the latest write.
+	w2 := reader.Watch(ctx, "c/", clientv3.WithPrefix(), clientv3.WithCreatedNotify(), clientv3.WithProgressNotify())
+	if cr := <-w2; !cr.Created || cr.Header.Revision != last {
+		t.Fatalf("watch without a start revision: created at %d, want %d", cr.Header.Revision, last)
+	}
+	// Its periodic progress notifications name it too, while nothing is
+	// written.
+	for wr := range w2 {
+		must(t, "progress notification", wr.Err())
+		if wr.IsProgressNotify() {
+			if wr.Header.Revision != last {
+				t.Fatalf("progress notification at %d, want the latest write's %d", wr.Header.Revision, last)
+			}
+			break
+		}
+	}
+
+	next := put(t, writer, "g/pods/two", "2")
+	wr := <-wch
+	if len(wr.Events) != 1 || wr.Events[0].Kv.ModRevision != next || wr.Header.Revision != next {
+		t.Fatalf("event of the write at %d: %+v (header %d)", next, wr.Events, wr.Header.Revision)
+	}
+	must(t, "request progress", reader.RequestProgress(ctx))
+	wantProgress("progress after a write", next)
 }
