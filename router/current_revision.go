@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -123,7 +124,21 @@ func (r *Router) currentRevision(ctx context.Context, rp placement.ReadPoint, co
 	if rc, ok := r.clock.(readClock); ok {
 		rc.NoteLatestWrite(rp.At, w)
 	}
-	return w, nil
+	// etcd's revisions start at 1: a cluster with no write reports 1 (a
+	// read at 1 shows the empty state, as etcd's).
+	return max(w, 1), nil
+}
+
+// writeHeaderRevision is the header revision of a write that revision rev
+// answered: rev itself, or, for a write that changed nothing (rev 0: a
+// failed compare, a delete of nothing), etcd's current revision, as etcd
+// answers (the write is linearized at the fresh timestamp it is found at).
+func (r *Router) writeHeaderRevision(ctx context.Context, rev engine.Revision) (engine.Revision, error) {
+	if rev != 0 {
+		return rev, nil
+	}
+	cur, _, err := r.currentNow(ctx)
+	return cur, err
 }
 
 // probeOp reads nothing of a range but its latest write: a count of one key
@@ -195,4 +210,22 @@ func setReadHeaders(t *pb.TxnResponse, rev engine.Revision) {
 			setReadHeaders(o.ResponseTxn, rev)
 		}
 	}
+}
+
+// statusRevisionWait bounds how long Status looks for the current revision:
+// etcd's Status answers from the member's own state at once, so a node
+// that cannot reach the TSO (or a range) soon answers with revision 0
+// rather than make `etcdctl endpoint status` wait.
+var statusRevisionWait = time.Second
+
+// statusRevision is the header revision of Status: etcd's current revision
+// when it can be had within statusRevisionWait, else 0.
+func (r *Router) statusRevision(ctx context.Context) engine.Revision {
+	ctx, cancel := context.WithTimeout(ctx, statusRevisionWait)
+	defer cancel()
+	cur, _, err := r.currentNow(ctx)
+	if err != nil {
+		return 0
+	}
+	return cur
 }

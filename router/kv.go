@@ -192,6 +192,9 @@ func (r *Router) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 		return nil, toGRPCError(err)
 	}
 	out, rev, err := r.execute(ctx, c)
+	if err == nil {
+		rev, err = r.writeHeaderRevision(ctx, rev)
+	}
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -213,6 +216,9 @@ func (r *Router) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*
 		return nil, err
 	}
 	out, rev, err := r.execute(ctx, call{desc: d, write: true, op: &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: req}}})
+	if err == nil {
+		rev, err = r.writeHeaderRevision(ctx, rev)
+	}
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -287,6 +293,9 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 			c.readRev = rp.At
 		}
 		out, rev, err = r.execute(ctx, c)
+		if err == nil && c.write {
+			rev, err = r.writeHeaderRevision(ctx, rev)
+		}
 		if err == nil && !c.write {
 			// A read-only txn names the cluster's latest write, as a Range.
 			if rev, err = r.linearizableHeader(ctx, rp, 0, []*tesserapb.RangeDescriptor{d}, []engine.Revision{rev}, []bool{true}); err == nil {

@@ -69,6 +69,15 @@ func TestCurrentRevisionIsTheLatestWrite(t *testing.T) {
 		t.Fatalf("list after the last write at %d: header revision %d, newest object at %d", last, list.Header.Revision, newest)
 	}
 
+	// So does Status (etcdctl endpoint status), on every node.
+	for i, cli := range clis {
+		st, err := cli.Status(tctx(t), c.Endpoint(i))
+		must(t, "status", err)
+		if st.Header.Revision != last {
+			t.Fatalf("node %d: status after the last write at %d: header revision %d", i, last, st.Header.Revision)
+		}
+	}
+
 	// A read-only txn and an empty txn report it too.
 	tr, err := clis[2].Txn(tctx(t)).If(clientv3.Compare(clientv3.Version("a/x"), ">", 0)).Then(clientv3.OpGet("a/x")).Commit()
 	must(t, "read-only txn", err)
