@@ -36,16 +36,18 @@ type TSOClient struct {
 		sync.Mutex
 		hint raftgroup.NodeID
 		last raftgroup.NodeID // the last node found serving the TSO
-		// floor is the newest point at which this node's router knows the
-		// cluster's latest write (tso_read.go).
-		floor LatestWrite
+		// floors are the newest points at which this node's router knew
+		// the cluster's latest write, ascending, at most maxFloors
+		// (tso_read.go).
+		floors []LatestWrite
 	}
 }
 
 type tsoWaiter struct {
 	n       int
-	rangeID uint64 // the range whose writes the timestamps go to (0: none)
-	read    bool   // a read that wants the writers since the floor
+	rangeID uint64          // the range whose writes the timestamps go to (0: none)
+	read    bool            // a read that wants the writers since the floor
+	below   engine.Revision // a read that wants a floor at or below this (0: the newest)
 	done    chan struct{}
 	first   engine.Revision
 	err     error
@@ -100,10 +102,10 @@ func (c *TSOClient) fetchBatch(batch []*tsoWaiter) {
 	for _, w := range batch {
 		total += w.n
 	}
-	parts, floor := c.batchParts(batch)
+	parts, since := c.batchParts(batch)
 	ctx, cancel := context.WithTimeout(context.Background(), tsoCallTimeout)
 	start := time.Now()
-	first, writers, complete, err := c.fetch(ctx, total, parts, floor.At)
+	first, writers, complete, err := c.fetch(ctx, total, parts, since)
 	cancel()
 	c.metrics.calls.Inc()
 	c.metrics.duration.Observe(time.Since(start).Seconds())
@@ -116,7 +118,7 @@ func (c *TSOClient) fetchBatch(batch []*tsoWaiter) {
 	for _, w := range batch {
 		w.first, w.err = next, err
 		if w.read && err == nil {
-			w.floor, w.complete = floor, complete
+			w.complete = complete && w.floor.At > 0
 			for _, wr := range writers {
 				if wr.Lowest <= next {
 					w.writers = append(w.writers, wr)

@@ -38,17 +38,37 @@ func (c *TSOClient) ReadTimestamp(ctx context.Context) (ReadPoint, error) {
 	if err != nil {
 		return ReadPoint{}, err
 	}
-	return ReadPoint{At: at, Floor: w.floor, Writers: w.writers, Complete: w.complete && w.floor.At > 0}, nil
+	return ReadPoint{At: at, Floor: w.floor, Writers: w.writers, Complete: w.complete}, nil
 }
+
+// ReadPointBelow is ReadTimestamp for finding the latest write at or below
+// below, a revision already issued: the floor it starts from is at or
+// below it (a write that changed nothing is answered at its own revision).
+func (c *TSOClient) ReadPointBelow(ctx context.Context, below engine.Revision) (ReadPoint, error) {
+	w := &tsoWaiter{n: 1, read: true, below: max(below, 1), done: make(chan struct{})}
+	at, err := c.timestamps(ctx, w)
+	if err != nil {
+		return ReadPoint{}, err
+	}
+	return ReadPoint{At: at, Floor: w.floor, Writers: w.writers, Complete: w.complete}, nil
+}
+
+// maxFloors bounds the points a TSO client remembers: enough that a write
+// that changed nothing finds one below its revision while reads go on.
+const maxFloors = 64
 
 // NoteLatestWrite records that write is the cluster's newest write at or
 // below at: later reads ask the TSO only for the ranges written since.
 func (c *TSOClient) NoteLatestWrite(at, write engine.Revision) {
 	c.mu.Lock()
-	if at > c.mu.floor.At {
-		c.mu.floor = LatestWrite{At: at, Write: write}
+	defer c.mu.Unlock()
+	if n := len(c.mu.floors); n > 0 && at <= c.mu.floors[n-1].At {
+		return
 	}
-	c.mu.Unlock()
+	if len(c.mu.floors) == maxFloors {
+		c.mu.floors = append(c.mu.floors[:0], c.mu.floors[1:]...)
+	}
+	c.mu.floors = append(c.mu.floors, LatestWrite{At: at, Write: write})
 }
 
 // timestamps queues a waiter into the next batch and waits for it.
@@ -66,8 +86,10 @@ func (c *TSOClient) timestamps(ctx context.Context, w *tsoWaiter) (engine.Revisi
 }
 
 // batchParts describes a batch to the TSO: its parts (nil when none is a
-// write) and, when it holds a read, the floor it asks the writers since.
-func (c *TSOClient) batchParts(batch []*tsoWaiter) ([]TSOPart, LatestWrite) {
+// write) and, when it holds reads, the point it asks the writers since: the
+// lowest of the floors its reads start from (each read gets its own floor;
+// a writer listed for a lower floor is one needless ask for the others).
+func (c *TSOClient) batchParts(batch []*tsoWaiter) ([]TSOPart, engine.Revision) {
 	var parts []TSOPart
 	writes, reads := false, false
 	for _, w := range batch {
@@ -83,13 +105,32 @@ func (c *TSOClient) batchParts(batch []*tsoWaiter) ([]TSOPart, LatestWrite) {
 			parts = append(parts, TSOPart{RangeID: w.rangeID, Count: w.n})
 		}
 	}
-	var floor LatestWrite
+	var since engine.Revision
 	if reads {
 		c.mu.Lock()
-		floor = c.mu.floor
+		for _, w := range batch {
+			if !w.read {
+				continue
+			}
+			w.floor = c.floorLocked(w.below)
+			if w.floor.At > 0 && (since == 0 || w.floor.At < since) {
+				since = w.floor.At
+			}
+		}
 		c.mu.Unlock()
 	}
-	return parts, floor
+	return parts, since
+}
+
+// floorLocked returns the newest floor at or below below (0: the newest),
+// or the zero point when there is none.
+func (c *TSOClient) floorLocked(below engine.Revision) LatestWrite {
+	for i := len(c.mu.floors) - 1; i >= 0; i-- {
+		if below == 0 || c.mu.floors[i].At <= below {
+			return c.mu.floors[i]
+		}
+	}
+	return LatestWrite{}
 }
 
 // tsoRequest is the wire form of one batch.

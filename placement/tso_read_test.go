@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/tesseradb/tessera/engine"
 )
 
 // TestTSOWritersSinceAcrossLeaderChange: the TSO names the ranges granted
@@ -47,5 +49,28 @@ func TestTSOWritersSinceAcrossLeaderChange(t *testing.T) {
 	// Parts must add up.
 	if _, _, _, err := n.meta.TSO().AllocateFor(ctx, 3, []TSOPart{{7, 1}}, 0); err == nil {
 		t.Fatal("parts summing to 1 for 3 timestamps accepted")
+	}
+}
+
+func TestTSOClientFloors(t *testing.T) {
+	c := &TSOClient{}
+	if f := c.floorLocked(0); f.At != 0 {
+		t.Fatalf("no floor yet: %v", f)
+	}
+	for i := 1; i <= maxFloors+10; i++ {
+		c.NoteLatestWrite(engine.Revision(i*10), engine.Revision(i*10-3))
+	}
+	c.NoteLatestWrite(15, 1) // older than the newest: ignored
+	if n := len(c.mu.floors); n != maxFloors {
+		t.Fatalf("%d floors kept, want %d", n, maxFloors)
+	}
+	if f := c.floorLocked(0); f.At != engine.Revision((maxFloors+10)*10) {
+		t.Fatalf("newest floor %v", f)
+	}
+	if f := c.floorLocked(505); f.At != 500 || f.Write != 497 {
+		t.Fatalf("floor at or below 505: %v, want 500", f)
+	}
+	if f := c.floorLocked(50); f.At != 0 {
+		t.Fatalf("floor below every kept one: %v, want none", f)
 	}
 }

@@ -129,16 +129,76 @@ func (r *Router) currentRevision(ctx context.Context, rp placement.ReadPoint, co
 	return max(w, 1), nil
 }
 
-// writeHeaderRevision is the header revision of a write that revision rev
-// answered: rev itself, or, for a write that changed nothing (rev 0: a
-// failed compare, a delete of nothing), etcd's current revision, as etcd
-// answers (the write is linearized at the fresh timestamp it is found at).
-func (r *Router) writeHeaderRevision(ctx context.Context, rev engine.Revision) (engine.Revision, error) {
-	if rev != 0 {
+// writeHeaderRevision is the header revision of a write applied at
+// revision rev: rev itself when it changed something; for one that changed
+// nothing (a Txn whose compare failed into reads, a delete of nothing) no
+// write has rev, and etcd answers with its current revision at the state
+// the request saw: the cluster's latest write at or below rev.
+func (r *Router) writeHeaderRevision(ctx context.Context, rev engine.Revision, wrote bool) (engine.Revision, error) {
+	if wrote {
 		return rev, nil
 	}
-	cur, _, err := r.currentNow(ctx)
+	cur, err := r.currentAt(ctx, rev)
+	if err != nil {
+		// rev's history may be compacted meanwhile: the write is then
+		// answered at a fresh point instead (it changed nothing, so it may
+		// be linearized there too, if less exactly).
+		cur, _, err = r.currentNow(ctx)
+	}
 	return cur, err
+}
+
+// currentAt returns the cluster's latest write at or below at, a revision
+// the TSO has issued, asking the ranges granted write timestamps between
+// this node's floor and at (all ranges when the floor is above at).
+func (r *Router) currentAt(ctx context.Context, at engine.Revision) (engine.Revision, error) {
+	var rp placement.ReadPoint
+	var err error
+	if rc, ok := r.clock.(interface {
+		ReadPointBelow(context.Context, engine.Revision) (placement.ReadPoint, error)
+	}); ok {
+		rp, err = rc.ReadPointBelow(ctx, at)
+	} else {
+		rp, err = r.readPoint(ctx)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if rp.Floor.At > at {
+		rp.Complete = false
+	}
+	writers := rp.Writers[:0:0]
+	for _, w := range rp.Writers {
+		if w.Lowest <= at {
+			writers = append(writers, w)
+		}
+	}
+	rp.At, rp.Writers = at, writers
+	return r.currentRevision(ctx, rp, nil, 0)
+}
+
+// wroteSomething reports whether a write's response shows a change: a Put
+// always; a DeleteRange that deleted a key; a Txn whose taken branch holds
+// either.
+func wroteSomething(op *pb.RequestOp, out *pb.ResponseOp) bool {
+	switch o := op.GetRequest().(type) {
+	case *pb.RequestOp_RequestPut:
+		return true
+	case *pb.RequestOp_RequestDeleteRange:
+		return out.GetResponseDeleteRange().GetDeleted() > 0
+	case *pb.RequestOp_RequestTxn:
+		t := out.GetResponseTxn()
+		ops := o.RequestTxn.GetFailure()
+		if t.GetSucceeded() {
+			ops = o.RequestTxn.GetSuccess()
+		}
+		for i, sub := range ops {
+			if i < len(t.GetResponses()) && wroteSomething(sub, t.GetResponses()[i]) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // probeOp reads nothing of a range but its latest write: a count of one key

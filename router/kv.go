@@ -192,9 +192,6 @@ func (r *Router) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 		return nil, toGRPCError(err)
 	}
 	out, rev, err := r.execute(ctx, c)
-	if err == nil {
-		rev, err = r.writeHeaderRevision(ctx, rev)
-	}
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -215,9 +212,10 @@ func (r *Router) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*
 	if err := r.checkLeader(ctx, []*tesserapb.RangeDescriptor{d}); err != nil {
 		return nil, err
 	}
-	out, rev, err := r.execute(ctx, call{desc: d, write: true, op: &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: req}}})
+	op := &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: req}}
+	out, rev, err := r.execute(ctx, call{desc: d, write: true, op: op})
 	if err == nil {
-		rev, err = r.writeHeaderRevision(ctx, rev)
+		rev, err = r.writeHeaderRevision(ctx, rev, wroteSomething(op, out))
 	}
 	if err != nil {
 		return nil, toGRPCError(err)
@@ -294,7 +292,7 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 		}
 		out, rev, err = r.execute(ctx, c)
 		if err == nil && c.write {
-			rev, err = r.writeHeaderRevision(ctx, rev)
+			rev, err = r.writeHeaderRevision(ctx, rev, wroteSomething(op, out))
 		}
 		if err == nil && !c.write {
 			// A read-only txn names the cluster's latest write, as a Range.

@@ -83,10 +83,6 @@ type Replica struct {
 		// every change at or below it is readable in the engine (feeds read
 		// up to it).
 		publishedRev engine.Revision
-		// wroteNothing: the command being applied is a write that changed
-		// nothing (a failed compare, a delete of nothing); set by
-		// applyCommandLocked for Apply.
-		wroteNothing bool
 		applied      uint64          // raft applied index
 		resolved     engine.Revision // no write <= this can still appear (leader view)
 		leader       raftgroup.NodeID

@@ -20,8 +20,6 @@ type applyResult struct {
 	id   uint64
 	resp *pb.ResponseOp
 	err  error
-	// noWrite: a data command that changed nothing (latest_write.go).
-	noWrite bool
 }
 
 // Apply implements raftgroup.StateMachine: it applies committed commands in
@@ -42,14 +40,13 @@ func (r *Replica) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 		if err := proto.Unmarshal(e.GetData(), cmd); err != nil {
 			return fmt.Errorf("shard: range %d: decode command at index %d: %w", r.group, e.GetIndex(), err)
 		}
-		r.mu.wroteNothing = false
 		resp, err := r.applyCommandLocked(b, cmd)
 		if isStorageError(err) {
 			return err
 		}
 		touched = true
 		if cmd.GetProposerNode() == uint64(r.cfg.NodeID) {
-			r.mu.applyResults = append(r.mu.applyResults, applyResult{id: cmd.GetProposalId(), resp: resp, err: err, noWrite: r.mu.wroteNothing})
+			r.mu.applyResults = append(r.mu.applyResults, applyResult{id: cmd.GetProposalId(), resp: resp, err: err})
 		}
 	}
 	if !touched {
@@ -143,9 +140,7 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 	if err != nil && !isEtcdError(err) {
 		return nil, storageError{err: err}
 	}
-	written := b.TakeDataWrites()
-	r.mu.wroteNothing = err == nil && len(written) == 0
-	if err == nil && len(written) > 0 {
+	if written := b.TakeDataWrites(); err == nil && len(written) > 0 {
 		if lerr := b.Set(changeLogKey(uint64(r.group), rev), encodeChangeLog(written)); lerr != nil {
 			return nil, storageError{err: lerr}
 		}
@@ -211,9 +206,6 @@ func (r *Replica) Applied(index uint64) {
 	for _, res := range r.mu.applyResults {
 		if p, ok := r.mu.inflight[res.id]; ok {
 			delete(r.mu.inflight, res.id)
-			if res.noWrite {
-				p.rev = 0 // its revision is no write's (Write's contract)
-			}
 			p.finish(res.resp, res.err)
 		}
 	}

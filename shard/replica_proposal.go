@@ -45,9 +45,6 @@ func (p *proposal) finish(resp *pb.ResponseOp, err error) {
 // replica. Writes are batched: while one batch fetches its timestamps and is
 // proposed, the next accumulates, so timestamps are always fetched after the
 // writes they are for arrived, and proposals go to raft in revision order.
-// A write that changed nothing (a Txn whose compare failed into reads, a
-// delete of nothing) returns revision 0: no write has its revision, and the
-// router names the current revision instead, as etcd does.
 func (r *Replica) Write(ctx context.Context, generation uint64, op *pb.RequestOp, compactRev engine.Revision) (*pb.ResponseOp, engine.Revision, error) {
 	return r.write(ctx, generation, op, compactRev, LeaseRefs{})
 }

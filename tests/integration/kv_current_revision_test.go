@@ -92,10 +92,13 @@ func TestCurrentRevisionIsTheLatestWrite(t *testing.T) {
 
 	// A txn whose compare fails into reads, and a delete of nothing, write
 	// nothing: the current revision stays (as etcd's).
-	_, err = clis[0].Txn(tctx(t)).If(clientv3.Compare(clientv3.Version("a/x"), "=", 0)).Then(clientv3.OpPut("a/x", "no")).Else(clientv3.OpGet("a/x")).Commit()
+	ft, err := clis[0].Txn(tctx(t)).If(clientv3.Compare(clientv3.Version("a/x"), "=", 0)).Then(clientv3.OpPut("a/x", "no")).Else(clientv3.OpGet("a/x")).Commit()
 	must(t, "failed txn", err)
-	_, err = clis[1].Delete(tctx(t), "e/none")
+	dr, err := clis[1].Delete(tctx(t), "e/none")
 	must(t, "delete of nothing", err)
+	if ft.Header.Revision != last || dr.Header.Revision != last {
+		t.Fatalf("a failed txn and a delete of nothing answer at %d and %d, want the current revision %d", ft.Header.Revision, dr.Header.Revision, last)
+	}
 	gr, err := clis[2].Get(tctx(t), "a/x")
 	must(t, "get after writes of nothing", err)
 	if gr.Header.Revision != last {
