@@ -76,9 +76,12 @@ func (r *Router) currentRevision(ctx context.Context, rp placement.ReadPoint, co
 	if rp.Complete {
 		w = max(w, rp.Floor.Write)
 		reason = probeWriter
-		want := map[uint64]bool{}
+		var want map[uint64]bool
 		for _, wr := range rp.Writers {
 			if !covered[wr.RangeID] {
+				if want == nil {
+					want = map[uint64]bool{}
+				}
 				want[wr.RangeID] = true
 			}
 		}

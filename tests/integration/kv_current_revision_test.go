@@ -53,6 +53,33 @@ func TestCurrentRevisionIsTheLatestWrite(t *testing.T) {
 		t.Fatalf("two reads with no write between: revisions %d and %d", a.Header.Revision, b.Header.Revision)
 	}
 
+	// Reads with no write anywhere since the node's last read ask no other
+	// range; after a write in another range, one read asks that range only
+	// (the TSO names it), not every range.
+	probes := func(reason string) float64 {
+		return metricValue(t, c.Endpoint(1), `tessera_router_latest_write_probes_total{reason="`+reason+`"}`)
+	}
+	writerAsks, roundAsks := probes("writer"), probes("unknown")
+	for range 5 {
+		gr, err := clis[1].Get(tctx(t), "a")
+		must(t, "get", err)
+		if gr.Header.Revision != created {
+			t.Fatalf("get with no write: revision %d, want %d", gr.Header.Revision, created)
+		}
+	}
+	if w, u := probes("writer"), probes("unknown"); w != writerAsks || u != roundAsks {
+		t.Fatalf("5 reads with no write asked other ranges: writer %v -> %v, unknown %v -> %v", writerAsks, w, roundAsks, u)
+	}
+	again := put(t, clis[0], "c/pods/one", "2")
+	gr, err := clis[1].Get(tctx(t), "a")
+	must(t, "get after a write elsewhere", err)
+	if gr.Header.Revision != again {
+		t.Fatalf("get of range 2 after a write in range 3 at %d: revision %d", again, gr.Header.Revision)
+	}
+	if w, u := probes("writer"), probes("unknown"); w != writerAsks+1 || u != roundAsks {
+		t.Fatalf("a read after one write elsewhere: writer asks %v -> %v (want +1), unknown %v -> %v (want +0)", writerAsks, w, roundAsks, u)
+	}
+
 	// A list over every range reports the revision of the latest write,
 	// which is its newest object's.
 	var last int64
@@ -99,7 +126,7 @@ func TestCurrentRevisionIsTheLatestWrite(t *testing.T) {
 	if ft.Header.Revision != last || dr.Header.Revision != last {
 		t.Fatalf("a failed txn and a delete of nothing answer at %d and %d, want the current revision %d", ft.Header.Revision, dr.Header.Revision, last)
 	}
-	gr, err := clis[2].Get(tctx(t), "a/x")
+	gr, err = clis[2].Get(tctx(t), "a/x")
 	must(t, "get after writes of nothing", err)
 	if gr.Header.Revision != last {
 		t.Fatalf("after a failed txn and a delete of nothing: header revision %d, want the last write's %d", gr.Header.Revision, last)
