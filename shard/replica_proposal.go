@@ -128,7 +128,7 @@ func (r *Replica) flush(batch []*proposal) {
 	r.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.FlushTimeout)
-	first, err := r.cfg.Clock.Timestamps(ctx, len(batch))
+	first, err := r.writeTimestamps(ctx, len(batch))
 	cancel()
 
 	r.mu.Lock()

@@ -197,6 +197,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		Ranges:                 s.router.Cache(),
 		Peers:                  s.nodes,
 		Clock:                  clock,
+		Current:                s.router.CurrentRevision,
 		ProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 		MaxRequestBytes:        cfg.MaxRequestBytes,
 		StreamQueue:            cfg.WatchStreamQueue,
