@@ -68,8 +68,9 @@ const pairsTried = 8
 // balanceMoves moves replicas from nodes above m's bounds to nodes below
 // them (or from above the mean to below the bound, and from above the bound
 // to below the mean) until no pair is out of bounds or the round is full.
-// pick chooses the range of source s to move to target t, or -1.
-func (p *planner) balanceMoves(m func() metric, pick func(s, t int) int, reason Reason) {
+// pick chooses the range of source s to move to target t, or -1, and
+// optionally a range of t to move to s in exchange (or -1).
+func (p *planner) balanceMoves(m func() metric, pick func(s, t int) (int, int), reason Reason) {
 	for !p.full() {
 		mm := m()
 		mean := (mm.lo + mm.hi) / 2
@@ -94,10 +95,11 @@ func (p *planner) balanceMoves(m func() metric, pick func(s, t int) int, reason 
 				if tried++; tried > pairsTried*pairsTried {
 					break search
 				}
-				if i := pick(s, t); i >= 0 {
-					r := &p.snap.Ranges[i]
-					from := p.nodes[s].ID
-					p.plan(r, Operation{Kind: OpMove, From: from, To: p.nodes[t].ID, LeaderTo: p.leaderAway(r, from), Reason: reason})
+				if i, back := pick(s, t); i >= 0 {
+					p.planMove(i, s, t, reason)
+					if back >= 0 && !p.full() {
+						p.planMove(back, t, s, reason)
+					}
 					done = true
 					break search
 				}
@@ -107,6 +109,13 @@ func (p *planner) balanceMoves(m func() metric, pick func(s, t int) int, reason 
 			return
 		}
 	}
+}
+
+// planMove plans the move of range i's replica from node s to node t.
+func (p *planner) planMove(i, s, t int, reason Reason) {
+	r := &p.snap.Ranges[i]
+	from := p.nodes[s].ID
+	p.plan(r, Operation{Kind: OpMove, From: from, To: p.nodes[t].ID, LeaderTo: p.leaderAway(r, from), Reason: reason})
 }
 
 // canMove reports whether r's replica on source s may move to target t.
@@ -135,7 +144,7 @@ func (p *planner) canMove(r *Range, s, t int) bool {
 // their difference; the smallest when the source holds fewer bytes), one
 // the source does not lead when sizes tie (no leader transfer needed).
 func (p *planner) balanceCount() {
-	p.balanceMoves(p.countMetric, func(s, t int) int {
+	p.balanceMoves(p.countMetric, func(s, t int) (int, int) {
 		ideal := max(float64(p.bytes[s]-p.bytes[t])/2, 0)
 		best, bestD, bestLeads := -1, math.Inf(1), false
 		for _, i := range p.byNode[s] {
@@ -148,32 +157,60 @@ func (p *planner) balanceCount() {
 				best, bestD, bestLeads = i, d, leads
 			}
 		}
-		return best
+		return best, -1
 	}, ReasonCount)
 }
 
 // balanceBytes evens out bytes per node without taking replica counts out
-// of their bounds: it moves the range of the source closest to half the two
-// nodes' difference, smaller than the difference (so the pair ends closer).
+// of their bounds. It moves the range of the source closest to half the two
+// nodes' difference and smaller than the difference (so the pair ends
+// closer). When the move would take a count out of bounds it swaps instead:
+// a large range of the source for the smallest range of the target, the
+// two sizes differing by about half the difference; counts do not change.
 func (p *planner) balanceBytes() {
-	cm := p.countMetric()
-	p.balanceMoves(p.bytesMetric, func(s, t int) int {
-		if float64(p.count[t]+1) > cm.hi || float64(p.count[s]-1) < cm.lo {
-			return -1
-		}
+	p.balanceMoves(p.bytesMetric, func(s, t int) (int, int) {
+		cm := p.countMetric()
 		diff := float64(p.bytes[s] - p.bytes[t])
-		best, bestD := -1, math.Inf(1)
-		for _, i := range p.byNode[s] {
+		if float64(p.count[t]+1) <= cm.hi && float64(p.count[s]-1) >= cm.lo {
+			return p.closest(s, t, diff/2, 0, diff), -1
+		}
+		if p.moves[s]+2 > p.cfg.Limits.MaxMovesPerNode || p.moves[t]+2 > p.cfg.Limits.MaxMovesPerNode {
+			return -1, -1
+		}
+		small := -1
+		for _, i := range p.byNode[t] {
 			r := &p.snap.Ranges[i]
-			if float64(r.SizeBytes) >= diff || r.SizeBytes == 0 || !p.canMove(r, s, t) {
-				continue
-			}
-			if d := math.Abs(float64(r.SizeBytes) - diff/2); d < bestD {
-				best, bestD = i, d
+			if p.canMove(r, t, s) && (small < 0 || r.SizeBytes < p.snap.Ranges[small].SizeBytes) {
+				small = i
 			}
 		}
-		return best
+		if small < 0 {
+			return -1, -1
+		}
+		ss := float64(p.snap.Ranges[small].SizeBytes)
+		big := p.closest(s, t, diff/2+ss, ss, diff+ss)
+		if big < 0 || big == small {
+			return -1, -1
+		}
+		return big, small
 	}, ReasonBytes)
+}
+
+// closest returns the range on s movable to t whose size is closest to
+// ideal, strictly between lo and hi, or -1.
+func (p *planner) closest(s, t int, ideal, lo, hi float64) int {
+	best, bestD := -1, math.Inf(1)
+	for _, i := range p.byNode[s] {
+		r := &p.snap.Ranges[i]
+		size := float64(r.SizeBytes)
+		if size <= lo || size >= hi || !p.canMove(r, s, t) {
+			continue
+		}
+		if d := math.Abs(size - ideal); d < bestD {
+			best, bestD = i, d
+		}
+	}
+	return best
 }
 
 // balanceLeaders evens out leaders per node with leader transfers among a

@@ -1,0 +1,83 @@
+package sim
+
+import (
+	"testing"
+
+	"github.com/tesseradb/tessera/placement/scheduler"
+)
+
+// TestSmallClusterConverges runs the simulation at a tenth of a hundredth of
+// the size (10 nodes, 1,000 ranges, 2 added, 1 killed): every phase
+// converges, with the operations the phase needs and no broken invariant.
+func TestSmallClusterConverges(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Nodes, cfg.Ranges, cfg.AddNodes, cfg.KillNodes = 10, 1000, 2, 1
+	res, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Invariant != "" {
+		t.Fatalf("invariant broken: %s", res.Invariant)
+	}
+	if len(res.Phases) != 3 {
+		t.Fatalf("%d phases, want 3", len(res.Phases))
+	}
+	for _, p := range res.Phases {
+		last := p.Samples[len(p.Samples)-1]
+		if !p.Converged || last.Misplaced != 0 || last.CountDev > cfg.Scheduler.Tolerance ||
+			last.BytesDev > cfg.Scheduler.Tolerance || last.LeadersDev > cfg.Scheduler.Tolerance {
+			t.Fatalf("phase %q did not converge in %v: %+v", p.Name, p.Time, last)
+		}
+	}
+	add, kill := res.Phases[1], res.Phases[2]
+	// Two empty nodes of twelve must receive about 2/12 of 3,000 replicas.
+	if n := add.Ops[scheduler.OpMove]; n < 2*225 {
+		t.Fatalf("adding 2 nodes took %d moves, want at least 450", n)
+	}
+	if first := add.Samples[0]; first.MinCount != 0 {
+		t.Fatalf("the added nodes start with %d replicas, want 0", first.MinCount)
+	}
+	// Killing a node: its ~250 replicas are replaced, and not before it is
+	// declared dead.
+	if n := kill.Ops[scheduler.OpMove]; n < 200 || n > 400 {
+		t.Fatalf("killing a node took %d moves, want about 250", n)
+	}
+	if kill.Time <= cfg.DeadTimeout {
+		t.Fatalf("kill phase converged in %v, before the dead timeout %v", kill.Time, cfg.DeadTimeout)
+	}
+}
+
+// TestDeterministic: the same seed gives the same run.
+func TestDeterministic(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Nodes, cfg.Ranges, cfg.AddNodes, cfg.KillNodes = 6, 300, 1, 1
+	a, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := Run(cfg)
+	for i := range a.Phases {
+		if a.Phases[i].Time != b.Phases[i].Time || a.Phases[i].TotalOps() != b.Phases[i].TotalOps() {
+			t.Fatalf("phase %d: %v/%d then %v/%d", i, a.Phases[i].Time, a.Phases[i].TotalOps(), b.Phases[i].Time, b.Phases[i].TotalOps())
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Nodes, cfg.KillNodes, cfg.RoundInterval = 3, 2, 0
+	if _, err := Run(cfg); err == nil {
+		t.Fatal("Run accepted 3 nodes with 2 killed and no round interval")
+	}
+}
+
+// BenchmarkSimulate runs the simulation (100 nodes, 100,000 ranges,
+// +10, -1); make simulate prints its figures.
+func BenchmarkSimulate(b *testing.B) {
+	for range b.N {
+		res, err := Run(DefaultConfig())
+		if err != nil || res.Invariant != "" {
+			b.Fatal(err, res.Invariant)
+		}
+	}
+}
