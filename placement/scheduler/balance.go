@@ -32,16 +32,8 @@ func (p *planner) bytesMetric() metric {
 
 // movable reports whether a replica of r may move for balance: no
 // operation in flight, no learner (repair handles those), quorum intact.
-func (p *planner) movable(r *Range) bool {
-	if p.busy[r.ID] || p.quorumLost(r) {
-		return false
-	}
-	for _, rep := range r.Replicas {
-		if rep.Type == Learner {
-			return false
-		}
-	}
-	return true
+func (p *planner) movable(i int) bool {
+	return p.flags[i]&(flagBusy|flagLost|flagLearner) == 0
 }
 
 // sortedBalance returns the balance nodes ordered by m, descending when
@@ -118,11 +110,13 @@ func (p *planner) planMove(i, s, t int, reason Reason) {
 	p.plan(r, Operation{Kind: OpMove, From: from, To: p.nodes[t].ID, LeaderTo: p.leaderAway(r, from), Reason: reason})
 }
 
-// canMove reports whether r's replica on source s may move to target t.
-func (p *planner) canMove(r *Range, s, t int) bool {
-	if !p.movable(r) {
+// canMove reports whether range i's replica on source s may move to
+// target t.
+func (p *planner) canMove(i, s, t int) bool {
+	if !p.movable(i) {
 		return false
 	}
+	r := &p.snap.Ranges[i]
 	if _, ok := r.replicaOn(p.nodes[t].ID); ok {
 		return false
 	}
@@ -149,7 +143,7 @@ func (p *planner) balanceCount() {
 		best, bestD, bestLeads := -1, math.Inf(1), false
 		for _, i := range p.byNode[s] {
 			r := &p.snap.Ranges[i]
-			if !p.canMove(r, s, t) {
+			if !p.canMove(i, s, t) {
 				continue
 			}
 			d, leads := math.Abs(float64(r.SizeBytes)-ideal), r.Leader == p.nodes[s].ID
@@ -180,7 +174,7 @@ func (p *planner) balanceBytes() {
 		small := -1
 		for _, i := range p.byNode[t] {
 			r := &p.snap.Ranges[i]
-			if p.canMove(r, t, s) && (small < 0 || r.SizeBytes < p.snap.Ranges[small].SizeBytes) {
+			if p.canMove(i, t, s) && (small < 0 || r.SizeBytes < p.snap.Ranges[small].SizeBytes) {
 				small = i
 			}
 		}
@@ -203,7 +197,7 @@ func (p *planner) closest(s, t int, ideal, lo, hi float64) int {
 	for _, i := range p.byNode[s] {
 		r := &p.snap.Ranges[i]
 		size := float64(r.SizeBytes)
-		if size <= lo || size >= hi || !p.canMove(r, s, t) {
+		if size <= lo || size >= hi || !p.canMove(i, s, t) {
 			continue
 		}
 		if d := math.Abs(size - ideal); d < bestD {
@@ -241,7 +235,7 @@ func (p *planner) balanceLeaders() {
 			bestI, bestT := -1, NodeID(0)
 			for _, i := range p.byLead[s] {
 				r := &p.snap.Ranges[i]
-				if p.hot[r.ID] || !p.movable(r) || r.Leader != p.nodes[s].ID {
+				if p.hot[r.ID] || !p.movable(i) || r.Leader != p.nodes[s].ID {
 					continue
 				}
 				t := p.leaderTarget(r, r.Leader)
@@ -266,7 +260,7 @@ func (p *planner) balanceLeaders() {
 				r := &p.snap.Ranges[i]
 				rep, _ := r.replicaOn(p.nodes[t].ID)
 				l, ok := p.idx[r.Leader]
-				if rep.Type != Voter || !ok || !inBalance[l] || r.Leader == p.nodes[t].ID || p.hot[r.ID] || !p.movable(r) {
+				if rep.Type != Voter || !ok || !inBalance[l] || r.Leader == p.nodes[t].ID || p.hot[r.ID] || !p.movable(i) {
 					continue
 				}
 				if p.leaders[l] <= p.leaders[t]+1 {

@@ -70,7 +70,7 @@ func (p *planner) spreadHot() {
 		}
 		r := &rs[i]
 		l, ok := p.idx[r.Leader]
-		if !ok || r.Leader == 0 || p.hotLeader[l] <= share || !p.movable(r) {
+		if !ok || r.Leader == 0 || p.hotLeader[l] <= share || !p.movable(i) {
 			continue
 		}
 		var to NodeID

@@ -14,7 +14,7 @@ func (p *planner) repair() {
 				return
 			}
 			r := &p.snap.Ranges[i]
-			if p.busy[r.ID] || p.quorumLost(r) {
+			if p.flags[i]&(flagBusy|flagLost) != 0 {
 				continue
 			}
 			if op, ok := pass(r); ok {

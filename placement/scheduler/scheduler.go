@@ -26,6 +26,18 @@ func Schedule(cfg Config, snap *Snapshot) []Operation {
 	return p.ops
 }
 
+// rangeFlags mark what the planner knows of a range.
+type rangeFlags uint8
+
+const (
+	// flagBusy: an operation of the range is in flight or planned.
+	flagBusy rangeFlags = 1 << iota
+	// flagLost: a majority of the range's voters is gone.
+	flagLost
+	// flagLearner: the range has a learner.
+	flagLearner
+)
+
 // planner is the state of one Schedule call: the snapshot indexed by node,
 // with the effect of the operations in flight and of those planned so far
 // applied to the per-node counts.
@@ -36,7 +48,10 @@ type planner struct {
 	idx    map[NodeID]int
 	order  []int // range indexes: meta first, then by id
 	live   int   // live nodes
-	busy   map[RangeID]bool
+	// flags of each range (by index in snap.Ranges), and the index of
+	// each range id.
+	flags    []rangeFlags
+	rangeIdx map[RangeID]int
 	ops    []Operation
 	byNode [][]int // range indexes with a replica on the node (snapshot)
 	byLead [][]int // range indexes led by the node (snapshot)
@@ -53,7 +68,7 @@ type planner struct {
 }
 
 func newPlanner(cfg Config, snap *Snapshot) *planner {
-	p := &planner{cfg: cfg, snap: snap, idx: make(map[NodeID]int), busy: make(map[RangeID]bool)}
+	p := &planner{cfg: cfg, snap: snap, idx: make(map[NodeID]int), rangeIdx: make(map[RangeID]int, len(snap.Ranges))}
 	p.nodes = slices.Clone(snap.Nodes)
 	slices.SortFunc(p.nodes, func(a, b Node) int { return cmp.Compare(a.ID, b.ID) })
 	n := len(p.nodes)
@@ -68,10 +83,20 @@ func newPlanner(cfg Config, snap *Snapshot) *planner {
 	p.byNode, p.byLead = make([][]int, n), make([][]int, n)
 	p.hotLeader = make([]int, n)
 	p.order = make([]int, len(snap.Ranges))
+	p.flags = make([]rangeFlags, len(snap.Ranges))
 	var total int64
 	for i := range snap.Ranges {
 		p.order[i] = i
 		r := &snap.Ranges[i]
+		p.rangeIdx[r.ID] = i
+		if p.quorumLost(r) {
+			p.flags[i] |= flagLost
+		}
+		for _, rep := range r.Replicas {
+			if rep.Type == Learner {
+				p.flags[i] |= flagLearner
+			}
+		}
 		total += r.SizeBytes
 		for _, rep := range r.Replicas {
 			if j, ok := p.idx[rep.Node]; ok {
@@ -98,17 +123,13 @@ func newPlanner(cfg Config, snap *Snapshot) *planner {
 		}
 		return cmp.Compare(ra.ID, rb.ID)
 	})
-	byID := make(map[RangeID]*Range, len(snap.Ranges))
-	for i := range snap.Ranges {
-		byID[snap.Ranges[i].ID] = &snap.Ranges[i]
-	}
 	for _, op := range snap.InFlight {
-		p.busy[op.Range] = true
-		r := byID[op.Range]
-		if r == nil {
+		i, ok := p.rangeIdx[op.Range]
+		if !ok {
 			continue
 		}
-		p.project(r, op)
+		p.flags[i] |= flagBusy
+		p.project(&snap.Ranges[i], op)
 	}
 	p.findHot()
 	return p
@@ -189,7 +210,7 @@ func (p *planner) plan(r *Range, op Operation) {
 		op.Bytes = r.SizeBytes
 	}
 	p.ops = append(p.ops, op)
-	p.busy[r.ID] = true
+	p.flags[p.rangeIdx[r.ID]] |= flagBusy
 	p.project(r, op)
 	if p.hot[r.ID] {
 		to := op.LeaderTo
