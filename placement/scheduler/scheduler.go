@@ -42,19 +42,19 @@ const (
 // with the effect of the operations in flight and of those planned so far
 // applied to the per-node counts.
 type planner struct {
-	cfg    Config
-	snap   *Snapshot
-	nodes  []Node // sorted by id
-	idx    map[NodeID]int
-	order  []int // range indexes: meta first, then by id
-	live   int   // live nodes
+	cfg   Config
+	snap  *Snapshot
+	nodes []Node // sorted by id
+	idx   map[NodeID]int
+	order []int // range indexes: meta first, then by id
+	live  int   // live nodes
 	// flags of each range (by index in snap.Ranges), and the index of
 	// each range id.
 	flags    []rangeFlags
 	rangeIdx map[RangeID]int
-	ops    []Operation
-	byNode [][]int // range indexes with a replica on the node (snapshot)
-	byLead [][]int // range indexes led by the node (snapshot)
+	ops      []Operation
+	byNode   [][]int // range indexes with a replica on the node (snapshot)
+	byLead   [][]int // range indexes led by the node (snapshot)
 	// Projected per-node figures (in-flight and planned operations done).
 	count   []int
 	bytes   []int64
