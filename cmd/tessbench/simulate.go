@@ -42,13 +42,15 @@ and the spread every --sample-every.`,
 				return fmt.Errorf("--snapshot-rate: %w", err)
 			}
 			start := time.Now()
-			res, err := sim.Run(cfg)
-			if err != nil {
+			res, err := sim.Run(cmd.Context(), cfg)
+			if res == nil {
 				return err
 			}
-			rep := &simReport{res: res, wall: time.Since(start)}
-			if err := o.write(rep); err != nil {
-				return err
+			if werr := o.write(&simReport{res: res, wall: time.Since(start)}); werr != nil {
+				return werr
+			}
+			if err != nil {
+				return fmt.Errorf("interrupted: %w", err)
 			}
 			if res.Invariant != "" {
 				return fmt.Errorf("invariant broken: %s", res.Invariant)

@@ -37,7 +37,7 @@ func (c *cluster) phaseRun(name string, change func()) Phase {
 			p.Converged = true
 			break
 		}
-		if c.now-start >= c.cfg.MaxPhaseTime {
+		if c.now-start >= c.cfg.MaxPhaseTime || c.ctx.Err() != nil {
 			break
 		}
 		if planned := c.round(); !planned && len(c.run) == 0 && len(c.queue) == 0 && len(c.deadAt) == 0 {

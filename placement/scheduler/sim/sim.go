@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -172,6 +173,7 @@ type cluster struct {
 	phase              *Phase
 	broken             string
 	deadAt             []deadline
+	ctx                context.Context
 }
 
 // deadline is when a killed node becomes dead.
@@ -180,12 +182,14 @@ type deadline struct {
 	at   time.Duration
 }
 
-// Run simulates the phases of cfg.
-func Run(cfg Config) (*Result, error) {
+// Run simulates the phases of cfg. A cancelled ctx stops it between
+// rounds with ctx's error and the phases done so far.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	c := newCluster(cfg)
+	c.ctx = ctx
 	res := &Result{Config: cfg}
 	res.Phases = append(res.Phases, c.phaseRun(fmt.Sprintf("initial: %d nodes, %d ranges", cfg.Nodes, cfg.Ranges), nil))
 	if cfg.AddNodes > 0 {
@@ -207,7 +211,7 @@ func Run(cfg Config) (*Result, error) {
 		}))
 	}
 	res.Invariant = c.broken
-	return res, nil
+	return res, ctx.Err()
 }
 
 func newCluster(cfg Config) *cluster {

@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"context"
+	"errors"
 	"testing"
 
 	"github.com/tesseradb/tessera/placement/scheduler"
@@ -12,7 +14,7 @@ import (
 func TestSmallClusterConverges(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Nodes, cfg.Ranges, cfg.AddNodes, cfg.KillNodes = 10, 1000, 2, 1
-	res, err := Run(cfg)
+	res, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,11 +53,11 @@ func TestSmallClusterConverges(t *testing.T) {
 func TestDeterministic(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Nodes, cfg.Ranges, cfg.AddNodes, cfg.KillNodes = 6, 300, 1, 1
-	a, err := Run(cfg)
+	a, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := Run(cfg)
+	b, _ := Run(context.Background(), cfg)
 	for i := range a.Phases {
 		if a.Phases[i].Time != b.Phases[i].Time || a.Phases[i].TotalOps() != b.Phases[i].TotalOps() {
 			t.Fatalf("phase %d: %v/%d then %v/%d", i, a.Phases[i].Time, a.Phases[i].TotalOps(), b.Phases[i].Time, b.Phases[i].TotalOps())
@@ -66,8 +68,17 @@ func TestDeterministic(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Nodes, cfg.KillNodes, cfg.RoundInterval = 3, 2, 0
-	if _, err := Run(cfg); err == nil {
+	if _, err := Run(context.Background(), cfg); err == nil {
 		t.Fatal("Run accepted 3 nodes with 2 killed and no round interval")
+	}
+}
+
+func TestCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res, err := Run(ctx, DefaultConfig())
+	if !errors.Is(err, context.Canceled) || len(res.Phases) == 0 || res.Phases[0].Converged {
+		t.Fatalf("cancelled run: %v, %+v", err, res)
 	}
 }
 
@@ -75,7 +86,7 @@ func TestConfigValidate(t *testing.T) {
 // +10, -1); make simulate prints its figures.
 func BenchmarkSimulate(b *testing.B) {
 	for range b.N {
-		res, err := Run(DefaultConfig())
+		res, err := Run(context.Background(), DefaultConfig())
 		if err != nil || res.Invariant != "" {
 			b.Fatal(err, res.Invariant)
 		}
