@@ -134,12 +134,14 @@ func (p *planner) canMove(i, s, t int) bool {
 }
 
 // balanceCount evens out replicas per node. Of the ranges on the source it
-// moves the one whose size best evens out the two nodes' bytes too (half
-// their difference; the smallest when the source holds fewer bytes), one
-// the source does not lead when sizes tie (no leader transfer needed).
+// moves the one whose size is closest to the two nodes' difference in bytes
+// per replica of difference in count (so that bytes converge with counts:
+// an empty node gets ranges of the source's mean size, not its largest;
+// the smallest when the source holds fewer bytes), one the source does not
+// lead when sizes tie (no leader transfer needed).
 func (p *planner) balanceCount() {
 	p.balanceMoves(p.countMetric, func(s, t int) (int, int) {
-		ideal := max(float64(p.bytes[s]-p.bytes[t])/2, 0)
+		ideal := max(float64(p.bytes[s]-p.bytes[t])/float64(max(p.count[s]-p.count[t], 1)), 0)
 		best, bestD, bestLeads := -1, math.Inf(1), false
 		for _, i := range p.byNode[s] {
 			r := &p.snap.Ranges[i]
@@ -168,7 +170,7 @@ func (p *planner) balanceBytes() {
 		if float64(p.count[t]+1) <= cm.hi && float64(p.count[s]-1) >= cm.lo {
 			return p.closest(s, t, diff/2, 0, diff), -1
 		}
-		if p.moves[s]+2 > p.cfg.Limits.MaxMovesPerNode || p.moves[t]+2 > p.cfg.Limits.MaxMovesPerNode {
+		if p.moves[s]+2 > p.cfg.MaxPlannedPerNode || p.moves[t]+2 > p.cfg.MaxPlannedPerNode {
 			return -1, -1
 		}
 		small := -1

@@ -64,22 +64,30 @@ type Config struct {
 	HotMinQPS float64
 	// MaxHotRanges bounds the hot ranges considered, hottest first (1000).
 	MaxHotRanges int
-	// Limits are the executor's limits; Schedule plans within them.
+	// MaxPlannedPerNode bounds the snapshot-sending operations touching one
+	// node that Schedule keeps in flight (running or queued in the
+	// executor): 16, four times the executor's default MaxMovesPerNode, so
+	// that the executor has the node's next moves at hand when running ones
+	// end between two rounds, and a plan is never more than a few rounds
+	// ahead of the cluster.
+	MaxPlannedPerNode int
+	// Limits are the executor's limits.
 	Limits Limits
 }
 
 // DefaultConfig returns the configuration described on the fields.
 func DefaultConfig() Config {
 	return Config{
-		Replicas:       3,
-		MetaReplicas:   5,
-		Tolerance:      0.10,
-		MinSlack:       1,
-		MaxOpsPerRound: 128,
-		HotQPSRatio:    4,
-		HotMinQPS:      100,
-		MaxHotRanges:   1000,
-		Limits:         DefaultLimits(),
+		Replicas:          3,
+		MetaReplicas:      5,
+		Tolerance:         0.10,
+		MinSlack:          1,
+		MaxOpsPerRound:    128,
+		HotQPSRatio:       4,
+		HotMinQPS:         100,
+		MaxHotRanges:      1000,
+		MaxPlannedPerNode: 16,
+		Limits:            DefaultLimits(),
 	}
 }
 
@@ -109,6 +117,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxHotRanges < 0 {
 		errs = append(errs, fmt.Errorf("scheduler: max hot ranges %d: must not be negative", c.MaxHotRanges))
+	}
+	if c.MaxPlannedPerNode < c.Limits.MaxMovesPerNode {
+		errs = append(errs, fmt.Errorf("scheduler: max planned per node %d: must be at least the executor's max moves per node (%d)", c.MaxPlannedPerNode, c.Limits.MaxMovesPerNode))
 	}
 	errs = append(errs, c.Limits.Validate())
 	return errors.Join(errs...)

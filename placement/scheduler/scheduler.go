@@ -12,7 +12,7 @@ import (
 //
 // Each range gets at most one operation per round and none while one of its
 // operations is in flight (snap.InFlight); operations that send a snapshot
-// are planned only while both nodes have room under Limits.MaxMovesPerNode,
+// are planned only while both nodes have room under MaxPlannedPerNode,
 // counting those in flight. Ranges that lost their quorum (a majority of
 // voters on dead or removed nodes) are left alone: no conf change can commit
 // there, and recovering them is an operator's decision.
@@ -199,7 +199,7 @@ func (p *planner) full() bool { return len(p.ops) >= p.cfg.MaxOpsPerRound }
 // roomFor reports whether node j may take one more snapshot-sending
 // operation.
 func (p *planner) roomFor(j int) bool {
-	return p.nodes[j].Liveness.gone() || p.moves[j] < p.cfg.Limits.MaxMovesPerNode
+	return p.nodes[j].Liveness.gone() || p.moves[j] < p.cfg.MaxPlannedPerNode
 }
 
 // plan records op: the range is busy for the rest of the round and the

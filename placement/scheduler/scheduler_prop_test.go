@@ -49,6 +49,7 @@ func TestScheduleInvariants(t *testing.T) {
 		snap := randomSnapshot(rng, 3+rng.IntN(12), 1+rng.IntN(200))
 		cfg := DefaultConfig()
 		cfg.Limits.MaxMovesPerNode = 1 + rng.IntN(4)
+		cfg.MaxPlannedPerNode = cfg.Limits.MaxMovesPerNode + rng.IntN(4)
 		cfg.MaxOpsPerRound = 1 + rng.IntN(100)
 		ops := Schedule(cfg, snap)
 		if len(ops) > cfg.MaxOpsPerRound {
@@ -99,8 +100,8 @@ func TestScheduleInvariants(t *testing.T) {
 			}
 		}
 		for n, c := range moves {
-			if c > cfg.Limits.MaxMovesPerNode {
-				t.Fatalf("seed %d: %d moves on %s, limit %d", seed, c, n, cfg.Limits.MaxMovesPerNode)
+			if c > cfg.MaxPlannedPerNode {
+				t.Fatalf("seed %d: %d moves on %s, limit %d", seed, c, n, cfg.MaxPlannedPerNode)
 			}
 		}
 		again := Schedule(cfg, snap)

@@ -28,7 +28,8 @@ import (
 //	stats [config]         replicas, bytes, leaders and hot leaders per node
 //	reset                  forgets nodes, ranges and operations in flight
 //
-// config: max-ops=N moves-per-node=N tolerance=F replicas=N meta-replicas=N
+// config: max-ops=N moves-per-node=N (the executor's limit and the
+// planner's) planned-per-node=N tolerance=F replicas=N meta-replicas=N
 // hot-ratio=F.
 func TestSchedule(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
@@ -269,6 +270,8 @@ func config(d *datadriven.TestData) (Config, error) {
 			cfg.MaxOpsPerRound, err = strconv.Atoi(v)
 		case "moves-per-node":
 			cfg.Limits.MaxMovesPerNode, err = strconv.Atoi(v)
+			cfg.MaxPlannedPerNode = cfg.Limits.MaxMovesPerNode
+		case "planned-per-node": // after the loop: moves-per-node sets it too
 		case "tolerance":
 			cfg.Tolerance, err = strconv.ParseFloat(v, 64)
 		case "replicas":
@@ -282,6 +285,12 @@ func config(d *datadriven.TestData) (Config, error) {
 			return cfg, fmt.Errorf("unknown argument %q", k)
 		}
 		if err != nil {
+			return cfg, err
+		}
+	}
+	if v, ok := a["planned-per-node"]; ok {
+		var err error
+		if cfg.MaxPlannedPerNode, err = strconv.Atoi(v); err != nil {
 			return cfg, err
 		}
 	}
