@@ -256,11 +256,24 @@ func (p *planner) quorumLost(r *Range) bool {
 	return voters > 0 && gone > voters/2
 }
 
-// target returns the best node to receive a replica of r (the live node with
-// the fewest replicas, then bytes, then the lowest id, that holds none of r,
-// has room for a move and space for r), or -1.
+// target returns the best node to receive a replica of r, or -1: a live
+// node that holds none of r, has room for a move and space for r. Of those,
+// the nodes that stay within the replica-count band after taking it come
+// first; among them the one with the fewest snapshot-sending operations in
+// flight (so repairs spread over every node with room instead of queueing
+// at the emptiest few), then the fewest replicas, then bytes, then the
+// lowest id.
 func (p *planner) target(r *Range) int {
+	hi := p.countMetric().hi
+	key := func(j int) [4]int64 {
+		over := int64(0)
+		if float64(p.count[j]+1) > hi {
+			over = 1
+		}
+		return [4]int64{over, int64(p.moves[j]), int64(p.count[j]), p.bytes[j]}
+	}
 	best := -1
+	var bestKey [4]int64
 	for _, j := range p.balance {
 		if _, ok := r.replicaOn(p.nodes[j].ID); ok || !p.roomFor(j) {
 			continue
@@ -268,8 +281,8 @@ func (p *planner) target(r *Range) int {
 		if c := p.nodes[j].CapacityBytes; c > 0 && p.bytes[j]+r.SizeBytes > c {
 			continue
 		}
-		if best < 0 || p.count[j] < p.count[best] || (p.count[j] == p.count[best] && p.bytes[j] < p.bytes[best]) {
-			best = j
+		if k := key(j); best < 0 || slices.Compare(k[:], bestKey[:]) < 0 {
+			best, bestKey = j, k
 		}
 	}
 	return best
