@@ -23,10 +23,17 @@
 // (the meta leader, from memberlist and node heartbeats) builds the
 // Snapshot, and the Mover does the moves.
 //
-// A worked example: three live nodes n1..n3 and range r2 with voters on n1,
-// n2, n3 (leader n1). Node n4 joins: counts are 1,1,1,0, mean 0.75, so n4
-// is below the lower bound and n1 (the first of the fullest) is above the
-// upper one; Schedule returns "move r2 n1->n4 (leader to n2 first)", which
-// the executor runs as: transfer leader to n2, add learner on n4 (a
-// snapshot), promote n4 (joint consensus), remove n1.
+// A worked example (testdata/uneven_counts has it at a larger size): three
+// live nodes n1..n3 hold six ranges, three voters each, 6 replicas per
+// node. Node n4 joins: counts are 6,6,6,0, mean 4.5, and the band is
+// 3.5..5.5 (±10% of the mean, but at least one replica). n4 is below the
+// band and n1..n3 above it, so Schedule returns moves to n4, one replica
+// at a time from the fullest node (lowest id first on a tie), taking
+// replicas their node does not lead when it can (a move of a leader's
+// replica carries "leader to nX first"), until n4 is inside the band: four
+// moves (after three, n4's 3 is still below 3.5), leaving 4,5,5,4. The
+// executor runs each as: transfer leader (if any), add learner on n4 (a
+// snapshot), promote it (joint consensus), remove the old replica. The
+// next round evens out the leaders with a transfer, and the one after
+// finds nothing to do.
 package scheduler
