@@ -17,11 +17,14 @@ func (r *Range) ApplyStep(st Step) error {
 		if i >= 0 {
 			return fmt.Errorf("scheduler: r%d: %s already holds a replica", uint64(r.ID), st.Node)
 		}
-		var next ReplicaID
-		for _, rep := range r.Replicas {
-			next = max(next, rep.ID)
+		next := r.NextReplicaID
+		if next == 0 {
+			for _, rep := range r.Replicas {
+				next = max(next, rep.ID+1)
+			}
 		}
-		r.Replicas = append(slices.Clip(r.Replicas), Replica{Node: st.Node, ID: next + 1, Type: Learner})
+		r.Replicas = append(slices.Clip(r.Replicas), Replica{Node: st.Node, ID: next, Type: Learner})
+		r.NextReplicaID = next + 1
 	case StepPromote:
 		if i < 0 || r.Replicas[i].Type != Learner {
 			return fmt.Errorf("scheduler: r%d: no learner on %s to promote", uint64(r.ID), st.Node)

@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/tesseradb/tessera/raftgroup"
@@ -14,11 +13,9 @@ type NodeID = raftgroup.NodeID
 // RangeID identifies a range (its raft group id).
 type RangeID = raftgroup.GroupID
 
-// ReplicaID identifies a replica inside its range; it is never reused within
-// a range. (It becomes raftgroup's ReplicaID once replica identity lands.)
-type ReplicaID uint64
-
-func (r ReplicaID) String() string { return "rep" + strconv.FormatUint(uint64(r), 10) }
+// ReplicaID identifies a replica inside its range (its raft peer id); it is
+// never reused within a range.
+type ReplicaID = raftgroup.ReplicaID
 
 // Liveness is what the placement driver believes of a node.
 type Liveness int
@@ -106,6 +103,9 @@ type Range struct {
 	// Generation is the descriptor generation the replicas below belong to.
 	Generation uint64
 	Replicas   []Replica
+	// NextReplicaID is the id the next replica added gets (the
+	// descriptor's); 0 means one above the highest present.
+	NextReplicaID ReplicaID
 	// Leader is the node of the leader's replica, 0 when unknown.
 	Leader    NodeID
 	SizeBytes int64
