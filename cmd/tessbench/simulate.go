@@ -126,10 +126,10 @@ func (r *simReport) WriteTable(w io.Writer) error {
 	for _, p := range r.res.Phases {
 		fmt.Fprintf(w, "\nspread during %q (largest distance of a live node from the mean):\n", p.Name)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "TIME\tOPS\tREPLICAS MIN..MAX\tREPLICAS ±%\tBYTES ±%\tLEADERS ±%\tMISPLACED RANGES\t")
+		fmt.Fprintln(tw, "TIME\tOPS\tREPLICAS MIN..MAX\tREPLICAS ±%\tBYTES ±%\tLEADERS ±%\tHOT LEADERS MAX/SHARE\tMISPLACED RANGES\t")
 		for _, s := range p.Samples {
-			fmt.Fprintf(tw, "%v\t%d\t%d..%d\t%.1f\t%.1f\t%.1f\t%d\t\n", s.At, s.Ops, s.MinCount, s.MaxCount,
-				100*s.CountDev, 100*s.BytesDev, 100*s.LeadersDev, s.Misplaced)
+			fmt.Fprintf(tw, "%v\t%d\t%d..%d\t%.1f\t%.1f\t%.1f\t%d/%d\t%d\t\n", s.At, s.Ops, s.MinCount, s.MaxCount,
+				100*s.CountDev, 100*s.BytesDev, 100*s.LeadersDev, s.MaxHotLeaders, s.HotShare, s.Misplaced)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -149,6 +149,8 @@ func (r *simReport) WriteJSON(w io.Writer) error {
 		BytesDev      float64 `json:"bytes_deviation"`
 		LeadersDev    float64 `json:"leaders_deviation"`
 		MisplacedRngs int     `json:"misplaced_ranges"`
+		MaxHotLeaders int     `json:"max_hot_leaders"`
+		HotShare      int     `json:"hot_share"`
 	}
 	type phase struct {
 		Name          string         `json:"name"`
@@ -175,7 +177,7 @@ func (r *simReport) WriteJSON(w io.Writer) error {
 			ph.Ops[k.String()] = n
 		}
 		for _, s := range p.Samples {
-			ph.Samples = append(ph.Samples, sample{s.At.Seconds(), s.Ops, s.MinCount, s.MaxCount, s.CountDev, s.BytesDev, s.LeadersDev, s.Misplaced})
+			ph.Samples = append(ph.Samples, sample{s.At.Seconds(), s.Ops, s.MinCount, s.MaxCount, s.CountDev, s.BytesDev, s.LeadersDev, s.Misplaced, s.MaxHotLeaders, s.HotShare})
 		}
 		out.Phases = append(out.Phases, ph)
 	}

@@ -184,16 +184,20 @@ func (c *cluster) finish(op scheduler.Operation) {
 	}
 }
 
+// hotQPS is the load from which the model's ranges count as hot (the
+// generator gives hot ranges 100-5,000 QPS and the others 0-10).
+const hotQPS = 100
+
 // stats computes the per-live-node figures.
 type stats struct {
-	count, leaders []int
-	bytes          []int64
-	misplaced      int
+	count, leaders, hotLeaders []int
+	bytes                      []int64
+	misplaced, hot             int
 }
 
 func (c *cluster) stats() stats {
 	n := len(c.snap.Nodes)
-	s := stats{count: make([]int, n), leaders: make([]int, n), bytes: make([]int64, n)}
+	s := stats{count: make([]int, n), leaders: make([]int, n), hotLeaders: make([]int, n), bytes: make([]int64, n)}
 	liveN := 0
 	for _, nd := range c.snap.Nodes {
 		if nd.Liveness == scheduler.Live {
@@ -220,6 +224,12 @@ func (c *cluster) stats() stats {
 		}
 		if r.Leader != 0 {
 			s.leaders[c.node[r.Leader]]++
+		}
+		if r.QPS >= hotQPS {
+			s.hot++
+			if r.Leader != 0 {
+				s.hotLeaders[c.node[r.Leader]]++
+			}
 		}
 		if bad || good != want {
 			s.misplaced++
@@ -253,6 +263,16 @@ func (c *cluster) dev(v func(j int) float64) (d, lo, hi float64) {
 func (c *cluster) sample(at time.Duration) Sample {
 	s := c.stats()
 	out := Sample{At: at, Ops: c.phase.TotalOps(), Misplaced: s.misplaced}
+	live := 0
+	for j, nd := range c.snap.Nodes {
+		if nd.Liveness == scheduler.Live {
+			live++
+			out.MaxHotLeaders = max(out.MaxHotLeaders, s.hotLeaders[j])
+		}
+	}
+	if live > 0 {
+		out.HotShare = (s.hot + live - 1) / live
+	}
 	var lo, hi float64
 	out.CountDev, lo, hi = c.dev(func(j int) float64 { return float64(s.count[j]) })
 	out.MinCount, out.MaxCount = int(lo), int(hi)

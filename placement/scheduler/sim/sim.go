@@ -98,6 +98,10 @@ type Sample struct {
 	// Misplaced are ranges short of voters on live nodes, or with a replica
 	// on a dead node, or with a learner.
 	Misplaced int
+	// MaxHotLeaders is the most hot ranges (100 QPS or more) a live node
+	// leads; HotShare is their fair share (hot ranges / live nodes,
+	// rounded up), what the scheduler spreads them to.
+	MaxHotLeaders, HotShare int
 }
 
 // Phase is the outcome of one phase.

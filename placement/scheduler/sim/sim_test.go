@@ -10,7 +10,8 @@ import (
 
 // TestSmallClusterConverges runs the simulation at a tenth of a hundredth of
 // the size (10 nodes, 1,000 ranges, 2 added, 1 killed): every phase
-// converges, with the operations the phase needs and no broken invariant.
+// converges (hot ranges' leaders spread too), with the operations the phase
+// needs and no broken invariant.
 func TestSmallClusterConverges(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Nodes, cfg.Ranges, cfg.AddNodes, cfg.KillNodes = 10, 1000, 2, 1
@@ -29,6 +30,9 @@ func TestSmallClusterConverges(t *testing.T) {
 		if !p.Converged || last.Misplaced != 0 || last.CountDev > cfg.Scheduler.Tolerance ||
 			last.BytesDev > cfg.Scheduler.Tolerance || last.LeadersDev > cfg.Scheduler.Tolerance {
 			t.Fatalf("phase %q did not converge in %v: %+v", p.Name, p.Time, last)
+		}
+		if last.MaxHotLeaders > last.HotShare {
+			t.Fatalf("phase %q ends with a node leading %d hot ranges, share %d", p.Name, last.MaxHotLeaders, last.HotShare)
 		}
 	}
 	add, kill := res.Phases[1], res.Phases[2]
