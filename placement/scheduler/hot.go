@@ -45,7 +45,9 @@ func (p *planner) findHot() {
 
 // spreadHot transfers the leadership of hot ranges, hottest first, away
 // from nodes that lead more than their share (hot ranges / live nodes,
-// rounded up) to the range's live voter leading the fewest hot ranges.
+// rounded up) to the range's live voter leading the fewest hot ranges, if
+// it leads at least two fewer (so a transfer always narrows the spread,
+// also when every other voter is at its share already).
 func (p *planner) spreadHot() {
 	if len(p.hot) == 0 || len(p.balance) == 0 {
 		return
@@ -79,7 +81,7 @@ func (p *planner) spreadHot() {
 				continue
 			}
 			j := p.idx[rep.Node]
-			if p.hotLeader[j] >= share {
+			if p.hotLeader[j] >= p.hotLeader[l]-1 {
 				continue
 			}
 			if to == 0 || p.hotLeader[j] < p.hotLeader[p.idx[to]] {
