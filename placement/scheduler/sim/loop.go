@@ -281,12 +281,49 @@ func (c *cluster) sample(at time.Duration) Sample {
 	return out
 }
 
-// converged reports whether the phase's goals hold and nothing is in flight.
+// converged reports whether the phase's goals hold and nothing is in flight:
+// every range placed, and every live node's replicas, bytes and leaders in
+// the scheduler's band around the mean (±Tolerance of it, but at least
+// MinSlack replicas, leaders or mean range sizes).
 func (c *cluster) converged() bool {
 	if len(c.run) > 0 || len(c.queue) > 0 || len(c.deadAt) > 0 {
 		return false
 	}
-	s := c.sample(0)
-	tol := c.cfg.Scheduler.Tolerance
-	return s.Misplaced == 0 && s.CountDev <= tol && s.BytesDev <= tol && s.LeadersDev <= tol
+	s := c.stats()
+	if s.misplaced != 0 {
+		return false
+	}
+	var total int64
+	for i := range c.snap.Ranges {
+		total += c.snap.Ranges[i].SizeBytes
+	}
+	meanSize := float64(total) / float64(len(c.snap.Ranges))
+	return c.within(func(j int) float64 { return float64(s.count[j]) }, 1) &&
+		c.within(func(j int) float64 { return float64(s.bytes[j]) }, meanSize) &&
+		c.within(func(j int) float64 { return float64(s.leaders[j]) }, 1)
+}
+
+// within reports whether every live node's figure v is in the band around
+// the live nodes' mean, unit being the figure's unit of movement.
+func (c *cluster) within(v func(j int) float64, unit float64) bool {
+	var sum float64
+	var n int
+	for j, nd := range c.snap.Nodes {
+		if nd.Liveness == scheduler.Live {
+			sum += v(j)
+			n++
+		}
+	}
+	if n == 0 {
+		return true
+	}
+	mean := sum / float64(n)
+	d := max(mean*c.cfg.Scheduler.Tolerance, c.cfg.Scheduler.MinSlack*unit)
+	d += 1e-9 * max(mean, 1) // the mean's rounding must not decide
+	for j, nd := range c.snap.Nodes {
+		if nd.Liveness == scheduler.Live && math.Abs(v(j)-mean) > d {
+			return false
+		}
+	}
+	return true
 }

@@ -19,7 +19,10 @@ type Config struct {
 	Nodes, Ranges int
 	// AddNodes join after the initial cluster (10).
 	AddNodes int
-	// KillNodes die for good after the added nodes converged (1).
+	// KillNodes die for good after the added nodes converged (1). They die
+	// at once: with more than one, ranges with a majority of voters on them
+	// lose their quorum, the scheduler leaves those to the operator, and
+	// the phase does not converge.
 	KillNodes int
 	// Seed makes the run reproducible.
 	Seed uint64

@@ -27,8 +27,8 @@ func TestSmallClusterConverges(t *testing.T) {
 	}
 	for _, p := range res.Phases {
 		last := p.Samples[len(p.Samples)-1]
-		if !p.Converged || last.Misplaced != 0 || last.CountDev > cfg.Scheduler.Tolerance ||
-			last.BytesDev > cfg.Scheduler.Tolerance || last.LeadersDev > cfg.Scheduler.Tolerance {
+		if !p.Converged || last.Misplaced != 0 || last.CountDev > cfg.Scheduler.Tolerance+1e-9 ||
+			last.BytesDev > cfg.Scheduler.Tolerance+1e-9 || last.LeadersDev > cfg.Scheduler.Tolerance+1e-9 {
 			t.Fatalf("phase %q did not converge in %v: %+v", p.Name, p.Time, last)
 		}
 		if last.MaxHotLeaders > last.HotShare {
@@ -50,6 +50,32 @@ func TestSmallClusterConverges(t *testing.T) {
 	}
 	if kill.Time <= cfg.DeadTimeout {
 		t.Fatalf("kill phase converged in %v, before the dead timeout %v", kill.Time, cfg.DeadTimeout)
+	}
+}
+
+// TestSmallClustersConverge runs small clusters of several shapes and
+// seeds: every phase converges (found: a phase ending one rounding error
+// outside the band it had reached, with 6 nodes and 200 ranges).
+func TestSmallClustersConverge(t *testing.T) {
+	for _, shape := range []struct{ nodes, ranges, add, kill int }{
+		{3, 50, 1, 0}, {4, 100, 1, 1}, {6, 200, 1, 1}, {7, 300, 3, 1}, {12, 500, 2, 1},
+	} {
+		for seed := uint64(1); seed <= 4; seed++ {
+			cfg := DefaultConfig()
+			cfg.Nodes, cfg.Ranges, cfg.AddNodes, cfg.KillNodes, cfg.Seed = shape.nodes, shape.ranges, shape.add, shape.kill, seed
+			res, err := Run(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Invariant != "" {
+				t.Fatalf("%+v seed %d: invariant broken: %s", shape, seed, res.Invariant)
+			}
+			for _, p := range res.Phases {
+				if !p.Converged {
+					t.Errorf("%+v seed %d: phase %q did not converge: %+v", shape, seed, p.Name, p.Samples[len(p.Samples)-1])
+				}
+			}
+		}
 	}
 }
 
