@@ -213,8 +213,12 @@ func TestExecutorPauseResume(t *testing.T) {
 	if !st.Paused || len(st.Waiting) != 1 || st.Waiting[0].Reason != "paused" {
 		t.Fatalf("paused status %+v", st)
 	}
-	// The dispatcher has been woken by Submit; nothing may run while paused.
-	e.kick()
+	// An admission pass (what the dispatcher runs when woken) starts
+	// nothing while paused.
+	e.startAdmissible()
+	if st := e.Status(); len(st.Running) != 0 || len(st.Waiting) != 1 {
+		t.Fatalf("paused executor started an operation: %+v", st)
+	}
 	if calls := m.callList(); len(calls) != 0 {
 		t.Fatalf("paused executor ran %v", calls)
 	}
