@@ -34,6 +34,7 @@ const (
 	KindRevokedLease byte = 'v' // a lease revoked on the range; followed by lease id(8)
 	KindLeaseKey     byte = 'k' // a live key attached to a lease; followed by lease id(8), user key
 	KindRevokedGC    byte = 'g' // when a revoked lease may be forgotten; followed by revision(8), lease id(8)
+	KindAuthRevision byte = 'p' // highest auth revision the range has applied (shard/auth_revision.go)
 
 	// Unreplicated (section 'u').
 	KindHardState byte = 'h' // raft HardState
@@ -48,7 +49,7 @@ const (
 
 func sectionOf(kind byte) byte {
 	switch kind {
-	case KindAppliedState, KindDescriptor, KindRangeState, KindChangeLog, KindRevokedLease, KindLeaseKey, KindRevokedGC:
+	case KindAppliedState, KindDescriptor, KindRangeState, KindChangeLog, KindRevokedLease, KindLeaseKey, KindRevokedGC, KindAuthRevision:
 		return sectionReplicated
 	}
 	return sectionUnreplicated
