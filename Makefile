@@ -1,7 +1,7 @@
 # The README's test command is `make test`; .ci/run calls it.
 GO ?= go
 
-.PHONY: test build proto fuzz bench bench-compare system differential robustness dashboards etcd-reference split-long
+.PHONY: test build proto fuzz bench bench-compare system differential robustness dashboards etcd-reference split-long simulate
 
 build:
 	$(GO) build ./...
@@ -78,3 +78,11 @@ bench-compare:
 # runs the same test with 20,000 keys and 256 KiB).
 split-long:
 	TESSERA_SPLIT_LONG=1 $(GO) test -count=1 -timeout 20m -v -run TestSplitBySizeProcesses ./tests/system/
+
+# The placement scheduler against a model cluster (no processes): 100 nodes
+# x 100,000 ranges, then 10 nodes added, then one killed for good; prints
+# the operations, the simulated time to converge within ±10% and the spread
+# over time (docs/operations.md, "Balancing"). SIMULATE_FLAGS adds flags
+# (tessbench simulate --help).
+simulate:
+	$(GO) run ./cmd/tessbench simulate $(SIMULATE_FLAGS)

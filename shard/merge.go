@@ -203,6 +203,7 @@ func (r *Replica) applyMergeLocked(b *engine.Batch, cmd *tesserapb.ShardCommand)
 		mergeChangeLog(b, g, rg),
 		moveLeaseIndex(b, g, rg),
 		mergeRevokedLeases(b, g, rg),
+		r.mergeAuthRevisionLocked(b, rg),
 		b.DeleteRange(engine.LocalGroupReplicatedSpan(rg)),
 		b.Set(tombstoneKey(rg), nil),
 	); err != nil {
@@ -301,12 +302,13 @@ func moveLeaseIndex(b *engine.Batch, left, right uint64) error {
 	return nil
 }
 
-// mergeRevokedLeases keeps, per lease id, the higher revoked incarnation.
+// mergeRevokedLeases keeps, per lease id, the record of the higher revoked
+// incarnation (with its forget-after entry).
 func mergeRevokedLeases(b *engine.Batch, left, right uint64) error {
 	span := engine.LocalGroupKindSpan(right, engine.KindRevokedLease)
 	type rec struct {
-		id  int64
-		inc uint64
+		id int64
+		v  []byte
 	}
 	var recs []rec
 	it, err := b.NewIter(span)
@@ -320,24 +322,63 @@ func mergeRevokedLeases(b *engine.Batch, left, right uint64) error {
 			return err
 		}
 		v, err := it.Value()
-		if err != nil || len(v) != 8 {
+		if err != nil {
 			it.Close()
-			return errors.Join(err, fmt.Errorf("shard: corrupt revoked lease %d", idx))
+			return err
 		}
-		recs = append(recs, rec{id: int64(idx), inc: binary.BigEndian.Uint64(v)})
+		recs = append(recs, rec{id: int64(idx), v: bytes.Clone(v)})
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return err
 	}
+	taken := map[int64]bool{}
 	for _, x := range recs {
 		have, err := revokedIncarnation(b, left, x.id)
 		if err != nil {
 			return err
 		}
-		if x.inc > have {
-			if err := b.Set(revokedLeaseKey(left, x.id), binary.BigEndian.AppendUint64(nil, x.inc)); err != nil {
+		inc, err := revokedIncarnation(b, right, x.id)
+		if err != nil {
+			return err
+		}
+		if inc > have {
+			taken[x.id] = true
+			if err := b.Set(revokedLeaseKey(left, x.id), x.v); err != nil {
 				return err
 			}
+		}
+	}
+	// Forget-after entries (revision, lease id) of the records taken.
+	gspan := engine.LocalGroupKindSpan(right, engine.KindRevokedGC)
+	prefix := engine.LocalGroupKindSpan(left, engine.KindRevokedGC).Start
+	type kv struct{ k, v []byte }
+	var gc []kv
+	it, err = b.NewIter(gspan)
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		suffix := it.Key()[len(gspan.Start):]
+		if len(suffix) < 16 {
+			continue
+		}
+		id := int64(binary.BigEndian.Uint64(suffix[8:16]))
+		if !taken[id] {
+			continue
+		}
+		v, err := it.Value()
+		if err != nil {
+			it.Close()
+			return err
+		}
+		gc = append(gc, kv{k: append(bytes.Clone(prefix), suffix...), v: bytes.Clone(v)})
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return err
+	}
+	for _, e := range gc {
+		if err := b.Set(e.k, e.v); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -351,4 +392,22 @@ func (r *Replica) retire(merged *tesserapb.RangeDescriptor) {
 	r.publishRouteLocked()
 	r.mu.Unlock()
 	r.Close()
+}
+
+// mergeAuthRevisionLocked keeps the higher auth revision of the two ranges.
+func (r *Replica) mergeAuthRevisionLocked(b *engine.Batch, right uint64) error {
+	v, err := b.Get(engine.LocalGroupKey(right, engine.KindAuthRevision))
+	switch {
+	case errors.Is(err, engine.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case len(v) != 8:
+		return fmt.Errorf("shard: range %d: auth revision of %d bytes", right, len(v))
+	}
+	if rev := binary.BigEndian.Uint64(v); rev > r.mu.authRev {
+		r.mu.authRev = rev
+		return b.Set(engine.LocalGroupKey(uint64(r.group), engine.KindAuthRevision), v)
+	}
+	return nil
 }

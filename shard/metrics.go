@@ -23,7 +23,8 @@ type Metrics struct {
 	compactedTotal  prometheus.Counter
 	compactFailures prometheus.Counter
 	// splits and merges this node's leaders carried out, by trigger.
-	splits, merges *prometheus.CounterVec
+	splits, merges  *prometheus.CounterVec
+	authOldRevision prometheus.Counter
 }
 
 // Split and merge triggers (the label values of tessera_range_splits_total
@@ -89,6 +90,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tessera_range_merges_total",
 			Help: "Range merges carried out by range leaders on this node, by trigger (admin, size).",
 		}, []string{"trigger"}),
+		authOldRevision: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tessera_shard_auth_old_revision_total",
+			Help: "Writes proposed on this node refused at apply because they were permission-checked under an older auth revision than the range knew (etcd's \"auth: revision in header is old\").",
+		}),
 	}
 	for _, t := range []string{TriggerAdmin, TriggerSize, TriggerLoad} {
 		m.splits.WithLabelValues(t)
@@ -96,7 +101,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.writes, m.writesFailed, m.writeDuration, m.reads, m.applyDuration,
-			m.compactions, m.compactedTotal, m.compactFailures, m.splits, m.merges)
+			m.compactions, m.compactedTotal, m.compactFailures, m.splits, m.merges, m.authOldRevision)
 	}
 	return m
 }

@@ -70,7 +70,11 @@ type Config struct {
 	// OnMerge is called once the batch that applied a merge into this
 	// range committed (the Store destroys the right's replica).
 	OnMerge func(merged *tesserapb.RangeDescriptor, rightID uint64)
-	Logger  *slog.Logger
+	// AuthRevision returns the auth revision this node has applied, 0 when
+	// auth is disabled (shard/auth_revision.go); nil: writes are not
+	// stamped.
+	AuthRevision func() uint64
+	Logger       *slog.Logger
 }
 
 // Replica is one replica of a range.
@@ -119,6 +123,10 @@ type Replica struct {
 		// mergedInto: this replica's range was merged into that one; it
 		// sends every request there (set by the Store, merge.go).
 		mergedInto *tesserapb.RangeDescriptor
+		// leaseGCNext caches the earliest revision at which a revocation
+		// record may be forgotten (0: not known; lease_gc.go).
+		leaseGCNext engine.Revision
+		authRev     uint64 // highest auth revision applied (auth_revision.go)
 	}
 
 	// load is the decaying request rate of this replica (reads and writes).
@@ -279,6 +287,7 @@ func (r *Replica) loadLocked() error {
 		return fmt.Errorf("shard: range %d: decode descriptor: %w", g, err)
 	}
 	r.mu.desc = desc
+	r.mu.leaseGCNext = 0
 	r.publishRouteLocked()
 	sb, err := r.cfg.Engine.Get(engine.LocalGroupKey(g, engine.KindRangeState))
 	switch {
@@ -291,6 +300,9 @@ func (r *Replica) loadLocked() error {
 			return fmt.Errorf("shard: range %d: %w", g, err)
 		}
 		r.mu.compactRev, r.mu.appliedRev, r.mu.logCut, r.mu.frozen = st.compact, st.applied, st.logCut, st.frozen
+	}
+	if err := r.loadAuthRevisionLocked(); err != nil {
+		return err
 	}
 	r.mu.resolved = max(r.mu.resolved, r.mu.appliedRev)
 	r.mu.publishedRev = r.mu.appliedRev

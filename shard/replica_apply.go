@@ -107,9 +107,15 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 	if err := r.checkCompactionLocked(cmd); err != nil {
 		return nil, err
 	}
+	if err := r.checkAuthRevisionLocked(b, cmd); err != nil {
+		return nil, err
+	}
 	if len(cmd.GetRequestOp()) > 0 || len(cmd.GetRevokeLeases()) > 0 {
 		if err := r.checkWriteRevisionLocked(rev); err != nil {
 			return nil, err
+		}
+		if err := r.forgetRevokedLocked(b, rev); err != nil {
+			return nil, storageError{err: err}
 		}
 	}
 	if rev > r.mu.appliedRev {
@@ -138,6 +144,9 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 	}
 	if len(cmd.GetRevokeLeases()) > 0 {
 		return r.applyRevokeLocked(b, cmd, rev)
+	}
+	if err := checkLeaseLookups(cmd, rev); err != nil {
+		return nil, err
 	}
 	op := &pb.RequestOp{}
 	if err := proto.Unmarshal(cmd.GetRequestOp(), op); err != nil {

@@ -171,8 +171,12 @@ func writeSplitState(b *engine.Batch, group uint64, left, right *tesserapb.Range
 	if err := splitLeaseIndex(b, group, rg, right); err != nil {
 		return fmt.Errorf("lease index: %w", err)
 	}
-	if err := copyLocalKind(b, group, rg, engine.KindRevokedLease); err != nil {
-		return fmt.Errorf("revoked leases: %w", err)
+	// Revoked leases (and when they may be forgotten) and the auth
+	// revision hold for both halves.
+	for _, kind := range []byte{engine.KindRevokedLease, engine.KindRevokedGC, engine.KindAuthRevision} {
+		if err := copyLocalKind(b, group, rg, kind); err != nil {
+			return fmt.Errorf("local keys of kind %q: %w", kind, err)
+		}
 	}
 	return raftgroup.WriteSplitBootstrap(b, raftgroup.GroupID(rg), RaftVoters(right))
 }

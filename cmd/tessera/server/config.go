@@ -130,6 +130,11 @@ type Config struct {
 	Split SplitConfig
 	// StoreKnobs are test hooks of the node's store (nil in production).
 	StoreKnobs *shard.StoreKnobs
+	// LeaseLookupValidity: how long a write may use a looked-up lease
+	// incarnation, and so how long ranges remember revoked leases
+	// (placement.LeaseConfig.LookupValidity; 0: its 30 s default). The
+	// same on every node.
+	LeaseLookupValidity time.Duration
 }
 
 // DefaultConfig returns etcd's defaults, adapted: one node serving

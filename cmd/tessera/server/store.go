@@ -18,6 +18,8 @@ func (s *Server) openStore(clock shard.Clock, limits shard.Limits) error {
 			Limits:  limits,
 			Metrics: s.obs.shard,
 			Logger:  s.log,
+			// auth.go: the auth revision range leaders here stamp on writes.
+			AuthRevision: s.auth.appliedRevision,
 		},
 		OnSplit: s.splitOpened,
 		OnMerge: s.mergeDone,
