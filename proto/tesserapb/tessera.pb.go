@@ -436,9 +436,13 @@ type MetaCommand struct {
 	AuthRequest []byte `protobuf:"bytes,8,opt,name=auth_request,json=authRequest,proto3" json:"auth_request,omitempty"`
 	// With auth_request: the key that signs auth tokens, chosen by the
 	// proposer; the first command that brings one keeps it.
-	AuthTokenKey  []byte `protobuf:"bytes,9,opt,name=auth_token_key,json=authTokenKey,proto3" json:"auth_token_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AuthTokenKey []byte `protobuf:"bytes,9,opt,name=auth_token_key,json=authTokenKey,proto3" json:"auth_token_key,omitempty"`
+	// The range directory (placement/directory.go): descriptors to record.
+	// Each replaces every overlapping entry of a lower generation and is
+	// ignored when an overlapping entry has a generation at or above its own.
+	DirectoryUpdate []*RangeDescriptor `protobuf:"bytes,30,rep,name=directory_update,json=directoryUpdate,proto3" json:"directory_update,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *MetaCommand) Reset() {
@@ -530,6 +534,13 @@ func (x *MetaCommand) GetAuthRequest() []byte {
 func (x *MetaCommand) GetAuthTokenKey() []byte {
 	if x != nil {
 		return x.AuthTokenKey
+	}
+	return nil
+}
+
+func (x *MetaCommand) GetDirectoryUpdate() []*RangeDescriptor {
+	if x != nil {
+		return x.DirectoryUpdate
 	}
 	return nil
 }
@@ -2584,6 +2595,325 @@ func (x *CloseRevisionsResponse) GetAccepted() []uint64 {
 	return nil
 }
 
+type RangeLookupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeLookupRequest) Reset() {
+	*x = RangeLookupRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeLookupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeLookupRequest) ProtoMessage() {}
+
+func (x *RangeLookupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeLookupRequest.ProtoReflect.Descriptor instead.
+func (*RangeLookupRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *RangeLookupRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type RangeLookupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The range holding key (unset only with routing_error).
+	RangeDescriptor *RangeDescriptor `protobuf:"bytes,1,opt,name=range_descriptor,json=rangeDescriptor,proto3" json:"range_descriptor,omitempty"`
+	// Set when this node does not lead the meta group (leader_node: a hint).
+	RoutingError  *RoutingError `protobuf:"bytes,2,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeLookupResponse) Reset() {
+	*x = RangeLookupResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeLookupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeLookupResponse) ProtoMessage() {}
+
+func (x *RangeLookupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeLookupResponse.ProtoReflect.Descriptor instead.
+func (*RangeLookupResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *RangeLookupResponse) GetRangeDescriptor() *RangeDescriptor {
+	if x != nil {
+		return x.RangeDescriptor
+	}
+	return nil
+}
+
+func (x *RangeLookupResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
+type RangeScanRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first range listed is the one holding start_key.
+	StartKey []byte `protobuf:"bytes,1,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
+	// At most this many ranges (0: the server's page size).
+	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeScanRequest) Reset() {
+	*x = RangeScanRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeScanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeScanRequest) ProtoMessage() {}
+
+func (x *RangeScanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeScanRequest.ProtoReflect.Descriptor instead.
+func (*RangeScanRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RangeScanRequest) GetStartKey() []byte {
+	if x != nil {
+		return x.StartKey
+	}
+	return nil
+}
+
+func (x *RangeScanRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type RangeScanResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ranges in key order.
+	Ranges []*RangeDescriptor `protobuf:"bytes,1,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	// When set, the scan continues with start_key = next_key.
+	More          bool          `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"`
+	NextKey       []byte        `protobuf:"bytes,3,opt,name=next_key,json=nextKey,proto3" json:"next_key,omitempty"`
+	RoutingError  *RoutingError `protobuf:"bytes,4,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeScanResponse) Reset() {
+	*x = RangeScanResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeScanResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeScanResponse) ProtoMessage() {}
+
+func (x *RangeScanResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeScanResponse.ProtoReflect.Descriptor instead.
+func (*RangeScanResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *RangeScanResponse) GetRanges() []*RangeDescriptor {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *RangeScanResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *RangeScanResponse) GetNextKey() []byte {
+	if x != nil {
+		return x.NextKey
+	}
+	return nil
+}
+
+func (x *RangeScanResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
+type RangeReportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ranges        []*RangeDescriptor     `protobuf:"bytes,1,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeReportRequest) Reset() {
+	*x = RangeReportRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeReportRequest) ProtoMessage() {}
+
+func (x *RangeReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeReportRequest.ProtoReflect.Descriptor instead.
+func (*RangeReportRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RangeReportRequest) GetRanges() []*RangeDescriptor {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+type RangeReportResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many of the reported descriptors changed the directory.
+	Recorded      uint32        `protobuf:"varint,1,opt,name=recorded,proto3" json:"recorded,omitempty"`
+	RoutingError  *RoutingError `protobuf:"bytes,2,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeReportResponse) Reset() {
+	*x = RangeReportResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeReportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeReportResponse) ProtoMessage() {}
+
+func (x *RangeReportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeReportResponse.ProtoReflect.Descriptor instead.
+func (*RangeReportResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *RangeReportResponse) GetRecorded() uint32 {
+	if x != nil {
+		return x.Recorded
+	}
+	return 0
+}
+
+func (x *RangeReportResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
 var File_tesserapb_tessera_proto protoreflect.FileDescriptor
 
 const file_tesserapb_tessera_proto_rawDesc = "" +
@@ -2622,7 +2952,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"generation\x18\x06 \x01(\x04R\n" +
 	"generation\x12,\n" +
 	"\x06leases\x18\a \x03(\v2\x14.tessera.v1.LeaseRefR\x06leases\x129\n" +
-	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\"\xa9\x03\n" +
+	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\"\xf1\x03\n" +
 	"\vMetaCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12#\n" +
@@ -2634,7 +2964,8 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\flease_revoke\x18\x06 \x03(\v2\x14.tessera.v1.LeaseRefR\vleaseRevoke\x12H\n" +
 	"\x11lease_checkpoints\x18\a \x03(\v2\x1b.tessera.v1.LeaseCheckpointR\x10leaseCheckpoints\x12!\n" +
 	"\fauth_request\x18\b \x01(\fR\vauthRequest\x12$\n" +
-	"\x0eauth_token_key\x18\t \x01(\fR\fauthTokenKey\"\xa3\x02\n" +
+	"\x0eauth_token_key\x18\t \x01(\fR\fauthTokenKey\x12F\n" +
+	"\x10directory_update\x18\x1e \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x0fdirectoryUpdate\"\xa3\x02\n" +
 	"\fRoutingError\x121\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1d.tessera.v1.RoutingError.CodeR\x04code\x12\x1f\n" +
 	"\vleader_node\x18\x02 \x01(\x04R\n" +
@@ -2791,7 +3122,25 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\tproposals\x18\x02 \x03(\v2\x1a.tessera.v1.ClosedRevisionR\tproposals\x128\n" +
 	"\tconfirmed\x18\x03 \x03(\v2\x1a.tessera.v1.ClosedRevisionR\tconfirmed\"4\n" +
 	"\x16CloseRevisionsResponse\x12\x1a\n" +
-	"\baccepted\x18\x01 \x03(\x04R\baccepted2\x86\x05\n" +
+	"\baccepted\x18\x01 \x03(\x04R\baccepted\"&\n" +
+	"\x12RangeLookupRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\"\x9c\x01\n" +
+	"\x13RangeLookupResponse\x12F\n" +
+	"\x10range_descriptor\x18\x01 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x0frangeDescriptor\x12=\n" +
+	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"E\n" +
+	"\x10RangeScanRequest\x12\x1b\n" +
+	"\tstart_key\x18\x01 \x01(\fR\bstartKey\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"\xb6\x01\n" +
+	"\x11RangeScanResponse\x123\n" +
+	"\x06ranges\x18\x01 \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x06ranges\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\x12\x19\n" +
+	"\bnext_key\x18\x03 \x01(\fR\anextKey\x12=\n" +
+	"\rrouting_error\x18\x04 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"I\n" +
+	"\x12RangeReportRequest\x123\n" +
+	"\x06ranges\x18\x01 \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x06ranges\"p\n" +
+	"\x13RangeReportResponse\x12\x1a\n" +
+	"\brecorded\x18\x01 \x01(\rR\brecorded\x12=\n" +
+	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError2\xf0\x06\n" +
 	"\bInternal\x12B\n" +
 	"\aExecute\x12\x1a.tessera.v1.ExecuteRequest\x1a\x1b.tessera.v1.ExecuteResponse\x126\n" +
 	"\x03Tso\x12\x16.tessera.v1.TsoRequest\x1a\x17.tessera.v1.TsoResponse\x12?\n" +
@@ -2801,7 +3150,10 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x0eTransferLeader\x12!.tessera.v1.TransferLeaderRequest\x1a\".tessera.v1.TransferLeaderResponse\x12N\n" +
 	"\vLeaseLookup\x12\x1e.tessera.v1.LeaseLookupRequest\x1a\x1f.tessera.v1.LeaseLookupResponse\x12A\n" +
 	"\tAuthState\x12\x1c.tessera.v1.AuthStateRequest\x1a\x16.tessera.v1.AuthRecord\x12W\n" +
-	"\x0eCloseRevisions\x12!.tessera.v1.CloseRevisionsRequest\x1a\".tessera.v1.CloseRevisionsResponse2h\n" +
+	"\x0eCloseRevisions\x12!.tessera.v1.CloseRevisionsRequest\x1a\".tessera.v1.CloseRevisionsResponse\x12N\n" +
+	"\vRangeLookup\x12\x1e.tessera.v1.RangeLookupRequest\x1a\x1f.tessera.v1.RangeLookupResponse\x12H\n" +
+	"\tRangeScan\x12\x1c.tessera.v1.RangeScanRequest\x1a\x1d.tessera.v1.RangeScanResponse\x12N\n" +
+	"\vRangeReport\x12\x1e.tessera.v1.RangeReportRequest\x1a\x1f.tessera.v1.RangeReportResponse2h\n" +
 	"\x13InternalMaintenance\x12Q\n" +
 	"\fRecentWrites\x12\x1f.tessera.v1.RecentWritesRequest\x1a .tessera.v1.RecentWritesResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
 
@@ -2818,7 +3170,7 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 }
 
 var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_tesserapb_tessera_proto_goTypes = []any{
 	(RoutingError_Code)(0),         // 0: tessera.v1.RoutingError.Code
 	(*RangeDescriptor)(nil),        // 1: tessera.v1.RangeDescriptor
@@ -2857,6 +3209,12 @@ var file_tesserapb_tessera_proto_goTypes = []any{
 	(*ClosedRevision)(nil),         // 34: tessera.v1.ClosedRevision
 	(*CloseRevisionsRequest)(nil),  // 35: tessera.v1.CloseRevisionsRequest
 	(*CloseRevisionsResponse)(nil), // 36: tessera.v1.CloseRevisionsResponse
+	(*RangeLookupRequest)(nil),     // 37: tessera.v1.RangeLookupRequest
+	(*RangeLookupResponse)(nil),    // 38: tessera.v1.RangeLookupResponse
+	(*RangeScanRequest)(nil),       // 39: tessera.v1.RangeScanRequest
+	(*RangeScanResponse)(nil),      // 40: tessera.v1.RangeScanResponse
+	(*RangeReportRequest)(nil),     // 41: tessera.v1.RangeReportRequest
+	(*RangeReportResponse)(nil),    // 42: tessera.v1.RangeReportResponse
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
 	2,  // 0: tessera.v1.ClusterBootstrap.nodes:type_name -> tessera.v1.NodeDescriptor
@@ -2867,51 +3225,64 @@ var file_tesserapb_tessera_proto_depIdxs = []int32{
 	24, // 5: tessera.v1.MetaCommand.lease_grant:type_name -> tessera.v1.LeaseRecord
 	23, // 6: tessera.v1.MetaCommand.lease_revoke:type_name -> tessera.v1.LeaseRef
 	25, // 7: tessera.v1.MetaCommand.lease_checkpoints:type_name -> tessera.v1.LeaseCheckpoint
-	0,  // 8: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
-	1,  // 9: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	23, // 10: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
-	23, // 11: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
-	6,  // 12: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
-	1,  // 13: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	12, // 14: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
-	15, // 15: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
-	6,  // 16: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
-	6,  // 17: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
-	6,  // 18: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
-	23, // 19: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
-	6,  // 20: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
-	29, // 21: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
-	30, // 22: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
-	31, // 23: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
-	1,  // 24: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
-	6,  // 25: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
-	34, // 26: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
-	34, // 27: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
-	7,  // 28: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
-	9,  // 29: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
-	11, // 30: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
-	14, // 31: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
-	17, // 32: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
-	19, // 33: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
-	21, // 34: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
-	27, // 35: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
-	35, // 36: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
-	32, // 37: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
-	8,  // 38: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	10, // 39: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	13, // 40: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	16, // 41: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	18, // 42: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	20, // 43: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	22, // 44: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
-	26, // 45: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
-	36, // 46: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
-	33, // 47: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
-	38, // [38:48] is the sub-list for method output_type
-	28, // [28:38] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	1,  // 8: tessera.v1.MetaCommand.directory_update:type_name -> tessera.v1.RangeDescriptor
+	0,  // 9: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
+	1,  // 10: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	23, // 11: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
+	23, // 12: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
+	6,  // 13: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
+	1,  // 14: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	12, // 15: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
+	15, // 16: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
+	6,  // 17: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
+	6,  // 18: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
+	6,  // 19: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
+	23, // 20: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
+	6,  // 21: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
+	29, // 22: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
+	30, // 23: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
+	31, // 24: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
+	1,  // 25: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
+	6,  // 26: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
+	34, // 27: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
+	34, // 28: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
+	1,  // 29: tessera.v1.RangeLookupResponse.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	6,  // 30: tessera.v1.RangeLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
+	1,  // 31: tessera.v1.RangeScanResponse.ranges:type_name -> tessera.v1.RangeDescriptor
+	6,  // 32: tessera.v1.RangeScanResponse.routing_error:type_name -> tessera.v1.RoutingError
+	1,  // 33: tessera.v1.RangeReportRequest.ranges:type_name -> tessera.v1.RangeDescriptor
+	6,  // 34: tessera.v1.RangeReportResponse.routing_error:type_name -> tessera.v1.RoutingError
+	7,  // 35: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
+	9,  // 36: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
+	11, // 37: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
+	14, // 38: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
+	17, // 39: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
+	19, // 40: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
+	21, // 41: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
+	27, // 42: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
+	35, // 43: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
+	37, // 44: tessera.v1.Internal.RangeLookup:input_type -> tessera.v1.RangeLookupRequest
+	39, // 45: tessera.v1.Internal.RangeScan:input_type -> tessera.v1.RangeScanRequest
+	41, // 46: tessera.v1.Internal.RangeReport:input_type -> tessera.v1.RangeReportRequest
+	32, // 47: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
+	8,  // 48: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	10, // 49: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	13, // 50: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	16, // 51: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	18, // 52: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	20, // 53: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	22, // 54: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
+	26, // 55: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
+	36, // 56: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
+	38, // 57: tessera.v1.Internal.RangeLookup:output_type -> tessera.v1.RangeLookupResponse
+	40, // 58: tessera.v1.Internal.RangeScan:output_type -> tessera.v1.RangeScanResponse
+	42, // 59: tessera.v1.Internal.RangeReport:output_type -> tessera.v1.RangeReportResponse
+	33, // 60: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
+	48, // [48:61] is the sub-list for method output_type
+	35, // [35:48] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_tesserapb_tessera_proto_init() }
@@ -2930,7 +3301,7 @@ func file_tesserapb_tessera_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   36,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
