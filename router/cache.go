@@ -252,3 +252,6 @@ func (c *RangeCache) Reset(descs []*tesserapb.RangeDescriptor) {
 		c.mu.set.Insert(d)
 	}
 }
+
+// Insert is Update (the name the split code uses).
+func (c *RangeCache) Insert(d *tesserapb.RangeDescriptor) bool { return c.Update(d) }
