@@ -1,7 +1,7 @@
 # The README's test command is `make test`; .ci/run calls it.
 GO ?= go
 
-.PHONY: test build proto fuzz bench bench-compare system differential robustness dashboards
+.PHONY: test build proto fuzz bench bench-compare system differential robustness dashboards etcd-reference
 
 build:
 	$(GO) build ./...
@@ -30,7 +30,13 @@ system:
 robustness:
 	ROBUSTNESS_LONG=1 $(GO) test -race -count=3 -timeout 60m -run TestRobustness ./tests/robustness/
 
-# A long differential run against etcd (needs /usr/bin/etcd).
+# The etcd Tessera is compared against (etcd 3.7.3, etcdctl, benchmark),
+# built from the Go module proxy into ~/.cache/tessera/etcd-v3.7.3 (or
+# $$TESSERA_ETCD_DIR), where the tests look for it. .ci/run builds it.
+etcd-reference:
+	GO=$(GO) bash scripts/etcd-reference.sh
+
+# A long differential run against etcd 3.7.3 (make etcd-reference first).
 differential:
 	$(GO) test -count=1 -timeout 30m ./tests/differential/ -run TestDifferentialTesseraVsEtcd -differential.seeds=30 -differential.ops=1500
 
@@ -50,15 +56,15 @@ bench:
 
 # Tessera against etcd, side by side in one run (docs/benchmarks.md): every
 # case A/B/A/B with tessbench, 100 clients on 10 connections, then one
-# client sending to the first member, then to the second. ETCD_BIN is etcd 3.7.3 as built by etcd-peer-install.sh (its
-# default output directory); tessbench prints the ratio table and the
-# CPU-seconds of all servers per 1,000 requests.
-ETCD_BIN ?= $(HOME)/.cache/tessera-peer/bin/etcd
+# client sending to the first member, then to the second. ETCD_BIN is etcd
+# 3.7.3 as `make etcd-reference` builds it; tessbench prints the ratio table
+# and the CPU-seconds of all servers per 1,000 requests.
+ETCD_BIN ?= $(or $(TESSERA_ETCD_DIR),$(HOME)/.cache/tessera/etcd-v3.7.3)/etcd
 BENCH_BIN ?= $(or $(TMPDIR),/tmp)/tessera-bench-bin
 BENCH_DURATION ?= 10s
 BENCH_ROUNDS ?= 2
 bench-compare:
-	@test -x "$(ETCD_BIN)" || { echo "no etcd at $(ETCD_BIN): build etcd 3.7.3 with etcd-peer-install.sh or pass ETCD_BIN=/path/to/etcd" >&2; exit 1; }
+	@test -x "$(ETCD_BIN)" || { echo "no etcd at $(ETCD_BIN): build etcd 3.7.3 with make etcd-reference or pass ETCD_BIN=/path/to/etcd" >&2; exit 1; }
 	mkdir -p $(BENCH_BIN)
 	$(GO) build -o $(BENCH_BIN)/tessera ./cmd/tessera
 	$(GO) build -o $(BENCH_BIN)/tessbench ./cmd/tessbench

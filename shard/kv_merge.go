@@ -140,11 +140,7 @@ func MergeRangeResponses(req *pb.RangeRequest, parts []*pb.RangeResponse) *pb.Ra
 		kvs = kvs[:limit]
 		resp.More = true
 	}
-	if req.GetKeysOnly() {
-		for _, kv := range kvs {
-			kv.Value = nil
-		}
-	}
+	stripKeysOnly(req, kvs)
 	resp.Kvs = kvs
 	return resp
 }

@@ -395,11 +395,7 @@ func executeRange(r engine.Reader, req *pb.RangeRequest, cur, hdrRev engine.Revi
 		kvs = kvs[:req.GetLimit()]
 		resp.More = true
 	}
-	if req.GetKeysOnly() {
-		for _, kv := range kvs {
-			kv.Value = nil
-		}
-	}
+	stripKeysOnly(req, kvs)
 	resp.Count = count
 	resp.Kvs = kvs
 	return resp, nil
@@ -715,34 +711,22 @@ func compareKV(c *pb.Compare, kv *mvccpb.KeyValue) bool {
 	return true
 }
 
-// check is etcd v3.5's pair of checkRequests passes over the executed
-// path, in op order: first every Put (its ignore_value/ignore_lease key must
-// exist before the txn, its lease must exist), then every Range (its
-// revision must be neither compacted nor in the future). etcd v3.6 makes one
-// pass checking each op in turn; the two differ only in which error a txn
-// with two different faults reports, and v3.4/v3.5 are what Tessera is
-// compared with.
+// check is etcd 3.7's checkTxn over the executed path: one pass in op
+// order (nested txns in place), a Range's revision must be neither
+// compacted nor in the future, a Put's lease must exist and its
+// ignore_value/ignore_lease key must exist before the txn. So a txn with
+// two faults reports the first one in op order. (etcd 3.5 checked every Put
+// before every Range; Tessera follows the release it is compared with.)
 func (x *txnExec) check(p *txnPlan) error {
-	if err := x.checkOps(p, true); err != nil {
-		return err
-	}
-	return x.checkOps(p, false)
-}
-
-func (x *txnExec) checkOps(p *txnPlan, puts bool) error {
 	for i, op := range p.ops {
 		var err error
 		switch tv := op.GetRequest().(type) {
 		case *pb.RequestOp_RequestRange:
-			if !puts {
-				err = x.checkRange(tv.RequestRange)
-			}
+			err = x.checkRange(tv.RequestRange)
 		case *pb.RequestOp_RequestPut:
-			if puts {
-				err = x.checkPut(tv.RequestPut)
-			}
+			err = x.checkPut(tv.RequestPut)
 		case *pb.RequestOp_RequestTxn:
-			err = x.checkOps(p.nested[i], puts)
+			err = x.check(p.nested[i])
 		}
 		if err != nil {
 			return err
@@ -772,6 +756,9 @@ func (x *txnExec) checkRange(req *pb.RangeRequest) error {
 }
 
 func (x *txnExec) checkPut(req *pb.PutRequest) error {
+	if l := req.GetLease(); l != 0 && x.env.LeaseExists != nil && !x.env.LeaseExists(l) {
+		return rpctypes.ErrGRPCLeaseNotFound
+	}
 	if req.GetIgnoreValue() || req.GetIgnoreLease() {
 		_, ok, err := engine.MVCCGet(x.r, req.GetKey(), x.rev)
 		if err != nil {
@@ -780,9 +767,6 @@ func (x *txnExec) checkPut(req *pb.PutRequest) error {
 		if !ok {
 			return rpctypes.ErrGRPCKeyNotFound
 		}
-	}
-	if l := req.GetLease(); l != 0 && x.env.LeaseExists != nil && !x.env.LeaseExists(l) {
-		return rpctypes.ErrGRPCLeaseNotFound
 	}
 	return nil
 }
@@ -860,4 +844,21 @@ func (x *txnExec) put(req *pb.PutRequest) (*pb.PutResponse, error) {
 	x.changed = true
 	pr.Header = x.hdr()
 	return pr, nil
+}
+
+// stripKeysOnly drops what a keys_only Range does not return, as etcd 3.7
+// does: the value always; the lease too, unless the range is sorted by value
+// (etcd then reads the full key-values instead of its in-memory index, which
+// holds no leases).
+func stripKeysOnly(req *pb.RangeRequest, kvs []*mvccpb.KeyValue) {
+	if !req.GetKeysOnly() {
+		return
+	}
+	fast := req.GetSortTarget() != pb.RangeRequest_VALUE
+	for _, kv := range kvs {
+		kv.Value = nil
+		if fast {
+			kv.Lease = 0
+		}
+	}
 }

@@ -604,6 +604,23 @@ func TestRangeKeysOnlyCountOnly(t *testing.T) {
 	if !slices.Equal(keysOf(got.Kvs), []string{"c", "b", "a"}) || got.Kvs[0].Value != nil {
 		t.Fatalf("keys only by value: %v", got)
 	}
+	// etcd 3.7 answers keys_only from its index: no lease either, except
+	// when sorting by value (it reads the full key-values then).
+	if _, _, err := s.put(&pb.PutRequest{Key: []byte("b"), Value: []byte("value-b"), Lease: 7}); err != nil {
+		t.Fatal(err)
+	}
+	got = s.mustGet(&pb.RangeRequest{Key: []byte("b"), KeysOnly: true})
+	if len(got.Kvs) != 1 || got.Kvs[0].Lease != 0 || got.Kvs[0].Value != nil {
+		t.Fatalf("keys only with a lease: %v", got)
+	}
+	got = s.mustGet(&pb.RangeRequest{Key: []byte("b"), KeysOnly: true, SortTarget: pb.RangeRequest_VALUE})
+	if len(got.Kvs) != 1 || got.Kvs[0].Lease != 7 || got.Kvs[0].Value != nil {
+		t.Fatalf("keys only sorted by value, with a lease: %v", got)
+	}
+	got = s.mustGet(&pb.RangeRequest{Key: []byte("b")})
+	if len(got.Kvs) != 1 || got.Kvs[0].Lease != 7 {
+		t.Fatalf("full read with a lease: %v", got)
+	}
 	// count_only ignores limit, filters and sort: no kvs, no more.
 	got = s.mustGet(&pb.RangeRequest{Key: []byte("a"), RangeEnd: []byte("z"), CountOnly: true, Limit: 1, MinModRevision: 1 << 62})
 	requireProtoEqual(t, "count only", got, &pb.RangeResponse{Header: &pb.ResponseHeader{}, Count: 3})
@@ -907,9 +924,11 @@ func TestTxnChecksBeforeWriting(t *testing.T) {
 		{"missing lease", &pb.TxnRequest{Success: []*pb.RequestOp{putOp("a", "1"), putReqOp(&pb.PutRequest{Key: []byte("b"), Lease: 8})}}, rpctypes.ErrGRPCLeaseNotFound},
 		{"missing lease in the branch not taken", &pb.TxnRequest{Success: []*pb.RequestOp{rangeOp("a", "")}, Failure: []*pb.RequestOp{putReqOp(&pb.PutRequest{Key: []byte("b"), Lease: 8})}}, nil},
 		{"check order: first failing put wins", &pb.TxnRequest{Success: []*pb.RequestOp{putReqOp(&pb.PutRequest{Key: []byte("b"), Lease: 8}), putReqOp(&pb.PutRequest{Key: []byte("c"), IgnoreValue: true})}}, rpctypes.ErrGRPCLeaseNotFound},
-		// etcd v3.5 checks all puts, then all ranges.
-		{"check order: puts before ranges", &pb.TxnRequest{Success: []*pb.RequestOp{rangeReqOp(&pb.RangeRequest{Key: []byte("foo"), Revision: int64(r1)}), txnOp(&pb.TxnRequest{Success: []*pb.RequestOp{putReqOp(&pb.PutRequest{Key: []byte("c"), IgnoreValue: true})}})}}, rpctypes.ErrGRPCKeyNotFound},
-		{"ignore check before lease check", &pb.TxnRequest{Success: []*pb.RequestOp{putReqOp(&pb.PutRequest{Key: []byte("c"), IgnoreValue: true, Lease: 8})}}, rpctypes.ErrGRPCKeyNotFound},
+		// etcd 3.7 checks the ops in order (etcd 3.5 checked every put,
+		// then every range).
+		{"check order: op order", &pb.TxnRequest{Success: []*pb.RequestOp{rangeReqOp(&pb.RangeRequest{Key: []byte("foo"), Revision: int64(r1)}), txnOp(&pb.TxnRequest{Success: []*pb.RequestOp{putReqOp(&pb.PutRequest{Key: []byte("c"), IgnoreValue: true})}})}}, rpctypes.ErrGRPCCompacted},
+		{"check order: nested put before a later range", &pb.TxnRequest{Success: []*pb.RequestOp{txnOp(&pb.TxnRequest{Success: []*pb.RequestOp{putReqOp(&pb.PutRequest{Key: []byte("c"), IgnoreValue: true})}}), rangeReqOp(&pb.RangeRequest{Key: []byte("foo"), Revision: int64(r1)})}}, rpctypes.ErrGRPCKeyNotFound},
+		{"lease check before ignore check", &pb.TxnRequest{Success: []*pb.RequestOp{putReqOp(&pb.PutRequest{Key: []byte("c"), IgnoreValue: true, Lease: 8})}}, rpctypes.ErrGRPCLeaseNotFound},
 		{"existing lease", &pb.TxnRequest{Success: []*pb.RequestOp{putReqOp(&pb.PutRequest{Key: []byte("b"), Lease: 9})}}, nil},
 		{"duplicate key", &pb.TxnRequest{Success: []*pb.RequestOp{putOp("a", "1"), putOp("a", "2")}}, rpctypes.ErrGRPCDuplicateKey},
 		{"empty op", &pb.TxnRequest{Success: []*pb.RequestOp{putOp("a", "1"), {}}}, rpctypes.ErrGRPCKeyNotFound},

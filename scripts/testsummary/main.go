@@ -147,6 +147,6 @@ func report(w io.Writer, skips []skip) {
 	}
 	if needEtcd {
 		fmt.Fprintln(w, "testsummary: tests that compare with etcd or run etcdctl need etcd's binaries:"+
-			" `sudo apt-get install etcd-server etcd-client` (as .ci/run does), or etcd 3.7 from https://github.com/etcd-io/etcd/releases on PATH, or TESSERA_ETCD and TESSERA_ETCDCTL pointing at etcd and etcdctl.")
+			" `make etcd-reference` builds etcd 3.7.3 (the release Tessera is compared with) from the Go module proxy, `sudo apt-get install etcd-server etcd-client` gives etcdctl (.ci/run does both), or point TESSERA_ETCD_DIR at a directory holding etcd 3.7's etcd and etcdctl.")
 	}
 }

@@ -39,12 +39,18 @@ func seedsAndOps(first int64) ([]int64, int) {
 	return seeds, ops
 }
 
-// etcdBinary is the etcd to compare against; TESSERA_ETCD overrides it.
+// etcdBinary is the etcd to compare against: $TESSERA_ETCD, else the
+// reference etcd 3.7.3 build (scripts/etcd-reference.sh; `make
+// etcd-reference`). Tests skip, saying how to build it, when it is absent.
 func etcdBinary() string {
 	if p := os.Getenv("TESSERA_ETCD"); p != "" {
 		return p
 	}
-	return "/usr/bin/etcd"
+	p, err := proccluster.ReferenceEtcd("etcd")
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	return p
 }
 
 // TestDifferentialEtcdVsEtcd runs the harness against two independent etcd

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tesseradb/tessera/tests/proccluster"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -430,13 +431,7 @@ func readAuthTable(t *testing.T) []string {
 // checks them against the recording otherwise: the expected values of
 // Tessera's auth, once it exists, are these (issue #16).
 func TestAuthTableEtcd(t *testing.T) {
-	bin := os.Getenv("TESSERA_ETCD")
-	if bin == "" {
-		bin = "/work/etcd373/etcd"
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("no etcd at %s (set TESSERA_ETCD; ../shared/tools/etcd-peer-install.sh builds 3.7.3): %v", bin, err)
-	}
+	bin := etcdBinary(t)
 	c := newCluster(t, clusterConfig{nodes: 1, binary: bin, prepare: func(n *node) {
 		n.args = append(n.args, "--auth-token", "simple", fmt.Sprintf("--auth-token-ttl=%d", authTableTTL))
 	}})
@@ -475,8 +470,8 @@ func TestAuthTableEtcd(t *testing.T) {
 func TestEtcdctlAuth(t *testing.T) {
 	bin := etcdctlPath(t)
 	systems := map[string]string{"tessera": ""}
-	if _, err := os.Stat("/work/etcd373/etcd"); err == nil {
-		systems["etcd"] = "/work/etcd373/etcd"
+	if p, err := proccluster.ReferenceEtcd("etcd"); err == nil {
+		systems["etcd"] = p
 	}
 	for name, binary := range systems {
 		t.Run(name, func(t *testing.T) {

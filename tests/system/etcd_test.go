@@ -11,32 +11,27 @@ import (
 )
 
 // etcdBinary returns the etcd to compare against: $TESSERA_ETCD, else the
-// 3.7.3 build under /work/etcd373, else Debian's /usr/bin/etcd. The test
-// is skipped when there is none, or when it is not etcd 3.7.
+// reference build (proccluster.ReferenceEtcd: scripts/etcd-reference.sh
+// builds it). The test is skipped when there is none, or when it is not
+// etcd 3.7: Debian's 3.4 has no /v3/auth/status in its gateway and answers
+// several requests differently, so it cannot stand in for it.
 func etcdBinary(t *testing.T) string {
 	t.Helper()
-	cands := []string{"/work/etcd373/etcd", "/usr/bin/etcd"}
 	if p := os.Getenv("TESSERA_ETCD"); p != "" {
-		cands = []string{p}
-	}
-	for _, p := range cands {
-		if _, err := os.Stat(p); err != nil {
-			continue
-		}
-		// The answers compared are etcd 3.7's: Debian's 3.4 has no
-		// /v3/auth/status in its gateway and answers several requests
-		// differently, so it cannot stand in for it.
 		out, err := exec.Command(p, "--version").Output()
 		if err != nil {
 			t.Fatalf("%s --version: %v", p, err)
 		}
 		if !bytes.Contains(out, []byte("etcd Version: 3.7.")) {
-			t.Skipf("%s is not etcd 3.7 (%s); build etcd 3.7.3 with ../shared/tools/etcd-peer-install.sh and set TESSERA_ETCD", p, bytes.TrimSpace(bytes.SplitN(out, []byte("\n"), 2)[0]))
+			t.Skipf("%s is not etcd 3.7 (%s); build the reference with scripts/etcd-reference.sh", p, bytes.TrimSpace(bytes.SplitN(out, []byte("\n"), 2)[0]))
 		}
 		return p
 	}
-	t.Skipf("no etcd binary (tried %v; set TESSERA_ETCD)", cands)
-	return ""
+	p, err := proccluster.ReferenceEtcd("etcd")
+	if err != nil {
+		t.Skip(err)
+	}
+	return p
 }
 
 // startEtcd starts a one-member etcd through the shared process harness

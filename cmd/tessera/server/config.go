@@ -113,6 +113,8 @@ type Config struct {
 	TLS TLSConfig
 	// Auth is etcd's auth configuration (auth.go); zero means defaults.
 	Auth AuthConfig
+	// Keepalive is etcd's gRPC keepalive of the client port (keepalive.go).
+	Keepalive KeepaliveConfig
 
 	Logger *slog.Logger
 
@@ -151,6 +153,7 @@ func DefaultConfig() Config {
 		AutoCompactionMode:          "periodic",
 		AutoCompactionRetention:     "0",
 		DefragIdleRatio:             3,
+		Keepalive:                   DefaultKeepaliveConfig(),
 	}
 }
 
@@ -167,6 +170,8 @@ func (c *Config) Validate() error {
 		return errors.New("server: no --listen-peer-urls")
 	case c.InitialClusterState != "new" && c.InitialClusterState != "existing":
 		return fmt.Errorf("server: --initial-cluster-state %q must be new or existing", c.InitialClusterState)
+	case c.Keepalive.Validate() != nil:
+		return c.Keepalive.Validate()
 	case c.DefragIdleRatio < 0:
 		return fmt.Errorf("server: DefragIdleRatio %v is negative", c.DefragIdleRatio)
 	case c.CorruptCheckTime < 0:

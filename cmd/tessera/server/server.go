@@ -389,7 +389,7 @@ func (s *Server) serve() {
 	// Client port: etcd's gRPC API and HTTP (/health, /metrics), as etcd.
 	// Never the internal service: it trusts its caller to be a router
 	// (docs/decisions.md, "Listeners").
-	s.clientGRPC = grpc.NewServer(append(append(append(s.clientTLSServerOptions(), s.obs.client.serverOptions()...), s.auth.clientServerOptions()...),
+	s.clientGRPC = grpc.NewServer(append(append(append(append(s.clientTLSServerOptions(), s.obs.client.serverOptions()...), s.auth.clientServerOptions()...), s.cfg.Keepalive.serverOptions()...),
 		grpc.MaxRecvMsgSize(s.cfg.MaxRequestBytes+grpcOverheadBytes),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
