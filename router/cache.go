@@ -255,3 +255,38 @@ func (c *RangeCache) Reset(descs []*tesserapb.RangeDescriptor) {
 
 // Insert is Update (the name the split code uses).
 func (c *RangeCache) Insert(d *tesserapb.RangeDescriptor) bool { return c.Update(d) }
+
+// Replacement tells whether d is still a range of the layout: if the
+// cache (and, when the cache still holds d, the directory) knows newer
+// ranges covering d's span, it returns them, in key order, and true. The
+// watch hub asks it when a range's feed ended with a routing error.
+func (c *RangeCache) Replacement(ctx context.Context, d *tesserapb.RangeDescriptor) ([]*tesserapb.RangeDescriptor, bool, error) {
+	same := func(ds []*tesserapb.RangeDescriptor) bool {
+		return len(ds) == 1 && ds[0].GetRangeId() == d.GetRangeId() && ds[0].GetGeneration() == d.GetGeneration()
+	}
+	ds, err := c.CoverSpan(ctx, d.GetStartKey(), d.GetEndKey())
+	if err != nil {
+		return nil, false, err
+	}
+	if !same(ds) {
+		return ds, true, nil
+	}
+	c.mu.RLock()
+	dir := c.mu.dir
+	c.mu.RUnlock()
+	if dir == nil {
+		return ds, false, nil
+	}
+	// The cache still holds d: a merge is learned from the directory.
+	nd, err := dir.Lookup(ctx, d.GetStartKey())
+	if err != nil {
+		return nil, false, err
+	}
+	if nd.GetGeneration() <= d.GetGeneration() || !c.Update(nd) {
+		return ds, false, nil
+	}
+	if ds, err = c.CoverSpan(ctx, d.GetStartKey(), d.GetEndKey()); err != nil {
+		return nil, false, err
+	}
+	return ds, !same(ds), nil
+}
