@@ -290,3 +290,9 @@ func validateReport(ds []*tesserapb.RangeDescriptor, lim placement.DirectoryLimi
 	}
 	return nil
 }
+
+// RangesChanged records the descriptors a split or merge on this node
+// produced (the split code's directory hook).
+func (d metaDirectory) RangesChanged(ctx context.Context, descs []*tesserapb.RangeDescriptor) error {
+	return d.Update(ctx, descs...)
+}
