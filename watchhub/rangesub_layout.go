@@ -142,7 +142,7 @@ func (h *Hub) rewindLocked(x *rangeSub, f engine.Revision) {
 }
 
 // dedupeRevs merges the entries of equal revisions of a sorted run: the
-// union of their events by key, in the order first seen.
+// union of their events by key, in the order of the longest entry.
 func dedupeRevs(revs []releasedRev) []releasedRev {
 	out := revs[:0]
 	for _, r := range revs {
@@ -151,14 +151,19 @@ func dedupeRevs(revs []releasedRev) []releasedRev {
 			out = append(out, r)
 			continue
 		}
-		merged := out[n-1]
-		evs := append([]*mvccpb.Event(nil), merged.events...)
-		for _, ev := range r.events {
+		// The longer list is the old range's (all the revision's keys, in
+		// the order the txn wrote them): the others add to it.
+		base, other := out[n-1].events, r.events
+		if len(other) > len(base) {
+			base, other = other, base
+		}
+		evs := append([]*mvccpb.Event(nil), base...)
+		for _, ev := range other {
 			if !slices.ContainsFunc(evs, func(e *mvccpb.Event) bool { return bytes.Equal(e.GetKv().GetKey(), ev.GetKv().GetKey()) }) {
 				evs = append(evs, ev)
 			}
 		}
-		out[n-1] = releasedRev{rev: merged.rev, events: evs}
+		out[n-1] = releasedRev{rev: r.rev, events: evs}
 	}
 	return out
 }
