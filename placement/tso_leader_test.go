@@ -16,6 +16,7 @@ import (
 	"github.com/tesseradb/tessera/engine"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
+	"github.com/tesseradb/tessera/shard"
 )
 
 // TestTSODeposedLeaderServesNothing: a meta leader cut off from the others
@@ -122,14 +123,15 @@ func startMetaCluster(t *testing.T, n int, tune func(raftgroup.NodeID, *raftgrou
 		if err := WriteMetaInitialState(eng, layout); err != nil {
 			t.Fatal(err)
 		}
-		if err := host.Bootstrap(MetaRangeID, voters); err != nil {
+		if err := host.Bootstrap(MetaRangeID, shard.RaftVoters(layout.GetMeta())); err != nil {
 			t.Fatal(err)
 		}
 		meta, err := NewMeta(id, eng, host, TSOConfig{Window: 2 * time.Second}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := host.CreateGroup(MetaRangeID, meta); err != nil {
+		self := raftgroup.ReplicaID(shard.ReplicaOn(layout.GetMeta(), id).GetReplicaId())
+		if err := host.CreateGroup(MetaRangeID, self, shard.RaftPeers(layout.GetMeta()), meta); err != nil {
 			t.Fatal(err)
 		}
 		srv := grpc.NewServer()

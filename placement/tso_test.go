@@ -56,7 +56,7 @@ func startMeta(t testing.TB, dir string, now func() time.Time, bootstrap bool) *
 		if err := WriteMetaInitialState(eng, layout); err != nil {
 			t.Fatal(err)
 		}
-		if err := host.Bootstrap(MetaRangeID, []raftgroup.NodeID{1}); err != nil {
+		if err := host.Bootstrap(MetaRangeID, []raftgroup.ReplicaID{1}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -64,7 +64,7 @@ func startMeta(t testing.TB, dir string, now func() time.Time, bootstrap bool) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := host.CreateGroup(MetaRangeID, meta); err != nil {
+	if err := host.CreateGroup(MetaRangeID, 1, []raftgroup.Peer{{Replica: 1, Node: 1}}, meta); err != nil {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()

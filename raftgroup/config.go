@@ -12,7 +12,8 @@ import (
 
 // Config configures a Host.
 type Config struct {
-	// NodeID is this node's id; it is the raft peer id of every replica here.
+	// NodeID is this node's id. Raft peer ids are ReplicaIDs; each group's
+	// peer map says which node holds which replica.
 	NodeID NodeID
 	// Engine is the node's storage engine, shared by all groups.
 	Engine *engine.Engine
@@ -65,11 +66,12 @@ type Config struct {
 	// must propose there (true).
 	DisableProposalForwarding bool
 
-	// NewReplica, if set, is called when a message arrives for a group this
-	// host does not have (a replica being added by a configuration change);
-	// it returns the state machine for the new, empty replica, or false to
-	// ignore the message.
-	NewReplica func(GroupID) (StateMachine, bool)
+	// NewReplica, if set, is called when a leader's message arrives for a
+	// group this host does not have (a replica being added by a
+	// configuration change), with the replica id the message is addressed
+	// to (never below the group's tombstone); it returns the state machine
+	// for the new, empty replica, or false to ignore the message.
+	NewReplica func(GroupID, ReplicaID) (StateMachine, bool)
 
 	// Transport configures the peer transport (its Handler is the Host).
 	Transport TransportConfig

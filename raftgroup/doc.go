@@ -46,12 +46,20 @@
 //
 // # Peers
 //
-// Raft peer ids are NodeIDs. The Transport keeps one gRPC stream per peer
-// node carrying batches of (group, message), reports unreachable peers and
-// snapshot status back to raft, and has a fault hook for partition tests.
+// Raft peer ids are ReplicaIDs, distinct per group and never reused. Each
+// group has its local replica id and a replica->node map (CreateGroup,
+// SetPeers); outgoing messages go to the node of their To, incoming ones are
+// stepped only when To is the local replica and From is a replica of the
+// node the stream authenticated as. RemoveGroup leaves a tombstone that
+// keeps an old replica id from ever being recreated (tombstone.go,
+// docs/decisions.md "Replica ids"). Outside this package replicas are named
+// by NodeID. The Transport keeps one gRPC stream per peer node carrying
+// batches of (group, message), reports unreachable peers and snapshot
+// status back to raft, and has a fault hook for partition tests.
 //
 // # Not yet
 //
 // Quiescence of idle groups and coalesced heartbeats (every group ticks and
-// heartbeats on its own for now); replica garbage collection after removal.
+// heartbeats on its own for now); deleting a removed replica's data (the
+// Store's job; RemoveGroup deletes only the raft state).
 package raftgroup

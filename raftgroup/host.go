@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,8 @@ type Host struct {
 	mu struct {
 		sync.RWMutex
 		groups map[GroupID]*group
+		// tombstones caches the groups' tombstones read so far (tombstone.go).
+		tombstones map[GroupID]ReplicaID
 	}
 
 	readSeq atomic.Uint64
@@ -98,6 +101,7 @@ func NewHost(cfg Config) (*Host, error) {
 		stopper: make(chan struct{}),
 	}
 	h.mu.groups = make(map[GroupID]*group)
+	h.mu.tombstones = make(map[GroupID]ReplicaID)
 	tcfg := cfg.Transport
 	tcfg.NodeID = cfg.NodeID
 	tcfg.Handler = h
@@ -177,16 +181,23 @@ func (h *Host) ticker() {
 	}
 }
 
-// Bootstrap writes the initial state of a new group whose initial voters are
-// given. Every initial voter's host must bootstrap it (with the same voters)
-// before creating it; replicas added later start empty and get a snapshot.
-func (h *Host) Bootstrap(id GroupID, voters []NodeID) error {
+// Bootstrap writes the initial state of a new group whose initial voters
+// (replica ids) are given. Every initial voter's host must bootstrap it (with
+// the same voters) before creating it; replicas added later start empty and
+// get a snapshot.
+func (h *Host) Bootstrap(id GroupID, voters []ReplicaID) error {
 	return writeBootstrap(h.cfg.Engine, id, voters)
 }
 
-// CreateGroup starts hosting a replica of group id with its persisted state
-// (none: an empty replica that waits for a snapshot).
-func (h *Host) CreateGroup(id GroupID, sm StateMachine) error {
+// CreateGroup starts hosting replica self of group id with its persisted
+// state (none: an empty replica that waits for a snapshot). peers maps every
+// replica of the group known now (self included) to its node; SetPeers
+// replaces it when the group's configuration changes. A self below the
+// group's tombstone is refused with ErrTombstoned.
+func (h *Host) CreateGroup(id GroupID, self ReplicaID, peers []Peer, sm StateMachine) error {
+	if self == 0 {
+		return fmt.Errorf("raftgroup: create %s: replica id 0", id)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed.Load() {
@@ -195,27 +206,42 @@ func (h *Host) CreateGroup(id GroupID, sm StateMachine) error {
 	if _, ok := h.mu.groups[id]; ok {
 		return fmt.Errorf("%w: %s", ErrGroupExists, id)
 	}
-	g, err := h.newGroupLocked(id, sm)
+	ts, err := h.tombstoneLocked(id)
 	if err != nil {
 		return err
 	}
+	if self < ts {
+		return fmt.Errorf("%w: create %s as %s: replica ids below %s were removed from this node", ErrTombstoned, id, self, ts)
+	}
+	pm := newPeerMap(peers)
+	if n := pm.node(self); n != 0 && n != h.cfg.NodeID {
+		return fmt.Errorf("raftgroup: create %s as %s: the peer map puts %s on %s, not on this node %s", id, self, self, n, h.cfg.NodeID)
+	}
+	if pm.node(self) == 0 {
+		pm = newPeerMap(append(slices.Clone(peers), Peer{Replica: self, Node: h.cfg.NodeID}))
+	}
+	g, err := h.newGroupLocked(id, self, sm)
+	if err != nil {
+		return err
+	}
+	g.peers.Store(pm)
 	h.mu.groups[id] = g
 	h.metrics.groups.Set(float64(len(h.mu.groups)))
 	h.sched.enqueue(id, flagReady)
 	return nil
 }
 
-func (h *Host) newGroupLocked(id GroupID, sm StateMachine) (*group, error) {
+func (h *Host) newGroupLocked(id GroupID, self ReplicaID, sm StateMachine) (*group, error) {
 	st, err := loadStorage(h.cfg.Engine, id, h.cfg.EntryCacheSize)
 	if err != nil {
 		return nil, err
 	}
-	g := &group{id: id, sm: sm, storage: st, log: h.log.With("group", id)}
+	g := &group{id: id, self: self, sm: sm, storage: st, log: h.log.With("group", id, "replica_id", self)}
 	g.reads = newReadBatcher(h.stopper, func() (chan uint64, func(), func() error, error) { return h.startReadIndex(id) })
 	g.mu.readWaiters = make(map[string]chan uint64)
 	g.mu.staged = make(map[uint64]stagedSnapshot)
 	rn, err := raft.NewRawNode(&raft.Config{
-		ID:                        uint64(h.cfg.NodeID),
+		ID:                        uint64(self),
 		ElectionTick:              h.cfg.ElectionTicks,
 		HeartbeatTick:             h.cfg.HeartbeatTicks,
 		Storage:                   st,
@@ -237,22 +263,37 @@ func (h *Host) newGroupLocked(id GroupID, sm StateMachine) (*group, error) {
 	return g, nil
 }
 
-// RemoveGroup stops hosting a group. Its state stays in the engine (replica
-// garbage collection is the caller's business).
-func (h *Host) RemoveGroup(id GroupID) error {
-	h.mu.Lock()
-	g, ok := h.mu.groups[id]
-	delete(h.mu.groups, id)
-	h.metrics.groups.Set(float64(len(h.mu.groups)))
-	h.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("%w: %s", ErrGroupNotFound, id)
+// SetPeers replaces group id's replica->node map (after a configuration
+// change or a snapshot brought a new descriptor). The local replica keeps its
+// id; a map that puts it on another node is refused.
+func (h *Host) SetPeers(id GroupID, peers []Peer) error {
+	g, err := h.group(id)
+	if err != nil {
+		return err
 	}
-	g.mu.Lock()
-	g.mu.removed = true
-	g.mu.Unlock()
-	h.sched.remove(id)
+	pm := newPeerMap(peers)
+	if n := pm.node(g.self); n != 0 && n != h.cfg.NodeID {
+		return fmt.Errorf("raftgroup: %s: peer map puts local replica %s on %s", id, g.self, n)
+	}
+	if pm.node(g.self) == 0 {
+		pm = newPeerMap(append(slices.Clone(peers), Peer{Replica: g.self, Node: h.cfg.NodeID}))
+	}
+	g.peers.Store(pm)
+	// A leader learned before its replica was in the map is named now.
+	g.raftMu.Lock()
+	lead := g.rn.BasicStatus().Lead
+	g.raftMu.Unlock()
+	g.leader.Store(uint64(pm.node(ReplicaID(lead))))
 	return nil
+}
+
+// ReplicaID returns the local replica id of a hosted group.
+func (h *Host) ReplicaID(id GroupID) (ReplicaID, error) {
+	g, err := h.group(id)
+	if err != nil {
+		return 0, err
+	}
+	return g.self, nil
 }
 
 func (h *Host) group(id GroupID) (*group, error) {
@@ -314,7 +355,8 @@ func (h *Host) Propose(id GroupID, data []byte) error {
 }
 
 // ProposeConfChange proposes a configuration change (joint consensus when it
-// changes more than one voter). Apply sees the entry after it committed and
+// changes more than one voter). Its node ids are ReplicaIDs (raft peer ids);
+// call SetPeers so every replica's map knows a replica being added. Apply sees the entry after it committed and
 // the host applied it.
 func (h *Host) ProposeConfChange(id GroupID, cc *raftpb.ConfChangeV2) error {
 	return h.withRaft(id, func(g *group) error {
@@ -329,13 +371,17 @@ func (h *Host) ProposeConfChange(id GroupID, cc *raftpb.ConfChangeV2) error {
 }
 
 // TransferLeader asks the group's leader (this replica) to hand leadership to
-// node to.
+// the replica on node to.
 func (h *Host) TransferLeader(id GroupID, to NodeID) error {
 	return h.withRaft(id, func(g *group) error {
 		if st := g.rn.BasicStatus(); st.RaftState != raft.StateLeader {
-			return &NotLeaderError{Group: id, Leader: NodeID(st.Lead)}
+			return &NotLeaderError{Group: id, Leader: g.nodeOf(st.Lead)}
 		}
-		g.rn.TransferLeader(uint64(to))
+		r := g.replicaOn(to)
+		if r == 0 {
+			return fmt.Errorf("raftgroup: %s: transfer leader: %s holds no replica of the group", id, to)
+		}
+		g.rn.TransferLeader(uint64(r))
 		return nil
 	})
 }
@@ -370,7 +416,7 @@ func (h *Host) startReadIndex(id GroupID) (chan uint64, func(), func() error, er
 		g = gr
 		st := g.rn.BasicStatus()
 		if st.RaftState != raft.StateLeader {
-			return &NotLeaderError{Group: id, Leader: NodeID(st.Lead)}
+			return &NotLeaderError{Group: id, Leader: g.nodeOf(st.Lead)}
 		}
 		term = st.GetTerm()
 		g.mu.Lock()
@@ -390,7 +436,7 @@ func (h *Host) startReadIndex(id GroupID) (chan uint64, func(), func() error, er
 	lost := func() error {
 		return h.withRaft(id, func(gr *group) error {
 			if st := gr.rn.BasicStatus(); st.RaftState != raft.StateLeader || st.GetTerm() != term {
-				return &NotLeaderError{Group: id, Leader: NodeID(st.Lead)}
+				return &NotLeaderError{Group: id, Leader: gr.nodeOf(st.Lead)}
 			}
 			return nil
 		})
@@ -406,6 +452,8 @@ type Status struct {
 	Commit   uint64
 	Applied  uint64
 	IsLeader bool
+	// Voters and Learners are the nodes of the group's configuration (0 for
+	// a replica id missing from the peer map).
 	Voters   []NodeID
 	Learners []NodeID
 	// ActiveVoters, on a leader, counts the voters (itself included) it
@@ -430,7 +478,7 @@ func (h *Host) Status(id GroupID) (Status, error) {
 	g.raftMu.Unlock()
 	s := Status{
 		Group:    id,
-		Leader:   NodeID(st.Lead),
+		Leader:   g.nodeOf(st.Lead),
 		Term:     st.GetTerm(),
 		Commit:   st.GetCommit(),
 		Applied:  g.storage.appliedState().Index,
@@ -439,13 +487,13 @@ func (h *Host) Status(id GroupID) (Status, error) {
 		LeaderChanges: g.leaderChanges.Load(),
 	}
 	for v := range st.Config.Voters.IDs() {
-		s.Voters = append(s.Voters, NodeID(v))
+		s.Voters = append(s.Voters, g.nodeOf(v))
 		if pr, ok := st.Progress[v]; s.IsLeader && ok && (pr.RecentActive || v == st.ID) {
 			s.ActiveVoters++
 		}
 	}
 	for l := range st.Config.Learners {
-		s.Learners = append(s.Learners, NodeID(l))
+		s.Learners = append(s.Learners, g.nodeOf(l))
 	}
 	return s, nil
 }
@@ -461,12 +509,18 @@ func (h *Host) Leader(id GroupID) (NodeID, error) {
 
 // HandleMessages implements MessageHandler: it steps each message into its
 // group, creating an empty replica for an unknown group when a leader talks
-// to it and Config.NewReplica allows it.
+// to it and Config.NewReplica allows it. from is the node the stream
+// authenticated as; a message is stepped only when its To is the local
+// replica and its From is from's replica in the group (else it is dropped
+// and counted by reason).
 func (h *Host) HandleMessages(from NodeID, msgs []GroupMessage) {
 	for _, m := range msgs {
-		g, err := h.groupForMessage(m.Group, m.Message)
+		g, reason, err := h.groupForMessage(from, m.Group, m.Message)
 		if err != nil || g == nil {
-			h.metrics.messagesIgnored.Inc()
+			h.metrics.dropped(reason)
+			if err != nil {
+				h.log.Debug("raft message dropped", "group", m.Group, "from", from, "err", err)
+			}
 			continue
 		}
 		g.raftMu.Lock()
@@ -479,33 +533,84 @@ func (h *Host) HandleMessages(from NodeID, msgs []GroupMessage) {
 	}
 }
 
-func (h *Host) groupForMessage(id GroupID, m *raftpb.Message) (*group, error) {
+// groupForMessage returns the group a message from node from may be stepped
+// into, or nil and the reason to drop it. A group not hosted here is created
+// (Config.NewReplica) as replica m.To when a leader talks to it and the
+// group's tombstone allows that replica id.
+func (h *Host) groupForMessage(from NodeID, id GroupID, m *raftpb.Message) (*group, string, error) {
+	to, sender := ReplicaID(m.GetTo()), ReplicaID(m.GetFrom())
 	h.mu.RLock()
 	g := h.mu.groups[id]
 	h.mu.RUnlock()
-	if g != nil || h.cfg.NewReplica == nil || h.closed.Load() {
-		return g, nil
+	if g != nil {
+		return admit(g, from, to, sender)
+	}
+	if h.closed.Load() {
+		return nil, dropNoGroup, nil
+	}
+	h.mu.Lock()
+	ts, err := h.tombstoneLocked(id)
+	h.mu.Unlock()
+	if err != nil {
+		return nil, dropNoGroup, err
+	}
+	if to < ts {
+		return nil, dropTombstoned, nil
+	}
+	if h.cfg.NewReplica == nil || to == 0 || sender == 0 {
+		return nil, dropNoGroup, nil
 	}
 	switch m.GetType() {
 	case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:
 	default:
-		return nil, nil
+		return nil, dropNoGroup, nil
 	}
-	sm, ok := h.cfg.NewReplica(id)
+	sm, ok := h.cfg.NewReplica(id, to)
 	if !ok {
-		return nil, nil
+		return nil, dropNoGroup, nil
 	}
-	if err := h.CreateGroup(id, sm); err != nil && !errors.Is(err, ErrGroupExists) {
-		return nil, err
+	// The new replica knows itself and the leader that talks to it; the
+	// rest of the map comes with the descriptor (SetPeers).
+	peers := []Peer{{Replica: to, Node: h.cfg.NodeID}, {Replica: sender, Node: from}}
+	if err := h.CreateGroup(id, to, peers, sm); err != nil && !errors.Is(err, ErrGroupExists) {
+		return nil, dropNoGroup, err
 	}
-	return h.group(id)
+	g, err = h.group(id)
+	if err != nil {
+		return nil, dropNoGroup, err
+	}
+	return admit(g, from, to, sender)
+}
+
+func admit(g *group, from NodeID, to, sender ReplicaID) (*group, string, error) {
+	if reason := checkPeers(g, from, to, sender); reason != "" {
+		return nil, reason, nil
+	}
+	return g, "", nil
+}
+
+// checkPeers returns why a message from node from, from replica sender to
+// replica to, must not reach g ("" when it may).
+func checkPeers(g *group, from NodeID, to, sender ReplicaID) string {
+	if to != g.self {
+		return dropStaleReplica
+	}
+	switch n := g.nodeOf(uint64(sender)); {
+	case n == 0:
+		return dropUnknownSender
+	case n != from:
+		return dropWrongSender
+	}
+	return ""
 }
 
 // HandleUnreachable implements MessageHandler.
 func (h *Host) HandleUnreachable(to NodeID, groups []GroupID) {
 	for _, id := range groups {
 		_ = h.withRaft(id, func(g *group) error {
-			g.rn.ReportUnreachable(uint64(to))
+			if r := g.replicaOn(to); r != 0 {
+				g.rn.ReportUnreachable(uint64(r))
+			}
 			return nil
 		})
 	}

@@ -126,6 +126,7 @@ func TestConfChangeThroughLearner(t *testing.T) {
 	// A fourth node with no state: it creates the replica when the leader
 	// contacts it.
 	c.startNode(4, t.TempDir(), nil)
+	c.addMember(4)
 
 	change := func(ccs ...*raftpb.ConfChangeSingle) {
 		t.Helper()
@@ -152,7 +153,7 @@ func TestConfChangeThroughLearner(t *testing.T) {
 		return v, l
 	}
 	single := func(typ raftpb.ConfChangeType, id NodeID) *raftpb.ConfChangeSingle {
-		return &raftpb.ConfChangeSingle{Type: typ.Enum(), NodeId: proto.Uint64(uint64(id))}
+		return &raftpb.ConfChangeSingle{Type: typ.Enum(), NodeId: proto.Uint64(uint64(testReplica(g, id)))}
 	}
 
 	change(single(raftpb.ConfChangeAddLearnerNode, 4))
@@ -162,6 +163,11 @@ func TestConfChangeThroughLearner(t *testing.T) {
 		}
 		if c.node(4).sm(g) == nil || c.node(4).sm(g).appliedIndex() < c.node(1).sm(g).appliedIndex() {
 			return errNotYet("n4 not caught up")
+		}
+		// The new replica knew only itself and its leader; the rest of
+		// the map comes with the descriptor in a real store.
+		if err := c.node(4).host.SetPeers(g, c.peers(g)); err != nil {
+			return err
 		}
 		return nil
 	})

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -141,7 +142,40 @@ type testCluster struct {
 	nodes   map[NodeID]*hostNode
 	cut     sync.Map // NodeID -> bool: partitioned away
 	groups  []GroupID
+	members []NodeID // nodes in every group's peer map (guarded by mu)
 	nextReq atomic.Uint64
+}
+
+// testReplica is node n's replica id in group g: never equal to a node id
+// (so every test exercises the replica -> node mapping) and different per
+// group.
+func testReplica(g GroupID, n NodeID) ReplicaID { return ReplicaID(10*uint64(n) + uint64(g)%10) }
+
+// peers is group g's peer map over the cluster's members.
+func (c *testCluster) peers(g GroupID) []Peer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Peer
+	for _, n := range c.members {
+		out = append(out, Peer{Replica: testReplica(g, n), Node: n})
+	}
+	return out
+}
+
+// addMember puts node n into every group's peer map on the running hosts.
+func (c *testCluster) addMember(n NodeID) {
+	c.mu.Lock()
+	c.members = append(c.members, n)
+	nodes := make([]*hostNode, 0, len(c.nodes))
+	for _, nd := range c.nodes {
+		nodes = append(nodes, nd)
+	}
+	c.mu.Unlock()
+	for _, nd := range nodes {
+		for _, g := range c.groups {
+			_ = nd.host.SetPeers(g, c.peers(g)) // a group not hosted there yet is fine
+		}
+	}
 }
 
 func testConfig() Config {
@@ -159,16 +193,19 @@ func testConfig() Config {
 // newTestCluster starts n hosts with groups 1..groups, all on voters 1..n.
 func newTestCluster(t testing.TB, n, groups int, cfgMut func(*Config)) *testCluster {
 	c := &testCluster{t: t, cfgMut: cfgMut, addrs: map[NodeID]string{}, nodes: map[NodeID]*hostNode{}}
-	var voters []NodeID
 	for i := 1; i <= n; i++ {
-		voters = append(voters, NodeID(i))
+		c.members = append(c.members, NodeID(i))
 	}
 	for g := 1; g <= groups; g++ {
 		c.groups = append(c.groups, GroupID(g))
 	}
-	for _, id := range voters {
+	for _, id := range slices.Clone(c.members) {
 		c.startNode(id, filepath.Join(t.TempDir(), id.String()), func(nd *hostNode) {
 			for _, g := range c.groups {
+				var voters []ReplicaID
+				for _, p := range c.peers(g) {
+					voters = append(voters, p.Replica)
+				}
 				if err := nd.host.Bootstrap(g, voters); err != nil {
 					t.Fatal(err)
 				}
@@ -225,7 +262,7 @@ func (c *testCluster) startNode(id NodeID, dir string, bootstrap func(*hostNode)
 		_, b := c.cut.Load(to)
 		return a || b
 	}}
-	cfg.NewReplica = func(g GroupID) (StateMachine, bool) {
+	cfg.NewReplica = func(g GroupID, _ ReplicaID) (StateMachine, bool) {
 		sm := newTestSM(g, eng)
 		nd.mu.Lock()
 		nd.sms[g] = sm
@@ -252,7 +289,7 @@ func (c *testCluster) startNode(id NodeID, dir string, bootstrap func(*hostNode)
 		nd.mu.Lock()
 		nd.sms[g] = sm
 		nd.mu.Unlock()
-		if err := h.CreateGroup(g, sm); err != nil {
+		if err := h.CreateGroup(g, testReplica(g, id), c.peers(g), sm); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -13,7 +13,7 @@ type hostMetrics struct {
 	groups            prometheus.Gauge
 	confChanges       prometheus.Counter
 	logTruncations    prometheus.Counter
-	messagesIgnored   prometheus.Counter
+	messagesDropped   *prometheus.CounterVec
 	snapshotsSent     prometheus.Counter
 	snapshotsFailed   prometheus.Counter
 	snapshotsReceived prometheus.Counter
@@ -47,9 +47,12 @@ func newHostMetrics(reg prometheus.Registerer) *hostMetrics {
 		groups: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tessera_raft_groups", Help: "Raft groups hosted on this node.",
 		}),
-		confChanges:       counter("conf_changes_applied_total", "Configuration changes applied."),
-		logTruncations:    counter("log_truncations_total", "Raft log truncations."),
-		messagesIgnored:   counter("messages_ignored_total", "Messages for groups this node does not host."),
+		confChanges:    counter("conf_changes_applied_total", "Configuration changes applied."),
+		logTruncations: counter("log_truncations_total", "Raft log truncations."),
+		messagesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tessera_raft_messages_dropped_total",
+			Help: "Raft messages the host dropped instead of stepping or sending, by reason (no_group, stale_replica, tombstoned, unknown_sender, wrong_sender, unknown_replica).",
+		}, []string{"reason"}),
 		snapshotsSent:     counter("snapshots_sent_total", "Replica snapshots sent."),
 		snapshotsFailed:   counter("snapshots_send_failed_total", "Replica snapshots that failed to send."),
 		snapshotsReceived: counter("snapshots_received_total", "Replica snapshots received and staged."),
@@ -57,8 +60,30 @@ func newHostMetrics(reg prometheus.Registerer) *hostMetrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.proposals, m.proposalsDropped, m.syncLatency, m.syncedBatches, m.entriesPerBatch,
-			m.groupsPerBatch, m.leaderChanges, m.groups, m.confChanges, m.logTruncations, m.messagesIgnored,
+			m.groupsPerBatch, m.leaderChanges, m.groups, m.confChanges, m.logTruncations, m.messagesDropped,
 			m.snapshotsSent, m.snapshotsFailed, m.snapshotsReceived, m.snapshotsApplied)
 	}
 	return m
 }
+
+// Reasons a raft message is dropped (the bounded "reason" label of
+// tessera_raft_messages_dropped_total).
+const (
+	// dropNoGroup: the group is not hosted here and no replica was created.
+	dropNoGroup = "no_group"
+	// dropStaleReplica: addressed to a replica id other than the local one
+	// (an older or newer incarnation of the replica on this node).
+	dropStaleReplica = "stale_replica"
+	// dropTombstoned: addressed to a replica id below the group's tombstone.
+	dropTombstoned = "tombstoned"
+	// dropUnknownSender: the From replica is not in the group's peer map.
+	dropUnknownSender = "unknown_sender"
+	// dropWrongSender: the From replica belongs to another node than the
+	// one the stream authenticated as.
+	dropWrongSender = "wrong_sender"
+	// dropUnknownReplica: an outgoing message for a replica id the group's
+	// peer map does not know (no node to send it to).
+	dropUnknownReplica = "unknown_replica"
+)
+
+func (m *hostMetrics) dropped(reason string) { m.messagesDropped.WithLabelValues(reason).Inc() }

@@ -195,8 +195,7 @@ func (h *Host) sendLeaderAppends(works []*readyWork) {
 		}
 		w.sentEarly = true
 		for _, m := range w.rd.Messages {
-			to := NodeID(m.GetTo())
-			byPeer[to] = append(byPeer[to], GroupMessage{Group: w.g.id, Message: m})
+			h.addressed(byPeer, w.g, m)
 		}
 	}
 	for to, msgs := range byPeer {
@@ -217,13 +216,24 @@ func (h *Host) send(works []*readyWork) {
 				h.sendSnapshotAsync(w.g, m)
 				continue
 			}
-			to := NodeID(m.GetTo())
-			byPeer[to] = append(byPeer[to], GroupMessage{Group: w.g.id, Message: m})
+			h.addressed(byPeer, w.g, m)
 		}
 	}
 	for to, msgs := range byPeer {
 		h.transport.Send(to, msgs...)
 	}
+}
+
+// addressed files m under the node holding its To replica; a message for a
+// replica the group's peer map does not know is dropped and counted (raft
+// resends: heartbeats and appends repeat until the map learns the replica).
+func (h *Host) addressed(byPeer map[NodeID][]GroupMessage, g *group, m *raftpb.Message) {
+	to := g.nodeOf(m.GetTo())
+	if to == 0 {
+		h.metrics.dropped(dropUnknownReplica)
+		return
+	}
+	byPeer[to] = append(byPeer[to], GroupMessage{Group: g.id, Message: m})
 }
 
 func (h *Host) observeSoftState(w *readyWork) {
@@ -233,7 +243,7 @@ func (h *Host) observeSoftState(w *readyWork) {
 	g := w.g
 	lead := w.rd.SoftState.Lead
 	isLeader := w.rd.SoftState.RaftState == raft.StateLeader
-	g.leader.Store(lead)
+	g.leader.Store(uint64(g.nodeOf(lead)))
 	g.mu.Lock()
 	changed := g.mu.lastLead != lead || g.mu.lastTerm != w.status.GetTerm() || g.mu.wasLeader != isLeader
 	if g.mu.lastLead != lead && lead != 0 {
@@ -243,7 +253,7 @@ func (h *Host) observeSoftState(w *readyWork) {
 	g.mu.lastLead, g.mu.lastTerm, g.mu.wasLeader = lead, w.status.GetTerm(), isLeader
 	g.mu.Unlock()
 	if changed {
-		g.sm.LeaderChanged(NodeID(lead), w.status.GetTerm(), isLeader)
+		g.sm.LeaderChanged(g.nodeOf(lead), w.status.GetTerm(), isLeader)
 	}
 }
 

@@ -30,6 +30,9 @@ type scheduler struct {
 	}
 	cond     *sync.Cond
 	maxRound int
+	// idle wakes waitIdle callers when a worker releases groups.
+	idle        *sync.Cond
+	idleWaiters int // guarded by mu
 }
 
 type scheduled struct {
@@ -41,6 +44,7 @@ func newScheduler(maxRound int) *scheduler {
 	s := &scheduler{maxRound: maxRound}
 	s.mu.state = make(map[GroupID]*schedState)
 	s.cond = sync.NewCond(&s.mu.Mutex)
+	s.idle = sync.NewCond(&s.mu.Mutex)
 	return s
 }
 
@@ -131,9 +135,29 @@ func (s *scheduler) done(held []scheduled) {
 			n++
 		}
 	}
+	if s.idleWaiters > 0 {
+		s.idle.Broadcast()
+	}
 	s.mu.Unlock()
 	if n > 0 {
 		s.cond.Broadcast()
+	}
+}
+
+// waitIdle returns once no worker holds group id (a worker that took it
+// before the caller removed it from the host has finished its round). It
+// must not be called from a worker.
+func (s *scheduler) waitIdle(id GroupID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		st := s.mu.state[id]
+		if st == nil || !st.processing || s.mu.stopped {
+			return
+		}
+		s.idleWaiters++
+		s.idle.Wait()
+		s.idleWaiters--
 	}
 }
 
@@ -152,4 +176,5 @@ func (s *scheduler) stop() {
 	s.mu.stopped = true
 	s.mu.Unlock()
 	s.cond.Broadcast()
+	s.idle.Broadcast()
 }

@@ -43,13 +43,13 @@ func (h *Host) sendSnapshotAsync(g *group, m *raftpb.Message) {
 			case <-ctx.Done():
 			}
 		}()
-		to := NodeID(m.GetTo())
+		to := m.GetTo()
 		err := h.streamSnapshot(ctx, g, m)
 		status := raft.SnapshotFinish
 		if err != nil {
 			status = raft.SnapshotFailure
 			h.metrics.snapshotsFailed.Inc()
-			g.log.Warn("snapshot send failed", "to", to, "err", err)
+			g.log.Warn("snapshot send failed", "to", ReplicaID(to), "node", g.nodeOf(to), "err", err)
 		} else {
 			h.metrics.snapshotsSent.Inc()
 		}
@@ -99,7 +99,12 @@ func (h *Host) streamSnapshot(ctx context.Context, g *group, m *raftpb.Message) 
 		Term:      proto.Uint64(as.Term),
 		ConfState: as.ConfState,
 	}}
-	return h.transport.SendSnapshot(ctx, NodeID(m.GetTo()), SnapshotHeader{Group: g.id, Message: msg}, io.MultiReader(readers...))
+	node := g.nodeOf(m.GetTo())
+	if node == 0 {
+		h.metrics.dropped(dropUnknownReplica)
+		return fmt.Errorf("raftgroup: %s: snapshot for unknown replica %s", g.id, ReplicaID(m.GetTo()))
+	}
+	return h.transport.SendSnapshot(ctx, node, SnapshotHeader{Group: g.id, Message: msg}, io.MultiReader(readers...))
 }
 
 type bytesReaderT struct {
@@ -127,12 +132,16 @@ func (h *Host) HandleSnapshot(ctx context.Context, from NodeID, hd SnapshotHeade
 	if m.GetType() != raftpb.MsgSnap || m.GetSnapshot().GetMetadata().GetIndex() == 0 {
 		return errors.New("raftgroup: snapshot header is not a MsgSnap with an index")
 	}
-	g, err := h.groupForMessage(hd.Group, m)
+	g, reason, err := h.groupForMessage(from, hd.Group, m)
 	if err != nil {
 		return err
 	}
 	if g == nil {
-		return fmt.Errorf("%w: %s", ErrGroupNotFound, hd.Group)
+		h.metrics.dropped(reason)
+		if reason == dropNoGroup {
+			return fmt.Errorf("%w: %s", ErrGroupNotFound, hd.Group)
+		}
+		return fmt.Errorf("raftgroup: %s: snapshot from %s (%s) to %s dropped: %s", hd.Group, ReplicaID(m.GetFrom()), from, ReplicaID(m.GetTo()), reason)
 	}
 	dir, err := os.MkdirTemp(h.cfg.SnapshotDir, fmt.Sprintf("recv-%d-", hd.Group))
 	if err != nil {

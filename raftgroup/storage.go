@@ -45,7 +45,7 @@ var _ raft.Storage = (*logStorage)(nil)
 
 // writeBootstrap writes the initial state of a group with the given voters.
 // It fails if the group already has state.
-func writeBootstrap(eng *engine.Engine, g GroupID, voters []NodeID) error {
+func writeBootstrap(eng *engine.Engine, g GroupID, voters []ReplicaID) error {
 	if _, err := eng.Get(engine.LocalGroupKey(uint64(g), engine.KindHardState)); err == nil {
 		return fmt.Errorf("raftgroup: bootstrap %s: group already has state", g)
 	}

@@ -20,5 +20,5 @@ func (h *Host) Term(id GroupID) (TermStatus, error) {
 	g.raftMu.Lock()
 	st := g.rn.BasicStatus()
 	g.raftMu.Unlock()
-	return TermStatus{Term: st.GetTerm(), Leader: NodeID(st.Lead), IsLeader: st.RaftState == raft.StateLeader}, nil
+	return TermStatus{Term: st.GetTerm(), Leader: g.nodeOf(st.Lead), IsLeader: st.RaftState == raft.StateLeader}, nil
 }

@@ -1003,7 +1003,7 @@ func decodeRaftBatch(self NodeID, b *raftrpc.RaftBatch, drop func(from, to NodeI
 		}
 		err := proto.Unmarshal(rm.GetMessage(), slot.Message)
 		if err == nil {
-			err = checkAddressed(slot.Message, d.from, self)
+			err = checkReplicas(slot.Message)
 		}
 		if err != nil {
 			if d.invalid == 0 {
@@ -1022,12 +1022,14 @@ func decodeRaftBatch(self NodeID, b *raftrpc.RaftBatch, drop func(from, to NodeI
 	return d, nil
 }
 
-// checkAddressed verifies that a received raft message travels from `from`
-// to `to`, as the stream it came on does.
-func checkAddressed(m *raftpb.Message, from, to NodeID) error {
-	if NodeID(m.GetTo()) != to || NodeID(m.GetFrom()) != from {
-		return fmt.Errorf("raft message %s from %s to %s on a stream from %s to %s",
-			m.GetType(), NodeID(m.GetFrom()), NodeID(m.GetTo()), from, to)
+// checkReplicas verifies that a received raft message names both replicas.
+// Its To and From are replica ids, which only the group's peer map ties to
+// nodes: the Host checks them against the stream's nodes (HandleMessages,
+// HandleSnapshot).
+func checkReplicas(m *raftpb.Message) error {
+	if m.GetTo() == 0 || m.GetFrom() == 0 {
+		return fmt.Errorf("raft message %s from %s to %s: replica id 0",
+			m.GetType(), ReplicaID(m.GetFrom()), ReplicaID(m.GetTo()))
 	}
 	return nil
 }
@@ -1157,7 +1159,7 @@ func decodeSnapshotHeader(self NodeID, hdr *raftrpc.SnapshotHeader, h *SnapshotH
 	if h.Message.GetType() != raftpb.MsgSnap {
 		return 0, fmt.Errorf("raftgroup: snapshot header for %s carries %s, not MsgSnap", h.Group, h.Message.GetType())
 	}
-	if err := checkAddressed(h.Message, from, self); err != nil {
+	if err := checkReplicas(h.Message); err != nil {
 		return 0, fmt.Errorf("raftgroup: snapshot header for %s: %w", h.Group, err)
 	}
 	return from, nil

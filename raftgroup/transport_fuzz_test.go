@@ -73,7 +73,8 @@ func FuzzDecodeRaftBatch(f *testing.F) {
 			t.Fatalf("invalid %d with error %v", d.invalid, d.invalidErr)
 		}
 		for _, m := range d.msgs {
-			if m.Message == nil || NodeID(m.Message.GetTo()) != self || NodeID(m.Message.GetFrom()) != d.from {
+			// To and From are replica ids: the Host ties them to nodes.
+			if m.Message == nil || m.Message.GetTo() == 0 || m.Message.GetFrom() == 0 {
 				t.Fatalf("delivered a misaddressed message: %v", m.Message)
 			}
 			// What was delivered re-encodes (raft may re-send or persist it).

@@ -727,11 +727,11 @@ func TestTransportMalformedInput(t *testing.T) {
 		}
 		return &raftrpc.RaftMessage{GroupId: 4, Message: b}
 	}
-	misaddressed, _ := proto.Marshal(testMsg(1, 3, 99))
+	misaddressed, _ := proto.Marshal(testMsg(1, 0, 99))
 	batch := &raftrpc.RaftBatch{FromNode: 1, ToNode: 2, Messages: []*raftrpc.RaftMessage{
 		{GroupId: 4, Message: []byte{0xff, 0xff, 0xff, 0xff, 0xff}}, // not a protobuf
 		good(0),
-		{GroupId: 4, Message: misaddressed}, // raft To disagrees with the batch
+		{GroupId: 4, Message: misaddressed}, // no To replica
 		{GroupId: 4, Message: []byte{0x0a, 0x80}}, // truncated
 		good(1),
 	}}

@@ -211,7 +211,7 @@ func (c *Closer) round(ctx context.Context, only map[uint64]bool) {
 			continue
 		}
 		pr.p = p
-		for _, n := range pr.rep.Descriptor().GetReplicas() {
+		for _, n := range shard.ReplicaNodes(pr.rep.Descriptor()) {
 			pr.voters = append(pr.voters, raftgroup.NodeID(n))
 			if raftgroup.NodeID(n) != self {
 				perNode[raftgroup.NodeID(n)] = append(perNode[raftgroup.NodeID(n)], closedProto(id, p))

@@ -11,6 +11,7 @@ import (
 	"github.com/tesseradb/tessera/engine"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
+	"github.com/tesseradb/tessera/shard"
 )
 
 // Mismatch is a replica whose state at a revision differs from the
@@ -51,7 +52,7 @@ func (m *Maintenance) CheckCorruption(ctx context.Context) ([]Mismatch, error) {
 			continue
 		}
 		hashes := map[raftgroup.NodeID]uint32{m.r.nodes.Self(): own.Hash}
-		for _, n := range d.GetReplicas() {
+		for _, n := range shard.ReplicaNodes(d) {
 			id := raftgroup.NodeID(n)
 			if id == m.r.nodes.Self() {
 				continue

@@ -167,7 +167,7 @@ func neverSent(err error) bool {
 func (r *Router) pickTarget(desc *tesserapb.RangeDescriptor, serial bool, tried map[raftgroup.NodeID]bool) raftgroup.NodeID {
 	self := r.nodes.Self()
 	if serial {
-		for _, id := range desc.GetReplicas() {
+		for _, id := range shard.ReplicaNodes(desc) {
 			if raftgroup.NodeID(id) == self && !tried[self] {
 				return self
 			}
@@ -176,12 +176,12 @@ func (r *Router) pickTarget(desc *tesserapb.RangeDescriptor, serial bool, tried 
 	if l := r.cache.Leader(desc.GetRangeId()); l != 0 && !tried[l] {
 		return l
 	}
-	for _, id := range desc.GetReplicas() {
+	for _, id := range shard.ReplicaNodes(desc) {
 		if raftgroup.NodeID(id) == self && !tried[self] {
 			return self
 		}
 	}
-	for _, id := range desc.GetReplicas() {
+	for _, id := range shard.ReplicaNodes(desc) {
 		if !tried[raftgroup.NodeID(id)] {
 			return raftgroup.NodeID(id)
 		}

@@ -118,7 +118,7 @@ func (r *Router) resolvedIndex(ctx context.Context, d *tesserapb.RangeDescriptor
 	if hint != 0 {
 		order = append(order, hint)
 	}
-	for _, n := range d.GetReplicas() {
+	for _, n := range shard.ReplicaNodes(d) {
 		if id := raftgroup.NodeID(n); id != r.nodes.Self() && !slices.Contains(order, id) {
 			order = append(order, id)
 		}

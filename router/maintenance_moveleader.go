@@ -12,6 +12,7 @@ import (
 	"github.com/tesseradb/tessera/placement"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
+	"github.com/tesseradb/tessera/shard"
 )
 
 // MoveLeader implements etcd's Maintenance.MoveLeader (etcdctl
@@ -58,7 +59,7 @@ func (m *Maintenance) MoveLeader(ctx context.Context, req *pb.MoveLeaderRequest)
 	moved := 0
 	for _, d := range m.r.cache.Ranges() {
 		rep := m.r.replicas.Replica(d.GetRangeId())
-		if rep == nil || !rep.Status().IsLeader || !slices.Contains(d.GetReplicas(), uint64(target)) || target == self {
+		if rep == nil || !rep.Status().IsLeader || !shard.HasReplicaOn(d, target) || target == self {
 			continue
 		}
 		if err := move(d.GetRangeId()); err != nil {

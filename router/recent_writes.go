@@ -8,6 +8,7 @@ import (
 	"github.com/tesseradb/tessera/engine"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
+	"github.com/tesseradb/tessera/shard"
 )
 
 // InternalMaintenance serves tesserapb.InternalMaintenance to peers.
@@ -73,7 +74,7 @@ func (r *Router) recentWrites(ctx context.Context, d *tesserapb.RangeDescriptor,
 		return rep.RecentWrites(n)
 	}
 	var lastErr error
-	for _, id := range d.GetReplicas() {
+	for _, id := range shard.ReplicaNodes(d) {
 		conn, err := r.nodes.Conn(raftgroup.NodeID(id))
 		if err != nil {
 			lastErr = err

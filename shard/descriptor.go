@@ -6,6 +6,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/tesseradb/tessera/proto/tesserapb"
+	"github.com/tesseradb/tessera/raftgroup"
 )
 
 // ContainsKey reports whether key is in the descriptor's span.
@@ -58,4 +59,65 @@ func OpWithinDescriptor(d *tesserapb.RangeDescriptor, op *pb.RequestOp) bool {
 		return true
 	}
 	return false
+}
+
+// Replica helpers: the one place that reads a descriptor's replica list, so
+// code elsewhere asks for nodes or raft peers and never walks it itself.
+
+// ReplicaNodes returns the nodes holding a replica of d, in descriptor order.
+func ReplicaNodes(d *tesserapb.RangeDescriptor) []raftgroup.NodeID {
+	out := make([]raftgroup.NodeID, 0, len(d.GetReplicas()))
+	for _, r := range d.GetReplicas() {
+		out = append(out, raftgroup.NodeID(r.GetNodeId()))
+	}
+	return out
+}
+
+// ReplicaOn returns node n's replica of d, or nil when n holds none.
+func ReplicaOn(d *tesserapb.RangeDescriptor, n raftgroup.NodeID) *tesserapb.ReplicaDescriptor {
+	for _, r := range d.GetReplicas() {
+		if raftgroup.NodeID(r.GetNodeId()) == n {
+			return r
+		}
+	}
+	return nil
+}
+
+// HasReplicaOn reports whether node n holds a replica of d.
+func HasReplicaOn(d *tesserapb.RangeDescriptor, n raftgroup.NodeID) bool {
+	return ReplicaOn(d, n) != nil
+}
+
+// RaftPeers returns d's replicas as its raft group's peer map.
+func RaftPeers(d *tesserapb.RangeDescriptor) []raftgroup.Peer {
+	out := make([]raftgroup.Peer, 0, len(d.GetReplicas()))
+	for _, r := range d.GetReplicas() {
+		out = append(out, raftgroup.Peer{Replica: raftgroup.ReplicaID(r.GetReplicaId()), Node: raftgroup.NodeID(r.GetNodeId())})
+	}
+	return out
+}
+
+// RaftVoters returns the replica ids of d's voters (the initial
+// configuration of its raft group).
+func RaftVoters(d *tesserapb.RangeDescriptor) []raftgroup.ReplicaID {
+	var out []raftgroup.ReplicaID
+	for _, r := range d.GetReplicas() {
+		if r.GetType() == tesserapb.ReplicaType_VOTER {
+			out = append(out, raftgroup.ReplicaID(r.GetReplicaId()))
+		}
+	}
+	return out
+}
+
+// NewReplicas builds a descriptor's replica list for voters on nodes, with
+// replica ids first, first+1, … in that order; it returns the list and the
+// next unused replica id.
+func NewReplicas(nodes []raftgroup.NodeID, first raftgroup.ReplicaID) ([]*tesserapb.ReplicaDescriptor, uint64) {
+	out := make([]*tesserapb.ReplicaDescriptor, 0, len(nodes))
+	id := first
+	for _, n := range nodes {
+		out = append(out, &tesserapb.ReplicaDescriptor{NodeId: uint64(n), ReplicaId: uint64(id), Type: tesserapb.ReplicaType_VOTER})
+		id++
+	}
+	return out, uint64(id)
 }

@@ -24,7 +24,7 @@ type hashReplica struct {
 	index uint64
 }
 
-var hashTestDesc = &tesserapb.RangeDescriptor{RangeId: 2, StartKey: []byte("a"), EndKey: []byte("m"), Replicas: []uint64{1, 2, 3}, Generation: 1}
+var hashTestDesc = &tesserapb.RangeDescriptor{RangeId: 2, StartKey: []byte("a"), EndKey: []byte("m"), Replicas: func() []*tesserapb.ReplicaDescriptor { r, _ := NewReplicas([]raftgroup.NodeID{1, 2, 3}, 1); return r }(), Generation: 1}
 
 func newHashReplica(t *testing.T) *hashReplica {
 	t.Helper()

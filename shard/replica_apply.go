@@ -13,6 +13,7 @@ import (
 
 	"github.com/tesseradb/tessera/engine"
 	"github.com/tesseradb/tessera/proto/tesserapb"
+	"github.com/tesseradb/tessera/raftgroup"
 )
 
 // applyResult is the outcome of a command this replica proposed.
@@ -234,16 +235,33 @@ func (r *Replica) Applied(index uint64) {
 // SnapshotApplied implements raftgroup.StateMachine.
 func (r *Replica) SnapshotApplied(index uint64) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if err := r.loadLocked(); err != nil {
+		r.mu.Unlock()
 		return err
 	}
 	r.mu.applied = index
 	r.mu.publishedRev = r.mu.appliedRev
 	r.advanceClosedLocked()
 	r.notifyLocked()
+	desc := r.mu.desc
+	r.mu.Unlock()
+	// The snapshot brought the descriptor the group now runs under: its
+	// replicas are the group's peer map (a replica created empty by a
+	// leader's message knew only itself and that leader).
+	if ps, ok := r.cfg.Raft.(peerSetter); ok {
+		if err := ps.SetPeers(r.group, RaftPeers(desc)); err != nil {
+			return fmt.Errorf("shard: %s: peers after snapshot: %w", r.group, err)
+		}
+	}
 	return nil
 }
+
+// peerSetter is the part of the raft host that takes a group's peer map.
+type peerSetter interface {
+	SetPeers(id raftgroup.GroupID, peers []raftgroup.Peer) error
+}
+
+var _ peerSetter = (*raftgroup.Host)(nil)
 
 // compactLoop drops history below compaction revisions, in the background:
 // reads below the compaction revision are refused from the moment the

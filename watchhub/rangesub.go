@@ -15,6 +15,7 @@ import (
 	"github.com/tesseradb/tessera/internal/backoff"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
+	"github.com/tesseradb/tessera/shard"
 )
 
 // rangeSub is the hub's subscription to one range's feed. Its fields other
@@ -125,7 +126,7 @@ func feedTarget(r Ranges, d *tesserapb.RangeDescriptor, attempt int) raftgroup.N
 	if l := r.Leader(d.GetRangeId()); l != 0 && attempt%2 == 0 {
 		return l
 	}
-	reps := d.GetReplicas()
+	reps := shard.ReplicaNodes(d)
 	if len(reps) == 0 {
 		return 0
 	}

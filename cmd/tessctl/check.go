@@ -140,7 +140,7 @@ func checkRange(ctx context.Context, view *clusterView, ri rangeInfo) rangeCheck
 func askHashes(ctx context.Context, view *clusterView, ri rangeInfo) []replicaHashes {
 	out := make([]replicaHashes, len(ri.Replicas))
 	var wg sync.WaitGroup
-	for i, node := range ri.Replicas {
+	for i, node := range ri.nodes() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -129,8 +129,16 @@ func TestAgainstCluster(t *testing.T) {
 		if r.Span != wantSpans[i] || r.Meta != (i == 0) || r.ID != uint64(i+1) {
 			t.Errorf("range #%d: id %d meta %v span %s; want id %d span %s", i, r.ID, r.Meta, r.Span, i+1, wantSpans[i])
 		}
-		if !slices.Equal(r.Replicas, []uint64{1, 2, 3}) || !slices.Contains(r.Replicas, r.Leader) {
-			t.Errorf("range %d: replicas %v, leader %d", r.ID, r.Replicas, r.Leader)
+		// InitialLayout gives replica ids 1..3 in round-robin order:
+		// range i's replica 1 is on node (i-2) mod 3 + 1.
+		want := []replicaRef{{1, 1, "voter"}, {2, 2, "voter"}, {3, 3, "voter"}}
+		if !r.Meta {
+			for j := range want {
+				want[j].Replica = uint64((j-int(r.ID)+2+3)%3 + 1)
+			}
+		}
+		if !slices.Equal(r.Replicas, want) || !slices.Contains(r.nodes(), r.Leader) {
+			t.Errorf("range %d: replicas %v, want %v; leader %d", r.ID, r.Replicas, want, r.Leader)
 		}
 		if *r.AppliedIndex == 0 {
 			t.Errorf("range %d: applied index 0", r.ID)
@@ -148,13 +156,13 @@ func TestAgainstCluster(t *testing.T) {
 	out, stderr, code := tc.tessctl(t, "ranges")
 	table, legend, _ := strings.Cut(out, "\n\n")
 	lines := strings.Split(table, "\n")
-	if code != 0 || stderr != "" || len(lines) != 6 || !strings.HasPrefix(legend, "RESOLVED: ") {
+	if code != 0 || stderr != "" || len(lines) != 6 || !strings.HasPrefix(legend, "REPLICAS: ") {
 		t.Fatalf("ranges: exit status %d, stderr %q, stdout:\n%s", code, stderr, out)
 	}
 	col := strings.Index(lines[0], "REPLICAS")
-	for _, l := range lines[1:] {
-		if !strings.HasPrefix(l[col:], "1,2,3 ") {
-			t.Errorf("ranges table not aligned:\n%s", out)
+	for i, l := range lines[1:] {
+		if !strings.HasPrefix(l[col:], joinReplicas(ranges[i].Replicas)+" ") {
+			t.Errorf("ranges table not aligned or replicas not node/replica id:\n%s", out)
 		}
 	}
 	if !strings.HasPrefix(lines[1], "meta ") || !strings.HasPrefix(lines[2], `2      ["", "g")`) {

@@ -17,11 +17,12 @@ type rangeInfo struct {
 	// StartKey and EndKey are base64 in JSON, as etcdctl's keys; Span shows
 	// them readably: ["a", "g"), an empty end key is the end of the keyspace.
 	// The meta group has no span.
-	StartKey   []byte   `json:"start_key"`
-	EndKey     []byte   `json:"end_key"`
-	Span       string   `json:"span"`
-	Generation uint64   `json:"generation"`
-	Replicas   []uint64 `json:"replicas"`
+	StartKey   []byte `json:"start_key"`
+	EndKey     []byte `json:"end_key"`
+	Span       string `json:"span"`
+	Generation uint64 `json:"generation"`
+	// Replicas are the descriptor's replicas, by node id.
+	Replicas []replicaRef `json:"replicas"`
 	// Leader is the node the replica with the highest term names (0: none).
 	Leader uint64 `json:"leader"`
 	Term   uint64 `json:"term"`
@@ -32,6 +33,37 @@ type rangeInfo struct {
 	CompactRevision  *int64  `json:"compact_revision"`
 	// Reports are the replicas that answered, by node id.
 	Reports []replicaReport `json:"replica_reports"`
+}
+
+// replicaRef is one replica of a range: the node holding it, its replica id
+// within the range (its raft peer id) and its type ("voter" or "learner").
+type replicaRef struct {
+	Node    uint64 `json:"node_id"`
+	Replica uint64 `json:"replica_id"`
+	Type    string `json:"type"`
+}
+
+// nodes returns the nodes holding a replica of the range.
+func (ri rangeInfo) nodes() []uint64 {
+	out := make([]uint64, len(ri.Replicas))
+	for i, r := range ri.Replicas {
+		out[i] = r.Node
+	}
+	return out
+}
+
+// replicaRefs returns a descriptor's replicas sorted by node id.
+func replicaRefs(d *tesserapb.RangeDescriptor) []replicaRef {
+	out := make([]replicaRef, 0, len(d.GetReplicas()))
+	for _, r := range d.GetReplicas() {
+		typ := "voter"
+		if r.GetType() == tesserapb.ReplicaType_LEARNER {
+			typ = "learner"
+		}
+		out = append(out, replicaRef{Node: r.GetNodeId(), Replica: r.GetReplicaId(), Type: typ})
+	}
+	slices.SortFunc(out, func(a, b replicaRef) int { return cmp.Compare(a.Node, b.Node) })
+	return out
 }
 
 // replicaReport is one replica's view of its range.
@@ -93,11 +125,7 @@ func mergeRange(id uint64, sts []*tesserapb.RangeStatus) rangeInfo {
 		})
 	}
 	ri.Generation = desc.GetGeneration()
-	ri.Replicas = slices.Clone(desc.GetReplicas())
-	slices.Sort(ri.Replicas)
-	if ri.Replicas == nil {
-		ri.Replicas = []uint64{}
-	}
+	ri.Replicas = replicaRefs(desc)
 	ri.StartKey, ri.EndKey = []byte{}, []byte{} // "" in JSON, never null
 	if !ri.Meta {
 		ri.StartKey = append(ri.StartKey, desc.GetStartKey()...)

@@ -20,7 +20,10 @@ type rs struct {
 }
 
 func (s rs) proto() *tesserapb.RangeStatus {
-	d := &tesserapb.RangeDescriptor{RangeId: s.id, Replicas: s.replicas, Generation: s.gen}
+	d := &tesserapb.RangeDescriptor{RangeId: s.id, Generation: s.gen}
+	for _, n := range s.replicas {
+		d.Replicas = append(d.Replicas, &tesserapb.ReplicaDescriptor{NodeId: n, ReplicaId: n + 10})
+	}
 	if s.start != "" {
 		d.StartKey = []byte(s.start)
 	}
@@ -31,6 +34,16 @@ func (s rs) proto() *tesserapb.RangeStatus {
 		RangeDescriptor: d, NodeId: s.node, LeaderNode: s.leader, Term: s.term,
 		AppliedIndex: s.applied, ResolvedRevision: s.resolved, CompactRevision: s.compact, IsMeta: s.meta,
 	}
+}
+
+// refsOf is what tessctl shows for replicas on nodes (rs.proto gives node
+// n's replica the id n+10).
+func refsOf(nodes []uint64) []replicaRef {
+	out := []replicaRef{}
+	for _, n := range nodes {
+		out = append(out, replicaRef{Node: n, Replica: n + 10, Type: "voter"})
+	}
+	return out
 }
 
 // reportOf is node id's answer holding sts.
@@ -73,12 +86,12 @@ func TestMergeRanges(t *testing.T) {
 			reportOf(2, withLeader(meta, 1, 2, 9), rs{id: 3, start: "g", leader: 2, term: 3, applied: 8, resolved: 60, compact: 30, gen: 1, replicas: all}, rs{id: 2, end: "g", leader: 1, term: 2, applied: 4, gen: 1, replicas: all}),
 		},
 		want: []rangeInfo{
-			{ID: 1, Meta: true, StartKey: []byte{}, EndKey: []byte{}, Generation: 1, Replicas: all, Leader: 1, Term: 2, AppliedIndex: ptr[uint64](10),
+			{ID: 1, Meta: true, StartKey: []byte{}, EndKey: []byte{}, Generation: 1, Replicas: refsOf(all), Leader: 1, Term: 2, AppliedIndex: ptr[uint64](10),
 				Reports: []replicaReport{{1, 1, 2, 10}, {2, 1, 2, 9}}},
-			{ID: 2, StartKey: []byte{}, EndKey: []byte("g"), Span: `["", "g")`, Generation: 1, Replicas: all, Leader: 1, Term: 2,
+			{ID: 2, StartKey: []byte{}, EndKey: []byte("g"), Span: `["", "g")`, Generation: 1, Replicas: refsOf(all), Leader: 1, Term: 2,
 				AppliedIndex: ptr[uint64](5), ResolvedRevision: ptr[int64](40), CompactRevision: ptr[int64](0),
 				Reports: []replicaReport{{1, 1, 2, 5}, {2, 1, 2, 4}}},
-			{ID: 3, StartKey: []byte("g"), EndKey: []byte{}, Span: `["g", "")`, Generation: 1, Replicas: all, Leader: 2, Term: 3,
+			{ID: 3, StartKey: []byte("g"), EndKey: []byte{}, Span: `["g", "")`, Generation: 1, Replicas: refsOf(all), Leader: 2, Term: 3,
 				AppliedIndex: ptr[uint64](8), ResolvedRevision: ptr[int64](60), CompactRevision: ptr[int64](30),
 				Reports: []replicaReport{{1, 2, 3, 7}, {2, 2, 3, 8}}},
 		},
@@ -90,7 +103,7 @@ func TestMergeRanges(t *testing.T) {
 			reportOf(3, rs{id: 2, leader: 3, term: 5, applied: 22, resolved: 11, gen: 1, replicas: all}),
 		},
 		want: []rangeInfo{{
-			ID: 2, StartKey: []byte{}, EndKey: []byte{}, Span: `["", "")`, Generation: 1, Replicas: all, Leader: 3, Term: 5,
+			ID: 2, StartKey: []byte{}, EndKey: []byte{}, Span: `["", "")`, Generation: 1, Replicas: refsOf(all), Leader: 3, Term: 5,
 			AppliedIndex: ptr[uint64](22), ResolvedRevision: ptr[int64](11), CompactRevision: ptr[int64](0),
 			Reports: []replicaReport{{1, 1, 4, 20}, {2, 3, 5, 21}, {3, 3, 5, 22}},
 		}},
@@ -101,7 +114,7 @@ func TestMergeRanges(t *testing.T) {
 			unreachable(3),
 		},
 		want: []rangeInfo{{
-			ID: 2, StartKey: []byte{}, EndKey: []byte{}, Span: `["", "")`, Generation: 1, Replicas: all, Leader: 3, Term: 5,
+			ID: 2, StartKey: []byte{}, EndKey: []byte{}, Span: `["", "")`, Generation: 1, Replicas: refsOf(all), Leader: 3, Term: 5,
 			Reports: []replicaReport{{1, 3, 5, 20}},
 		}},
 	}, {
@@ -111,7 +124,7 @@ func TestMergeRanges(t *testing.T) {
 			reportOf(2, rs{id: 2, term: 6, applied: 20, gen: 1, replicas: all}),
 		},
 		want: []rangeInfo{{
-			ID: 2, StartKey: []byte{}, EndKey: []byte{}, Span: `["", "")`, Generation: 1, Replicas: all, Term: 7,
+			ID: 2, StartKey: []byte{}, EndKey: []byte{}, Span: `["", "")`, Generation: 1, Replicas: refsOf(all), Term: 7,
 			Reports: []replicaReport{{1, 0, 7, 20}, {2, 0, 6, 20}},
 		}},
 	}, {
@@ -121,7 +134,7 @@ func TestMergeRanges(t *testing.T) {
 			reportOf(2, rs{id: 2, start: "a", end: "m", leader: 1, term: 1, gen: 2, replicas: []uint64{2, 1}}),
 		},
 		want: []rangeInfo{{
-			ID: 2, StartKey: []byte("a"), EndKey: []byte("m"), Span: `["a", "m")`, Generation: 2, Replicas: []uint64{1, 2}, Leader: 1, Term: 1,
+			ID: 2, StartKey: []byte("a"), EndKey: []byte("m"), Span: `["a", "m")`, Generation: 2, Replicas: refsOf([]uint64{1, 2}), Leader: 1, Term: 1,
 			AppliedIndex: ptr[uint64](0), ResolvedRevision: ptr[int64](0), CompactRevision: ptr[int64](0),
 			Reports: []replicaReport{{1, 1, 1, 0}, {2, 1, 1, 0}},
 		}},
@@ -131,7 +144,7 @@ func TestMergeRanges(t *testing.T) {
 			reportOf(1, rs{id: 4, start: "\x00\xff", end: "a\"b", gen: 1, replicas: []uint64{1}}),
 		},
 		want: []rangeInfo{{
-			ID: 4, StartKey: []byte("\x00\xff"), EndKey: []byte("a\"b"), Span: `["\x00\xff", "a\"b")`, Generation: 1, Replicas: []uint64{1},
+			ID: 4, StartKey: []byte("\x00\xff"), EndKey: []byte("a\"b"), Span: `["\x00\xff", "a\"b")`, Generation: 1, Replicas: refsOf([]uint64{1}),
 			Reports: []replicaReport{{1, 0, 0, 0}},
 		}},
 	}, {

@@ -50,12 +50,13 @@ func writeRanges(w io.Writer, f format, ranges []rangeInfo) error {
 			resolved = formatRevision(*r.ResolvedRevision)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n",
-			id, span, joinIDs(r.Replicas), nodeOrDash(r.Leader), r.Term, orDash(r.AppliedIndex), resolved)
+			id, span, joinReplicas(r.Replicas), nodeOrDash(r.Leader), r.Term, orDash(r.AppliedIndex), resolved)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprint(w, "\nRESOLVED: no write at or below this revision can still appear in the range (the leader's view).\n"+revisionLegend)
+	_, err := fmt.Fprint(w, "\nREPLICAS: node id/replica id of each replica (a learner ends in \"L\").\n"+
+		"RESOLVED: no write at or below this revision can still appear in the range (the leader's view).\n"+revisionLegend)
 	return err
 }
 
@@ -101,6 +102,21 @@ func writeJSON(w io.Writer, v any) error {
 	}
 	_, err = w.Write(append(b, '\n'))
 	return err
+}
+
+// joinReplicas shows replicas as node/replica id: "1/1,2/3,3/2".
+func joinReplicas(reps []replicaRef) string {
+	if len(reps) == 0 {
+		return "-"
+	}
+	s := make([]string, len(reps))
+	for i, r := range reps {
+		s[i] = fmt.Sprintf("%d/%d", r.Node, r.Replica)
+		if r.Type == "learner" {
+			s[i] += "L"
+		}
+	}
+	return strings.Join(s, ",")
 }
 
 func joinIDs(ids []uint64) string {

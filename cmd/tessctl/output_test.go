@@ -21,7 +21,7 @@ func mustJSON(t *testing.T, v any) string {
 // sampleRanges is a cluster's ranges with a leaderless range and a range
 // whose leader did not answer.
 func sampleRanges() []rangeInfo {
-	all := []uint64{1, 2, 3}
+	all := []replicaRef{{1, 1, "voter"}, {2, 2, "voter"}, {3, 3, "voter"}}
 	return []rangeInfo{
 		{ID: 1, Meta: true, StartKey: []byte{}, EndKey: []byte{}, Generation: 1, Replicas: all, Leader: 1, Term: 2, AppliedIndex: ptr[uint64](17),
 			Reports: []replicaReport{{1, 1, 2, 17}}},
@@ -30,7 +30,7 @@ func sampleRanges() []rangeInfo {
 			Reports: []replicaReport{{2, 2, 3, 1034}}},
 		{ID: 3, StartKey: []byte("g"), EndKey: []byte("n"), Span: `["g", "n")`, Generation: 1, Replicas: all, Term: 4,
 			Reports: []replicaReport{{1, 0, 4, 9}}},
-		{ID: 10, StartKey: []byte("n"), EndKey: []byte{}, Span: `["n", "")`, Generation: 1, Replicas: []uint64{1, 2, 3}, Leader: 3, Term: 12,
+		{ID: 10, StartKey: []byte("n"), EndKey: []byte{}, Span: `["n", "")`, Generation: 1, Replicas: []replicaRef{{1, 3, "voter"}, {2, 1, "voter"}, {4, 5, "learner"}}, Leader: 3, Term: 12,
 			Reports: []replicaReport{{1, 3, 12, 9}}},
 	}
 }
@@ -40,12 +40,13 @@ func TestWriteRangesTable(t *testing.T) {
 	if err := writeRanges(&b, formatTable, sampleRanges()); err != nil {
 		t.Fatal(err)
 	}
-	want := `RANGE  SPAN        REPLICAS  LEADER  TERM  APPLIED  RESOLVED
-meta   -           1,2,3     1       2     17       -
-2      ["", "g")   1,2,3     2       3     1034     2026-11-21T15:51:36.733Z
-3      ["g", "n")  1,2,3     -       4     -        -
-10     ["n", "")   1,2,3     3       12    -        -
+	want := `RANGE  SPAN        REPLICAS      LEADER  TERM  APPLIED  RESOLVED
+meta   -           1/1,2/2,3/3   1       2     17       -
+2      ["", "g")   1/1,2/2,3/3   2       3     1034     2026-11-21T15:51:36.733Z
+3      ["g", "n")  1/1,2/2,3/3   -       4     -        -
+10     ["n", "")   1/3,2/1,4/5L  3       12    -        -
 
+REPLICAS: node id/replica id of each replica (a learner ends in "L").
 RESOLVED: no write at or below this revision can still appear in the range (the leader's view).
 ` + revisionLegend
 	if b.String() != want {
@@ -68,9 +69,21 @@ func TestWriteRangesJSON(t *testing.T) {
       "span": "[\"\", \"g\")",
       "generation": 1,
       "replicas": [
-        1,
-        2,
-        3
+        {
+          "node_id": 1,
+          "replica_id": 1,
+          "type": "voter"
+        },
+        {
+          "node_id": 2,
+          "replica_id": 2,
+          "type": "voter"
+        },
+        {
+          "node_id": 3,
+          "replica_id": 3,
+          "type": "voter"
+        }
       ],
       "leader": 2,
       "term": 3,
@@ -94,9 +107,21 @@ func TestWriteRangesJSON(t *testing.T) {
       "span": "[\"g\", \"n\")",
       "generation": 1,
       "replicas": [
-        1,
-        2,
-        3
+        {
+          "node_id": 1,
+          "replica_id": 1,
+          "type": "voter"
+        },
+        {
+          "node_id": 2,
+          "replica_id": 2,
+          "type": "voter"
+        },
+        {
+          "node_id": 3,
+          "replica_id": 3,
+          "type": "voter"
+        }
       ],
       "leader": 0,
       "term": 4,

@@ -72,8 +72,8 @@ func transferLeader(ctx context.Context, g *globalFlags, view *clusterView, rang
 	switch {
 	case ri == nil:
 		return 0, fmt.Errorf("tessctl: no member reports range %d", rangeID)
-	case !slices.Contains(ri.Replicas, to):
-		return 0, fmt.Errorf("tessctl: node %d holds no replica of range %d (replicas %v)", to, rangeID, ri.Replicas)
+	case !slices.Contains(ri.nodes(), to):
+		return 0, fmt.Errorf("tessctl: node %d holds no replica of range %d (replicas on nodes %v)", to, rangeID, ri.nodes())
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.commandTimeout)
 	defer cancel()
@@ -86,7 +86,7 @@ func transferLeader(ctx context.Context, g *globalFlags, view *clusterView, rang
 			if err := retry.Wait(ctx); err != nil {
 				return 0, fmt.Errorf("tessctl: range %d has no leader: %w (last error: %v)", rangeID, err, lastErr)
 			}
-			for _, n := range ri.Replicas {
+			for _, n := range ri.nodes() {
 				resp, err := callInternal(ctx, view, n, func(c tesserapb.InternalClient) (*tesserapb.TransferLeaderResponse, error) {
 					return c.TransferLeader(ctx, &tesserapb.TransferLeaderRequest{RangeId: rangeID, TargetNode: to})
 				})

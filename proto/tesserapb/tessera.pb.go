@@ -26,6 +26,53 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ReplicaType says whether a replica votes in its range's raft group.
+type ReplicaType int32
+
+const (
+	ReplicaType_VOTER   ReplicaType = 0
+	ReplicaType_LEARNER ReplicaType = 1
+)
+
+// Enum value maps for ReplicaType.
+var (
+	ReplicaType_name = map[int32]string{
+		0: "VOTER",
+		1: "LEARNER",
+	}
+	ReplicaType_value = map[string]int32{
+		"VOTER":   0,
+		"LEARNER": 1,
+	}
+)
+
+func (x ReplicaType) Enum() *ReplicaType {
+	p := new(ReplicaType)
+	*p = x
+	return p
+}
+
+func (x ReplicaType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReplicaType) Descriptor() protoreflect.EnumDescriptor {
+	return file_tesserapb_tessera_proto_enumTypes[0].Descriptor()
+}
+
+func (ReplicaType) Type() protoreflect.EnumType {
+	return &file_tesserapb_tessera_proto_enumTypes[0]
+}
+
+func (x ReplicaType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReplicaType.Descriptor instead.
+func (ReplicaType) EnumDescriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{0}
+}
+
 type RoutingError_Code int32
 
 const (
@@ -65,11 +112,11 @@ func (x RoutingError_Code) String() string {
 }
 
 func (RoutingError_Code) Descriptor() protoreflect.EnumDescriptor {
-	return file_tesserapb_tessera_proto_enumTypes[0].Descriptor()
+	return file_tesserapb_tessera_proto_enumTypes[1].Descriptor()
 }
 
 func (RoutingError_Code) Type() protoreflect.EnumType {
-	return &file_tesserapb_tessera_proto_enumTypes[0]
+	return &file_tesserapb_tessera_proto_enumTypes[1]
 }
 
 func (x RoutingError_Code) Number() protoreflect.EnumNumber {
@@ -78,7 +125,7 @@ func (x RoutingError_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RoutingError_Code.Descriptor instead.
 func (RoutingError_Code) EnumDescriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{5, 0}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{6, 0}
 }
 
 // RangeDescriptor describes one range of the keyspace and its replicas.
@@ -88,11 +135,14 @@ type RangeDescriptor struct {
 	// [start_key, end_key); an empty end_key is the end of the keyspace.
 	StartKey []byte `protobuf:"bytes,2,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
 	EndKey   []byte `protobuf:"bytes,3,opt,name=end_key,json=endKey,proto3" json:"end_key,omitempty"`
-	// Node ids of the replicas (raft peer ids).
-	Replicas []uint64 `protobuf:"varint,4,rep,packed,name=replicas,proto3" json:"replicas,omitempty"`
 	// Incremented by every split, merge or replica change; a router holding an
 	// older generation is corrected by the error it gets.
-	Generation    uint64 `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
+	Generation uint64 `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The replicas: which node holds each and its replica id (the raft peer id
+	// inside the range's group, never reused within the range).
+	Replicas []*ReplicaDescriptor `protobuf:"bytes,6,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// The replica id the next replica added to the range gets.
+	NextReplicaId uint64 `protobuf:"varint,7,opt,name=next_replica_id,json=nextReplicaId,proto3" json:"next_replica_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -148,18 +198,87 @@ func (x *RangeDescriptor) GetEndKey() []byte {
 	return nil
 }
 
-func (x *RangeDescriptor) GetReplicas() []uint64 {
+func (x *RangeDescriptor) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *RangeDescriptor) GetReplicas() []*ReplicaDescriptor {
 	if x != nil {
 		return x.Replicas
 	}
 	return nil
 }
 
-func (x *RangeDescriptor) GetGeneration() uint64 {
+func (x *RangeDescriptor) GetNextReplicaId() uint64 {
 	if x != nil {
-		return x.Generation
+		return x.NextReplicaId
 	}
 	return 0
+}
+
+// ReplicaDescriptor is one replica of a range: (range id, replica id)
+// identifies it; node_id says where it lives.
+type ReplicaDescriptor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	ReplicaId     uint64                 `protobuf:"varint,2,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	Type          ReplicaType            `protobuf:"varint,3,opt,name=type,proto3,enum=tessera.v1.ReplicaType" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaDescriptor) Reset() {
+	*x = ReplicaDescriptor{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaDescriptor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaDescriptor) ProtoMessage() {}
+
+func (x *ReplicaDescriptor) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaDescriptor.ProtoReflect.Descriptor instead.
+func (*ReplicaDescriptor) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReplicaDescriptor) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *ReplicaDescriptor) GetReplicaId() uint64 {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return 0
+}
+
+func (x *ReplicaDescriptor) GetType() ReplicaType {
+	if x != nil {
+		return x.Type
+	}
+	return ReplicaType_VOTER
 }
 
 // NodeDescriptor describes one node of the cluster.
@@ -175,7 +294,7 @@ type NodeDescriptor struct {
 
 func (x *NodeDescriptor) Reset() {
 	*x = NodeDescriptor{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[1]
+	mi := &file_tesserapb_tessera_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -187,7 +306,7 @@ func (x *NodeDescriptor) String() string {
 func (*NodeDescriptor) ProtoMessage() {}
 
 func (x *NodeDescriptor) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[1]
+	mi := &file_tesserapb_tessera_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -200,7 +319,7 @@ func (x *NodeDescriptor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeDescriptor.ProtoReflect.Descriptor instead.
 func (*NodeDescriptor) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{1}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *NodeDescriptor) GetNodeId() uint64 {
@@ -245,7 +364,7 @@ type ClusterBootstrap struct {
 
 func (x *ClusterBootstrap) Reset() {
 	*x = ClusterBootstrap{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[2]
+	mi := &file_tesserapb_tessera_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -257,7 +376,7 @@ func (x *ClusterBootstrap) String() string {
 func (*ClusterBootstrap) ProtoMessage() {}
 
 func (x *ClusterBootstrap) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[2]
+	mi := &file_tesserapb_tessera_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -270,7 +389,7 @@ func (x *ClusterBootstrap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterBootstrap.ProtoReflect.Descriptor instead.
 func (*ClusterBootstrap) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{2}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ClusterBootstrap) GetClusterId() uint64 {
@@ -328,7 +447,7 @@ type ShardCommand struct {
 
 func (x *ShardCommand) Reset() {
 	*x = ShardCommand{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[3]
+	mi := &file_tesserapb_tessera_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -340,7 +459,7 @@ func (x *ShardCommand) String() string {
 func (*ShardCommand) ProtoMessage() {}
 
 func (x *ShardCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[3]
+	mi := &file_tesserapb_tessera_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -353,7 +472,7 @@ func (x *ShardCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardCommand.ProtoReflect.Descriptor instead.
 func (*ShardCommand) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{3}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ShardCommand) GetProposalId() uint64 {
@@ -447,7 +566,7 @@ type MetaCommand struct {
 
 func (x *MetaCommand) Reset() {
 	*x = MetaCommand{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[4]
+	mi := &file_tesserapb_tessera_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +578,7 @@ func (x *MetaCommand) String() string {
 func (*MetaCommand) ProtoMessage() {}
 
 func (x *MetaCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[4]
+	mi := &file_tesserapb_tessera_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +591,7 @@ func (x *MetaCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaCommand.ProtoReflect.Descriptor instead.
 func (*MetaCommand) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{4}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *MetaCommand) GetProposalId() uint64 {
@@ -558,7 +677,7 @@ type RoutingError struct {
 
 func (x *RoutingError) Reset() {
 	*x = RoutingError{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[5]
+	mi := &file_tesserapb_tessera_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -570,7 +689,7 @@ func (x *RoutingError) String() string {
 func (*RoutingError) ProtoMessage() {}
 
 func (x *RoutingError) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[5]
+	mi := &file_tesserapb_tessera_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -583,7 +702,7 @@ func (x *RoutingError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoutingError.ProtoReflect.Descriptor instead.
 func (*RoutingError) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{5}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RoutingError) GetCode() RoutingError_Code {
@@ -640,7 +759,7 @@ type ExecuteRequest struct {
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[6]
+	mi := &file_tesserapb_tessera_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -652,7 +771,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[6]
+	mi := &file_tesserapb_tessera_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -665,7 +784,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{6}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ExecuteRequest) GetRangeId() uint64 {
@@ -744,7 +863,7 @@ type ExecuteResponse struct {
 
 func (x *ExecuteResponse) Reset() {
 	*x = ExecuteResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[7]
+	mi := &file_tesserapb_tessera_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +875,7 @@ func (x *ExecuteResponse) String() string {
 func (*ExecuteResponse) ProtoMessage() {}
 
 func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[7]
+	mi := &file_tesserapb_tessera_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +888,7 @@ func (x *ExecuteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteResponse.ProtoReflect.Descriptor instead.
 func (*ExecuteResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{7}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ExecuteResponse) GetResponseOp() []byte {
@@ -802,7 +921,7 @@ type TsoRequest struct {
 
 func (x *TsoRequest) Reset() {
 	*x = TsoRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[8]
+	mi := &file_tesserapb_tessera_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +933,7 @@ func (x *TsoRequest) String() string {
 func (*TsoRequest) ProtoMessage() {}
 
 func (x *TsoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[8]
+	mi := &file_tesserapb_tessera_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +946,7 @@ func (x *TsoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TsoRequest.ProtoReflect.Descriptor instead.
 func (*TsoRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{8}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TsoRequest) GetCount() uint32 {
@@ -851,7 +970,7 @@ type TsoResponse struct {
 
 func (x *TsoResponse) Reset() {
 	*x = TsoResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[9]
+	mi := &file_tesserapb_tessera_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +982,7 @@ func (x *TsoResponse) String() string {
 func (*TsoResponse) ProtoMessage() {}
 
 func (x *TsoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[9]
+	mi := &file_tesserapb_tessera_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +995,7 @@ func (x *TsoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TsoResponse.ProtoReflect.Descriptor instead.
 func (*TsoResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{9}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TsoResponse) GetFirst() int64 {
@@ -908,7 +1027,7 @@ type RangesRequest struct {
 
 func (x *RangesRequest) Reset() {
 	*x = RangesRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[10]
+	mi := &file_tesserapb_tessera_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1039,7 @@ func (x *RangesRequest) String() string {
 func (*RangesRequest) ProtoMessage() {}
 
 func (x *RangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[10]
+	mi := &file_tesserapb_tessera_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1052,7 @@ func (x *RangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesRequest.ProtoReflect.Descriptor instead.
 func (*RangesRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{10}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{11}
 }
 
 type RangeStatus struct {
@@ -952,7 +1071,7 @@ type RangeStatus struct {
 
 func (x *RangeStatus) Reset() {
 	*x = RangeStatus{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[11]
+	mi := &file_tesserapb_tessera_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1083,7 @@ func (x *RangeStatus) String() string {
 func (*RangeStatus) ProtoMessage() {}
 
 func (x *RangeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[11]
+	mi := &file_tesserapb_tessera_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1096,7 @@ func (x *RangeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeStatus.ProtoReflect.Descriptor instead.
 func (*RangeStatus) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{11}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RangeStatus) GetRangeDescriptor() *RangeDescriptor {
@@ -1049,7 +1168,7 @@ type RangesResponse struct {
 
 func (x *RangesResponse) Reset() {
 	*x = RangesResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[12]
+	mi := &file_tesserapb_tessera_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1180,7 @@ func (x *RangesResponse) String() string {
 func (*RangesResponse) ProtoMessage() {}
 
 func (x *RangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[12]
+	mi := &file_tesserapb_tessera_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1193,7 @@ func (x *RangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangesResponse.ProtoReflect.Descriptor instead.
 func (*RangesResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{12}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RangesResponse) GetNodeId() uint64 {
@@ -1134,7 +1253,7 @@ type FeedRequest struct {
 
 func (x *FeedRequest) Reset() {
 	*x = FeedRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[13]
+	mi := &file_tesserapb_tessera_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1265,7 @@ func (x *FeedRequest) String() string {
 func (*FeedRequest) ProtoMessage() {}
 
 func (x *FeedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[13]
+	mi := &file_tesserapb_tessera_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1278,7 @@ func (x *FeedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedRequest.ProtoReflect.Descriptor instead.
 func (*FeedRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{13}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *FeedRequest) GetRangeId() uint64 {
@@ -1217,7 +1336,7 @@ type FeedRevision struct {
 
 func (x *FeedRevision) Reset() {
 	*x = FeedRevision{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[14]
+	mi := &file_tesserapb_tessera_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1348,7 @@ func (x *FeedRevision) String() string {
 func (*FeedRevision) ProtoMessage() {}
 
 func (x *FeedRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[14]
+	mi := &file_tesserapb_tessera_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1361,7 @@ func (x *FeedRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedRevision.ProtoReflect.Descriptor instead.
 func (*FeedRevision) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{14}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FeedRevision) GetRevision() int64 {
@@ -1276,7 +1395,7 @@ type FeedResponse struct {
 
 func (x *FeedResponse) Reset() {
 	*x = FeedResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[15]
+	mi := &file_tesserapb_tessera_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1407,7 @@ func (x *FeedResponse) String() string {
 func (*FeedResponse) ProtoMessage() {}
 
 func (x *FeedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[15]
+	mi := &file_tesserapb_tessera_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1420,7 @@ func (x *FeedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FeedResponse.ProtoReflect.Descriptor instead.
 func (*FeedResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{15}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FeedResponse) GetRevisions() []*FeedRevision {
@@ -1347,7 +1466,7 @@ type HashRequest struct {
 
 func (x *HashRequest) Reset() {
 	*x = HashRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[16]
+	mi := &file_tesserapb_tessera_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1478,7 @@ func (x *HashRequest) String() string {
 func (*HashRequest) ProtoMessage() {}
 
 func (x *HashRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[16]
+	mi := &file_tesserapb_tessera_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1491,7 @@ func (x *HashRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashRequest.ProtoReflect.Descriptor instead.
 func (*HashRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{16}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HashRequest) GetRangeId() uint64 {
@@ -1414,7 +1533,7 @@ type HashResponse struct {
 
 func (x *HashResponse) Reset() {
 	*x = HashResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[17]
+	mi := &file_tesserapb_tessera_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1426,7 +1545,7 @@ func (x *HashResponse) String() string {
 func (*HashResponse) ProtoMessage() {}
 
 func (x *HashResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[17]
+	mi := &file_tesserapb_tessera_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,7 +1558,7 @@ func (x *HashResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashResponse.ProtoReflect.Descriptor instead.
 func (*HashResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{17}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *HashResponse) GetNodeId() uint64 {
@@ -1501,7 +1620,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[18]
+	mi := &file_tesserapb_tessera_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1513,7 +1632,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[18]
+	mi := &file_tesserapb_tessera_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1526,7 +1645,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{18}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TransferLeaderRequest) GetRangeId() uint64 {
@@ -1553,7 +1672,7 @@ type TransferLeaderResponse struct {
 
 func (x *TransferLeaderResponse) Reset() {
 	*x = TransferLeaderResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[19]
+	mi := &file_tesserapb_tessera_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1565,7 +1684,7 @@ func (x *TransferLeaderResponse) String() string {
 func (*TransferLeaderResponse) ProtoMessage() {}
 
 func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[19]
+	mi := &file_tesserapb_tessera_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1578,7 +1697,7 @@ func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{19}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TransferLeaderResponse) GetRoutingError() *RoutingError {
@@ -1597,7 +1716,7 @@ type LeaseLookupRequest struct {
 
 func (x *LeaseLookupRequest) Reset() {
 	*x = LeaseLookupRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[20]
+	mi := &file_tesserapb_tessera_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1728,7 @@ func (x *LeaseLookupRequest) String() string {
 func (*LeaseLookupRequest) ProtoMessage() {}
 
 func (x *LeaseLookupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[20]
+	mi := &file_tesserapb_tessera_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1741,7 @@ func (x *LeaseLookupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseLookupRequest.ProtoReflect.Descriptor instead.
 func (*LeaseLookupRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{20}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *LeaseLookupRequest) GetIds() []int64 {
@@ -1644,7 +1763,7 @@ type LeaseLookupResponse struct {
 
 func (x *LeaseLookupResponse) Reset() {
 	*x = LeaseLookupResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[21]
+	mi := &file_tesserapb_tessera_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1775,7 @@ func (x *LeaseLookupResponse) String() string {
 func (*LeaseLookupResponse) ProtoMessage() {}
 
 func (x *LeaseLookupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[21]
+	mi := &file_tesserapb_tessera_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1788,7 @@ func (x *LeaseLookupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseLookupResponse.ProtoReflect.Descriptor instead.
 func (*LeaseLookupResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{21}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LeaseLookupResponse) GetLeases() []*LeaseRef {
@@ -1699,7 +1818,7 @@ type LeaseRef struct {
 
 func (x *LeaseRef) Reset() {
 	*x = LeaseRef{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[22]
+	mi := &file_tesserapb_tessera_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +1830,7 @@ func (x *LeaseRef) String() string {
 func (*LeaseRef) ProtoMessage() {}
 
 func (x *LeaseRef) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[22]
+	mi := &file_tesserapb_tessera_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +1843,7 @@ func (x *LeaseRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRef.ProtoReflect.Descriptor instead.
 func (*LeaseRef) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{22}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LeaseRef) GetId() int64 {
@@ -1756,7 +1875,7 @@ type LeaseRecord struct {
 
 func (x *LeaseRecord) Reset() {
 	*x = LeaseRecord{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[23]
+	mi := &file_tesserapb_tessera_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1887,7 @@ func (x *LeaseRecord) String() string {
 func (*LeaseRecord) ProtoMessage() {}
 
 func (x *LeaseRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[23]
+	mi := &file_tesserapb_tessera_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1900,7 @@ func (x *LeaseRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRecord.ProtoReflect.Descriptor instead.
 func (*LeaseRecord) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{23}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LeaseRecord) GetId() int64 {
@@ -1822,7 +1941,7 @@ type LeaseCheckpoint struct {
 
 func (x *LeaseCheckpoint) Reset() {
 	*x = LeaseCheckpoint{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[24]
+	mi := &file_tesserapb_tessera_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1834,7 +1953,7 @@ func (x *LeaseCheckpoint) String() string {
 func (*LeaseCheckpoint) ProtoMessage() {}
 
 func (x *LeaseCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[24]
+	mi := &file_tesserapb_tessera_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1847,7 +1966,7 @@ func (x *LeaseCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseCheckpoint.ProtoReflect.Descriptor instead.
 func (*LeaseCheckpoint) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{24}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LeaseCheckpoint) GetId() int64 {
@@ -1879,7 +1998,7 @@ type AuthRecord struct {
 
 func (x *AuthRecord) Reset() {
 	*x = AuthRecord{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[25]
+	mi := &file_tesserapb_tessera_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1891,7 +2010,7 @@ func (x *AuthRecord) String() string {
 func (*AuthRecord) ProtoMessage() {}
 
 func (x *AuthRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[25]
+	mi := &file_tesserapb_tessera_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1904,7 +2023,7 @@ func (x *AuthRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthRecord.ProtoReflect.Descriptor instead.
 func (*AuthRecord) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{25}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AuthRecord) GetEnabled() bool {
@@ -1950,7 +2069,7 @@ type AuthStateRequest struct {
 
 func (x *AuthStateRequest) Reset() {
 	*x = AuthStateRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[26]
+	mi := &file_tesserapb_tessera_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1962,7 +2081,7 @@ func (x *AuthStateRequest) String() string {
 func (*AuthStateRequest) ProtoMessage() {}
 
 func (x *AuthStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[26]
+	mi := &file_tesserapb_tessera_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1975,7 +2094,7 @@ func (x *AuthStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthStateRequest.ProtoReflect.Descriptor instead.
 func (*AuthStateRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{26}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{27}
 }
 
 // A cluster backup file (etcdctl snapshot save, tessctl snapshot save) is a
@@ -1996,7 +2115,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[27]
+	mi := &file_tesserapb_tessera_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2127,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[27]
+	mi := &file_tesserapb_tessera_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2140,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{27}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -2105,7 +2224,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[28]
+	mi := &file_tesserapb_tessera_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2117,7 +2236,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[28]
+	mi := &file_tesserapb_tessera_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2130,7 +2249,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{28}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SnapshotHeader) GetFormatVersion() uint32 {
@@ -2202,7 +2321,7 @@ type SnapshotKVs struct {
 
 func (x *SnapshotKVs) Reset() {
 	*x = SnapshotKVs{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[29]
+	mi := &file_tesserapb_tessera_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2333,7 @@ func (x *SnapshotKVs) String() string {
 func (*SnapshotKVs) ProtoMessage() {}
 
 func (x *SnapshotKVs) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[29]
+	mi := &file_tesserapb_tessera_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2346,7 @@ func (x *SnapshotKVs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotKVs.ProtoReflect.Descriptor instead.
 func (*SnapshotKVs) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{29}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SnapshotKVs) GetRangeId() uint64 {
@@ -2257,7 +2376,7 @@ type SnapshotFooter struct {
 
 func (x *SnapshotFooter) Reset() {
 	*x = SnapshotFooter{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[30]
+	mi := &file_tesserapb_tessera_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2388,7 @@ func (x *SnapshotFooter) String() string {
 func (*SnapshotFooter) ProtoMessage() {}
 
 func (x *SnapshotFooter) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[30]
+	mi := &file_tesserapb_tessera_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2401,7 @@ func (x *SnapshotFooter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotFooter.ProtoReflect.Descriptor instead.
 func (*SnapshotFooter) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{30}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SnapshotFooter) GetKeys() uint64 {
@@ -2320,7 +2439,7 @@ type RecentWritesRequest struct {
 
 func (x *RecentWritesRequest) Reset() {
 	*x = RecentWritesRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[31]
+	mi := &file_tesserapb_tessera_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2332,7 +2451,7 @@ func (x *RecentWritesRequest) String() string {
 func (*RecentWritesRequest) ProtoMessage() {}
 
 func (x *RecentWritesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[31]
+	mi := &file_tesserapb_tessera_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2345,7 +2464,7 @@ func (x *RecentWritesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecentWritesRequest.ProtoReflect.Descriptor instead.
 func (*RecentWritesRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{31}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RecentWritesRequest) GetRangeId() uint64 {
@@ -2372,7 +2491,7 @@ type RecentWritesResponse struct {
 
 func (x *RecentWritesResponse) Reset() {
 	*x = RecentWritesResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[32]
+	mi := &file_tesserapb_tessera_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2384,7 +2503,7 @@ func (x *RecentWritesResponse) String() string {
 func (*RecentWritesResponse) ProtoMessage() {}
 
 func (x *RecentWritesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[32]
+	mi := &file_tesserapb_tessera_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2397,7 +2516,7 @@ func (x *RecentWritesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecentWritesResponse.ProtoReflect.Descriptor instead.
 func (*RecentWritesResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{32}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RecentWritesResponse) GetRevisions() []int64 {
@@ -2430,7 +2549,7 @@ type ClosedRevision struct {
 
 func (x *ClosedRevision) Reset() {
 	*x = ClosedRevision{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[33]
+	mi := &file_tesserapb_tessera_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2442,7 +2561,7 @@ func (x *ClosedRevision) String() string {
 func (*ClosedRevision) ProtoMessage() {}
 
 func (x *ClosedRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[33]
+	mi := &file_tesserapb_tessera_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2455,7 +2574,7 @@ func (x *ClosedRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClosedRevision.ProtoReflect.Descriptor instead.
 func (*ClosedRevision) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{33}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ClosedRevision) GetRangeId() uint64 {
@@ -2501,7 +2620,7 @@ type CloseRevisionsRequest struct {
 
 func (x *CloseRevisionsRequest) Reset() {
 	*x = CloseRevisionsRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[34]
+	mi := &file_tesserapb_tessera_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2513,7 +2632,7 @@ func (x *CloseRevisionsRequest) String() string {
 func (*CloseRevisionsRequest) ProtoMessage() {}
 
 func (x *CloseRevisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[34]
+	mi := &file_tesserapb_tessera_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2526,7 +2645,7 @@ func (x *CloseRevisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRevisionsRequest.ProtoReflect.Descriptor instead.
 func (*CloseRevisionsRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{34}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CloseRevisionsRequest) GetFromNode() uint64 {
@@ -2560,7 +2679,7 @@ type CloseRevisionsResponse struct {
 
 func (x *CloseRevisionsResponse) Reset() {
 	*x = CloseRevisionsResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[35]
+	mi := &file_tesserapb_tessera_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2572,7 +2691,7 @@ func (x *CloseRevisionsResponse) String() string {
 func (*CloseRevisionsResponse) ProtoMessage() {}
 
 func (x *CloseRevisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[35]
+	mi := &file_tesserapb_tessera_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2585,7 +2704,7 @@ func (x *CloseRevisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRevisionsResponse.ProtoReflect.Descriptor instead.
 func (*CloseRevisionsResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{35}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CloseRevisionsResponse) GetAccepted() []uint64 {
@@ -2604,7 +2723,7 @@ type RangeLookupRequest struct {
 
 func (x *RangeLookupRequest) Reset() {
 	*x = RangeLookupRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[36]
+	mi := &file_tesserapb_tessera_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2616,7 +2735,7 @@ func (x *RangeLookupRequest) String() string {
 func (*RangeLookupRequest) ProtoMessage() {}
 
 func (x *RangeLookupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[36]
+	mi := &file_tesserapb_tessera_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2629,7 +2748,7 @@ func (x *RangeLookupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeLookupRequest.ProtoReflect.Descriptor instead.
 func (*RangeLookupRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{36}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RangeLookupRequest) GetKey() []byte {
@@ -2651,7 +2770,7 @@ type RangeLookupResponse struct {
 
 func (x *RangeLookupResponse) Reset() {
 	*x = RangeLookupResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[37]
+	mi := &file_tesserapb_tessera_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2663,7 +2782,7 @@ func (x *RangeLookupResponse) String() string {
 func (*RangeLookupResponse) ProtoMessage() {}
 
 func (x *RangeLookupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[37]
+	mi := &file_tesserapb_tessera_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2676,7 +2795,7 @@ func (x *RangeLookupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeLookupResponse.ProtoReflect.Descriptor instead.
 func (*RangeLookupResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{37}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RangeLookupResponse) GetRangeDescriptor() *RangeDescriptor {
@@ -2705,7 +2824,7 @@ type RangeScanRequest struct {
 
 func (x *RangeScanRequest) Reset() {
 	*x = RangeScanRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[38]
+	mi := &file_tesserapb_tessera_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2717,7 +2836,7 @@ func (x *RangeScanRequest) String() string {
 func (*RangeScanRequest) ProtoMessage() {}
 
 func (x *RangeScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[38]
+	mi := &file_tesserapb_tessera_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2730,7 +2849,7 @@ func (x *RangeScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeScanRequest.ProtoReflect.Descriptor instead.
 func (*RangeScanRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{38}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RangeScanRequest) GetStartKey() []byte {
@@ -2761,7 +2880,7 @@ type RangeScanResponse struct {
 
 func (x *RangeScanResponse) Reset() {
 	*x = RangeScanResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[39]
+	mi := &file_tesserapb_tessera_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2773,7 +2892,7 @@ func (x *RangeScanResponse) String() string {
 func (*RangeScanResponse) ProtoMessage() {}
 
 func (x *RangeScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[39]
+	mi := &file_tesserapb_tessera_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2786,7 +2905,7 @@ func (x *RangeScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeScanResponse.ProtoReflect.Descriptor instead.
 func (*RangeScanResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{39}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RangeScanResponse) GetRanges() []*RangeDescriptor {
@@ -2826,7 +2945,7 @@ type RangeReportRequest struct {
 
 func (x *RangeReportRequest) Reset() {
 	*x = RangeReportRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[40]
+	mi := &file_tesserapb_tessera_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2838,7 +2957,7 @@ func (x *RangeReportRequest) String() string {
 func (*RangeReportRequest) ProtoMessage() {}
 
 func (x *RangeReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[40]
+	mi := &file_tesserapb_tessera_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2851,7 +2970,7 @@ func (x *RangeReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeReportRequest.ProtoReflect.Descriptor instead.
 func (*RangeReportRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{40}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RangeReportRequest) GetRanges() []*RangeDescriptor {
@@ -2872,7 +2991,7 @@ type RangeReportResponse struct {
 
 func (x *RangeReportResponse) Reset() {
 	*x = RangeReportResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[41]
+	mi := &file_tesserapb_tessera_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2884,7 +3003,7 @@ func (x *RangeReportResponse) String() string {
 func (*RangeReportResponse) ProtoMessage() {}
 
 func (x *RangeReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[41]
+	mi := &file_tesserapb_tessera_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2897,7 +3016,7 @@ func (x *RangeReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeReportResponse.ProtoReflect.Descriptor instead.
 func (*RangeReportResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{41}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RangeReportResponse) GetRecorded() uint32 {
@@ -2919,15 +3038,21 @@ var File_tesserapb_tessera_proto protoreflect.FileDescriptor
 const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\n" +
 	"\x17tesserapb/tessera.proto\x12\n" +
-	"tessera.v1\"\x9e\x01\n" +
+	"tessera.v1\"\xeb\x01\n" +
 	"\x0fRangeDescriptor\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1b\n" +
 	"\tstart_key\x18\x02 \x01(\fR\bstartKey\x12\x17\n" +
-	"\aend_key\x18\x03 \x01(\fR\x06endKey\x12\x1a\n" +
-	"\breplicas\x18\x04 \x03(\x04R\breplicas\x12\x1e\n" +
+	"\aend_key\x18\x03 \x01(\fR\x06endKey\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x05 \x01(\x04R\n" +
-	"generation\"w\n" +
+	"generation\x129\n" +
+	"\breplicas\x18\x06 \x03(\v2\x1d.tessera.v1.ReplicaDescriptorR\breplicas\x12&\n" +
+	"\x0fnext_replica_id\x18\a \x01(\x04R\rnextReplicaIdJ\x04\b\x04\x10\x05\"x\n" +
+	"\x11ReplicaDescriptor\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\x02 \x01(\x04R\treplicaId\x12+\n" +
+	"\x04type\x18\x03 \x01(\x0e2\x17.tessera.v1.ReplicaTypeR\x04type\"w\n" +
 	"\x0eNodeDescriptor\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x19\n" +
@@ -3140,7 +3265,10 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x06ranges\x18\x01 \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x06ranges\"p\n" +
 	"\x13RangeReportResponse\x12\x1a\n" +
 	"\brecorded\x18\x01 \x01(\rR\brecorded\x12=\n" +
-	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError2\xf0\x06\n" +
+	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError*%\n" +
+	"\vReplicaType\x12\t\n" +
+	"\x05VOTER\x10\x00\x12\v\n" +
+	"\aLEARNER\x10\x012\xf0\x06\n" +
 	"\bInternal\x12B\n" +
 	"\aExecute\x12\x1a.tessera.v1.ExecuteRequest\x1a\x1b.tessera.v1.ExecuteResponse\x126\n" +
 	"\x03Tso\x12\x16.tessera.v1.TsoRequest\x1a\x17.tessera.v1.TsoResponse\x12?\n" +
@@ -3169,120 +3297,124 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 	return file_tesserapb_tessera_proto_rawDescData
 }
 
-var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_tesserapb_tessera_proto_goTypes = []any{
-	(RoutingError_Code)(0),         // 0: tessera.v1.RoutingError.Code
-	(*RangeDescriptor)(nil),        // 1: tessera.v1.RangeDescriptor
-	(*NodeDescriptor)(nil),         // 2: tessera.v1.NodeDescriptor
-	(*ClusterBootstrap)(nil),       // 3: tessera.v1.ClusterBootstrap
-	(*ShardCommand)(nil),           // 4: tessera.v1.ShardCommand
-	(*MetaCommand)(nil),            // 5: tessera.v1.MetaCommand
-	(*RoutingError)(nil),           // 6: tessera.v1.RoutingError
-	(*ExecuteRequest)(nil),         // 7: tessera.v1.ExecuteRequest
-	(*ExecuteResponse)(nil),        // 8: tessera.v1.ExecuteResponse
-	(*TsoRequest)(nil),             // 9: tessera.v1.TsoRequest
-	(*TsoResponse)(nil),            // 10: tessera.v1.TsoResponse
-	(*RangesRequest)(nil),          // 11: tessera.v1.RangesRequest
-	(*RangeStatus)(nil),            // 12: tessera.v1.RangeStatus
-	(*RangesResponse)(nil),         // 13: tessera.v1.RangesResponse
-	(*FeedRequest)(nil),            // 14: tessera.v1.FeedRequest
-	(*FeedRevision)(nil),           // 15: tessera.v1.FeedRevision
-	(*FeedResponse)(nil),           // 16: tessera.v1.FeedResponse
-	(*HashRequest)(nil),            // 17: tessera.v1.HashRequest
-	(*HashResponse)(nil),           // 18: tessera.v1.HashResponse
-	(*TransferLeaderRequest)(nil),  // 19: tessera.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil), // 20: tessera.v1.TransferLeaderResponse
-	(*LeaseLookupRequest)(nil),     // 21: tessera.v1.LeaseLookupRequest
-	(*LeaseLookupResponse)(nil),    // 22: tessera.v1.LeaseLookupResponse
-	(*LeaseRef)(nil),               // 23: tessera.v1.LeaseRef
-	(*LeaseRecord)(nil),            // 24: tessera.v1.LeaseRecord
-	(*LeaseCheckpoint)(nil),        // 25: tessera.v1.LeaseCheckpoint
-	(*AuthRecord)(nil),             // 26: tessera.v1.AuthRecord
-	(*AuthStateRequest)(nil),       // 27: tessera.v1.AuthStateRequest
-	(*SnapshotRecord)(nil),         // 28: tessera.v1.SnapshotRecord
-	(*SnapshotHeader)(nil),         // 29: tessera.v1.SnapshotHeader
-	(*SnapshotKVs)(nil),            // 30: tessera.v1.SnapshotKVs
-	(*SnapshotFooter)(nil),         // 31: tessera.v1.SnapshotFooter
-	(*RecentWritesRequest)(nil),    // 32: tessera.v1.RecentWritesRequest
-	(*RecentWritesResponse)(nil),   // 33: tessera.v1.RecentWritesResponse
-	(*ClosedRevision)(nil),         // 34: tessera.v1.ClosedRevision
-	(*CloseRevisionsRequest)(nil),  // 35: tessera.v1.CloseRevisionsRequest
-	(*CloseRevisionsResponse)(nil), // 36: tessera.v1.CloseRevisionsResponse
-	(*RangeLookupRequest)(nil),     // 37: tessera.v1.RangeLookupRequest
-	(*RangeLookupResponse)(nil),    // 38: tessera.v1.RangeLookupResponse
-	(*RangeScanRequest)(nil),       // 39: tessera.v1.RangeScanRequest
-	(*RangeScanResponse)(nil),      // 40: tessera.v1.RangeScanResponse
-	(*RangeReportRequest)(nil),     // 41: tessera.v1.RangeReportRequest
-	(*RangeReportResponse)(nil),    // 42: tessera.v1.RangeReportResponse
+	(ReplicaType)(0),               // 0: tessera.v1.ReplicaType
+	(RoutingError_Code)(0),         // 1: tessera.v1.RoutingError.Code
+	(*RangeDescriptor)(nil),        // 2: tessera.v1.RangeDescriptor
+	(*ReplicaDescriptor)(nil),      // 3: tessera.v1.ReplicaDescriptor
+	(*NodeDescriptor)(nil),         // 4: tessera.v1.NodeDescriptor
+	(*ClusterBootstrap)(nil),       // 5: tessera.v1.ClusterBootstrap
+	(*ShardCommand)(nil),           // 6: tessera.v1.ShardCommand
+	(*MetaCommand)(nil),            // 7: tessera.v1.MetaCommand
+	(*RoutingError)(nil),           // 8: tessera.v1.RoutingError
+	(*ExecuteRequest)(nil),         // 9: tessera.v1.ExecuteRequest
+	(*ExecuteResponse)(nil),        // 10: tessera.v1.ExecuteResponse
+	(*TsoRequest)(nil),             // 11: tessera.v1.TsoRequest
+	(*TsoResponse)(nil),            // 12: tessera.v1.TsoResponse
+	(*RangesRequest)(nil),          // 13: tessera.v1.RangesRequest
+	(*RangeStatus)(nil),            // 14: tessera.v1.RangeStatus
+	(*RangesResponse)(nil),         // 15: tessera.v1.RangesResponse
+	(*FeedRequest)(nil),            // 16: tessera.v1.FeedRequest
+	(*FeedRevision)(nil),           // 17: tessera.v1.FeedRevision
+	(*FeedResponse)(nil),           // 18: tessera.v1.FeedResponse
+	(*HashRequest)(nil),            // 19: tessera.v1.HashRequest
+	(*HashResponse)(nil),           // 20: tessera.v1.HashResponse
+	(*TransferLeaderRequest)(nil),  // 21: tessera.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 22: tessera.v1.TransferLeaderResponse
+	(*LeaseLookupRequest)(nil),     // 23: tessera.v1.LeaseLookupRequest
+	(*LeaseLookupResponse)(nil),    // 24: tessera.v1.LeaseLookupResponse
+	(*LeaseRef)(nil),               // 25: tessera.v1.LeaseRef
+	(*LeaseRecord)(nil),            // 26: tessera.v1.LeaseRecord
+	(*LeaseCheckpoint)(nil),        // 27: tessera.v1.LeaseCheckpoint
+	(*AuthRecord)(nil),             // 28: tessera.v1.AuthRecord
+	(*AuthStateRequest)(nil),       // 29: tessera.v1.AuthStateRequest
+	(*SnapshotRecord)(nil),         // 30: tessera.v1.SnapshotRecord
+	(*SnapshotHeader)(nil),         // 31: tessera.v1.SnapshotHeader
+	(*SnapshotKVs)(nil),            // 32: tessera.v1.SnapshotKVs
+	(*SnapshotFooter)(nil),         // 33: tessera.v1.SnapshotFooter
+	(*RecentWritesRequest)(nil),    // 34: tessera.v1.RecentWritesRequest
+	(*RecentWritesResponse)(nil),   // 35: tessera.v1.RecentWritesResponse
+	(*ClosedRevision)(nil),         // 36: tessera.v1.ClosedRevision
+	(*CloseRevisionsRequest)(nil),  // 37: tessera.v1.CloseRevisionsRequest
+	(*CloseRevisionsResponse)(nil), // 38: tessera.v1.CloseRevisionsResponse
+	(*RangeLookupRequest)(nil),     // 39: tessera.v1.RangeLookupRequest
+	(*RangeLookupResponse)(nil),    // 40: tessera.v1.RangeLookupResponse
+	(*RangeScanRequest)(nil),       // 41: tessera.v1.RangeScanRequest
+	(*RangeScanResponse)(nil),      // 42: tessera.v1.RangeScanResponse
+	(*RangeReportRequest)(nil),     // 43: tessera.v1.RangeReportRequest
+	(*RangeReportResponse)(nil),    // 44: tessera.v1.RangeReportResponse
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
-	2,  // 0: tessera.v1.ClusterBootstrap.nodes:type_name -> tessera.v1.NodeDescriptor
-	1,  // 1: tessera.v1.ClusterBootstrap.ranges:type_name -> tessera.v1.RangeDescriptor
-	1,  // 2: tessera.v1.ClusterBootstrap.meta:type_name -> tessera.v1.RangeDescriptor
-	23, // 3: tessera.v1.ShardCommand.leases:type_name -> tessera.v1.LeaseRef
-	23, // 4: tessera.v1.ShardCommand.revoke_leases:type_name -> tessera.v1.LeaseRef
-	24, // 5: tessera.v1.MetaCommand.lease_grant:type_name -> tessera.v1.LeaseRecord
-	23, // 6: tessera.v1.MetaCommand.lease_revoke:type_name -> tessera.v1.LeaseRef
-	25, // 7: tessera.v1.MetaCommand.lease_checkpoints:type_name -> tessera.v1.LeaseCheckpoint
-	1,  // 8: tessera.v1.MetaCommand.directory_update:type_name -> tessera.v1.RangeDescriptor
-	0,  // 9: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
-	1,  // 10: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	23, // 11: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
-	23, // 12: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
-	6,  // 13: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
-	1,  // 14: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	12, // 15: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
-	15, // 16: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
-	6,  // 17: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
-	6,  // 18: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
-	6,  // 19: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
-	23, // 20: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
-	6,  // 21: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
-	29, // 22: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
-	30, // 23: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
-	31, // 24: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
-	1,  // 25: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
-	6,  // 26: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
-	34, // 27: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
-	34, // 28: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
-	1,  // 29: tessera.v1.RangeLookupResponse.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	6,  // 30: tessera.v1.RangeLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
-	1,  // 31: tessera.v1.RangeScanResponse.ranges:type_name -> tessera.v1.RangeDescriptor
-	6,  // 32: tessera.v1.RangeScanResponse.routing_error:type_name -> tessera.v1.RoutingError
-	1,  // 33: tessera.v1.RangeReportRequest.ranges:type_name -> tessera.v1.RangeDescriptor
-	6,  // 34: tessera.v1.RangeReportResponse.routing_error:type_name -> tessera.v1.RoutingError
-	7,  // 35: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
-	9,  // 36: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
-	11, // 37: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
-	14, // 38: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
-	17, // 39: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
-	19, // 40: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
-	21, // 41: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
-	27, // 42: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
-	35, // 43: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
-	37, // 44: tessera.v1.Internal.RangeLookup:input_type -> tessera.v1.RangeLookupRequest
-	39, // 45: tessera.v1.Internal.RangeScan:input_type -> tessera.v1.RangeScanRequest
-	41, // 46: tessera.v1.Internal.RangeReport:input_type -> tessera.v1.RangeReportRequest
-	32, // 47: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
-	8,  // 48: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	10, // 49: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	13, // 50: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	16, // 51: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	18, // 52: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	20, // 53: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	22, // 54: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
-	26, // 55: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
-	36, // 56: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
-	38, // 57: tessera.v1.Internal.RangeLookup:output_type -> tessera.v1.RangeLookupResponse
-	40, // 58: tessera.v1.Internal.RangeScan:output_type -> tessera.v1.RangeScanResponse
-	42, // 59: tessera.v1.Internal.RangeReport:output_type -> tessera.v1.RangeReportResponse
-	33, // 60: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
-	48, // [48:61] is the sub-list for method output_type
-	35, // [35:48] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	3,  // 0: tessera.v1.RangeDescriptor.replicas:type_name -> tessera.v1.ReplicaDescriptor
+	0,  // 1: tessera.v1.ReplicaDescriptor.type:type_name -> tessera.v1.ReplicaType
+	4,  // 2: tessera.v1.ClusterBootstrap.nodes:type_name -> tessera.v1.NodeDescriptor
+	2,  // 3: tessera.v1.ClusterBootstrap.ranges:type_name -> tessera.v1.RangeDescriptor
+	2,  // 4: tessera.v1.ClusterBootstrap.meta:type_name -> tessera.v1.RangeDescriptor
+	25, // 5: tessera.v1.ShardCommand.leases:type_name -> tessera.v1.LeaseRef
+	25, // 6: tessera.v1.ShardCommand.revoke_leases:type_name -> tessera.v1.LeaseRef
+	26, // 7: tessera.v1.MetaCommand.lease_grant:type_name -> tessera.v1.LeaseRecord
+	25, // 8: tessera.v1.MetaCommand.lease_revoke:type_name -> tessera.v1.LeaseRef
+	27, // 9: tessera.v1.MetaCommand.lease_checkpoints:type_name -> tessera.v1.LeaseCheckpoint
+	2,  // 10: tessera.v1.MetaCommand.directory_update:type_name -> tessera.v1.RangeDescriptor
+	1,  // 11: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
+	2,  // 12: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	25, // 13: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
+	25, // 14: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
+	8,  // 15: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
+	2,  // 16: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	14, // 17: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
+	17, // 18: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
+	8,  // 19: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
+	8,  // 20: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
+	8,  // 21: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
+	25, // 22: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
+	8,  // 23: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
+	31, // 24: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
+	32, // 25: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
+	33, // 26: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
+	2,  // 27: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
+	8,  // 28: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
+	36, // 29: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
+	36, // 30: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
+	2,  // 31: tessera.v1.RangeLookupResponse.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	8,  // 32: tessera.v1.RangeLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
+	2,  // 33: tessera.v1.RangeScanResponse.ranges:type_name -> tessera.v1.RangeDescriptor
+	8,  // 34: tessera.v1.RangeScanResponse.routing_error:type_name -> tessera.v1.RoutingError
+	2,  // 35: tessera.v1.RangeReportRequest.ranges:type_name -> tessera.v1.RangeDescriptor
+	8,  // 36: tessera.v1.RangeReportResponse.routing_error:type_name -> tessera.v1.RoutingError
+	9,  // 37: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
+	11, // 38: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
+	13, // 39: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
+	16, // 40: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
+	19, // 41: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
+	21, // 42: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
+	23, // 43: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
+	29, // 44: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
+	37, // 45: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
+	39, // 46: tessera.v1.Internal.RangeLookup:input_type -> tessera.v1.RangeLookupRequest
+	41, // 47: tessera.v1.Internal.RangeScan:input_type -> tessera.v1.RangeScanRequest
+	43, // 48: tessera.v1.Internal.RangeReport:input_type -> tessera.v1.RangeReportRequest
+	34, // 49: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
+	10, // 50: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	12, // 51: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	15, // 52: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	18, // 53: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	20, // 54: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	22, // 55: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	24, // 56: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
+	28, // 57: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
+	38, // 58: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
+	40, // 59: tessera.v1.Internal.RangeLookup:output_type -> tessera.v1.RangeLookupResponse
+	42, // 60: tessera.v1.Internal.RangeScan:output_type -> tessera.v1.RangeScanResponse
+	44, // 61: tessera.v1.Internal.RangeReport:output_type -> tessera.v1.RangeReportResponse
+	35, // 62: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
+	50, // [50:63] is the sub-list for method output_type
+	37, // [37:50] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_tesserapb_tessera_proto_init() }
@@ -3290,7 +3422,7 @@ func file_tesserapb_tessera_proto_init() {
 	if File_tesserapb_tessera_proto != nil {
 		return
 	}
-	file_tesserapb_tessera_proto_msgTypes[27].OneofWrappers = []any{
+	file_tesserapb_tessera_proto_msgTypes[28].OneofWrappers = []any{
 		(*SnapshotRecord_Header)(nil),
 		(*SnapshotRecord_Kvs)(nil),
 		(*SnapshotRecord_Footer)(nil),
@@ -3300,8 +3432,8 @@ func file_tesserapb_tessera_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   42,
+			NumEnums:      2,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

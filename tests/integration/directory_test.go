@@ -81,11 +81,11 @@ func TestRangeDirectory(t *testing.T) {
 			return err
 		},
 		"report of the meta group": func(ctx context.Context) error {
-			_, err := ic.RangeReport(ctx, &tesserapb.RangeReportRequest{Ranges: []*tesserapb.RangeDescriptor{{RangeId: 1, Generation: 9, Replicas: []uint64{1}}}})
+			_, err := ic.RangeReport(ctx, &tesserapb.RangeReportRequest{Ranges: []*tesserapb.RangeDescriptor{{RangeId: 1, Generation: 9, Replicas: []*tesserapb.ReplicaDescriptor{{NodeId: 1, ReplicaId: 1}}}}})
 			return err
 		},
 		"report with an empty span": func(ctx context.Context) error {
-			_, err := ic.RangeReport(ctx, &tesserapb.RangeReportRequest{Ranges: []*tesserapb.RangeDescriptor{{RangeId: 3, StartKey: []byte("d"), EndKey: []byte("b"), Generation: 9, Replicas: []uint64{1}}}})
+			_, err := ic.RangeReport(ctx, &tesserapb.RangeReportRequest{Ranges: []*tesserapb.RangeDescriptor{{RangeId: 3, StartKey: []byte("d"), EndKey: []byte("b"), Generation: 9, Replicas: []*tesserapb.ReplicaDescriptor{{NodeId: 1, ReplicaId: 1}}}}})
 			return err
 		},
 		"empty report": func(ctx context.Context) error {
@@ -111,7 +111,8 @@ func TestRangeDirectory(t *testing.T) {
 // its newer descriptor, and the router must re-split.
 func staleRouter(t *testing.T, c *testcluster.Cluster, i int) {
 	t.Helper()
-	c.Node(i).Router().Cache().Reset([]*tesserapb.RangeDescriptor{{RangeId: 2, Replicas: []uint64{1, 2, 3}, Generation: 0}})
+	reps := c.Node(i).Replica(2).Descriptor().GetReplicas()
+	c.Node(i).Router().Cache().Reset([]*tesserapb.RangeDescriptor{{RangeId: 2, Replicas: reps, Generation: 0}})
 }
 
 // TestRequestsResplitOverNewLayout: requests sent through a router whose

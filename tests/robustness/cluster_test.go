@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tesseradb/tessera/proto/tesserapb"
+	"github.com/tesseradb/tessera/shard"
 	"github.com/tesseradb/tessera/tests/proccluster"
 )
 
@@ -393,7 +394,7 @@ func (c *cluster) leaders() (map[uint64]groupInfo, error) {
 		}
 		for _, r := range resp.GetRanges() {
 			id := r.GetRangeDescriptor().GetRangeId()
-			out[id] = groupInfo{id: id, meta: r.GetIsMeta(), replicas: r.GetRangeDescriptor().GetReplicas()}
+			out[id] = groupInfo{id: id, meta: r.GetIsMeta(), replicas: replicaNodes(r.GetRangeDescriptor())}
 			if votes[id] == nil {
 				votes[id] = map[uint64]int{}
 			}
@@ -467,4 +468,13 @@ func healthOf(ctx context.Context, name, clientURL string) error {
 func (nd *node) clientHost() string {
 	u, _ := url.Parse(nd.clientURL)
 	return u.Host
+}
+
+// replicaNodes returns the node ids holding a replica of d.
+func replicaNodes(d *tesserapb.RangeDescriptor) []uint64 {
+	var out []uint64
+	for _, n := range shard.ReplicaNodes(d) {
+		out = append(out, uint64(n))
+	}
+	return out
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
 	"github.com/tesseradb/tessera/router"
+	"github.com/tesseradb/tessera/shard"
 )
 
 // AuthConfig is etcd's auth configuration (--auth-token, --auth-token-ttl,
@@ -262,7 +263,7 @@ func (a *nodeAuth) startRefresh() {
 func (a *nodeAuth) refresh() {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.RefreshInterval*3)
 	defer cancel()
-	for _, id := range voters(a.s.layout.GetMeta()) {
+	for _, id := range shard.ReplicaNodes(a.s.layout.GetMeta()) {
 		conn, err := a.s.nodes.Conn(id)
 		if err != nil {
 			continue
@@ -338,7 +339,7 @@ func (s *authServer) change(ctx context.Context, req *pb.InternalRaftRequest, vi
 	if meta != nil && meta.Leader() != 0 && meta.Leader() != s.a.s.self {
 		order = append(order, meta.Leader())
 	}
-	for _, id := range voters(s.a.s.layout.GetMeta()) {
+	for _, id := range shard.ReplicaNodes(s.a.s.layout.GetMeta()) {
 		if id != s.a.s.self && !slices.Contains(order, id) {
 			order = append(order, id)
 		}

@@ -170,7 +170,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	if s.meta != nil {
 		localTSO = s.meta.TSO()
 	}
-	clock := placement.NewTSOClient(localTSO, s.nodes, voters(s.layout.GetMeta()))
+	clock := placement.NewTSOClient(localTSO, s.nodes, shard.ReplicaNodes(s.layout.GetMeta()))
 	s.tso = clock
 	limits := shard.DefaultLimits()
 	limits.MaxRequestBytes = cfg.MaxRequestBytes
@@ -272,15 +272,17 @@ func (s *Server) loadOrComputeLayout(nodes []*tesserapb.NodeDescriptor) (*tesser
 }
 
 func hasReplica(d *tesserapb.RangeDescriptor, id raftgroup.NodeID) bool {
-	return slices.Contains(d.GetReplicas(), uint64(id))
+	return shard.HasReplicaOn(d, id)
 }
 
-func voters(d *tesserapb.RangeDescriptor) []raftgroup.NodeID {
-	var out []raftgroup.NodeID
-	for _, r := range d.GetReplicas() {
-		out = append(out, raftgroup.NodeID(r))
+// createGroup hosts node self's replica of d's raft group, its peers taken
+// from d.
+func createGroup(h *raftgroup.Host, d *tesserapb.RangeDescriptor, self raftgroup.NodeID, sm raftgroup.StateMachine) error {
+	r := shard.ReplicaOn(d, self)
+	if r == nil {
+		return fmt.Errorf("server: range %d has no replica on %s", d.GetRangeId(), self)
 	}
-	return out
+	return h.CreateGroup(raftgroup.GroupID(d.GetRangeId()), raftgroup.ReplicaID(r.GetReplicaId()), shard.RaftPeers(d), sm)
 }
 
 // bootstrapIfNew writes the initial state of every group this node holds,
@@ -300,7 +302,7 @@ func bootstrapStore(eng *engine.Engine, layout *tesserapb.ClusterBootstrap, self
 		if err := placement.WriteMetaInitialState(eng, layout); err != nil {
 			return err
 		}
-		if err := raftgroup.Bootstrap(eng, placement.MetaRangeID, voters(m)); err != nil {
+		if err := raftgroup.Bootstrap(eng, placement.MetaRangeID, shard.RaftVoters(m)); err != nil {
 			return err
 		}
 	}
@@ -311,7 +313,7 @@ func bootstrapStore(eng *engine.Engine, layout *tesserapb.ClusterBootstrap, self
 		if err := shard.WriteInitialState(eng, d); err != nil {
 			return err
 		}
-		if err := raftgroup.Bootstrap(eng, raftgroup.GroupID(d.GetRangeId()), voters(d)); err != nil {
+		if err := raftgroup.Bootstrap(eng, raftgroup.GroupID(d.GetRangeId()), shard.RaftVoters(d)); err != nil {
 			return err
 		}
 	}
@@ -335,7 +337,7 @@ func (s *Server) openMeta() error {
 	if s.meta, err = placement.NewMeta(s.self, s.eng, s.host, placement.DefaultTSOConfig(), s.log); err != nil {
 		return err
 	}
-	return s.host.CreateGroup(placement.MetaRangeID, s.meta)
+	return createGroup(s.host, s.layout.GetMeta(), s.self, s.meta)
 }
 
 func (s *Server) openReplicas(clock shard.Clock, limits shard.Limits) error {
@@ -356,7 +358,9 @@ func (s *Server) openReplicas(clock shard.Clock, limits shard.Limits) error {
 			return err
 		}
 		s.replicas[d.GetRangeId()] = rep
-		if err := s.host.CreateGroup(raftgroup.GroupID(d.GetRangeId()), rep); err != nil {
+		// The replica's own descriptor, not the bootstrap record's: it is
+		// the one its raft group runs under.
+		if err := createGroup(s.host, rep.Descriptor(), s.self, rep); err != nil {
 			return err
 		}
 	}
