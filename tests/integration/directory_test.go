@@ -127,6 +127,9 @@ func TestRequestsResplitOverNewLayout(t *testing.T) {
 		cfg.DirectoryReconcile = router.ReconcileConfig{Interval: 1 << 40, Timeout: opTimeout}
 	}})
 	c.WaitReady(t)
+	// Node 1 leads range 2, so the stale router's requests reach range 2
+	// on its own replica (the Internal service refuses generation 0).
+	c.TransferLeader(2, 0)
 	cli := c.NodeClient(t, 0)
 	var last int64
 	for _, k := range rangeKeys {
