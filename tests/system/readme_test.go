@@ -113,13 +113,16 @@ var readmeQuickstart = map[string]readmeCheck{
 		`^2   node2  http://127\.0\.0\.1:\d+ +5 +\d +(leader|replica) +healthy$`,
 		`^3   node3  http://127\.0\.0\.1:\d+ +5 +\d +(leader|replica) +healthy$`)},
 	`go run ./cmd/tessctl --endpoints=$E ranges`: {"", matchesLines(
-		`^RANGE  SPAN        REPLICAS  LEADER  TERM  APPLIED  RESOLVED$`,
-		`^meta   -           1,2,3     [123] +\d+ +\d+ +-$`,
-		`^2      \["", "g"\)   1,2,3     [123] +\d+ +\d+ +20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d\d\dZ(\+\d+)?$`,
-		`^3      \["g", "n"\)  1,2,3     [123] +\d+ +\d+ +20\d\d-`,
-		`^4      \["n", "t"\)  1,2,3     [123] +\d+ +\d+ +20\d\d-`,
-		`^5      \["t", ""\)   1,2,3     [123] +\d+ +\d+ +20\d\d-`,
+		// Replicas as node/replica id: InitialLayout gives ids 1..3 in
+		// round-robin order, so they differ from node ids on ranges 3 and 4.
+		`^RANGE  SPAN        REPLICAS     LEADER  TERM  APPLIED  RESOLVED$`,
+		`^meta   -           1/1,2/2,3/3  [123] +\d+ +\d+ +-$`,
+		`^2      \["", "g"\)   1/1,2/2,3/3  [123] +\d+ +\d+ +20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d\d\dZ(\+\d+)?$`,
+		`^3      \["g", "n"\)  1/3,2/1,3/2  [123] +\d+ +\d+ +20\d\d-`,
+		`^4      \["n", "t"\)  1/2,2/3,3/1  [123] +\d+ +\d+ +20\d\d-`,
+		`^5      \["t", ""\)   1/1,2/2,3/3  [123] +\d+ +\d+ +20\d\d-`,
 		`^$`,
+		`^REPLICAS: node id/replica id`,
 		`^RESOLVED: `,
 		`^Revisions are TSO timestamps`)},
 	`go run ./cmd/tessctl --endpoints=$E check`: {"", matchesLines(
