@@ -131,6 +131,13 @@ func (r *Router) execute(ctx context.Context, c call) (*pb.ResponseOp, engine.Re
 				return nil, 0, status.Error(codes.Unavailable, re.Error())
 			}
 			r.cache.SetLeader(desc.GetRangeId(), 0)
+		case errors.Is(err, shard.ErrReplicaClosed) && !c.write && c.compactRev == 0:
+			// The replica closed (its range merged away, or its node is
+			// stopping): a read tries the other replicas, then the
+			// directory (a merge), as for RANGE_NOT_FOUND.
+			r.metrics.retries.WithLabelValues(retryRangeNotFound).Inc()
+			notFound[target] = true
+			r.cache.SetLeader(desc.GetRangeId(), 0)
 		case isTransportError(err):
 			r.metrics.retries.WithLabelValues(retryTransport).Inc()
 			r.cache.SetLeader(desc.GetRangeId(), 0)
