@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,7 +129,13 @@ func TestWatchSlowWatcher(t *testing.T) {
 	c.WaitReady(t)
 	cli := c.Client(t)
 	slowCli := c.NodeClient(t, 0)
-	slow, err := pb.NewWatchClient(slowCli.ActiveConnection()).Watch(tctx(t))
+	// The slow stream has no deadline: 3,200 puts of 2 KB and the catch-up
+	// took over 30 s under -race on a loaded 2-core machine, so a fixed
+	// one flaked. Once it reads, it is canceled only when no event arrived
+	// for a minute (stalled).
+	slowCtx, slowCancel := context.WithCancel(context.Background())
+	t.Cleanup(slowCancel)
+	slow, err := pb.NewWatchClient(slowCli.ActiveConnection()).Watch(slowCtx)
 	must(t, "open stream", err)
 	must(t, "create", slow.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{
 		CreateRequest: &pb.WatchCreateRequest{Key: []byte("a"), RangeEnd: []byte("h"), PrevKv: true}}}))
@@ -176,11 +183,38 @@ func TestWatchSlowWatcher(t *testing.T) {
 		t.Errorf("tessera_watch_unsynced_total = %v: the slow stream never fell behind; the test did not test it", n)
 	}
 	// Now the slow reader reads: every event, once, in order.
+	var progress atomic.Int64
+	stalled := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		last, since := progress.Load(), time.Now()
+		for {
+			select {
+			case <-slowCtx.Done():
+				return
+			case <-tick.C:
+			}
+			if p := progress.Load(); p != last {
+				last, since = p, time.Now()
+			} else if time.Since(since) > time.Minute {
+				close(stalled)
+				slowCancel()
+				return
+			}
+		}
+	}()
 	var last int64
 	n := 0
 	for n < total {
 		r, err := slow.Recv()
+		select {
+		case <-stalled:
+			t.Fatalf("slow watcher: no event for a minute after %d of %d (%v)", n, total, err)
+		default:
+		}
 		must(t, "slow recv", err)
+		progress.Add(1)
 		for _, e := range r.Events {
 			if e.Kv.ModRevision <= last {
 				t.Fatalf("slow watcher: revision %d after %d", e.Kv.ModRevision, last)
