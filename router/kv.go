@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/placement"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/shard"
 )
@@ -77,6 +78,7 @@ func (r *Router) rangeReq(ctx context.Context, req *pb.RangeRequest) (*pb.RangeR
 // rangeOnce serves a validated Range over ranges at one fresh timestamp.
 func (r *Router) rangeOnce(ctx context.Context, req *pb.RangeRequest, ranges []*tesserapb.RangeDescriptor) (*pb.RangeResponse, error) {
 	var readRev engine.Revision
+	var rp placement.ReadPoint
 	if req.GetSerializable() {
 		var err error
 		if readRev, err = r.serializableRevision(ranges, req.GetRevision()); err != nil {
@@ -84,9 +86,10 @@ func (r *Router) rangeOnce(ctx context.Context, req *pb.RangeRequest, ranges []*
 		}
 	} else {
 		var err error
-		if readRev, err = r.now(ctx); err != nil {
+		if rp, err = r.readPoint(ctx); err != nil {
 			return nil, err
 		}
+		readRev = rp.At
 		if req.GetRevision() > int64(readRev) {
 			return nil, rpctypes.ErrGRPCFutureRev
 		}
@@ -114,8 +117,16 @@ func (r *Router) rangeOnce(ctx context.Context, req *pb.RangeRequest, ranges []*
 			return nil, err
 		}
 		if !resplit {
+			rev := parts[0].rev
+			if !req.GetSerializable() {
+				// The header names the cluster's latest write (current_revision.go).
+				var err error
+				if rev, err = r.linearizableHeader(ctx, rp, req.GetRevision(), ranges[:1], []engine.Revision{rev}, []bool{true}); err != nil {
+					return nil, err
+				}
+			}
 			resp := parts[0].resp.GetResponseRange()
-			resp.Header = r.header(parts[0].rev)
+			resp.Header = r.header(rev)
 			return resp, nil
 		}
 	} else {
@@ -124,12 +135,23 @@ func (r *Router) rangeOnce(ctx context.Context, req *pb.RangeRequest, ranges []*
 			return nil, err
 		}
 	}
+	// parts: every range read, in key order (after re-splits, the ranges
+	// that held the keys at the read).
 	answers := make([]*pb.RangeResponse, len(parts))
+	read := make([]*tesserapb.RangeDescriptor, len(parts))
+	revs := make([]engine.Revision, len(parts))
+	readFlags := make([]bool, len(parts))
 	rev := readRev
 	for i, p := range parts {
-		answers[i] = p.resp.GetResponseRange()
+		answers[i], read[i], revs[i], readFlags[i] = p.resp.GetResponseRange(), p.desc, p.rev, true
 		if req.GetSerializable() {
 			rev = max(rev, p.rev)
+		}
+	}
+	if !req.GetSerializable() {
+		var err error
+		if rev, err = r.linearizableHeader(ctx, rp, req.GetRevision(), read, revs, readFlags); err != nil {
+			return nil, err
 		}
 	}
 	resp := shard.MergeRangeResponses(req, answers)
@@ -184,7 +206,7 @@ func (r *Router) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 	if err := r.attachLeases(ctx, &c); err != nil {
 		return nil, toGRPCError(err)
 	}
-	out, rev, err := r.executeSingle(ctx, c, "put", spans)
+	out, rev, err := r.executeSingle(ctx, &c, "put", spans)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -206,8 +228,11 @@ func (r *Router) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*
 	if err := r.checkLeader(ctx, []*tesserapb.RangeDescriptor{d}); err != nil {
 		return nil, err
 	}
-	c := call{desc: d, write: true, op: &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: req}}}
-	out, rev, err := r.executeSingle(ctx, c, "delete range", spans)
+	op := &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: req}}
+	out, rev, err := r.executeSingle(ctx, &call{desc: d, write: true, op: op}, "delete range", spans)
+	if err == nil {
+		rev, err = r.writeHeaderRevision(ctx, rev, wroteSomething(op, out))
+	}
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -246,7 +271,7 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	spans := txnSpans(req, nil)
 	if len(spans) == 0 {
 		// An empty txn reads nothing: answer at the current revision.
-		rev, err := r.now(ctx)
+		rev, _, err := r.currentNow(ctx)
 		if err != nil {
 			return nil, toGRPCError(err)
 		}
@@ -274,12 +299,24 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	var out *pb.ResponseOp
 	var rev engine.Revision
 	for attempt := 0; ; attempt++ {
+		var rp placement.ReadPoint
 		if !c.write {
-			if c.readRev, err = r.now(ctx); err != nil {
+			if rp, err = r.readPoint(ctx); err != nil {
 				return nil, toGRPCError(err)
 			}
+			c.readRev = rp.At
 		}
-		out, rev, err = r.executeSingle(ctx, c, "txn", spans)
+		out, rev, err = r.executeSingle(ctx, &c, "txn", spans)
+		if err == nil && c.write {
+			rev, err = r.writeHeaderRevision(ctx, rev, wroteSomething(op, out))
+		}
+		if err == nil && !c.write {
+			// A read-only txn names the cluster's latest write, as a Range
+			// (c.desc: the range that served it, after a re-split).
+			if rev, err = r.linearizableHeader(ctx, rp, 0, []*tesserapb.RangeDescriptor{c.desc}, []engine.Revision{rev}, []bool{true}); err == nil {
+				setReadHeaders(out.GetResponseTxn(), rev)
+			}
+		}
 		if !retryCompactedRead(err, attempt, !c.write) {
 			break
 		}
@@ -300,7 +337,8 @@ func (r *Router) Compact(ctx context.Context, req *pb.CompactionRequest) (*pb.Co
 	if err := r.checkLeader(ctx, r.cache.Ranges()); err != nil {
 		return nil, err
 	}
-	now, err := r.now(ctx)
+	// etcd's current revision: the latest write (current_revision.go).
+	now, _, err := r.currentNow(ctx)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}

@@ -25,6 +25,8 @@ type metrics struct {
 	backupInProgress prometheus.Gauge
 	backupRanges     *prometheus.GaugeVec // state: done, total (of the running or last backup)
 	backupBytes      prometheus.Counter
+
+	probes *probeMetrics // current_revision.go
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -47,6 +49,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Descriptors of ranges this node leads that it reported to the range directory (reconciliation).",
 		}),
 	}
+	m.probes = newProbeMetrics(reg)
 	m.backupInProgress = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tessera_backup_in_progress",
 		Help: "Backups (etcdctl/tessctl snapshot save) this node is streaming now.",

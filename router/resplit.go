@@ -135,9 +135,10 @@ func (r *Router) fanOut(ctx context.Context, ranges []*tesserapb.RangeDescriptor
 // executeSingle runs a call whose keys (spans, in etcd's form) one range
 // holds; when that range split or merged under it, it goes to the range
 // now holding them, or fails as a request arriving after the change would.
-func (r *Router) executeSingle(ctx context.Context, c call, what string, spans [][2][]byte) (*pb.ResponseOp, engine.Revision, error) {
+// c.desc is left at the range that answered.
+func (r *Router) executeSingle(ctx context.Context, c *call, what string, spans [][2][]byte) (*pb.ResponseOp, engine.Revision, error) {
 	for i := 0; ; i++ {
-		resp, rev, err := r.execute(ctx, c)
+		resp, rev, err := r.execute(ctx, *c)
 		var rs *resplitError
 		if !errors.As(err, &rs) || i >= maxResplits {
 			return resp, rev, err

@@ -440,9 +440,18 @@ type ShardCommand struct {
 	Leases []*LeaseRef `protobuf:"bytes,7,rep,name=leases,proto3" json:"leases,omitempty"`
 	// When set (request_op empty), delete at revision every live key of the
 	// range attached to one of these leases and remember them as revoked.
-	RevokeLeases  []*LeaseRef `protobuf:"bytes,8,rep,name=revoke_leases,json=revokeLeases,proto3" json:"revoke_leases,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RevokeLeases []*LeaseRef `protobuf:"bytes,8,rep,name=revoke_leases,json=revokeLeases,proto3" json:"revoke_leases,omitempty"`
+	// The auth revision the request was permission-checked under by the
+	// node it entered (0: not checked, auth was disabled there). The apply
+	// refuses it with etcd's "auth: revision in header is old" when the
+	// range knows a newer auth revision (shard/auth_revision.go).
+	AuthRevision uint64 `protobuf:"varint,40,opt,name=auth_revision,json=authRevision,proto3" json:"auth_revision,omitempty"`
+	// With auth_revision: the auth revision the proposing leader had applied
+	// when it proposed (0: auth disabled there). The range keeps the highest
+	// it has applied.
+	ProposerAuthRevision uint64 `protobuf:"varint,41,opt,name=proposer_auth_revision,json=proposerAuthRevision,proto3" json:"proposer_auth_revision,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *ShardCommand) Reset() {
@@ -529,6 +538,20 @@ func (x *ShardCommand) GetRevokeLeases() []*LeaseRef {
 		return x.RevokeLeases
 	}
 	return nil
+}
+
+func (x *ShardCommand) GetAuthRevision() uint64 {
+	if x != nil {
+		return x.AuthRevision
+	}
+	return 0
+}
+
+func (x *ShardCommand) GetProposerAuthRevision() uint64 {
+	if x != nil {
+		return x.ProposerAuthRevision
+	}
+	return 0
 }
 
 // MetaCommand is one entry of the meta group's raft log.
@@ -752,7 +775,9 @@ type ExecuteRequest struct {
 	// attached to this lease, from the range's lease index (request_op
 	// empty). The answer is an etcdserverpb.RangeResponse with those keys
 	// (key and lease only), in key order.
-	LeaseKeys     int64 `protobuf:"varint,9,opt,name=lease_keys,json=leaseKeys,proto3" json:"lease_keys,omitempty"`
+	LeaseKeys int64 `protobuf:"varint,9,opt,name=lease_keys,json=leaseKeys,proto3" json:"lease_keys,omitempty"`
+	// See ShardCommand.auth_revision.
+	AuthRevision  uint64 `protobuf:"varint,30,opt,name=auth_revision,json=authRevision,proto3" json:"auth_revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -850,6 +875,13 @@ func (x *ExecuteRequest) GetLeaseKeys() int64 {
 	return 0
 }
 
+func (x *ExecuteRequest) GetAuthRevision() uint64 {
+	if x != nil {
+		return x.AuthRevision
+	}
+	return 0
+}
+
 type ExecuteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// etcdserverpb.ResponseOp.
@@ -913,8 +945,16 @@ func (x *ExecuteResponse) GetRoutingError() *RoutingError {
 }
 
 type TsoRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Count         uint32                 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Count uint32                 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	// The requests of the batch in order (optional): parts[i] takes the next
+	// parts[i].count timestamps; a part with a range_id is a grant to that
+	// range's writes, which the TSO leader remembers (docs/decisions.md,
+	// "Header revision of a linearizable read"). Their counts sum to count.
+	Parts []*TsoPart `protobuf:"bytes,2,rep,name=parts,proto3" json:"parts,omitempty"`
+	// The caller knows the latest write at or below since: the response lists
+	// the ranges granted timestamps above it (0: no list wanted).
+	WritersSince  int64 `protobuf:"varint,3,opt,name=writers_since,json=writersSince,proto3" json:"writers_since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -956,6 +996,20 @@ func (x *TsoRequest) GetCount() uint32 {
 	return 0
 }
 
+func (x *TsoRequest) GetParts() []*TsoPart {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+func (x *TsoRequest) GetWritersSince() int64 {
+	if x != nil {
+		return x.WritersSince
+	}
+	return 0
+}
+
 // TsoResponse hands out count consecutive timestamps starting at first.
 type TsoResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -963,9 +1017,14 @@ type TsoResponse struct {
 	Count uint32                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
 	// When count is 0 this node does not serve the TSO; try leader_hint
 	// (0: unknown).
-	LeaderHint    uint64 `protobuf:"varint,3,opt,name=leader_hint,json=leaderHint,proto3" json:"leader_hint,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LeaderHint uint64 `protobuf:"varint,3,opt,name=leader_hint,json=leaderHint,proto3" json:"leader_hint,omitempty"`
+	// The ranges granted write timestamps in (writers_since, first+count),
+	// complete only when writers_complete (this leader remembers grants
+	// that far back); only when writers_since was set.
+	Writers         []*TsoWriter `protobuf:"bytes,4,rep,name=writers,proto3" json:"writers,omitempty"`
+	WritersComplete bool         `protobuf:"varint,5,opt,name=writers_complete,json=writersComplete,proto3" json:"writers_complete,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TsoResponse) Reset() {
@@ -1017,6 +1076,20 @@ func (x *TsoResponse) GetLeaderHint() uint64 {
 		return x.LeaderHint
 	}
 	return 0
+}
+
+func (x *TsoResponse) GetWriters() []*TsoWriter {
+	if x != nil {
+		return x.Writers
+	}
+	return nil
+}
+
+func (x *TsoResponse) GetWritersComplete() bool {
+	if x != nil {
+		return x.WritersComplete
+	}
+	return false
 }
 
 type RangesRequest struct {
@@ -3033,6 +3106,114 @@ func (x *RangeReportResponse) GetRoutingError() *RoutingError {
 	return nil
 }
 
+// TsoPart is one request of a TSO batch.
+type TsoPart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The range whose writes the timestamps go to (0: not a write).
+	RangeId       uint64 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TsoPart) Reset() {
+	*x = TsoPart{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TsoPart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TsoPart) ProtoMessage() {}
+
+func (x *TsoPart) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TsoPart.ProtoReflect.Descriptor instead.
+func (*TsoPart) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *TsoPart) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *TsoPart) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// TsoWriter is a range granted write timestamps above a TsoRequest's
+// writers_since: lowest is the lowest of them.
+type TsoWriter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Lowest        int64                  `protobuf:"varint,2,opt,name=lowest,proto3" json:"lowest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TsoWriter) Reset() {
+	*x = TsoWriter{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TsoWriter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TsoWriter) ProtoMessage() {}
+
+func (x *TsoWriter) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TsoWriter.ProtoReflect.Descriptor instead.
+func (*TsoWriter) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *TsoWriter) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *TsoWriter) GetLowest() int64 {
+	if x != nil {
+		return x.Lowest
+	}
+	return 0
+}
+
 var File_tesserapb_tessera_proto protoreflect.FileDescriptor
 
 const file_tesserapb_tessera_proto_rawDesc = "" +
@@ -3064,7 +3245,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x120\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x1a.tessera.v1.NodeDescriptorR\x05nodes\x123\n" +
 	"\x06ranges\x18\x03 \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x06ranges\x12/\n" +
-	"\x04meta\x18\x04 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x04meta\"\xc3\x02\n" +
+	"\x04meta\x18\x04 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x04meta\"\x9e\x03\n" +
 	"\fShardCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12#\n" +
@@ -3077,7 +3258,9 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"generation\x18\x06 \x01(\x04R\n" +
 	"generation\x12,\n" +
 	"\x06leases\x18\a \x03(\v2\x14.tessera.v1.LeaseRefR\x06leases\x129\n" +
-	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\"\xf1\x03\n" +
+	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\x12#\n" +
+	"\rauth_revision\x18( \x01(\x04R\fauthRevision\x124\n" +
+	"\x16proposer_auth_revision\x18) \x01(\x04R\x14proposerAuthRevision\"\xf1\x03\n" +
 	"\vMetaCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12#\n" +
@@ -3103,7 +3286,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"NOT_LEADER\x10\x01\x12\x13\n" +
 	"\x0fRANGE_NOT_FOUND\x10\x02\x12\x10\n" +
 	"\fKEY_MISMATCH\x10\x03\x12\x14\n" +
-	"\x10STALE_GENERATION\x10\x04\"\xe6\x02\n" +
+	"\x10STALE_GENERATION\x10\x04\"\x8b\x03\n" +
 	"\x0eExecuteRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1e\n" +
 	"\n" +
@@ -3117,20 +3300,25 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x06leases\x18\a \x03(\v2\x14.tessera.v1.LeaseRefR\x06leases\x129\n" +
 	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\x12\x1d\n" +
 	"\n" +
-	"lease_keys\x18\t \x01(\x03R\tleaseKeys\"\x8d\x01\n" +
+	"lease_keys\x18\t \x01(\x03R\tleaseKeys\x12#\n" +
+	"\rauth_revision\x18\x1e \x01(\x04R\fauthRevision\"\x8d\x01\n" +
 	"\x0fExecuteResponse\x12\x1f\n" +
 	"\vresponse_op\x18\x01 \x01(\fR\n" +
 	"responseOp\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12=\n" +
-	"\rrouting_error\x18\x03 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"\"\n" +
+	"\rrouting_error\x18\x03 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"r\n" +
 	"\n" +
 	"TsoRequest\x12\x14\n" +
-	"\x05count\x18\x01 \x01(\rR\x05count\"Z\n" +
+	"\x05count\x18\x01 \x01(\rR\x05count\x12)\n" +
+	"\x05parts\x18\x02 \x03(\v2\x13.tessera.v1.TsoPartR\x05parts\x12#\n" +
+	"\rwriters_since\x18\x03 \x01(\x03R\fwritersSince\"\xb6\x01\n" +
 	"\vTsoResponse\x12\x14\n" +
 	"\x05first\x18\x01 \x01(\x03R\x05first\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12\x1f\n" +
 	"\vleader_hint\x18\x03 \x01(\x04R\n" +
-	"leaderHint\"\x0f\n" +
+	"leaderHint\x12/\n" +
+	"\awriters\x18\x04 \x03(\v2\x15.tessera.v1.TsoWriterR\awriters\x12)\n" +
+	"\x10writers_complete\x18\x05 \x01(\bR\x0fwritersComplete\"\x0f\n" +
 	"\rRangesRequest\"\xb9\x02\n" +
 	"\vRangeStatus\x12F\n" +
 	"\x10range_descriptor\x18\x01 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x0frangeDescriptor\x12\x17\n" +
@@ -3265,7 +3453,13 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x06ranges\x18\x01 \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x06ranges\"p\n" +
 	"\x13RangeReportResponse\x12\x1a\n" +
 	"\brecorded\x18\x01 \x01(\rR\brecorded\x12=\n" +
-	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError*%\n" +
+	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\":\n" +
+	"\aTsoPart\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\">\n" +
+	"\tTsoWriter\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x16\n" +
+	"\x06lowest\x18\x02 \x01(\x03R\x06lowest*%\n" +
 	"\vReplicaType\x12\t\n" +
 	"\x05VOTER\x10\x00\x12\v\n" +
 	"\aLEARNER\x10\x012\xf0\x06\n" +
@@ -3298,7 +3492,7 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 }
 
 var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_tesserapb_tessera_proto_goTypes = []any{
 	(ReplicaType)(0),               // 0: tessera.v1.ReplicaType
 	(RoutingError_Code)(0),         // 1: tessera.v1.RoutingError.Code
@@ -3345,6 +3539,8 @@ var file_tesserapb_tessera_proto_goTypes = []any{
 	(*RangeScanResponse)(nil),      // 42: tessera.v1.RangeScanResponse
 	(*RangeReportRequest)(nil),     // 43: tessera.v1.RangeReportRequest
 	(*RangeReportResponse)(nil),    // 44: tessera.v1.RangeReportResponse
+	(*TsoPart)(nil),                // 45: tessera.v1.TsoPart
+	(*TsoWriter)(nil),              // 46: tessera.v1.TsoWriter
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
 	3,  // 0: tessera.v1.RangeDescriptor.replicas:type_name -> tessera.v1.ReplicaDescriptor
@@ -3363,58 +3559,60 @@ var file_tesserapb_tessera_proto_depIdxs = []int32{
 	25, // 13: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
 	25, // 14: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
 	8,  // 15: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
-	2,  // 16: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	14, // 17: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
-	17, // 18: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
-	8,  // 19: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
-	8,  // 20: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
-	8,  // 21: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
-	25, // 22: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
-	8,  // 23: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
-	31, // 24: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
-	32, // 25: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
-	33, // 26: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
-	2,  // 27: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
-	8,  // 28: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
-	36, // 29: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
-	36, // 30: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
-	2,  // 31: tessera.v1.RangeLookupResponse.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	8,  // 32: tessera.v1.RangeLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
-	2,  // 33: tessera.v1.RangeScanResponse.ranges:type_name -> tessera.v1.RangeDescriptor
-	8,  // 34: tessera.v1.RangeScanResponse.routing_error:type_name -> tessera.v1.RoutingError
-	2,  // 35: tessera.v1.RangeReportRequest.ranges:type_name -> tessera.v1.RangeDescriptor
-	8,  // 36: tessera.v1.RangeReportResponse.routing_error:type_name -> tessera.v1.RoutingError
-	9,  // 37: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
-	11, // 38: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
-	13, // 39: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
-	16, // 40: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
-	19, // 41: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
-	21, // 42: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
-	23, // 43: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
-	29, // 44: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
-	37, // 45: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
-	39, // 46: tessera.v1.Internal.RangeLookup:input_type -> tessera.v1.RangeLookupRequest
-	41, // 47: tessera.v1.Internal.RangeScan:input_type -> tessera.v1.RangeScanRequest
-	43, // 48: tessera.v1.Internal.RangeReport:input_type -> tessera.v1.RangeReportRequest
-	34, // 49: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
-	10, // 50: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	12, // 51: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	15, // 52: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	18, // 53: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	20, // 54: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	22, // 55: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	24, // 56: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
-	28, // 57: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
-	38, // 58: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
-	40, // 59: tessera.v1.Internal.RangeLookup:output_type -> tessera.v1.RangeLookupResponse
-	42, // 60: tessera.v1.Internal.RangeScan:output_type -> tessera.v1.RangeScanResponse
-	44, // 61: tessera.v1.Internal.RangeReport:output_type -> tessera.v1.RangeReportResponse
-	35, // 62: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
-	50, // [50:63] is the sub-list for method output_type
-	37, // [37:50] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	45, // 16: tessera.v1.TsoRequest.parts:type_name -> tessera.v1.TsoPart
+	46, // 17: tessera.v1.TsoResponse.writers:type_name -> tessera.v1.TsoWriter
+	2,  // 18: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	14, // 19: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
+	17, // 20: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
+	8,  // 21: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
+	8,  // 22: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
+	8,  // 23: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
+	25, // 24: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
+	8,  // 25: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
+	31, // 26: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
+	32, // 27: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
+	33, // 28: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
+	2,  // 29: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
+	8,  // 30: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
+	36, // 31: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
+	36, // 32: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
+	2,  // 33: tessera.v1.RangeLookupResponse.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	8,  // 34: tessera.v1.RangeLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
+	2,  // 35: tessera.v1.RangeScanResponse.ranges:type_name -> tessera.v1.RangeDescriptor
+	8,  // 36: tessera.v1.RangeScanResponse.routing_error:type_name -> tessera.v1.RoutingError
+	2,  // 37: tessera.v1.RangeReportRequest.ranges:type_name -> tessera.v1.RangeDescriptor
+	8,  // 38: tessera.v1.RangeReportResponse.routing_error:type_name -> tessera.v1.RoutingError
+	9,  // 39: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
+	11, // 40: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
+	13, // 41: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
+	16, // 42: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
+	19, // 43: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
+	21, // 44: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
+	23, // 45: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
+	29, // 46: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
+	37, // 47: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
+	39, // 48: tessera.v1.Internal.RangeLookup:input_type -> tessera.v1.RangeLookupRequest
+	41, // 49: tessera.v1.Internal.RangeScan:input_type -> tessera.v1.RangeScanRequest
+	43, // 50: tessera.v1.Internal.RangeReport:input_type -> tessera.v1.RangeReportRequest
+	34, // 51: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
+	10, // 52: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	12, // 53: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	15, // 54: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	18, // 55: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	20, // 56: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	22, // 57: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	24, // 58: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
+	28, // 59: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
+	38, // 60: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
+	40, // 61: tessera.v1.Internal.RangeLookup:output_type -> tessera.v1.RangeLookupResponse
+	42, // 62: tessera.v1.Internal.RangeScan:output_type -> tessera.v1.RangeScanResponse
+	44, // 63: tessera.v1.Internal.RangeReport:output_type -> tessera.v1.RangeReportResponse
+	35, // 64: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
+	52, // [52:65] is the sub-list for method output_type
+	39, // [39:52] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_tesserapb_tessera_proto_init() }
@@ -3433,7 +3631,7 @@ func file_tesserapb_tessera_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   43,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -30,9 +30,16 @@ func (s *Server) logStarting() {
 // logs, once, when the node is ready to serve clients (every range it
 // fronts answers a linearizable read).
 func (s *Server) startLifecycle() {
-	s.log.Info("serving peer traffic", "listen-peer-url", "http://"+s.PeerAddr(), "advertise-peer-urls", s.cfg.InitialAdvertisePeerURLs)
+	peerScheme, clientScheme := "http://", "http://"
+	if s.tls.peer != nil {
+		peerScheme = "https://"
+	}
+	if s.tls.client != nil {
+		clientScheme = "https://"
+	}
+	s.log.Info("serving peer traffic", "listen-peer-url", peerScheme+s.PeerAddr(), "advertise-peer-urls", s.cfg.InitialAdvertisePeerURLs)
 	s.log.Info("serving client traffic (etcd gRPC API, /health, /livez, /readyz, /version, /metrics)",
-		"listen-client-url", "http://"+s.ClientAddr(), "advertise-client-urls", s.cfg.AdvertiseClientURLs)
+		"listen-client-url", clientScheme+s.ClientAddr(), "advertise-client-urls", s.cfg.AdvertiseClientURLs)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.life.cancel = cancel
 	s.life.done = make(chan struct{})

@@ -197,6 +197,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		Ranges:                 s.router.Cache(),
 		Peers:                  s.nodes,
 		Clock:                  clock,
+		Current:                s.router.CurrentRevision,
 		ProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 		MaxRequestBytes:        cfg.MaxRequestBytes,
 		StreamQueue:            cfg.WatchStreamQueue,
@@ -353,6 +354,8 @@ func (s *Server) openReplicas(clock shard.Clock, limits shard.Limits) error {
 			Limits:  limits,
 			Metrics: s.obs.shard,
 			Logger:  s.log,
+			// auth.go: the auth revision range leaders here stamp on writes.
+			AuthRevision: s.auth.appliedRevision,
 		}, raftgroup.GroupID(d.GetRangeId()))
 		if err != nil {
 			return err
