@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tesseradb/tessera/cmd/buildinfo"
+	"google.golang.org/grpc"
 )
 
 // lifecycle logs what a node does as it starts, becomes ready and stops.
@@ -119,5 +120,26 @@ func (s *Server) BeginShutdown() {
 	s.stopLifecycle()
 	if s.host != nil {
 		_ = s.host.Close()
+	}
+}
+
+// peerStopGrace bounds the graceful part of the peer server's stop: on
+// loopback or a LAN the last statuses flush in well under it.
+const peerStopGrace = 300 * time.Millisecond
+
+// stopGracefully stops srv gracefully, and hard once grace has passed.
+func stopGracefully(srv *grpc.Server, grace time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(done)
+	}()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		srv.Stop()
+		<-done
 	}
 }

@@ -544,7 +544,11 @@ func (s *Server) Close() {
 			_ = s.host.Close()
 		}
 		if s.peerGRPC != nil {
-			s.peerGRPC.Stop()
+			// Gracefully, briefly: the raft streams the transport ended
+			// get their "transport closed" status flushed (a hard Stop can
+			// cut it off, and peers then log a failure); long-lived
+			// streams (feeds, keep-alives) are cut after the grace.
+			stopGracefully(s.peerGRPC, peerStopGrace)
 		}
 		if s.hub != nil {
 			s.hub.Close()
