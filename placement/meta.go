@@ -49,6 +49,7 @@ type Meta struct {
 		highMs    int64                           // TSO high-water mark
 		alarms    map[alarmID]*etcdpb.AlarmMember // active alarms (alarms.go)
 		leases    map[int64]*lease                // granted leases (lease.go)
+		expiries  leaseHeap                       // leases by deadline (lease_heap.go)
 		leaseCfg  LeaseConfig
 		// appliedTerm is the term of the last entry applied: a new leader
 		// serves leases once it applied an entry of its own term (every
