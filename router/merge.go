@@ -107,10 +107,8 @@ func (r *Router) Merge(ctx context.Context, leftID uint64, trigger string) (*tes
 		return nil, err
 	}
 	r.cache.Insert(merged)
-	if h := r.split.dir.Load(); h != nil && h.h != nil {
-		if err := h.h.RangesChanged(ctx, []*tesserapb.RangeDescriptor{merged}); err != nil {
-			r.log.Warn("directory not updated after a merge", "range", leftID, "err", err)
-		}
+	if err := r.directoryChanged(ctx, merged); err != nil {
+		r.log.Warn("directory not updated after a merge", "range", leftID, "err", err)
 	}
 	return merged, nil
 }

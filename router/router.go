@@ -31,6 +31,8 @@ type Config struct {
 	// until it lands: raft abandons one after an election timeout, so the
 	// node's election timeout (0: 1 s, etcd's default).
 	TransferLeaderRetry time.Duration
+	// DirectoryLimits bound the range directory RPCs (zero: defaults).
+	DirectoryLimits placement.DirectoryLimits
 	// Registerer, if set, gets the router's metrics (router/metrics.go).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -55,6 +57,8 @@ type Router struct {
 	acked ackedRevision
 	// split: splits and merges (split.go).
 	split splitState
+	// reconcileKick wakes the directory reconciliation (directory_reconcile.go).
+	reconcileKick chan struct{}
 }
 
 // New returns a router.
@@ -62,7 +66,12 @@ func New(cfg Config) *Router {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Router{cfg: cfg, nodes: cfg.Nodes, cache: cfg.Cache, replicas: cfg.Replicas, clock: cfg.Clock, log: cfg.Logger, metrics: newMetrics(cfg.Registerer)}
+	r := &Router{cfg: cfg, nodes: cfg.Nodes, cache: cfg.Cache, replicas: cfg.Replicas, clock: cfg.Clock, log: cfg.Logger, metrics: newMetrics(cfg.Registerer)}
+	r.reconcileKick = make(chan struct{}, 1)
+	if r.cache != nil {
+		r.cache.SetDirectory(r.Directory())
+	}
+	return r
 }
 
 // Cache returns the router's range cache.

@@ -139,12 +139,10 @@ func (r *Router) Split(ctx context.Context, rangeID uint64, key []byte, trigger 
 	}
 	r.cache.Insert(res.Left)
 	r.cache.Insert(res.Right)
-	if h := r.split.dir.Load(); h != nil && h.h != nil {
-		if err := h.h.RangesChanged(ctx, []*tesserapb.RangeDescriptor{res.Left, res.Right}); err != nil {
-			// The directory heals from the leaders' reports: the generation
-			// decides.
-			r.log.Warn("directory not updated after a split", "left", rangeID, "right", rightID, "err", err)
-		}
+	if err := r.directoryChanged(ctx, res.Left, res.Right); err != nil {
+		// The directory heals from the leaders' reports: the generation
+		// decides.
+		r.log.Warn("directory not updated after a split", "left", rangeID, "right", rightID, "err", err)
 	}
 	return res, nil
 }
@@ -222,4 +220,13 @@ func (s *Internal) AllocateRangeIDs(ctx context.Context, req *tesserapb.Allocate
 		return nil, toGRPCError(err)
 	}
 	return &tesserapb.AllocateRangeIDsResponse{First: first, Count: req.GetCount()}, nil
+}
+
+// directoryChanged records a layout change in the range directory (the
+// hook, if one is set, else the meta group's directory).
+func (r *Router) directoryChanged(ctx context.Context, descs ...*tesserapb.RangeDescriptor) error {
+	if h := r.split.dir.Load(); h != nil && h.h != nil {
+		return h.h.RangesChanged(ctx, descs)
+	}
+	return r.Directory().Update(ctx, descs...)
 }

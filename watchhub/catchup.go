@@ -131,15 +131,15 @@ func (h *Hub) history(ctx context.Context, w *watcher, from, to engine.Revision,
 	defer cancel()
 	streams := make([]*historyStream, 0, len(w.subs))
 	for _, rs := range w.subs {
-		target := feedTarget(h.cfg.Ranges, rs.descriptor(), attempt)
+		target := feedTarget(h.cfg.Ranges, rs.desc, attempt)
 		stream, err := h.openFeed(ctx, target, &tesserapb.FeedRequest{
-			RangeId: rs.descriptor().GetRangeId(), Generation: rs.descriptor().GetGeneration(),
+			RangeId: rs.desc.GetRangeId(), Generation: rs.desc.GetGeneration(),
 			StartRevision: int64(from + 1), EndRevision: int64(to), PrevKv: w.prevKV,
 		})
 		if err != nil {
 			return from, err
 		}
-		streams = append(streams, &historyStream{h: h, desc: rs.descriptor(), stream: stream})
+		streams = append(streams, &historyStream{h: h, desc: rs.desc, stream: stream})
 	}
 	sent := from
 	var evs []*mvccpb.Event

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -22,16 +21,9 @@ import (
 // rangeSub is the hub's subscription to one range's feed. Its fields other
 // than desc, cancel, done and resolveKick are guarded by Hub.mu.
 type rangeSub struct {
-	h *Hub
-	// desc is the range as last known (it changes when the range splits or
-	// merges: relayout.go).
-	desc atomic.Pointer[tesserapb.RangeDescriptor]
+	h    *Hub
+	desc *tesserapb.RangeDescriptor
 	refs int
-	// watchers are the watchers holding a reference.
-	watchers map[*watcher]struct{}
-	// restart ends the current feed session (it resubscribes from the
-	// frontier); nil between sessions.
-	restart func()
 	// since is G when the subscription began: the ring holds this range's
 	// events above it only.
 	since engine.Revision
@@ -45,34 +37,41 @@ type rangeSub struct {
 	pending []releasedRev
 	// want is the revision the range was last asked to resolve to.
 	want engine.Revision
+	// start: the subscription has received every event of the range from
+	// start on (its first feed began there).
+	start engine.Revision
+	// watchers: the watchers that hold this subscription in their subs.
+	watchers map[*watcher]struct{}
+	// endSession ends the current feed session (nil between sessions).
+	endSession context.CancelFunc
+	// replaced: the subscription gave way to the ranges that now cover
+	// its span (rangesub_layout.go).
+	replaced bool
 
 	resolveKick chan struct{}
 	cancel      context.CancelFunc
 	done        chan struct{}
 }
 
-func (h *Hub) newRangeSubLocked(d *tesserapb.RangeDescriptor) *rangeSub {
+// newRangeSubLocked subscribes to a range's feed from frontier+1; since is
+// the G from which the ring holds its events, validFrom as on rangeSub.
+func (h *Hub) newRangeSubLocked(d *tesserapb.RangeDescriptor, since, frontier, validFrom engine.Revision) *rangeSub {
 	ctx, cancel := context.WithCancel(context.Background())
 	rs := &rangeSub{
-		h:     h,
-		since: h.mu.released, frontier: h.mu.released,
+		h: h, desc: d,
+		since: since, frontier: frontier, validFrom: validFrom, start: frontier + 1,
 		watchers:    map[*watcher]struct{}{},
 		resolveKick: make(chan struct{}, 1),
 		cancel:      cancel,
 		done:        make(chan struct{}),
 	}
-	rs.desc.Store(d)
-	h.mu.subs[d.GetRangeId()] = rs
+	h.mu.subs[keyOf(d)] = rs
 	go func() {
 		defer close(rs.done)
 		rs.run(ctx)
 	}()
 	return rs
 }
-
-func (rs *rangeSub) descriptor() *tesserapb.RangeDescriptor { return rs.desc.Load() }
-
-func (rs *rangeSub) setDescriptor(d *tesserapb.RangeDescriptor) { rs.desc.Store(d) }
 
 func (rs *rangeSub) wakeResolve() {
 	select {
@@ -111,17 +110,12 @@ func (rs *rangeSub) run(ctx context.Context) {
 		if got {
 			retry.Reset()
 		}
-		var le *layoutError
-		if errors.As(err, &le) {
-			// The range split or merged: follow the new layout.
-			if rs.h.relayout(rs, le.desc) {
-				return
-			}
-			retry.Reset()
-			continue
-		}
 		if err != nil && ctx.Err() == nil {
-			rs.h.log.Debug("range feed ended", "range", rs.descriptor().GetRangeId(), "err", err)
+			rs.h.log.Debug("range feed ended", "range", rs.desc.GetRangeId(), "err", err)
+		}
+		var le *layoutError
+		if errors.As(err, &le) && rs.h.replaceSub(ctx, rs, le.desc) {
+			return // the ranges now covering the span took over
 		}
 	}
 }
@@ -165,15 +159,18 @@ func (h *Hub) feedError(d *tesserapb.RangeDescriptor, resp *tesserapb.FeedRespon
 	if re == nil || re.GetCode() == tesserapb.RoutingError_NONE {
 		return nil
 	}
-	if err := layoutChange(d, re); err != nil {
-		return err
-	}
 	leader := raftgroup.NodeID(0)
 	if re.GetCode() == tesserapb.RoutingError_NOT_LEADER {
 		leader = raftgroup.NodeID(re.GetLeaderNode())
 	}
 	h.cfg.Ranges.SetLeader(d.GetRangeId(), leader)
-	return fmt.Errorf("watchhub: range %d: %s: %s", d.GetRangeId(), re.GetCode(), re.GetMessage())
+	err := fmt.Errorf("watchhub: range %d: %s: %s", d.GetRangeId(), re.GetCode(), re.GetMessage())
+	switch re.GetCode() {
+	case tesserapb.RoutingError_STALE_GENERATION, tesserapb.RoutingError_KEY_MISMATCH, tesserapb.RoutingError_RANGE_NOT_FOUND:
+		// The range may have split or merged: the caller checks.
+		return &layoutError{desc: re.GetRangeDescriptor(), err: err}
+	}
+	return err
 }
 
 type compactedError struct{ rev engine.Revision }
@@ -202,8 +199,7 @@ func decodeRevisions(resp *tesserapb.FeedResponse) ([]releasedRev, error) {
 // session runs one feed stream; got reports whether it delivered anything.
 func (rs *rangeSub) session(ctx context.Context, attempt int) (got bool, err error) {
 	h := rs.h
-	desc := rs.descriptor()
-	target := feedTarget(h.cfg.Ranges, desc, attempt)
+	target := feedTarget(h.cfg.Ranges, rs.desc, attempt)
 	if target == 0 {
 		return false, errors.New("watchhub: range has no replicas")
 	}
@@ -211,15 +207,15 @@ func (rs *rangeSub) session(ctx context.Context, attempt int) (got bool, err err
 	defer cancel()
 	h.mu.Lock()
 	start := rs.frontier + 1
-	rs.restart = cancel
+	rs.endSession = cancel
 	h.mu.Unlock()
 	defer func() {
 		h.mu.Lock()
-		rs.restart = nil
+		rs.endSession = nil
 		h.mu.Unlock()
 	}()
 	stream, err := h.openFeed(ctx, target, &tesserapb.FeedRequest{
-		RangeId: desc.GetRangeId(), Generation: desc.GetGeneration(), StartRevision: int64(start), PrevKv: true,
+		RangeId: rs.desc.GetRangeId(), Generation: rs.desc.GetGeneration(), StartRevision: int64(start), PrevKv: true,
 	})
 	if err != nil {
 		return false, err
@@ -249,10 +245,10 @@ func (rs *rangeSub) session(ctx context.Context, attempt int) (got bool, err err
 			if errors.Is(err, io.EOF) {
 				err = errors.New("watchhub: feed ended")
 			}
-			h.cfg.Ranges.SetLeader(desc.GetRangeId(), 0)
+			h.cfg.Ranges.SetLeader(rs.desc.GetRangeId(), 0)
 			return got, err
 		}
-		if err := h.feedError(desc, resp); err != nil {
+		if err := h.feedError(rs.desc, resp); err != nil {
 			var ce *compactedError
 			if errors.As(err, &ce) {
 				h.subCompacted(rs, ce.rev)
@@ -264,7 +260,7 @@ func (rs *rangeSub) session(ctx context.Context, attempt int) (got bool, err err
 			return got, err
 		}
 		got = true
-		h.cfg.Ranges.SetLeader(desc.GetRangeId(), target)
+		h.cfg.Ranges.SetLeader(rs.desc.GetRangeId(), target)
 		h.onFeed(rs, revs, engine.Revision(resp.GetResolvedRevision()))
 	}
 }
@@ -276,8 +272,9 @@ func (h *Hub) onFeed(rs *rangeSub, revs []releasedRev, resolved engine.Revision)
 		if r.rev <= rs.frontier {
 			continue // already received before a resubscription
 		}
-		h.insertPendingLocked(rs, r)
+		rs.pending = append(rs.pending, r)
 		rs.frontier = r.rev
+		h.mu.pending += len(r.events)
 	}
 	rs.frontier = max(rs.frontier, resolved)
 	h.mu.Unlock()

@@ -748,8 +748,12 @@ type MetaCommand struct {
 	// Allocate this many new range ids (a split's right half); the result is
 	// the first of them. Ids are never reused.
 	AllocateRangeIds uint32 `protobuf:"varint,20,opt,name=allocate_range_ids,json=allocateRangeIds,proto3" json:"allocate_range_ids,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The range directory (placement/directory.go): descriptors to record.
+	// Each replaces every overlapping entry of a lower generation and is
+	// ignored when an overlapping entry has a generation at or above its own.
+	DirectoryUpdate []*RangeDescriptor `protobuf:"bytes,30,rep,name=directory_update,json=directoryUpdate,proto3" json:"directory_update,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *MetaCommand) Reset() {
@@ -850,6 +854,13 @@ func (x *MetaCommand) GetAllocateRangeIds() uint32 {
 		return x.AllocateRangeIds
 	}
 	return 0
+}
+
+func (x *MetaCommand) GetDirectoryUpdate() []*RangeDescriptor {
+	if x != nil {
+		return x.DirectoryUpdate
+	}
+	return nil
 }
 
 // RoutingError tells a router why a range did not serve its request.
@@ -3441,6 +3452,325 @@ func (x *FreezeRangeResponse) GetRoutingError() *RoutingError {
 	return nil
 }
 
+type RangeLookupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeLookupRequest) Reset() {
+	*x = RangeLookupRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeLookupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeLookupRequest) ProtoMessage() {}
+
+func (x *RangeLookupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeLookupRequest.ProtoReflect.Descriptor instead.
+func (*RangeLookupRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *RangeLookupRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type RangeLookupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The range holding key (unset only with routing_error).
+	RangeDescriptor *RangeDescriptor `protobuf:"bytes,1,opt,name=range_descriptor,json=rangeDescriptor,proto3" json:"range_descriptor,omitempty"`
+	// Set when this node does not lead the meta group (leader_node: a hint).
+	RoutingError  *RoutingError `protobuf:"bytes,2,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeLookupResponse) Reset() {
+	*x = RangeLookupResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeLookupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeLookupResponse) ProtoMessage() {}
+
+func (x *RangeLookupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeLookupResponse.ProtoReflect.Descriptor instead.
+func (*RangeLookupResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *RangeLookupResponse) GetRangeDescriptor() *RangeDescriptor {
+	if x != nil {
+		return x.RangeDescriptor
+	}
+	return nil
+}
+
+func (x *RangeLookupResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
+type RangeScanRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first range listed is the one holding start_key.
+	StartKey []byte `protobuf:"bytes,1,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
+	// At most this many ranges (0: the server's page size).
+	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeScanRequest) Reset() {
+	*x = RangeScanRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeScanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeScanRequest) ProtoMessage() {}
+
+func (x *RangeScanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeScanRequest.ProtoReflect.Descriptor instead.
+func (*RangeScanRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *RangeScanRequest) GetStartKey() []byte {
+	if x != nil {
+		return x.StartKey
+	}
+	return nil
+}
+
+func (x *RangeScanRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type RangeScanResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ranges in key order.
+	Ranges []*RangeDescriptor `protobuf:"bytes,1,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	// When set, the scan continues with start_key = next_key.
+	More          bool          `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"`
+	NextKey       []byte        `protobuf:"bytes,3,opt,name=next_key,json=nextKey,proto3" json:"next_key,omitempty"`
+	RoutingError  *RoutingError `protobuf:"bytes,4,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeScanResponse) Reset() {
+	*x = RangeScanResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeScanResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeScanResponse) ProtoMessage() {}
+
+func (x *RangeScanResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeScanResponse.ProtoReflect.Descriptor instead.
+func (*RangeScanResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *RangeScanResponse) GetRanges() []*RangeDescriptor {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *RangeScanResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *RangeScanResponse) GetNextKey() []byte {
+	if x != nil {
+		return x.NextKey
+	}
+	return nil
+}
+
+func (x *RangeScanResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
+type RangeReportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ranges        []*RangeDescriptor     `protobuf:"bytes,1,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeReportRequest) Reset() {
+	*x = RangeReportRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeReportRequest) ProtoMessage() {}
+
+func (x *RangeReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeReportRequest.ProtoReflect.Descriptor instead.
+func (*RangeReportRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *RangeReportRequest) GetRanges() []*RangeDescriptor {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+type RangeReportResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many of the reported descriptors changed the directory.
+	Recorded      uint32        `protobuf:"varint,1,opt,name=recorded,proto3" json:"recorded,omitempty"`
+	RoutingError  *RoutingError `protobuf:"bytes,2,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeReportResponse) Reset() {
+	*x = RangeReportResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeReportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeReportResponse) ProtoMessage() {}
+
+func (x *RangeReportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeReportResponse.ProtoReflect.Descriptor instead.
+func (*RangeReportResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *RangeReportResponse) GetRecorded() uint32 {
+	if x != nil {
+		return x.Recorded
+	}
+	return 0
+}
+
+func (x *RangeReportResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
 // TsoPart is one request of a TSO batch.
 type TsoPart struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3453,7 +3783,7 @@ type TsoPart struct {
 
 func (x *TsoPart) Reset() {
 	*x = TsoPart{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[47]
+	mi := &file_tesserapb_tessera_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3465,7 +3795,7 @@ func (x *TsoPart) String() string {
 func (*TsoPart) ProtoMessage() {}
 
 func (x *TsoPart) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[47]
+	mi := &file_tesserapb_tessera_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3478,7 +3808,7 @@ func (x *TsoPart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TsoPart.ProtoReflect.Descriptor instead.
 func (*TsoPart) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{47}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *TsoPart) GetRangeId() uint64 {
@@ -3507,7 +3837,7 @@ type TsoWriter struct {
 
 func (x *TsoWriter) Reset() {
 	*x = TsoWriter{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[48]
+	mi := &file_tesserapb_tessera_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3519,7 +3849,7 @@ func (x *TsoWriter) String() string {
 func (*TsoWriter) ProtoMessage() {}
 
 func (x *TsoWriter) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[48]
+	mi := &file_tesserapb_tessera_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3532,7 +3862,7 @@ func (x *TsoWriter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TsoWriter.ProtoReflect.Descriptor instead.
 func (*TsoWriter) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{48}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *TsoWriter) GetRangeId() uint64 {
@@ -3607,7 +3937,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\fSplitTrigger\x12\x1b\n" +
 	"\tsplit_key\x18\x01 \x01(\fR\bsplitKey\x12$\n" +
 	"\x0eright_range_id\x18\x02 \x01(\x04R\frightRangeId\x12\x18\n" +
-	"\atrigger\x18\x03 \x01(\tR\atrigger\"\xd7\x03\n" +
+	"\atrigger\x18\x03 \x01(\tR\atrigger\"\x9f\x04\n" +
 	"\vMetaCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12#\n" +
@@ -3620,7 +3950,8 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x11lease_checkpoints\x18\a \x03(\v2\x1b.tessera.v1.LeaseCheckpointR\x10leaseCheckpoints\x12!\n" +
 	"\fauth_request\x18\b \x01(\fR\vauthRequest\x12$\n" +
 	"\x0eauth_token_key\x18\t \x01(\fR\fauthTokenKey\x12,\n" +
-	"\x12allocate_range_ids\x18\x14 \x01(\rR\x10allocateRangeIds\"\xa3\x02\n" +
+	"\x12allocate_range_ids\x18\x14 \x01(\rR\x10allocateRangeIds\x12F\n" +
+	"\x10directory_update\x18\x1e \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x0fdirectoryUpdate\"\xa3\x02\n" +
 	"\fRoutingError\x121\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1d.tessera.v1.RoutingError.CodeR\x04code\x12\x1f\n" +
 	"\vleader_node\x18\x02 \x01(\x04R\n" +
@@ -3817,7 +4148,25 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x13FreezeRangeResponse\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12F\n" +
 	"\x10range_descriptor\x18\x02 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x0frangeDescriptor\x12=\n" +
-	"\rrouting_error\x18\x03 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\":\n" +
+	"\rrouting_error\x18\x03 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"&\n" +
+	"\x12RangeLookupRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\"\x9c\x01\n" +
+	"\x13RangeLookupResponse\x12F\n" +
+	"\x10range_descriptor\x18\x01 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x0frangeDescriptor\x12=\n" +
+	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"E\n" +
+	"\x10RangeScanRequest\x12\x1b\n" +
+	"\tstart_key\x18\x01 \x01(\fR\bstartKey\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"\xb6\x01\n" +
+	"\x11RangeScanResponse\x123\n" +
+	"\x06ranges\x18\x01 \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x06ranges\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\x12\x19\n" +
+	"\bnext_key\x18\x03 \x01(\fR\anextKey\x12=\n" +
+	"\rrouting_error\x18\x04 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"I\n" +
+	"\x12RangeReportRequest\x123\n" +
+	"\x06ranges\x18\x01 \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x06ranges\"p\n" +
+	"\x13RangeReportResponse\x12\x1a\n" +
+	"\brecorded\x18\x01 \x01(\rR\brecorded\x12=\n" +
+	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\":\n" +
 	"\aTsoPart\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\">\n" +
@@ -3826,7 +4175,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x06lowest\x18\x02 \x01(\x03R\x06lowest*%\n" +
 	"\vReplicaType\x12\t\n" +
 	"\x05VOTER\x10\x00\x12\v\n" +
-	"\aLEARNER\x10\x012\xcf\a\n" +
+	"\aLEARNER\x10\x012\xb9\t\n" +
 	"\bInternal\x12B\n" +
 	"\aExecute\x12\x1a.tessera.v1.ExecuteRequest\x1a\x1b.tessera.v1.ExecuteResponse\x126\n" +
 	"\x03Tso\x12\x16.tessera.v1.TsoRequest\x1a\x17.tessera.v1.TsoResponse\x12?\n" +
@@ -3842,7 +4191,10 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x10AllocateRangeIDs\x12#.tessera.v1.AllocateRangeIDsRequest\x1a$.tessera.v1.AllocateRangeIDsResponse\x12K\n" +
 	"\n" +
 	"MergeRange\x12\x1d.tessera.v1.MergeRangeRequest\x1a\x1e.tessera.v1.MergeRangeResponse\x12N\n" +
-	"\vFreezeRange\x12\x1e.tessera.v1.FreezeRangeRequest\x1a\x1f.tessera.v1.FreezeRangeResponse2h\n" +
+	"\vFreezeRange\x12\x1e.tessera.v1.FreezeRangeRequest\x1a\x1f.tessera.v1.FreezeRangeResponse\x12N\n" +
+	"\vRangeLookup\x12\x1e.tessera.v1.RangeLookupRequest\x1a\x1f.tessera.v1.RangeLookupResponse\x12H\n" +
+	"\tRangeScan\x12\x1c.tessera.v1.RangeScanRequest\x1a\x1d.tessera.v1.RangeScanResponse\x12N\n" +
+	"\vRangeReport\x12\x1e.tessera.v1.RangeReportRequest\x1a\x1f.tessera.v1.RangeReportResponse2h\n" +
 	"\x13InternalMaintenance\x12Q\n" +
 	"\fRecentWrites\x12\x1f.tessera.v1.RecentWritesRequest\x1a .tessera.v1.RecentWritesResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
 
@@ -3859,7 +4211,7 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 }
 
 var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_tesserapb_tessera_proto_goTypes = []any{
 	(ReplicaType)(0),                 // 0: tessera.v1.ReplicaType
 	(RoutingError_Code)(0),           // 1: tessera.v1.RoutingError.Code
@@ -3910,8 +4262,14 @@ var file_tesserapb_tessera_proto_goTypes = []any{
 	(*MergeRangeResponse)(nil),       // 46: tessera.v1.MergeRangeResponse
 	(*FreezeRangeRequest)(nil),       // 47: tessera.v1.FreezeRangeRequest
 	(*FreezeRangeResponse)(nil),      // 48: tessera.v1.FreezeRangeResponse
-	(*TsoPart)(nil),                  // 49: tessera.v1.TsoPart
-	(*TsoWriter)(nil),                // 50: tessera.v1.TsoWriter
+	(*RangeLookupRequest)(nil),       // 49: tessera.v1.RangeLookupRequest
+	(*RangeLookupResponse)(nil),      // 50: tessera.v1.RangeLookupResponse
+	(*RangeScanRequest)(nil),         // 51: tessera.v1.RangeScanRequest
+	(*RangeScanResponse)(nil),        // 52: tessera.v1.RangeScanResponse
+	(*RangeReportRequest)(nil),       // 53: tessera.v1.RangeReportRequest
+	(*RangeReportResponse)(nil),      // 54: tessera.v1.RangeReportResponse
+	(*TsoPart)(nil),                  // 55: tessera.v1.TsoPart
+	(*TsoWriter)(nil),                // 56: tessera.v1.TsoWriter
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
 	3,  // 0: tessera.v1.RangeDescriptor.replicas:type_name -> tessera.v1.ReplicaDescriptor
@@ -3927,69 +4285,82 @@ var file_tesserapb_tessera_proto_depIdxs = []int32{
 	28, // 10: tessera.v1.MetaCommand.lease_grant:type_name -> tessera.v1.LeaseRecord
 	27, // 11: tessera.v1.MetaCommand.lease_revoke:type_name -> tessera.v1.LeaseRef
 	29, // 12: tessera.v1.MetaCommand.lease_checkpoints:type_name -> tessera.v1.LeaseCheckpoint
-	1,  // 13: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
-	2,  // 14: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	27, // 15: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
-	27, // 16: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
-	10, // 17: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
-	49, // 18: tessera.v1.TsoRequest.parts:type_name -> tessera.v1.TsoPart
-	50, // 19: tessera.v1.TsoResponse.writers:type_name -> tessera.v1.TsoWriter
-	2,  // 20: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	16, // 21: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
-	19, // 22: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
-	10, // 23: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
-	10, // 24: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
-	10, // 25: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
-	27, // 26: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
-	10, // 27: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
-	33, // 28: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
-	34, // 29: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
-	35, // 30: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
-	2,  // 31: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
-	10, // 32: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
-	38, // 33: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
-	38, // 34: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
-	2,  // 35: tessera.v1.SplitRangeResponse.left:type_name -> tessera.v1.RangeDescriptor
-	2,  // 36: tessera.v1.SplitRangeResponse.right:type_name -> tessera.v1.RangeDescriptor
-	10, // 37: tessera.v1.SplitRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
-	10, // 38: tessera.v1.AllocateRangeIDsResponse.routing_error:type_name -> tessera.v1.RoutingError
-	2,  // 39: tessera.v1.MergeRangeResponse.merged:type_name -> tessera.v1.RangeDescriptor
-	10, // 40: tessera.v1.MergeRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
-	2,  // 41: tessera.v1.FreezeRangeResponse.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	10, // 42: tessera.v1.FreezeRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
-	11, // 43: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
-	13, // 44: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
-	15, // 45: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
-	18, // 46: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
-	21, // 47: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
-	23, // 48: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
-	25, // 49: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
-	31, // 50: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
-	39, // 51: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
-	41, // 52: tessera.v1.Internal.SplitRange:input_type -> tessera.v1.SplitRangeRequest
-	43, // 53: tessera.v1.Internal.AllocateRangeIDs:input_type -> tessera.v1.AllocateRangeIDsRequest
-	45, // 54: tessera.v1.Internal.MergeRange:input_type -> tessera.v1.MergeRangeRequest
-	47, // 55: tessera.v1.Internal.FreezeRange:input_type -> tessera.v1.FreezeRangeRequest
-	36, // 56: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
-	12, // 57: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	14, // 58: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	17, // 59: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	20, // 60: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	22, // 61: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	24, // 62: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	26, // 63: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
-	30, // 64: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
-	40, // 65: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
-	42, // 66: tessera.v1.Internal.SplitRange:output_type -> tessera.v1.SplitRangeResponse
-	44, // 67: tessera.v1.Internal.AllocateRangeIDs:output_type -> tessera.v1.AllocateRangeIDsResponse
-	46, // 68: tessera.v1.Internal.MergeRange:output_type -> tessera.v1.MergeRangeResponse
-	48, // 69: tessera.v1.Internal.FreezeRange:output_type -> tessera.v1.FreezeRangeResponse
-	37, // 70: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
-	57, // [57:71] is the sub-list for method output_type
-	43, // [43:57] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	2,  // 13: tessera.v1.MetaCommand.directory_update:type_name -> tessera.v1.RangeDescriptor
+	1,  // 14: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
+	2,  // 15: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	27, // 16: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
+	27, // 17: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
+	10, // 18: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
+	55, // 19: tessera.v1.TsoRequest.parts:type_name -> tessera.v1.TsoPart
+	56, // 20: tessera.v1.TsoResponse.writers:type_name -> tessera.v1.TsoWriter
+	2,  // 21: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	16, // 22: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
+	19, // 23: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
+	10, // 24: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
+	10, // 25: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
+	10, // 26: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
+	27, // 27: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
+	10, // 28: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
+	33, // 29: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
+	34, // 30: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
+	35, // 31: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
+	2,  // 32: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
+	10, // 33: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
+	38, // 34: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
+	38, // 35: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
+	2,  // 36: tessera.v1.SplitRangeResponse.left:type_name -> tessera.v1.RangeDescriptor
+	2,  // 37: tessera.v1.SplitRangeResponse.right:type_name -> tessera.v1.RangeDescriptor
+	10, // 38: tessera.v1.SplitRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
+	10, // 39: tessera.v1.AllocateRangeIDsResponse.routing_error:type_name -> tessera.v1.RoutingError
+	2,  // 40: tessera.v1.MergeRangeResponse.merged:type_name -> tessera.v1.RangeDescriptor
+	10, // 41: tessera.v1.MergeRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
+	2,  // 42: tessera.v1.FreezeRangeResponse.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	10, // 43: tessera.v1.FreezeRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
+	2,  // 44: tessera.v1.RangeLookupResponse.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	10, // 45: tessera.v1.RangeLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
+	2,  // 46: tessera.v1.RangeScanResponse.ranges:type_name -> tessera.v1.RangeDescriptor
+	10, // 47: tessera.v1.RangeScanResponse.routing_error:type_name -> tessera.v1.RoutingError
+	2,  // 48: tessera.v1.RangeReportRequest.ranges:type_name -> tessera.v1.RangeDescriptor
+	10, // 49: tessera.v1.RangeReportResponse.routing_error:type_name -> tessera.v1.RoutingError
+	11, // 50: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
+	13, // 51: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
+	15, // 52: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
+	18, // 53: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
+	21, // 54: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
+	23, // 55: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
+	25, // 56: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
+	31, // 57: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
+	39, // 58: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
+	41, // 59: tessera.v1.Internal.SplitRange:input_type -> tessera.v1.SplitRangeRequest
+	43, // 60: tessera.v1.Internal.AllocateRangeIDs:input_type -> tessera.v1.AllocateRangeIDsRequest
+	45, // 61: tessera.v1.Internal.MergeRange:input_type -> tessera.v1.MergeRangeRequest
+	47, // 62: tessera.v1.Internal.FreezeRange:input_type -> tessera.v1.FreezeRangeRequest
+	49, // 63: tessera.v1.Internal.RangeLookup:input_type -> tessera.v1.RangeLookupRequest
+	51, // 64: tessera.v1.Internal.RangeScan:input_type -> tessera.v1.RangeScanRequest
+	53, // 65: tessera.v1.Internal.RangeReport:input_type -> tessera.v1.RangeReportRequest
+	36, // 66: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
+	12, // 67: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	14, // 68: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	17, // 69: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	20, // 70: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	22, // 71: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	24, // 72: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	26, // 73: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
+	30, // 74: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
+	40, // 75: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
+	42, // 76: tessera.v1.Internal.SplitRange:output_type -> tessera.v1.SplitRangeResponse
+	44, // 77: tessera.v1.Internal.AllocateRangeIDs:output_type -> tessera.v1.AllocateRangeIDsResponse
+	46, // 78: tessera.v1.Internal.MergeRange:output_type -> tessera.v1.MergeRangeResponse
+	48, // 79: tessera.v1.Internal.FreezeRange:output_type -> tessera.v1.FreezeRangeResponse
+	50, // 80: tessera.v1.Internal.RangeLookup:output_type -> tessera.v1.RangeLookupResponse
+	52, // 81: tessera.v1.Internal.RangeScan:output_type -> tessera.v1.RangeScanResponse
+	54, // 82: tessera.v1.Internal.RangeReport:output_type -> tessera.v1.RangeReportResponse
+	37, // 83: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
+	67, // [67:84] is the sub-list for method output_type
+	50, // [50:67] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_tesserapb_tessera_proto_init() }
@@ -4008,7 +4379,7 @@ func file_tesserapb_tessera_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   49,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
