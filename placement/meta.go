@@ -49,6 +49,7 @@ type Meta struct {
 		alarms    map[alarmID]*etcdpb.AlarmMember // active alarms (alarms.go)
 		leases    map[int64]*lease                // granted leases (lease.go)
 		leaseCfg  LeaseConfig
+		nodes     nodeTable // the node table (nodes_table.go)
 		// appliedTerm is the term of the last entry applied: a new leader
 		// serves leases once it applied an entry of its own term (every
 		// earlier committed grant and revoke is applied by then).
@@ -72,6 +73,9 @@ type metaResult struct {
 	// etcd error, such as a duplicate lease id).
 	lease *tesserapb.LeaseRecord
 	err   error
+	// node, nodes: the node a node change made and the table after it.
+	node  *tesserapb.NodeRecord
+	nodes []*tesserapb.NodeRecord
 	// authErr: etcd's error when an auth change was refused.
 	authErr error
 }
@@ -147,6 +151,9 @@ func (m *Meta) load() error {
 		return errors.New("placement: corrupt TSO high-water mark")
 	}
 	if err := m.loadAuthLocked(); err != nil {
+		return err
+	}
+	if err := m.loadNodesLocked(); err != nil {
 		return err
 	}
 	if err := m.loadAlarmsLocked(); err != nil {
@@ -228,6 +235,16 @@ func (m *Meta) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 		if cps := cmd.GetLeaseCheckpoints(); len(cps) > 0 {
 			if err := m.applyLeaseCheckpointsLocked(b, cps); err != nil {
 				return fmt.Errorf("placement: meta command at %d: %w", e.GetIndex(), err)
+			}
+		}
+		if c := cmd.GetNodeChange(); c != nil {
+			rec, err := m.applyNodeChangeLocked(b, c)
+			if err != nil && !isNodeTableError(err) {
+				return fmt.Errorf("placement: meta command at %d: %w", e.GetIndex(), err)
+			}
+			res.node, res.err = rec, err
+			if err == nil {
+				res.nodes = m.nodeTableLocked()
 			}
 		}
 		if cmd.GetProposerNode() == uint64(m.node) {
