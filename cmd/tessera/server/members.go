@@ -1,0 +1,260 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tesseradb/tessera/placement"
+	"github.com/tesseradb/tessera/proto/tesserapb"
+	"github.com/tesseradb/tessera/raftgroup"
+	"github.com/tesseradb/tessera/router"
+	"github.com/tesseradb/tessera/shard"
+)
+
+// MembersConfig configures membership: gossip, heartbeats and liveness
+// (docs/operations.md, "Adding and removing nodes").
+type MembersConfig struct {
+	// GossipAddr is --gossip-addr, host:port of this node's memberlist
+	// (the tessera command defaults it to the peer host with port 7946;
+	// empty here: no gossip, liveness from heartbeats alone, which
+	// in-process tests use).
+	GossipAddr string
+	// GossipAddrDefaulted: GossipAddr is the default, not asked for; a
+	// port already taken is then said at debug level only.
+	GossipAddrDefaulted bool
+	// HeartbeatInterval is how often the node sends the meta leader its
+	// heartbeat and reads the node table (0: 1 s).
+	HeartbeatInterval time.Duration
+	// DeadNodeTimeout is --dead-node-timeout (0: 5 minutes).
+	DeadNodeTimeout time.Duration
+	// JoinTimeout bounds how long a joining node tries the members' peer
+	// URLs for the node table (0: 30 s).
+	JoinTimeout time.Duration
+}
+
+func (c MembersConfig) liveness() placement.LivenessConfig {
+	l := placement.DefaultLivenessConfig()
+	if c.HeartbeatInterval > 0 {
+		l.HeartbeatInterval, l.SuspectTimeout = c.HeartbeatInterval, 3*c.HeartbeatInterval
+	}
+	if c.DeadNodeTimeout > 0 {
+		l.DeadNodeTimeout = c.DeadNodeTimeout
+	}
+	l.SuspectTimeout = min(l.SuspectTimeout, l.DeadNodeTimeout)
+	return l
+}
+
+// Validate checks the configuration.
+func (c MembersConfig) Validate() error {
+	if c.GossipAddr != "" {
+		if _, _, err := net.SplitHostPort(c.GossipAddr); err != nil {
+			return fmt.Errorf("server: --gossip-addr %q: %w", c.GossipAddr, err)
+		}
+	}
+	if c.HeartbeatInterval < 0 || c.DeadNodeTimeout < 0 || c.JoinTimeout < 0 {
+		return errors.New("server: membership intervals must not be negative")
+	}
+	return c.liveness().Validate()
+}
+
+// DefaultGossipAddr is the peer URL's host with memberlist's port 7946.
+func DefaultGossipAddr(peerURL string) string {
+	u, err := url.Parse(peerURL)
+	if err != nil || u.Hostname() == "" {
+		return net.JoinHostPort("127.0.0.1", fmt.Sprint(placement.DefaultGossipPort))
+	}
+	return net.JoinHostPort(u.Hostname(), fmt.Sprint(placement.DefaultGossipPort))
+}
+
+// members runs a node's side of membership: it publishes the node's name
+// and URLs, follows the node table (peer registry, gossip seeds), sends
+// heartbeats, and, while this node leads the meta group, tracks liveness.
+type members struct {
+	s      *Server
+	cfg    MembersConfig
+	svc    *router.Membership
+	live   *placement.Liveness
+	gossip *placement.Gossip
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// registerMembership serves the Membership service on the peer port and
+// returns etcd's Cluster service backed by it.
+func (s *Server) registerMembership(internal *router.Internal) *router.Cluster {
+	m := &members{s: s, cfg: s.cfg.Members, stop: make(chan struct{})}
+	var gossipStates func() map[raftgroup.NodeID]string
+	if m.cfg.GossipAddr != "" {
+		gossipStates = func() map[raftgroup.NodeID]string {
+			if m.gossip == nil {
+				return nil
+			}
+			return m.gossip.States()
+		}
+	}
+	m.live = placement.NewLiveness(m.cfg.liveness(), gossipStates, nil)
+	m.svc = router.NewMembership(router.MembershipConfig{
+		Meta:      s.meta,
+		Nodes:     s.nodes,
+		MetaNodes: func() []raftgroup.NodeID { return shard.ReplicaNodes(s.layout.GetMeta()) },
+		Bootstrap: func() *tesserapb.ClusterBootstrap { return s.layout },
+		Directory: func() []*tesserapb.RangeDescriptor {
+			return append([]*tesserapb.RangeDescriptor{s.layout.GetMeta()}, s.router.Cache().Ranges()...)
+		},
+		Liveness: m.live,
+	})
+	s.members = m
+	tesserapb.RegisterMembershipServer(s.peerGRPC, m.svc)
+	c := router.NewCluster(s.router, s.layout.GetClusterId(), internal)
+	c.Membership = m.svc
+	return c
+}
+
+// startMembers starts gossip and the heartbeat loop.
+func (s *Server) startMembers() {
+	m := s.members
+	if m == nil {
+		return
+	}
+	if m.cfg.GossipAddr != "" {
+		self := &tesserapb.NodeDescriptor{NodeId: uint64(s.self), Name: s.cfg.Name}
+		if len(s.cfg.InitialAdvertisePeerURLs) > 0 {
+			self.PeerUrl = s.cfg.InitialAdvertisePeerURLs[0]
+		}
+		g, err := placement.StartGossip(placement.GossipConfig{Addr: m.cfg.GossipAddr, Self: self, Logger: s.log})
+		switch {
+		case err != nil && m.cfg.GossipAddrDefaulted:
+			// The default port is taken (another node on this host):
+			// liveness still works from heartbeats.
+			s.log.Debug("gossip disabled", "addr", m.cfg.GossipAddr, "err", err)
+		case err != nil:
+			s.log.Warn("gossip disabled; liveness from heartbeats only", "addr", m.cfg.GossipAddr, "err", err)
+		default:
+			m.gossip = g
+		}
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.run()
+	}()
+}
+
+func (m *members) close() {
+	if m == nil {
+		return
+	}
+	close(m.stop)
+	m.wg.Wait()
+	if m.gossip != nil {
+		_ = m.gossip.Close()
+	}
+}
+
+// run is the heartbeat loop: every interval, read the node table (publish
+// this node's attributes if the table lacks them, follow it in the peer
+// registry, join gossip seeds), then send the heartbeat.
+func (m *members) run() {
+	interval := m.cfg.liveness().HeartbeatInterval
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	wasLeader := false
+	for {
+		if leads := m.s.meta != nil && m.s.meta.IsLeader(); leads != wasLeader {
+			wasLeader = leads
+			if leads {
+				m.live.Reset()
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), interval*3)
+		m.syncTable(ctx)
+		if _, err := m.svc.Heartbeat(ctx, m.heartbeat()); err != nil {
+			m.s.log.Debug("heartbeat", "err", err)
+		}
+		cancel()
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *members) syncTable(ctx context.Context) {
+	resp, err := m.svc.NodeTable(ctx, &tesserapb.NodeTableRequest{})
+	if err != nil {
+		m.s.log.Debug("read node table", "err", err)
+		return
+	}
+	table := resp.GetNodes()
+	if m.s.nodes.Sync(table) {
+		m.s.log.Debug("peer registry follows the node table", "nodes", len(m.s.nodes.List()))
+	}
+	var seeds []string
+	for _, r := range table {
+		id := raftgroup.NodeID(r.GetNodeId())
+		if id == m.s.self {
+			if m.needsPublish(r) {
+				m.publish(ctx)
+			}
+			continue
+		}
+		if r.GetState() != tesserapb.NodeRecord_REMOVED && r.GetGossipAddr() != "" {
+			seeds = append(seeds, r.GetGossipAddr())
+		}
+	}
+	if m.gossip != nil && len(seeds) > 0 && m.gossip.Members() < len(seeds)+1 {
+		if _, err := m.gossip.Join(seeds); err != nil {
+			m.s.log.Debug("gossip join", "err", err)
+		}
+	}
+}
+
+func (m *members) needsPublish(r *tesserapb.NodeRecord) bool {
+	gossip := ""
+	if m.gossip != nil {
+		gossip = m.cfg.GossipAddr
+	}
+	return r.GetState() != tesserapb.NodeRecord_REMOVED &&
+		(r.GetName() != m.s.cfg.Name || !slices.Equal(r.GetClientUrls(), m.s.cfg.AdvertiseClientURLs) || r.GetGossipAddr() != gossip)
+}
+
+// publish records this node's name, client URLs and gossip address in the
+// node table (etcd's member publish).
+func (m *members) publish(ctx context.Context) {
+	c := &tesserapb.NodeChange{Op: tesserapb.NodeChange_PUBLISH, NodeId: uint64(m.s.self), Name: m.s.cfg.Name, ClientUrls: m.s.cfg.AdvertiseClientURLs}
+	if m.gossip != nil {
+		c.GossipAddr = m.cfg.GossipAddr
+	}
+	if _, err := m.svc.ChangeNode(ctx, &tesserapb.NodeChangeRequest{Change: c}); err != nil {
+		m.s.log.Debug("publish member attributes", "err", err)
+	}
+}
+
+// heartbeat gathers this node's per-range statistics.
+func (m *members) heartbeat() *tesserapb.NodeHeartbeat {
+	s := m.s
+	hb := &tesserapb.NodeHeartbeat{NodeId: uint64(s.self), DiskUsageBytes: s.eng.DiskUsage()}
+	for _, st := range s.rangeStatus() {
+		d := st.GetRangeDescriptor()
+		rl := &tesserapb.RangeLoad{
+			RangeId: d.GetRangeId(), RangeDescriptor: d, LeaderNode: st.GetLeaderNode(),
+			IsLeader: st.GetLeaderNode() == uint64(s.self),
+		}
+		if rep := s.replicas[d.GetRangeId()]; rep != nil {
+			rl.Qps = rep.Load()
+			if n, err := s.eng.EstimateSpanSize(rep.DataSpan()); err == nil {
+				rl.SizeBytes = n
+			}
+		}
+		hb.Ranges = append(hb.Ranges, rl)
+	}
+	return hb
+}
