@@ -89,6 +89,7 @@ func rootCmd() (*cobra.Command, *globalFlags) {
 	addTLSFlags(f, &g.tls)
 	f.StringVar(&g.user, "user", "", "username[:password] for authentication (with auth enabled, listing members needs a user)")
 	cmd.AddCommand(rangesCmd(g), statusCmd(g), checkCmd(g), transferLeaderCmd(g), versionCmd(), snapshotCmd(g))
+	cmd.AddCommand(nodesCmd(g)) // nodes.go
 	return cmd, g
 }
 
