@@ -1,7 +1,7 @@
 # The README's test command is `make test`; .ci/run calls it.
 GO ?= go
 
-.PHONY: test build proto fuzz bench bench-compare system differential robustness dashboards etcd-reference
+.PHONY: test build proto fuzz bench bench-compare system differential robustness dashboards etcd-reference simulate
 
 build:
 	$(GO) build ./...
@@ -72,3 +72,11 @@ bench-compare:
 		--clients 100 --conns 10 --duration $(BENCH_DURATION) --rounds $(BENCH_ROUNDS) --cases put,range-l,range-s,range-prefix
 	for ep in 1 2; do $(BENCH_BIN)/tessbench compare --etcd-bin $(ETCD_BIN) --install-etcd=false --tessera-bin $(BENCH_BIN)/tessera \
 		--clients 1 --conns 1 --duration $(BENCH_DURATION) --rounds $(BENCH_ROUNDS) --cases put --endpoint $$ep || exit 1; done
+
+# The placement scheduler against a model cluster (no processes): 100 nodes
+# x 100,000 ranges, then 10 nodes added, then one killed for good; prints
+# the operations, the simulated time to converge within ±10% and the spread
+# over time (docs/operations.md, "Balancing"). SIMULATE_FLAGS adds flags
+# (tessbench simulate --help).
+simulate:
+	$(GO) run ./cmd/tessbench simulate $(SIMULATE_FLAGS)

@@ -33,6 +33,7 @@ const (
 	KindChangeLog    byte = 'c' // the user keys one revision wrote; followed by revision(8)
 	KindRevokedLease byte = 'v' // a lease revoked on the range; followed by lease id(8)
 	KindLeaseKey     byte = 'k' // a live key attached to a lease; followed by lease id(8), user key
+	KindAuthRevision byte = 'p' // highest auth revision the range has applied (shard/auth_revision.go)
 
 	// Unreplicated (section 'u').
 	KindHardState byte = 'h' // raft HardState
@@ -47,7 +48,7 @@ const (
 
 func sectionOf(kind byte) byte {
 	switch kind {
-	case KindAppliedState, KindDescriptor, KindRangeState, KindChangeLog, KindRevokedLease, KindLeaseKey:
+	case KindAppliedState, KindDescriptor, KindRangeState, KindChangeLog, KindRevokedLease, KindLeaseKey, KindAuthRevision:
 		return sectionReplicated
 	}
 	return sectionUnreplicated

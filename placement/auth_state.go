@@ -57,7 +57,8 @@ func (s *AuthState) Enable() error {
 		return rpctypes.ErrGRPCRootRoleNotExist
 	}
 	s.enabled = true
-	s.bump()
+	// etcd's AuthEnable keeps the revision (AuthDisable and every other
+	// change move it): tokens from both carry the same revisions.
 	return nil
 }
 

@@ -26,10 +26,20 @@ type TSOConfig struct {
 	Window time.Duration
 	// Now is the clock; nil is time.Now (tests inject a fake).
 	Now func() time.Time
+	// Grants is how many write grants the leader remembers (16,384: at
+	// 100,000 writes/s in batches of ~10, over a second of grants, so a node
+	// reading at least once a second never has to ask every range for its
+	// latest write; tso_grants.go).
+	Grants int
+	// MaxWriters caps the ranges one answer lists as written since the
+	// caller's point (1,024); beyond it the caller asks every range.
+	MaxWriters int
 }
 
 // DefaultTSOConfig returns the defaults.
-func DefaultTSOConfig() TSOConfig { return TSOConfig{Window: 3 * time.Second} }
+func DefaultTSOConfig() TSOConfig {
+	return TSOConfig{Window: 3 * time.Second, Grants: 16384, MaxWriters: 1024}
+}
 
 // ErrTSONotLeader is returned by a TSO that does not serve (this node does
 // not lead the meta group, or its leadership is not established yet).
@@ -56,6 +66,7 @@ type TSO struct {
 		changed  chan struct{}
 		closed   bool
 		stopRise context.CancelFunc
+		grants   grantLog // write grants of this leadership (tso_grants.go)
 	}
 	wg sync.WaitGroup
 }
@@ -67,7 +78,14 @@ func newTSO(cfg TSOConfig, m *Meta) *TSO {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Grants <= 0 {
+		cfg.Grants = DefaultTSOConfig().Grants
+	}
+	if cfg.MaxWriters <= 0 {
+		cfg.MaxWriters = DefaultTSOConfig().MaxWriters
+	}
 	t := &TSO{cfg: cfg, meta: m}
+	t.mu.grants.limit = cfg.Grants
 	t.mu.changed = make(chan struct{})
 	return t
 }
@@ -148,6 +166,9 @@ func (t *TSO) startRaiseLocked(takeover bool) {
 			if res.prevHighMs > t.mu.phys {
 				t.mu.phys, t.mu.logical = res.prevHighMs, 0
 			}
+			// Every timestamp handed out before, by any leader, is below
+			// the next one: the grant log is complete above it.
+			t.mu.grants.reset(engine.Revision(t.mu.phys<<LogicalBits|t.mu.logical) - 1)
 			t.mu.serving = true
 		}
 		if res.highMs > t.mu.highMs {
@@ -187,39 +208,61 @@ func (t *TSO) Serving() (bool, raftgroup.NodeID) {
 // after that round's quorum answered, hence after these timestamps were
 // chosen, and everything it hands out is above them anyway.
 func (t *TSO) Allocate(ctx context.Context, n int) (engine.Revision, error) {
-	first, term, err := t.allocate(ctx, n)
+	first, _, _, err := t.AllocateFor(ctx, n, nil, 0)
+	return first, err
+}
+
+// AllocateFor is Allocate for a batch of parts (their counts sum to n; nil:
+// one part, no write): the grants to ranges' writes are remembered, and
+// when since > 0 the answer lists the ranges granted write timestamps above
+// since, up to the batch's last timestamp, and whether that list is
+// complete (tso_grants.go).
+func (t *TSO) AllocateFor(ctx context.Context, n int, parts []TSOPart, since engine.Revision) (engine.Revision, []TSOWriter, bool, error) {
+	first, term, writers, complete, err := t.allocate(ctx, n, parts, since)
 	if err != nil {
-		return 0, err
+		return 0, nil, false, err
 	}
 	if _, err := t.meta.raft.ReadIndex(ctx, MetaRangeID); err != nil {
 		if ctx.Err() != nil {
-			return 0, fmt.Errorf("placement: TSO confirming leadership: %w", err)
+			return 0, nil, false, fmt.Errorf("placement: TSO confirming leadership: %w", err)
 		}
 		// Not confirmed: possibly deposed; the leader is not known here.
-		return 0, &ErrTSONotLeader{}
+		return 0, nil, false, &ErrTSONotLeader{}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.mu.serving || t.mu.term != term {
-		return 0, &ErrTSONotLeader{Leader: t.mu.leader}
+		return 0, nil, false, &ErrTSONotLeader{Leader: t.mu.leader}
 	}
-	return first, nil
+	return first, writers, complete, nil
 }
 
 // allocate picks n timestamps and returns them with the term they were
-// picked in.
-func (t *TSO) allocate(ctx context.Context, n int) (engine.Revision, uint64, error) {
+// picked in, recording parts' grants and listing the writers since since.
+func (t *TSO) allocate(ctx context.Context, n int, parts []TSOPart, since engine.Revision) (engine.Revision, uint64, []TSOWriter, bool, error) {
 	if n <= 0 || n > MaxTSOCount {
-		return 0, 0, fmt.Errorf("placement: TSO request for %d timestamps", n)
+		return 0, 0, nil, false, fmt.Errorf("placement: TSO request for %d timestamps", n)
+	}
+	if parts != nil {
+		sum := 0
+		for _, p := range parts {
+			if p.Count <= 0 {
+				return 0, 0, nil, false, fmt.Errorf("placement: TSO request part of %d timestamps", p.Count)
+			}
+			sum += p.Count
+		}
+		if sum != n {
+			return 0, 0, nil, false, fmt.Errorf("placement: TSO request parts sum to %d, not %d", sum, n)
+		}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for {
 		if t.mu.closed {
-			return 0, 0, errors.New("placement: TSO closed")
+			return 0, 0, nil, false, errors.New("placement: TSO closed")
 		}
 		if !t.mu.serving {
-			return 0, 0, &ErrTSONotLeader{Leader: t.mu.leader}
+			return 0, 0, nil, false, &ErrTSONotLeader{Leader: t.mu.leader}
 		}
 		now := t.cfg.Now().UnixMilli()
 		phys, logical := t.mu.phys, t.mu.logical
@@ -234,7 +277,14 @@ func (t *TSO) allocate(ctx context.Context, n int) (engine.Revision, uint64, err
 			if t.mu.highMs-phys < t.cfg.Window.Milliseconds()/2 {
 				t.startRaiseLocked(false)
 			}
-			return engine.Revision(phys<<LogicalBits | logical), t.mu.term, nil
+			first := engine.Revision(phys<<LogicalBits | logical)
+			t.mu.grants.add(first, parts)
+			var writers []TSOWriter
+			complete := false
+			if since > 0 {
+				writers, complete = t.mu.grants.writersSince(since, t.cfg.MaxWriters)
+			}
+			return first, t.mu.term, writers, complete, nil
 		}
 		// At the mark: wait for the raise.
 		t.startRaiseLocked(false)
@@ -244,7 +294,7 @@ func (t *TSO) allocate(ctx context.Context, n int) (engine.Revision, uint64, err
 		case <-ch:
 		case <-ctx.Done():
 			t.mu.Lock()
-			return 0, 0, fmt.Errorf("placement: TSO waiting for high-water mark: %w", ctx.Err())
+			return 0, 0, nil, false, fmt.Errorf("placement: TSO waiting for high-water mark: %w", ctx.Err())
 		}
 		t.mu.Lock()
 	}

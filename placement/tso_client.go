@@ -36,14 +36,25 @@ type TSOClient struct {
 		sync.Mutex
 		hint raftgroup.NodeID
 		last raftgroup.NodeID // the last node found serving the TSO
+		// floors are the newest points at which this node's router knew
+		// the cluster's latest write, ascending, at most maxFloors
+		// (tso_read.go).
+		floors []LatestWrite
 	}
 }
 
 type tsoWaiter struct {
-	n     int
-	done  chan struct{}
-	first engine.Revision
-	err   error
+	n       int
+	rangeID uint64          // the range whose writes the timestamps go to (0: none)
+	read    bool            // a read that wants the writers since the floor
+	below   engine.Revision // a read that wants a floor at or below this (0: the newest)
+	done    chan struct{}
+	first   engine.Revision
+	err     error
+	// For a read: the floor the batch asked from and what the TSO answered.
+	floor    LatestWrite
+	writers  []TSOWriter
+	complete bool
 }
 
 // NewTSOClient returns the node's TSO client. local is the node's TSO if it
@@ -68,17 +79,7 @@ var tsoRetry = backoff.Config{Min: 10 * time.Millisecond, Max: 200 * time.Millis
 
 // Timestamps implements shard.Clock.
 func (c *TSOClient) Timestamps(ctx context.Context, n int) (engine.Revision, error) {
-	w := &tsoWaiter{n: n, done: make(chan struct{})}
-	c.batches.Add(w, w.done)
-	select {
-	case <-w.done:
-		if w.err == nil {
-			c.observe(w.first + engine.Revision(n) - 1)
-		}
-		return w.first, w.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
+	return c.timestamps(ctx, &tsoWaiter{n: n, done: make(chan struct{})})
 }
 
 // observe raises the highest timestamp handed out to rev.
@@ -101,9 +102,10 @@ func (c *TSOClient) fetchBatch(batch []*tsoWaiter) {
 	for _, w := range batch {
 		total += w.n
 	}
+	parts, since := c.batchParts(batch)
 	ctx, cancel := context.WithTimeout(context.Background(), tsoCallTimeout)
 	start := time.Now()
-	first, err := c.fetch(ctx, total)
+	first, writers, complete, err := c.fetch(ctx, total, parts, since)
 	cancel()
 	c.metrics.calls.Inc()
 	c.metrics.duration.Observe(time.Since(start).Seconds())
@@ -115,6 +117,14 @@ func (c *TSOClient) fetchBatch(batch []*tsoWaiter) {
 	next := first
 	for _, w := range batch {
 		w.first, w.err = next, err
+		if w.read && err == nil {
+			w.complete = complete && w.floor.At > 0
+			for _, wr := range writers {
+				if wr.Lowest <= next {
+					w.writers = append(w.writers, wr)
+				}
+			}
+		}
 		next += engine.Revision(w.n)
 		close(w.done)
 	}
@@ -122,19 +132,19 @@ func (c *TSOClient) fetchBatch(batch []*tsoWaiter) {
 
 // fetch gets n timestamps from the meta leader, following leader hints and
 // retrying until ctx ends.
-func (c *TSOClient) fetch(ctx context.Context, n int) (engine.Revision, error) {
+func (c *TSOClient) fetch(ctx context.Context, n int, parts []TSOPart, since engine.Revision) (engine.Revision, []TSOWriter, bool, error) {
 	var lastErr error
 	retry := backoff.New(tsoRetry)
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			c.metrics.retries.Inc()
 			if err := retry.Wait(ctx); err != nil {
-				return 0, fmt.Errorf("placement: TSO: %w (last error: %v)", err, lastErr)
+				return 0, nil, false, fmt.Errorf("placement: TSO: %w (last error: %v)", err, lastErr)
 			}
 		}
 		target := c.target(attempt)
 		if target == c.nodes.Self() && c.local != nil {
-			first, err := c.local.Allocate(ctx, n)
+			first, writers, complete, err := c.local.AllocateFor(ctx, n, parts, since)
 			var nl *ErrTSONotLeader
 			if errors.As(err, &nl) {
 				c.setHint(nl.Leader)
@@ -144,14 +154,14 @@ func (c *TSOClient) fetch(ctx context.Context, n int) (engine.Revision, error) {
 			if err == nil {
 				c.noteServer(target)
 			}
-			return first, err
+			return first, writers, complete, err
 		}
 		conn, err := c.nodes.Conn(target)
 		if err != nil {
 			lastErr = err
 			continue
 		}
-		resp, err := tesserapb.NewInternalClient(conn).Tso(ctx, &tesserapb.TsoRequest{Count: uint32(n)})
+		resp, err := tesserapb.NewInternalClient(conn).Tso(ctx, tsoRequest(n, parts, since))
 		if err != nil {
 			lastErr = err
 			c.setHint(0)
@@ -164,7 +174,11 @@ func (c *TSOClient) fetch(ctx context.Context, n int) (engine.Revision, error) {
 		}
 		c.setHint(target)
 		c.noteServer(target)
-		return engine.Revision(resp.GetFirst()), nil
+		writers := make([]TSOWriter, 0, len(resp.GetWriters()))
+		for _, w := range resp.GetWriters() {
+			writers = append(writers, TSOWriter{RangeID: w.GetRangeId(), Lowest: engine.Revision(w.GetLowest())})
+		}
+		return engine.Revision(resp.GetFirst()), writers, resp.GetWritersComplete(), nil
 	}
 }
 

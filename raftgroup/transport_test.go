@@ -224,6 +224,16 @@ func (n *testNode) serve(lis net.Listener) {
 	go func() { _ = srv.Serve(lis) }() // ends with srv.Stop
 }
 
+func (n *testNode) stopServerGracefully() {
+	n.mu.Lock()
+	srv := n.srv
+	n.srv = nil
+	n.mu.Unlock()
+	if srv != nil {
+		srv.GracefulStop()
+	}
+}
+
 func (n *testNode) stopServer() {
 	n.mu.Lock()
 	srv := n.srv
@@ -973,6 +983,11 @@ func TestTransportCleanShutdownIsQuiet(t *testing.T) {
 				if err := n2.tr.Close(); err != nil {
 					t.Fatal(err)
 				}
+				// As a node's Close: the peer server stops gracefully,
+				// so the "transport closed" status the handlers ended
+				// with reaches n1 (a hard Stop may cut the connection
+				// before gRPC flushed it: n1 then sees EOF).
+				n2.stopServerGracefully()
 			}
 			n2.stopServer()
 			next := uint64(1)

@@ -17,6 +17,9 @@ type AuthPermissions interface {
 	IsRoot(user string) bool
 	// HasRole reports whether user holds role.
 	HasRole(user, role string) bool
+	// Revision is the auth revision of this state: a write checked against
+	// it carries it to the apply (shard/auth_revision.go).
+	Revision() uint64
 }
 
 // LeaseKeys returns the keys attached to a lease. The lease service

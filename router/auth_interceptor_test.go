@@ -18,20 +18,21 @@ import (
 // tokenAuth maps tokens to users.
 type tokenAuth struct {
 	tokens map[string]string
+	revs   map[string]uint64 // a token's auth revision (JWT), absent: none
 	state  *placement.AuthState
 }
 
-func (a tokenAuth) User(ctx context.Context) (string, error) {
+func (a tokenAuth) User(ctx context.Context) (string, uint64, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	toks := md.Get("token")
 	if len(toks) == 0 {
-		return "", nil
+		return "", 0, nil
 	}
 	u, ok := a.tokens[toks[0]]
 	if !ok {
-		return "", rpctypes.ErrGRPCInvalidAuthToken
+		return "", 0, rpctypes.ErrGRPCInvalidAuthToken
 	}
-	return u, nil
+	return u, a.revs[toks[0]], nil
 }
 
 func (a tokenAuth) Permissions() AuthPermissions { return a.state }
@@ -68,7 +69,12 @@ func (okMaint) Snapshot(_ *pb.SnapshotRequest, s pb.Maintenance_SnapshotServer) 
 // loopback: unary requests, a keep-alive stream and a server stream are
 // checked as their caller, with etcd's errors.
 func TestAuthInterceptors(t *testing.T) {
-	a := tokenAuth{tokens: map[string]string{"t-root": "root", "t-reader": "reader", "t-writer": "writer"}, state: tableAuthState(t)}
+	st := tableAuthState(t)
+	a := tokenAuth{
+		tokens: map[string]string{"t-root": "root", "t-reader": "reader", "t-writer": "writer", "t-reader-old": "reader", "t-root-old": "root", "t-reader-now": "reader", "t-root-old-snap": "root"},
+		revs:   map[string]uint64{"t-reader-old": st.Revision() - 1, "t-root-old": st.Revision() - 1, "t-reader-now": st.Revision(), "t-root-old-snap": st.Revision() - 1},
+		state:  st,
+	}
 	leaseKeys := func(int64) ([][]byte, error) { return [][]byte{[]byte("w/leased")}, nil }
 	srv := grpc.NewServer(grpc.UnaryInterceptor(AuthUnaryInterceptor(a, leaseKeys)), grpc.StreamInterceptor(AuthStreamInterceptor(a, leaseKeys)))
 	pb.RegisterKVServer(srv, okKV{})
@@ -107,6 +113,11 @@ func TestAuthInterceptors(t *testing.T) {
 		{"t-root", "w/a", "OK"},
 		{"", "r/a", "etcdserver: user name is empty"},
 		{"bogus", "r/a", "etcdserver: invalid auth token"},
+		// Tokens carrying an auth revision (JWT): older than the state's
+		// is refused for key checks, root included, as etcd does.
+		{"t-reader-old", "r/a", "etcdserver: revision of auth store is old"},
+		{"t-root-old", "w/a", "etcdserver: revision of auth store is old"},
+		{"t-reader-now", "r/a", "OK"},
 	} {
 		_, err := kv.Range(as(tc.token), &pb.RangeRequest{Key: []byte(tc.key)})
 		if got := code(err); got != tc.want {
@@ -140,6 +151,11 @@ func TestAuthInterceptors(t *testing.T) {
 	}
 	if err := snapshot("t-root"); err != nil {
 		t.Errorf("snapshot by root: %v", err)
+	}
+	// Administrative calls do not look at the token's revision (etcd's
+	// IsAdminPermitted).
+	if err := snapshot("t-root-old-snap"); err != nil {
+		t.Errorf("snapshot by root with an older token: %v", err)
 	}
 	if got := code(snapshot("t-writer")); got != "etcdserver: permission denied" {
 		t.Errorf("snapshot by the writer: %s", got)

@@ -123,6 +123,10 @@ func (r *Router) RunAutoCompaction(ctx context.Context, p AutoCompaction) {
 				continue
 			}
 		}
+		// Compact at most at the latest write: above it is the future.
+		if cur, _, err := r.currentNow(cctx); err == nil {
+			rev = min(rev, cur)
+		}
 		if rev <= last {
 			cancel()
 			continue

@@ -188,6 +188,9 @@ func (r *Router) executeOn(ctx context.Context, target raftgroup.NodeID, desc *t
 		RevokeLeases:    c.leases.Revoke,
 		LeaseKeys:       c.leaseKeys,
 	}
+	if c.write && c.op != nil {
+		req.AuthRevision = shard.AuthRevisionFrom(ctx) // see shard/auth_revision.go
+	}
 	if c.op != nil {
 		b, err := proto.Marshal(c.op)
 		if err != nil {

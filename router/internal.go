@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tesseradb/tessera/engine"
 	"github.com/tesseradb/tessera/placement"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/shard"
@@ -38,7 +39,7 @@ func (s *Internal) Execute(ctx context.Context, req *tesserapb.ExecuteRequest) (
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
-	out, rev, err := runLocal(ctx, rep, req.GetGeneration(), c)
+	out, rev, err := runLocal(shard.WithAuthRevision(ctx, req.GetAuthRevision()), rep, req.GetGeneration(), c)
 	if err != nil {
 		var re *shard.RoutingError
 		if errors.As(err, &re) {
@@ -62,7 +63,27 @@ func (s *Internal) Tso(ctx context.Context, req *tesserapb.TsoRequest) (*tessera
 	if m == nil {
 		return &tesserapb.TsoResponse{}, nil
 	}
-	first, err := m.TSO().Allocate(ctx, int(req.GetCount()))
+	var parts []placement.TSOPart
+	if len(req.GetParts()) > 0 {
+		if len(req.GetParts()) > int(req.GetCount()) {
+			return nil, invalidArg("TSO request of %d timestamps in %d parts", req.GetCount(), len(req.GetParts()))
+		}
+		sum := 0
+		for _, p := range req.GetParts() {
+			if p.GetCount() == 0 {
+				return nil, invalidArg("TSO request part of 0 timestamps")
+			}
+			sum += int(p.GetCount())
+			parts = append(parts, placement.TSOPart{RangeID: p.GetRangeId(), Count: int(p.GetCount())})
+		}
+		if sum != int(req.GetCount()) {
+			return nil, invalidArg("TSO request parts sum to %d, not %d", sum, req.GetCount())
+		}
+	}
+	if req.GetWritersSince() < 0 {
+		return nil, invalidArg("TSO writers since %d", req.GetWritersSince())
+	}
+	first, writers, complete, err := m.TSO().AllocateFor(ctx, int(req.GetCount()), parts, engine.Revision(req.GetWritersSince()))
 	if err != nil {
 		var nl *placement.ErrTSONotLeader
 		if errors.As(err, &nl) {
@@ -70,7 +91,11 @@ func (s *Internal) Tso(ctx context.Context, req *tesserapb.TsoRequest) (*tessera
 		}
 		return nil, toGRPCError(err)
 	}
-	return &tesserapb.TsoResponse{First: int64(first), Count: req.GetCount()}, nil
+	resp := &tesserapb.TsoResponse{First: int64(first), Count: req.GetCount(), WritersComplete: complete}
+	for _, w := range writers {
+		resp.Writers = append(resp.Writers, &tesserapb.TsoWriter{RangeId: w.RangeID, Lowest: int64(w.Lowest)})
+	}
+	return resp, nil
 }
 
 // Ranges reports this node's replicas.

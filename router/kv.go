@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/placement"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/shard"
 )
@@ -74,6 +75,7 @@ func (r *Router) rangeReq(ctx context.Context, req *pb.RangeRequest) (*pb.RangeR
 // rangeOnce serves a validated Range over ranges at one fresh timestamp.
 func (r *Router) rangeOnce(ctx context.Context, req *pb.RangeRequest, ranges []*tesserapb.RangeDescriptor) (*pb.RangeResponse, error) {
 	var readRev engine.Revision
+	var rp placement.ReadPoint
 	if req.GetSerializable() {
 		var err error
 		if readRev, err = r.serializableRevision(ranges, req.GetRevision()); err != nil {
@@ -81,9 +83,10 @@ func (r *Router) rangeOnce(ctx context.Context, req *pb.RangeRequest, ranges []*
 		}
 	} else {
 		var err error
-		if readRev, err = r.now(ctx); err != nil {
+		if rp, err = r.readPoint(ctx); err != nil {
 			return nil, err
 		}
+		readRev = rp.At
 		if req.GetRevision() > int64(readRev) {
 			return nil, rpctypes.ErrGRPCFutureRev
 		}
@@ -94,6 +97,12 @@ func (r *Router) rangeOnce(ctx context.Context, req *pb.RangeRequest, ranges []*
 		out, rev, err := r.execute(ctx, call{desc: ranges[0], op: op, readRev: readRev, serial: req.GetSerializable()})
 		if err != nil {
 			return nil, err
+		}
+		if !req.GetSerializable() {
+			// The header names the cluster's latest write (current_revision.go).
+			if rev, err = r.linearizableHeader(ctx, rp, req.GetRevision(), ranges[:1], []engine.Revision{rev}, []bool{true}); err != nil {
+				return nil, err
+			}
 		}
 		resp := out.GetResponseRange()
 		resp.Header = r.header(rev)
@@ -120,13 +129,22 @@ func (r *Router) rangeOnce(ctx context.Context, req *pb.RangeRequest, ranges []*
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	resp := shard.MergeRangeResponses(req, parts)
 	rev := readRev
 	if req.GetSerializable() {
 		for _, rv := range revs {
 			rev = max(rev, rv)
 		}
+	} else {
+		var err error
+		read := make([]bool, len(parts))
+		for i := range parts {
+			read[i] = parts[i] != nil
+		}
+		if rev, err = r.linearizableHeader(ctx, rp, req.GetRevision(), ranges, revs, read); err != nil {
+			return nil, err
+		}
 	}
+	resp := shard.MergeRangeResponses(req, parts)
 	resp.Header = r.header(rev)
 	return resp, nil
 }
@@ -194,7 +212,11 @@ func (r *Router) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*
 	if err := r.checkLeader(ctx, []*tesserapb.RangeDescriptor{d}); err != nil {
 		return nil, err
 	}
-	out, rev, err := r.execute(ctx, call{desc: d, write: true, op: &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: req}}})
+	op := &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: req}}
+	out, rev, err := r.execute(ctx, call{desc: d, write: true, op: op})
+	if err == nil {
+		rev, err = r.writeHeaderRevision(ctx, rev, wroteSomething(op, out))
+	}
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -233,7 +255,7 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	spans := txnSpans(req, nil)
 	if len(spans) == 0 {
 		// An empty txn reads nothing: answer at the current revision.
-		rev, err := r.now(ctx)
+		rev, _, err := r.currentNow(ctx)
 		if err != nil {
 			return nil, toGRPCError(err)
 		}
@@ -261,12 +283,23 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	var out *pb.ResponseOp
 	var rev engine.Revision
 	for attempt := 0; ; attempt++ {
+		var rp placement.ReadPoint
 		if !c.write {
-			if c.readRev, err = r.now(ctx); err != nil {
+			if rp, err = r.readPoint(ctx); err != nil {
 				return nil, toGRPCError(err)
 			}
+			c.readRev = rp.At
 		}
 		out, rev, err = r.execute(ctx, c)
+		if err == nil && c.write {
+			rev, err = r.writeHeaderRevision(ctx, rev, wroteSomething(op, out))
+		}
+		if err == nil && !c.write {
+			// A read-only txn names the cluster's latest write, as a Range.
+			if rev, err = r.linearizableHeader(ctx, rp, 0, []*tesserapb.RangeDescriptor{d}, []engine.Revision{rev}, []bool{true}); err == nil {
+				setReadHeaders(out.GetResponseTxn(), rev)
+			}
+		}
 		if !retryCompactedRead(err, attempt, !c.write) {
 			break
 		}
@@ -287,7 +320,8 @@ func (r *Router) Compact(ctx context.Context, req *pb.CompactionRequest) (*pb.Co
 	if err := r.checkLeader(ctx, r.cache.Ranges()); err != nil {
 		return nil, err
 	}
-	now, err := r.now(ctx)
+	// etcd's current revision: the latest write (current_revision.go).
+	now, _, err := r.currentNow(ctx)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}

@@ -146,7 +146,7 @@ func (m *Maintenance) RefreshAlarms(ctx context.Context) error {
 // version, storage version and size, quota, the meta group's leader and
 // raft state, and the active alarms.
 func (m *Maintenance) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
-	resp := &pb.StatusResponse{Header: m.r.header(0), Version: version.Version, DowngradeInfo: &pb.DowngradeInfo{}}
+	resp := &pb.StatusResponse{Header: m.r.header(m.r.statusRevision(ctx)), Version: version.Version, DowngradeInfo: &pb.DowngradeInfo{}}
 	if m.Info != nil {
 		in := m.Info()
 		resp.Version, resp.StorageVersion, resp.DbSizeQuota = in.Version, in.StorageVersion, in.QuotaBytes

@@ -59,7 +59,9 @@ func (m *Maintenance) Snapshot(_ *pb.SnapshotRequest, stream pb.Maintenance_Snap
 	}
 	// A backup goes on under a CORRUPT alarm, as etcd's.
 	ctx := context.WithValue(stream.Context(), noCorruptCheckKey{}, true)
-	rev, err := m.r.now(ctx)
+	// At etcd's current revision (the latest write): the state a read
+	// reports now (current_revision.go).
+	rev, _, err := m.r.currentNow(ctx)
 	if err != nil {
 		return toGRPCError(fmt.Errorf("router: snapshot: revision: %w", err))
 	}

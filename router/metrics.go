@@ -22,6 +22,8 @@ type metrics struct {
 	backupInProgress prometheus.Gauge
 	backupRanges     *prometheus.GaugeVec // state: done, total (of the running or last backup)
 	backupBytes      prometheus.Counter
+
+	probes *probeMetrics // current_revision.go
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -40,6 +42,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
 	}
+	m.probes = newProbeMetrics(reg)
 	m.backupInProgress = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tessera_backup_in_progress",
 		Help: "Backups (etcdctl/tessctl snapshot save) this node is streaming now.",

@@ -22,6 +22,7 @@ type Metrics struct {
 	compactions     prometheus.Gauge
 	compactedTotal  prometheus.Counter
 	compactFailures prometheus.Counter
+	authOldRevision prometheus.Counter
 }
 
 // NewMetrics returns a node's shard metrics, registered on reg (nil: not
@@ -62,10 +63,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "tessera_shard_compaction_failures_total",
 			Help: "Physical compactions that failed.",
 		}),
+		authOldRevision: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tessera_shard_auth_old_revision_total",
+			Help: "Writes proposed on this node refused at apply because they were permission-checked under an older auth revision than the range knew (etcd's \"auth: revision in header is old\").",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.writes, m.writesFailed, m.writeDuration, m.reads, m.applyDuration,
-			m.compactions, m.compactedTotal, m.compactFailures)
+			m.compactions, m.compactedTotal, m.compactFailures, m.authOldRevision)
 	}
 	return m
 }

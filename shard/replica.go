@@ -64,7 +64,11 @@ type Config struct {
 	// ClosedWait bounds how long a serializable read waits for the replica's
 	// closed revision to reach its revision (5 s; shard/closed.go).
 	ClosedWait time.Duration
-	Logger     *slog.Logger
+	// AuthRevision returns the auth revision this node has applied, 0 when
+	// auth is disabled (shard/auth_revision.go); nil: writes are not
+	// stamped.
+	AuthRevision func() uint64
+	Logger       *slog.Logger
 }
 
 // Replica is one replica of a range.
@@ -102,6 +106,7 @@ type Replica struct {
 		changed     chan struct{}
 		compactNext engine.Revision // physical compaction to run after commit
 		cl          closedState     // closed revision (closed.go)
+		authRev     uint64          // highest auth revision applied (auth_revision.go)
 	}
 
 	// load is the decaying request rate of this replica (reads and writes).
@@ -259,6 +264,9 @@ func (r *Replica) loadLocked() error {
 			return fmt.Errorf("shard: range %d: %w", g, err)
 		}
 		r.mu.compactRev, r.mu.appliedRev, r.mu.logCut = st.compact, st.applied, st.logCut
+	}
+	if err := r.loadAuthRevisionLocked(); err != nil {
+		return err
 	}
 	r.mu.resolved = max(r.mu.resolved, r.mu.appliedRev)
 	r.mu.publishedRev = r.mu.appliedRev

@@ -75,6 +75,9 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 	if err := r.checkCompactionLocked(cmd); err != nil {
 		return nil, err
 	}
+	if err := r.checkAuthRevisionLocked(b, cmd); err != nil {
+		return nil, err
+	}
 	if len(cmd.GetRequestOp()) > 0 || len(cmd.GetRevokeLeases()) > 0 {
 		if err := r.checkWriteRevisionLocked(rev); err != nil {
 			return nil, err

@@ -24,6 +24,7 @@ type proposal struct {
 	generation uint64
 	leases     []*tesserapb.LeaseRef // incarnations of the leases op attaches
 	revoke     []*tesserapb.LeaseRef // a lease revocation (op nil)
+	authRev    uint64                // auth revision it was checked under (auth_revision.go)
 	rev        engine.Revision
 	term       uint64
 
@@ -86,7 +87,7 @@ func (r *Replica) write(ctx context.Context, generation uint64, op *pb.RequestOp
 	if op != nil && !OpWithinDescriptor(rt.desc, op) {
 		return nil, 0, rt.keyMismatch()
 	}
-	p := &proposal{id: r.nextID.Add(1), op: opb, compactRev: compactRev, generation: rt.desc.GetGeneration(), leases: leases.Attach, revoke: leases.Revoke, done: make(chan struct{})}
+	p := &proposal{id: r.nextID.Add(1), op: opb, compactRev: compactRev, generation: rt.desc.GetGeneration(), leases: leases.Attach, revoke: leases.Revoke, authRev: opAuthRevision(ctx, op), done: make(chan struct{})}
 	r.cfg.Metrics.writes.Inc()
 	r.load.add(start, 1)
 	r.batches.Add(p, p.done)
@@ -127,7 +128,7 @@ func (r *Replica) flush(batch []*proposal) {
 	r.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.FlushTimeout)
-	first, err := r.cfg.Clock.Timestamps(ctx, len(batch))
+	first, err := r.writeTimestamps(ctx, len(batch))
 	cancel()
 
 	r.mu.Lock()
@@ -168,6 +169,9 @@ func (r *Replica) proposeLocked(p *proposal) {
 		Generation:      p.generation,
 		Leases:          p.leases,
 		RevokeLeases:    p.revoke,
+		AuthRevision:    p.authRev,
+		// Stamped under mu, at proposal: see auth_revision.go.
+		ProposerAuthRevision: r.stampAuthRevision(p.authRev),
 	}
 	data, err := proto.Marshal(cmd)
 	if err != nil {

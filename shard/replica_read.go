@@ -16,7 +16,8 @@ import (
 
 // Read serves a Range or a read-only Txn at readRev, a fresh timestamp for
 // a linearizable read: the answer is exactly the state of the keys it covers
-// at readRev, and its revision is readRev. A serializable read is served by
+// at readRev, and its revision is the range's newest write at or below
+// readRev (latest_write.go; the router takes the cluster's newest). A serializable read is served by
 // any replica at exactly readRev once its closed revision reached it
 // (readRev 0: at its closed revision; shard/closed.go).
 func (r *Replica) Read(ctx context.Context, generation uint64, op *pb.RequestOp, readRev engine.Revision, serializable bool) (*pb.ResponseOp, engine.Revision, error) {
@@ -47,7 +48,17 @@ func (r *Replica) Read(ctx context.Context, generation uint64, op *pb.RequestOp,
 		return nil, 0, err
 	}
 	defer snap.Close()
-	return r.evaluate(snap, op, readRev, compact)
+	resp, _, err := r.evaluate(snap, op, readRev, compact)
+	if err != nil {
+		return nil, 0, err
+	}
+	// The answer is the state at readRev; its revision is the range's
+	// newest write at or below it (latest_write.go).
+	w, err := latestWriteAt(snap, uint64(r.group), readRev, compact)
+	if err != nil {
+		return nil, 0, err
+	}
+	return resp, w, nil
 }
 
 // linearizableView resolves the range at readRev (this replica must lead

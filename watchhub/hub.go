@@ -43,6 +43,11 @@ type Config struct {
 	// Clock hands out fresh revisions (the node's TSO client): the "now" of
 	// a watch without a start revision and of progress requests.
 	Clock shard.Clock
+	// Current returns etcd's current revision (the cluster's latest write at
+	// or below a fresh timestamp) and that timestamp: what created and
+	// progress responses name (revision.go; the router's CurrentRevision).
+	// Nil: the fresh timestamp itself.
+	Current func(ctx context.Context) (cur, at engine.Revision, err error)
 	// ProgressNotifyInterval is how often watchers that asked for progress
 	// notifications get one (etcd's
 	// --experimental-watch-progress-notify-interval, 10 minutes).
@@ -92,6 +97,8 @@ type Hub struct {
 		// progress requests waiting for G to reach their revision.
 		progress     []progressReq
 		notifyTarget engine.Revision // per-watcher progress notifications due at it
+		notifyCur    engine.Revision // the latest write at or below notifyTarget
+		lastEvent    engine.Revision // the newest event released (revision.go)
 		closed       bool
 	}
 }
@@ -105,6 +112,7 @@ type releasedRev struct {
 type progressReq struct {
 	s   *stream
 	rev engine.Revision
+	cur engine.Revision // the latest write at or below rev
 }
 
 var _ pb.WatchServer = (*Hub)(nil)
@@ -223,13 +231,14 @@ func (h *Hub) notifyLoop() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ProgressNotifyInterval)
-		rev, err := h.now(ctx)
+		cur, rev, err := h.current(ctx)
 		cancel()
 		if err != nil {
 			continue
 		}
 		h.mu.Lock()
 		h.mu.notifyTarget = max(h.mu.notifyTarget, rev)
+		h.mu.notifyCur = max(h.mu.notifyCur, cur)
 		h.mu.Unlock()
 		h.wake()
 	}
@@ -292,6 +301,9 @@ func (h *Hub) releaseLocked(g engine.Revision) {
 	sortRevs(revs)
 	prev := h.mu.released
 	h.mu.released = g
+	if n := len(revs); n > 0 {
+		h.mu.lastEvent = max(h.mu.lastEvent, revs[n-1].rev)
+	}
 	h.mu.ring = append(h.mu.ring, revs...)
 	if over := len(h.mu.ring) - h.cfg.RingRevisions; over > 0 {
 		h.mu.ringFloor = h.mu.ring[over-1].rev
@@ -330,20 +342,17 @@ func (h *Hub) answerProgressLocked() {
 			kept = append(kept, p)
 			continue
 		}
-		rev := g
-		if len(h.mu.subs) == 0 {
-			// Nothing is subscribed: no event can be owed.
-			rev = max(g, p.rev)
-		}
-		// etcd answers a stream's progress request with watch id -1.
-		p.s.push(nil, &pb.WatchResponse{Header: h.header(rev), WatchId: -1}, false)
+		// Every event up to p.rev was sent (or nothing is subscribed: no
+		// event can be owed). etcd answers with watch id -1.
+		p.s.push(nil, &pb.WatchResponse{Header: h.header(h.progressRevLocked(p.cur)), WatchId: -1}, false)
 	}
 	for i := len(kept); i < len(h.mu.progress); i++ {
 		h.mu.progress[i] = progressReq{}
 	}
 	h.mu.progress = kept
 	if t := h.mu.notifyTarget; t > 0 && (g >= t || len(h.mu.subs) == 0) {
-		h.mu.notifyTarget = 0
+		rev := h.progressRevLocked(h.mu.notifyCur)
+		h.mu.notifyTarget, h.mu.notifyCur = 0, 0
 		for w := range h.mu.synced {
 			if !w.progressNotify {
 				continue
@@ -353,7 +362,7 @@ func (h *Hub) answerProgressLocked() {
 				w.sentEvents = false
 				continue
 			}
-			w.s.push(w, &pb.WatchResponse{Header: h.header(g), WatchId: w.id}, false)
+			w.s.push(w, &pb.WatchResponse{Header: h.header(rev), WatchId: w.id}, false)
 		}
 	}
 }

@@ -292,7 +292,9 @@ func (s *stream) create(req *pb.WatchCreateRequest) {
 		}
 		end = re
 	}
-	now, err := h.now(s.ctx)
+	// A watch without a start revision watches what is written after now;
+	// its created response names the latest write (revision.go).
+	cur, now, err := h.current(s.ctx)
 	if err != nil {
 		refuse(err.Error())
 		return
@@ -336,7 +338,7 @@ func (s *stream) create(req *pb.WatchCreateRequest) {
 	s.mu.watchers[w.id] = w
 	s.mu.Unlock()
 	// The created response goes out before any event of the watcher.
-	if s.push(nil, &pb.WatchResponse{Header: h.header(now), WatchId: w.id, Created: true}, true) != pushed {
+	if s.push(nil, &pb.WatchResponse{Header: h.header(cur), WatchId: w.id, Created: true}, true) != pushed {
 		return
 	}
 	h.add(w, h.cfg.Ranges.Overlapping(w.key, req.GetRangeEnd()), now)
@@ -364,12 +366,12 @@ func (h *Hub) releasedRev() engine.Revision {
 // revision has been sent to the stream's watchers, a progress response
 // (watch id -1) carries it.
 func (s *stream) requestProgress() {
-	now, err := s.h.now(s.ctx)
+	cur, now, err := s.h.current(s.ctx)
 	if err != nil {
 		return
 	}
 	s.h.mu.Lock()
-	s.h.mu.progress = append(s.h.mu.progress, progressReq{s: s, rev: now})
+	s.h.mu.progress = append(s.h.mu.progress, progressReq{s: s, rev: now, cur: cur})
 	s.h.mu.Unlock()
 	s.h.wake()
 }
@@ -462,6 +464,11 @@ func chunks(evs []*mvccpb.Event, maxBytes int) [][]*mvccpb.Event {
 // none).
 func (s *stream) pushEvents(w *watcher, rev engine.Revision, evs []*mvccpb.Event, block bool) (pushResult, engine.Revision) {
 	var done engine.Revision
+	if n := len(evs); n > 0 {
+		// The header names the newest event's revision, a write's (etcd's
+		// synced watchers get their event's revision).
+		rev = engine.Revision(evs[n-1].GetKv().GetModRevision())
+	}
 	for _, c := range chunks(evs, s.h.cfg.MaxRequestBytes) {
 		if r := s.push(w, &pb.WatchResponse{Header: s.h.header(rev), WatchId: w.id, Events: c}, block); r != pushed {
 			return r, done

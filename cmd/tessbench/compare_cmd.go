@@ -65,5 +65,7 @@ Cases: ` + strings.Join(compare.CaseNames(), ", ") + `.`,
 	f.Float64Var(&o.wl.ReadRatio, "read-ratio", o.wl.ReadRatio, "fraction of reads in the mixed case")
 	f.IntVar(&o.wl.Watchers, "watchers", o.wl.Watchers, "watch streams in the watch case")
 	f.DurationVar(&cfg.StartTimeout, "start-timeout", cfg.StartTimeout, "how long each cluster may take to serve")
+	f.BoolVar(&cfg.TLS, "tls", false, "run both clusters with client and peer mutual TLS (a generated CA) and the clients with a certificate")
+	f.BoolVar(&cfg.Auth, "auth", false, "enable auth on both clusters (root, simple tokens); the clients authenticate as root")
 	return c
 }

@@ -91,6 +91,7 @@ every workload against both in turn, printing the ratio Tessera/etcd.`,
 			c.Flags().StringVar(&o.consist, "consistency", "l", "l(inearizable) or s(erializable) reads")
 		}),
 		compareCmd(o),
+		simulateCmd(o),
 	)
 	return root
 }

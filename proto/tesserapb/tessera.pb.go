@@ -547,9 +547,18 @@ type ShardCommand struct {
 	Leases []*LeaseRef `protobuf:"bytes,7,rep,name=leases,proto3" json:"leases,omitempty"`
 	// When set (request_op empty), delete at revision every live key of the
 	// range attached to one of these leases and remember them as revoked.
-	RevokeLeases  []*LeaseRef `protobuf:"bytes,8,rep,name=revoke_leases,json=revokeLeases,proto3" json:"revoke_leases,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RevokeLeases []*LeaseRef `protobuf:"bytes,8,rep,name=revoke_leases,json=revokeLeases,proto3" json:"revoke_leases,omitempty"`
+	// The auth revision the request was permission-checked under by the
+	// node it entered (0: not checked, auth was disabled there). The apply
+	// refuses it with etcd's "auth: revision in header is old" when the
+	// range knows a newer auth revision (shard/auth_revision.go).
+	AuthRevision uint64 `protobuf:"varint,40,opt,name=auth_revision,json=authRevision,proto3" json:"auth_revision,omitempty"`
+	// With auth_revision: the auth revision the proposing leader had applied
+	// when it proposed (0: auth disabled there). The range keeps the highest
+	// it has applied.
+	ProposerAuthRevision uint64 `protobuf:"varint,41,opt,name=proposer_auth_revision,json=proposerAuthRevision,proto3" json:"proposer_auth_revision,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *ShardCommand) Reset() {
@@ -636,6 +645,20 @@ func (x *ShardCommand) GetRevokeLeases() []*LeaseRef {
 		return x.RevokeLeases
 	}
 	return nil
+}
+
+func (x *ShardCommand) GetAuthRevision() uint64 {
+	if x != nil {
+		return x.AuthRevision
+	}
+	return 0
+}
+
+func (x *ShardCommand) GetProposerAuthRevision() uint64 {
+	if x != nil {
+		return x.ProposerAuthRevision
+	}
+	return 0
 }
 
 // MetaCommand is one entry of the meta group's raft log.
@@ -858,7 +881,9 @@ type ExecuteRequest struct {
 	// attached to this lease, from the range's lease index (request_op
 	// empty). The answer is an etcdserverpb.RangeResponse with those keys
 	// (key and lease only), in key order.
-	LeaseKeys     int64 `protobuf:"varint,9,opt,name=lease_keys,json=leaseKeys,proto3" json:"lease_keys,omitempty"`
+	LeaseKeys int64 `protobuf:"varint,9,opt,name=lease_keys,json=leaseKeys,proto3" json:"lease_keys,omitempty"`
+	// See ShardCommand.auth_revision.
+	AuthRevision  uint64 `protobuf:"varint,30,opt,name=auth_revision,json=authRevision,proto3" json:"auth_revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -956,6 +981,13 @@ func (x *ExecuteRequest) GetLeaseKeys() int64 {
 	return 0
 }
 
+func (x *ExecuteRequest) GetAuthRevision() uint64 {
+	if x != nil {
+		return x.AuthRevision
+	}
+	return 0
+}
+
 type ExecuteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// etcdserverpb.ResponseOp.
@@ -1019,8 +1051,16 @@ func (x *ExecuteResponse) GetRoutingError() *RoutingError {
 }
 
 type TsoRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Count         uint32                 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Count uint32                 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	// The requests of the batch in order (optional): parts[i] takes the next
+	// parts[i].count timestamps; a part with a range_id is a grant to that
+	// range's writes, which the TSO leader remembers (docs/decisions.md,
+	// "Header revision of a linearizable read"). Their counts sum to count.
+	Parts []*TsoPart `protobuf:"bytes,2,rep,name=parts,proto3" json:"parts,omitempty"`
+	// The caller knows the latest write at or below since: the response lists
+	// the ranges granted timestamps above it (0: no list wanted).
+	WritersSince  int64 `protobuf:"varint,3,opt,name=writers_since,json=writersSince,proto3" json:"writers_since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1062,6 +1102,20 @@ func (x *TsoRequest) GetCount() uint32 {
 	return 0
 }
 
+func (x *TsoRequest) GetParts() []*TsoPart {
+	if x != nil {
+		return x.Parts
+	}
+	return nil
+}
+
+func (x *TsoRequest) GetWritersSince() int64 {
+	if x != nil {
+		return x.WritersSince
+	}
+	return 0
+}
+
 // TsoResponse hands out count consecutive timestamps starting at first.
 type TsoResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1069,9 +1123,14 @@ type TsoResponse struct {
 	Count uint32                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
 	// When count is 0 this node does not serve the TSO; try leader_hint
 	// (0: unknown).
-	LeaderHint    uint64 `protobuf:"varint,3,opt,name=leader_hint,json=leaderHint,proto3" json:"leader_hint,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LeaderHint uint64 `protobuf:"varint,3,opt,name=leader_hint,json=leaderHint,proto3" json:"leader_hint,omitempty"`
+	// The ranges granted write timestamps in (writers_since, first+count),
+	// complete only when writers_complete (this leader remembers grants
+	// that far back); only when writers_since was set.
+	Writers         []*TsoWriter `protobuf:"bytes,4,rep,name=writers,proto3" json:"writers,omitempty"`
+	WritersComplete bool         `protobuf:"varint,5,opt,name=writers_complete,json=writersComplete,proto3" json:"writers_complete,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TsoResponse) Reset() {
@@ -1123,6 +1182,20 @@ func (x *TsoResponse) GetLeaderHint() uint64 {
 		return x.LeaderHint
 	}
 	return 0
+}
+
+func (x *TsoResponse) GetWriters() []*TsoWriter {
+	if x != nil {
+		return x.Writers
+	}
+	return nil
+}
+
+func (x *TsoResponse) GetWritersComplete() bool {
+	if x != nil {
+		return x.WritersComplete
+	}
+	return false
 }
 
 type RangesRequest struct {
@@ -3566,6 +3639,114 @@ func (x *NodesResponse) GetLeaderNode() uint64 {
 	return 0
 }
 
+// TsoPart is one request of a TSO batch.
+type TsoPart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The range whose writes the timestamps go to (0: not a write).
+	RangeId       uint64 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TsoPart) Reset() {
+	*x = TsoPart{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TsoPart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TsoPart) ProtoMessage() {}
+
+func (x *TsoPart) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TsoPart.ProtoReflect.Descriptor instead.
+func (*TsoPart) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *TsoPart) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *TsoPart) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// TsoWriter is a range granted write timestamps above a TsoRequest's
+// writers_since: lowest is the lowest of them.
+type TsoWriter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Lowest        int64                  `protobuf:"varint,2,opt,name=lowest,proto3" json:"lowest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TsoWriter) Reset() {
+	*x = TsoWriter{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TsoWriter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TsoWriter) ProtoMessage() {}
+
+func (x *TsoWriter) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TsoWriter.ProtoReflect.Descriptor instead.
+func (*TsoWriter) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *TsoWriter) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *TsoWriter) GetLowest() int64 {
+	if x != nil {
+		return x.Lowest
+	}
+	return 0
+}
+
 var File_tesserapb_tessera_proto protoreflect.FileDescriptor
 
 const file_tesserapb_tessera_proto_rawDesc = "" +
@@ -3597,7 +3778,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"cluster_id\x18\x01 \x01(\x04R\tclusterId\x120\n" +
 	"\x05nodes\x18\x02 \x03(\v2\x1a.tessera.v1.NodeDescriptorR\x05nodes\x123\n" +
 	"\x06ranges\x18\x03 \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x06ranges\x12/\n" +
-	"\x04meta\x18\x04 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x04meta\"\xc3\x02\n" +
+	"\x04meta\x18\x04 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x04meta\"\x9e\x03\n" +
 	"\fShardCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12#\n" +
@@ -3610,7 +3791,9 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"generation\x18\x06 \x01(\x04R\n" +
 	"generation\x12,\n" +
 	"\x06leases\x18\a \x03(\v2\x14.tessera.v1.LeaseRefR\x06leases\x129\n" +
-	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\"\xe2\x03\n" +
+	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\x12#\n" +
+	"\rauth_revision\x18( \x01(\x04R\fauthRevision\x124\n" +
+	"\x16proposer_auth_revision\x18) \x01(\x04R\x14proposerAuthRevision\"\xe2\x03\n" +
 	"\vMetaCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12#\n" +
@@ -3637,7 +3820,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"NOT_LEADER\x10\x01\x12\x13\n" +
 	"\x0fRANGE_NOT_FOUND\x10\x02\x12\x10\n" +
 	"\fKEY_MISMATCH\x10\x03\x12\x14\n" +
-	"\x10STALE_GENERATION\x10\x04\"\xe6\x02\n" +
+	"\x10STALE_GENERATION\x10\x04\"\x8b\x03\n" +
 	"\x0eExecuteRequest\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1e\n" +
 	"\n" +
@@ -3651,20 +3834,25 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x06leases\x18\a \x03(\v2\x14.tessera.v1.LeaseRefR\x06leases\x129\n" +
 	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\x12\x1d\n" +
 	"\n" +
-	"lease_keys\x18\t \x01(\x03R\tleaseKeys\"\x8d\x01\n" +
+	"lease_keys\x18\t \x01(\x03R\tleaseKeys\x12#\n" +
+	"\rauth_revision\x18\x1e \x01(\x04R\fauthRevision\"\x8d\x01\n" +
 	"\x0fExecuteResponse\x12\x1f\n" +
 	"\vresponse_op\x18\x01 \x01(\fR\n" +
 	"responseOp\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12=\n" +
-	"\rrouting_error\x18\x03 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"\"\n" +
+	"\rrouting_error\x18\x03 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"r\n" +
 	"\n" +
 	"TsoRequest\x12\x14\n" +
-	"\x05count\x18\x01 \x01(\rR\x05count\"Z\n" +
+	"\x05count\x18\x01 \x01(\rR\x05count\x12)\n" +
+	"\x05parts\x18\x02 \x03(\v2\x13.tessera.v1.TsoPartR\x05parts\x12#\n" +
+	"\rwriters_since\x18\x03 \x01(\x03R\fwritersSince\"\xb6\x01\n" +
 	"\vTsoResponse\x12\x14\n" +
 	"\x05first\x18\x01 \x01(\x03R\x05first\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12\x1f\n" +
 	"\vleader_hint\x18\x03 \x01(\x04R\n" +
-	"leaderHint\"\x0f\n" +
+	"leaderHint\x12/\n" +
+	"\awriters\x18\x04 \x03(\v2\x15.tessera.v1.TsoWriterR\awriters\x12)\n" +
+	"\x10writers_complete\x18\x05 \x01(\bR\x0fwritersComplete\"\x0f\n" +
 	"\rRangesRequest\"\xb9\x02\n" +
 	"\vRangeStatus\x12F\n" +
 	"\x10range_descriptor\x18\x01 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x0frangeDescriptor\x12\x17\n" +
@@ -3855,7 +4043,13 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\rNodesResponse\x12*\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x14.tessera.v1.NodeInfoR\x05nodes\x12\x1f\n" +
 	"\vleader_node\x18\x02 \x01(\x04R\n" +
-	"leaderNode*%\n" +
+	"leaderNode\":\n" +
+	"\aTsoPart\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\">\n" +
+	"\tTsoWriter\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x16\n" +
+	"\x06lowest\x18\x02 \x01(\x03R\x06lowest*%\n" +
 	"\vReplicaType\x12\t\n" +
 	"\x05VOTER\x10\x00\x12\v\n" +
 	"\aLEARNER\x10\x012\x86\x05\n" +
@@ -3892,7 +4086,7 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 }
 
 var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_tesserapb_tessera_proto_goTypes = []any{
 	(ReplicaType)(0),               // 0: tessera.v1.ReplicaType
 	(RoutingError_Code)(0),         // 1: tessera.v1.RoutingError.Code
@@ -3947,6 +4141,8 @@ var file_tesserapb_tessera_proto_goTypes = []any{
 	(*NodesRequest)(nil),           // 50: tessera.v1.NodesRequest
 	(*NodeInfo)(nil),               // 51: tessera.v1.NodeInfo
 	(*NodesResponse)(nil),          // 52: tessera.v1.NodesResponse
+	(*TsoPart)(nil),                // 53: tessera.v1.TsoPart
+	(*TsoWriter)(nil),              // 54: tessera.v1.TsoWriter
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
 	5,  // 0: tessera.v1.RangeDescriptor.replicas:type_name -> tessera.v1.ReplicaDescriptor
@@ -3965,65 +4161,67 @@ var file_tesserapb_tessera_proto_depIdxs = []int32{
 	27, // 13: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
 	27, // 14: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
 	10, // 15: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
-	4,  // 16: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	16, // 17: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
-	19, // 18: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
-	10, // 19: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
-	10, // 20: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
-	10, // 21: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
-	27, // 22: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
-	10, // 23: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
-	33, // 24: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
-	34, // 25: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
-	35, // 26: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
-	4,  // 27: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
-	10, // 28: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
-	38, // 29: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
-	38, // 30: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
-	2,  // 31: tessera.v1.NodeRecord.state:type_name -> tessera.v1.NodeRecord.State
-	3,  // 32: tessera.v1.NodeChange.op:type_name -> tessera.v1.NodeChange.Op
-	42, // 33: tessera.v1.NodeChangeRequest.change:type_name -> tessera.v1.NodeChange
-	41, // 34: tessera.v1.NodeChangeResponse.node:type_name -> tessera.v1.NodeRecord
-	41, // 35: tessera.v1.NodeChangeResponse.nodes:type_name -> tessera.v1.NodeRecord
-	41, // 36: tessera.v1.NodeTableResponse.nodes:type_name -> tessera.v1.NodeRecord
-	7,  // 37: tessera.v1.NodeTableResponse.bootstrap:type_name -> tessera.v1.ClusterBootstrap
-	4,  // 38: tessera.v1.RangeLoad.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	47, // 39: tessera.v1.NodeHeartbeat.ranges:type_name -> tessera.v1.RangeLoad
-	41, // 40: tessera.v1.NodeInfo.node:type_name -> tessera.v1.NodeRecord
-	51, // 41: tessera.v1.NodesResponse.nodes:type_name -> tessera.v1.NodeInfo
-	11, // 42: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
-	13, // 43: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
-	15, // 44: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
-	18, // 45: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
-	21, // 46: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
-	23, // 47: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
-	25, // 48: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
-	31, // 49: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
-	39, // 50: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
-	36, // 51: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
-	43, // 52: tessera.v1.Membership.ChangeNode:input_type -> tessera.v1.NodeChangeRequest
-	45, // 53: tessera.v1.Membership.NodeTable:input_type -> tessera.v1.NodeTableRequest
-	48, // 54: tessera.v1.Membership.Heartbeat:input_type -> tessera.v1.NodeHeartbeat
-	50, // 55: tessera.v1.Membership.Nodes:input_type -> tessera.v1.NodesRequest
-	12, // 56: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	14, // 57: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	17, // 58: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	20, // 59: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	22, // 60: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	24, // 61: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	26, // 62: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
-	30, // 63: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
-	40, // 64: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
-	37, // 65: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
-	44, // 66: tessera.v1.Membership.ChangeNode:output_type -> tessera.v1.NodeChangeResponse
-	46, // 67: tessera.v1.Membership.NodeTable:output_type -> tessera.v1.NodeTableResponse
-	49, // 68: tessera.v1.Membership.Heartbeat:output_type -> tessera.v1.NodeHeartbeatResponse
-	52, // 69: tessera.v1.Membership.Nodes:output_type -> tessera.v1.NodesResponse
-	56, // [56:70] is the sub-list for method output_type
-	42, // [42:56] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	53, // 16: tessera.v1.TsoRequest.parts:type_name -> tessera.v1.TsoPart
+	54, // 17: tessera.v1.TsoResponse.writers:type_name -> tessera.v1.TsoWriter
+	4,  // 18: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	16, // 19: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
+	19, // 20: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
+	10, // 21: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
+	10, // 22: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
+	10, // 23: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
+	27, // 24: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
+	10, // 25: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
+	33, // 26: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
+	34, // 27: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
+	35, // 28: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
+	4,  // 29: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
+	10, // 30: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
+	38, // 31: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
+	38, // 32: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
+	2,  // 33: tessera.v1.NodeRecord.state:type_name -> tessera.v1.NodeRecord.State
+	3,  // 34: tessera.v1.NodeChange.op:type_name -> tessera.v1.NodeChange.Op
+	42, // 35: tessera.v1.NodeChangeRequest.change:type_name -> tessera.v1.NodeChange
+	41, // 36: tessera.v1.NodeChangeResponse.node:type_name -> tessera.v1.NodeRecord
+	41, // 37: tessera.v1.NodeChangeResponse.nodes:type_name -> tessera.v1.NodeRecord
+	41, // 38: tessera.v1.NodeTableResponse.nodes:type_name -> tessera.v1.NodeRecord
+	7,  // 39: tessera.v1.NodeTableResponse.bootstrap:type_name -> tessera.v1.ClusterBootstrap
+	4,  // 40: tessera.v1.RangeLoad.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	47, // 41: tessera.v1.NodeHeartbeat.ranges:type_name -> tessera.v1.RangeLoad
+	41, // 42: tessera.v1.NodeInfo.node:type_name -> tessera.v1.NodeRecord
+	51, // 43: tessera.v1.NodesResponse.nodes:type_name -> tessera.v1.NodeInfo
+	11, // 44: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
+	13, // 45: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
+	15, // 46: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
+	18, // 47: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
+	21, // 48: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
+	23, // 49: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
+	25, // 50: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
+	31, // 51: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
+	39, // 52: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
+	36, // 53: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
+	43, // 54: tessera.v1.Membership.ChangeNode:input_type -> tessera.v1.NodeChangeRequest
+	45, // 55: tessera.v1.Membership.NodeTable:input_type -> tessera.v1.NodeTableRequest
+	48, // 56: tessera.v1.Membership.Heartbeat:input_type -> tessera.v1.NodeHeartbeat
+	50, // 57: tessera.v1.Membership.Nodes:input_type -> tessera.v1.NodesRequest
+	12, // 58: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	14, // 59: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	17, // 60: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	20, // 61: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	22, // 62: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	24, // 63: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	26, // 64: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
+	30, // 65: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
+	40, // 66: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
+	37, // 67: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
+	44, // 68: tessera.v1.Membership.ChangeNode:output_type -> tessera.v1.NodeChangeResponse
+	46, // 69: tessera.v1.Membership.NodeTable:output_type -> tessera.v1.NodeTableResponse
+	49, // 70: tessera.v1.Membership.Heartbeat:output_type -> tessera.v1.NodeHeartbeatResponse
+	52, // 71: tessera.v1.Membership.Nodes:output_type -> tessera.v1.NodesResponse
+	58, // [58:72] is the sub-list for method output_type
+	44, // [44:58] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_tesserapb_tessera_proto_init() }
@@ -4042,7 +4240,7 @@ func file_tesserapb_tessera_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   49,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

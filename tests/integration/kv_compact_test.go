@@ -87,7 +87,16 @@ func TestCompact(t *testing.T) {
 			t.Errorf("serializable get on node %d after compaction: %s", node, fmtKVs(g.Kvs))
 		}
 	}
-	_, err = cli.Get(tctx(t), "a", clientv3.WithRev(last))
+	// The current revision is the last write's (the failed txns wrote
+	// nothing): as in etcd, a read at the compaction revision is served and
+	// one below it is refused.
+	if g.Header.Revision != last {
+		t.Errorf("current revision %d after the last write at %d and failed txns", g.Header.Revision, last)
+	}
+	if _, err = cli.Get(tctx(t), "a", clientv3.WithRev(last)); err != nil {
+		t.Errorf("get at the second compaction's revision: %v", err)
+	}
+	_, err = cli.Get(tctx(t), "a", clientv3.WithRev(w[len(w)-2].rev))
 	wantErr(t, "get below the second compaction", err, rpctypes.ErrGRPCCompacted)
 	// Writes continue after compactions, and keep their history.
 	r := put(t, cli, "g", "after")

@@ -45,7 +45,7 @@ func NewCA(t *testing.T, name string) *CA {
 		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
@@ -108,6 +108,31 @@ func (ca *CA) Issue(file, cn string) (certPath, keyPath string) {
 // rotation when they exist) and returns the certificate's serial number.
 func (ca *CA) IssueTo(certPath, keyPath, cn string) *big.Int {
 	ca.t.Helper()
+	return ca.IssueToHosts(certPath, keyPath, cn, "127.0.0.1", "localhost")
+}
+
+// IssueHosts is Issue with the certificate valid for hosts (IP addresses
+// or DNS names) instead of 127.0.0.1 and localhost; it also returns the
+// serial number.
+func (ca *CA) IssueHosts(file, cn string, hosts ...string) (certPath, keyPath string, serial *big.Int) {
+	ca.t.Helper()
+	certPath = filepath.Join(ca.Dir, file+".pem")
+	keyPath = filepath.Join(ca.Dir, file+"-key.pem")
+	return certPath, keyPath, ca.IssueToHosts(certPath, keyPath, cn, hosts...)
+}
+
+// IssueToHosts is IssueTo with the certificate valid for hosts.
+func (ca *CA) IssueToHosts(certPath, keyPath, cn string, hosts ...string) *big.Int {
+	ca.t.Helper()
+	var ips []net.IP
+	var names []string
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			names = append(names, h)
+		}
+	}
 	key := newKey(ca.t)
 	tmpl := &x509.Certificate{
 		SerialNumber: newSerial(ca.t),
@@ -116,8 +141,8 @@ func (ca *CA) IssueTo(certPath, keyPath, cn string) *big.Int {
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:     []string{"localhost"},
+		IPAddresses:  ips,
+		DNSNames:     names,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
@@ -145,4 +170,23 @@ func ClientConfig(t *testing.T, serverCA *CA, certPath, keyPath string) *tls.Con
 		c.Certificates = []tls.Certificate{cert}
 	}
 	return c
+}
+
+// WriteCRL writes, as PEM at path (aside and renamed), a revocation list
+// signed by the CA that revokes serials.
+func (ca *CA) WriteCRL(path string, serials ...*big.Int) {
+	ca.t.Helper()
+	tmpl := &x509.RevocationList{
+		Number:     newSerial(ca.t),
+		ThisUpdate: time.Now().Add(-time.Minute),
+		NextUpdate: time.Now().Add(24 * time.Hour),
+	}
+	for _, s := range serials {
+		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{SerialNumber: s, RevocationTime: time.Now()})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, tmpl, ca.cert, ca.key)
+	if err != nil {
+		ca.t.Fatal(err)
+	}
+	writePEM(ca.t, path, "X509 CRL", der)
 }

@@ -40,8 +40,10 @@ type AuthConfig struct {
 	// Token is --auth-token: "simple", or
 	// "jwt,pub-key=FILE,priv-key=FILE,sign-method=RS256|...|ES512[,ttl=DUR]".
 	Token string
-	// TokenTTL is --auth-token-ttl: a token is valid this long after it was
-	// issued (300 s, etcd's default).
+	// TokenTTL is --auth-token-ttl (300 s, etcd's default): a simple token
+	// is valid this long after its last use on a node (after it was issued
+	// on a node it was never used on), as etcd's. A JWT lives for its own
+	// ttl= option (5 minutes by default, as in etcd, whatever this says).
 	TokenTTL time.Duration
 	// BcryptCost is --bcrypt-cost (10, etcd's default; 4 to 31).
 	BcryptCost int
@@ -55,6 +57,16 @@ type AuthConfig struct {
 	// which bounds password guessing and the bcrypt work it costs.
 	FailedAuthPerSecond float64
 	FailedAuthBurst     float64
+	// Knobs are test hooks; nil in production.
+	Knobs *AuthTestingKnobs
+}
+
+// AuthTestingKnobs are hooks for tests.
+type AuthTestingKnobs struct {
+	// AfterCheck runs on the client port after a unary request passed its
+	// permission check and before it runs (a test changes the auth state
+	// between check and apply there).
+	AfterCheck func(ctx context.Context, req any)
 }
 
 // DefaultAuthConfig returns etcd's defaults.
@@ -86,6 +98,10 @@ type nodeAuth struct {
 	log *slog.Logger
 	// jwt is set with --auth-token jwt,...; nil: simple tokens.
 	jwt *jwtTokens
+	// renewals push a simple token's deadline on each use (etcd's TTL).
+	renewals *tokenRenewals
+	// now is the clock of token deadlines (nil: time.Now; tests set it).
+	now func() time.Time
 	// polled is the state fetched by a node without a meta replica (nil
 	// until the first fetch: then every request is refused).
 	polled atomic.Pointer[placement.AuthState]
@@ -111,7 +127,8 @@ func (s *Server) setupAuth() error {
 	if err := s.cfg.Auth.Validate(); err != nil {
 		return err
 	}
-	s.auth = &nodeAuth{s: s, cfg: s.cfg.Auth, log: s.log.With("component", "auth"), limLeft: s.cfg.Auth.FailedAuthBurst, stop: make(chan struct{})}
+	s.auth = &nodeAuth{s: s, cfg: s.cfg.Auth, log: s.log.With("component", "auth"), limLeft: s.cfg.Auth.FailedAuthBurst, stop: make(chan struct{}),
+		renewals: newTokenRenewals(s.cfg.Auth.TokenTTL)}
 	s.auth.authentications = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tessera_auth_authentications_total",
 		Help: "Authenticate calls by result: ok, failed, limited (refused by the failed-authentication rate limit).",
@@ -121,7 +138,7 @@ func (s *Server) setupAuth() error {
 	}
 	if strings.HasPrefix(s.cfg.Auth.Token, "jwt,") {
 		var err error
-		if s.auth.jwt, err = parseJWTOptions(s.cfg.Auth.Token, s.cfg.Auth.TokenTTL); err != nil {
+		if s.auth.jwt, err = parseJWTOptions(s.cfg.Auth.Token, jwtDefaultTTL); err != nil {
 			return err
 		}
 	}
@@ -154,10 +171,22 @@ func (unknownAuth) Enabled() bool                                 { return true 
 func (unknownAuth) CheckRange(string, []byte, []byte, bool) error { return errAuthUnknown }
 func (unknownAuth) IsRoot(string) bool                            { return false }
 func (unknownAuth) HasRole(string, string) bool                   { return false }
+func (unknownAuth) Revision() uint64                              { return 0 }
+
+// appliedRevision is the auth revision this node has applied, 0 when auth
+// is disabled or not known yet: the stamp a range leader here puts on the
+// writes it proposes (shard.Config.AuthRevision).
+func (a *nodeAuth) appliedRevision() uint64 {
+	st := a.state()
+	if st == nil || !st.Enabled() {
+		return 0
+	}
+	return st.Revision()
+}
 
 // User implements router.Authenticator: the token's user; else, with
 // --client-cert-auth, the verified client certificate's common name.
-func (a *nodeAuth) User(ctx context.Context) (string, error) {
+func (a *nodeAuth) User(ctx context.Context) (string, uint64, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	toks := md.Get(rpctypes.TokenFieldNameGRPC)
 	if len(toks) == 0 {
@@ -167,34 +196,43 @@ func (a *nodeAuth) User(ctx context.Context) (string, error) {
 	if len(toks) > 0 {
 		st := a.state()
 		if st == nil {
-			return "", errAuthUnknown
+			return "", 0, errAuthUnknown
 		}
 		if a.jwt != nil {
+			// A JWT carries the auth revision it was issued at.
 			return a.jwt.verify(toks[0])
 		}
-		return a.verifyToken(st, toks[0])
+		user, err := a.verifyToken(st, toks[0])
+		return user, 0, err
 	}
 	if !a.s.cfg.TLS.Client.ClientCertAuth {
-		return "", nil
+		return "", 0, nil
 	}
 	if p, ok := peer.FromContext(ctx); ok {
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 && len(ti.State.VerifiedChains[0]) > 0 {
-			return ti.State.VerifiedChains[0][0].Subject.CommonName, nil
+			return ti.State.VerifiedChains[0][0].Subject.CommonName, 0, nil
 		}
 	}
-	return "", nil
+	return "", 0, nil
 }
 
-// A token is base64url(user).expiry-unix-seconds.base64url(HMAC-SHA256 of
-// both and of the user's password hash), signed with the cluster's token
-// key: any node verifies it without a round trip, and deleting the user or
-// changing its password invalidates it, as in etcd.
+// A token is base64url(user).expiry-unix-seconds.nonce.base64url(HMAC-SHA256
+// of the rest and of the user's password hash), signed with the cluster's
+// token key: any node verifies it without a round trip, and deleting the
+// user or changing its password invalidates it, as in etcd. The random
+// nonce makes every Authenticate's token distinct, as etcd's are (each
+// token's TTL is renewed on its own, auth_token_ttl.go).
 func (a *nodeAuth) issueToken(st *placement.AuthState, user string) (string, error) {
 	pw, ok := st.UserPassword(user)
 	if len(st.TokenKey()) == 0 || !ok {
 		return "", errors.New("server: cannot issue a token yet")
 	}
-	body := base64.RawURLEncoding.EncodeToString([]byte(user)) + "." + strconv.FormatInt(time.Now().Add(a.cfg.TokenTTL).Unix(), 10)
+	nonce := make([]byte, 9)
+	if _, err := rand.Read(nonce); err != nil {
+		return "", fmt.Errorf("server: token nonce: %w", err)
+	}
+	body := base64.RawURLEncoding.EncodeToString([]byte(user)) + "." + strconv.FormatInt(a.clock().Add(a.cfg.TokenTTL).Unix(), 10) +
+		"." + base64.RawURLEncoding.EncodeToString(nonce)
 	return body + "." + sign(st.TokenKey(), body, pw), nil
 }
 
@@ -211,17 +249,32 @@ func (a *nodeAuth) verifyToken(st *placement.AuthState, tok string) (string, err
 	if i < 0 || len(st.TokenKey()) == 0 {
 		return "", rpctypes.ErrGRPCInvalidAuthToken
 	}
-	userPart, expPart, ok := strings.Cut(tok[:i], ".")
-	exp, err := strconv.ParseInt(expPart, 10, 64)
-	user, uerr := base64.RawURLEncoding.DecodeString(userPart)
-	if !ok || err != nil || uerr != nil || time.Now().Unix() >= exp {
+	parts := strings.Split(tok[:i], ".") // user, expiry, nonce
+	if len(parts) != 3 {
+		return "", rpctypes.ErrGRPCInvalidAuthToken
+	}
+	exp, err := strconv.ParseInt(parts[1], 10, 64)
+	user, uerr := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil || uerr != nil {
 		return "", rpctypes.ErrGRPCInvalidAuthToken
 	}
 	pw, exists := st.UserPassword(string(user))
 	if !exists || !hmac.Equal([]byte(tok[i+1:]), []byte(sign(st.TokenKey(), tok[:i], pw))) {
 		return "", rpctypes.ErrGRPCInvalidAuthToken
 	}
+	// Only a signed token reaches the renewal table (auth_token_ttl.go).
+	if !a.renewals.use(tok, time.Unix(exp, 0), a.clock()) {
+		return "", rpctypes.ErrGRPCInvalidAuthToken
+	}
 	return string(user), nil
+}
+
+// clock returns the time tokens are checked at.
+func (a *nodeAuth) clock() time.Time {
+	if a.now != nil {
+		return a.now()
+	}
+	return time.Now()
 }
 
 // allowFailure takes one failed authentication from the bucket.
@@ -298,8 +351,15 @@ func (a *nodeAuth) clientServerOptions() []grpc.ServerOption {
 		}
 		return a.s.leases.KeysOf(id)
 	}
+	unary := []grpc.UnaryServerInterceptor{router.AuthUnaryInterceptor(a, leaseKeys)}
+	if k := a.cfg.Knobs; k != nil && k.AfterCheck != nil {
+		unary = append(unary, func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			k.AfterCheck(ctx, req)
+			return handler(ctx, req)
+		})
+	}
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(router.AuthUnaryInterceptor(a, leaseKeys)),
+		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(router.AuthStreamInterceptor(a, leaseKeys)),
 	}
 }

@@ -3,6 +3,8 @@ package server
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -24,16 +26,22 @@ import (
 
 // jwtTokens are etcd's JWT tokens (--auth-token
 // jwt,pub-key=FILE,priv-key=FILE,sign-method=METHOD[,ttl=DURATION]): claims
-// "username", "revision" and "exp", signed with RS256/384/512 or
-// ES256/384/512. A node with only the public key verifies tokens but
+// "username", "revision" and "exp", signed with RS256/384/512,
+// PS256/384/512, ES256/384/512, EdDSA (Ed25519) or HS256/384/512 (the
+// priv-key file's bytes as the shared secret): etcd 3.7's methods. A node with only the public key verifies tokens but
 // cannot issue them, as in etcd.
 type jwtTokens struct {
 	method string
 	hash   crypto.Hash
 	priv   crypto.Signer // nil: verify only
 	pub    crypto.PublicKey
+	secret []byte // HS256/384/512: the shared secret (priv-key's bytes)
 	ttl    time.Duration
 }
+
+// jwtDefaultTTL is a JWT's lifetime without a ttl= option (etcd's
+// auth.DefaultTTL; --auth-token-ttl applies to simple tokens only).
+const jwtDefaultTTL = 5 * time.Minute
 
 // parseJWTOptions reads the options of --auth-token jwt,... and loads the
 // keys.
@@ -63,37 +71,57 @@ func parseJWTOptions(spec string, defaultTTL time.Duration) (*jwtTokens, error) 
 		}
 	}
 	switch j.method {
-	case "RS256", "ES256":
+	case "RS256", "PS256", "ES256":
 		j.hash = crypto.SHA256
-	case "RS384", "ES384":
+	case "RS384", "PS384", "ES384":
 		j.hash = crypto.SHA384
-	case "RS512", "ES512":
+	case "RS512", "PS512", "ES512":
 		j.hash = crypto.SHA512
+	case "HS256":
+		j.hash = crypto.SHA256
+	case "HS384":
+		j.hash = crypto.SHA384
+	case "HS512":
+		j.hash = crypto.SHA512
+	case "EdDSA":
+		// Ed25519 signs the message itself (no pre-hash).
 	default:
-		return nil, fmt.Errorf("server: --auth-token sign-method %q: want RS256/384/512 or ES256/384/512", j.method)
+		return nil, fmt.Errorf("server: --auth-token sign-method %q: want RS256/384/512, PS256/384/512, ES256/384/512, EdDSA or HS256/384/512", j.method)
 	}
-	if pubFile == "" {
-		return nil, errors.New("server: --auth-token jwt needs pub-key")
-	}
-	raw, err := os.ReadFile(pubFile)
-	if err != nil {
-		return nil, fmt.Errorf("server: --auth-token pub-key: %w", err)
-	}
-	b, _ := pem.Decode(raw)
-	if b == nil {
-		return nil, fmt.Errorf("server: --auth-token pub-key %s: no PEM block", pubFile)
-	}
-	if j.pub, err = x509.ParsePKIXPublicKey(b.Bytes); err != nil {
-		return nil, fmt.Errorf("server: --auth-token pub-key %s: %w", pubFile, err)
-	}
-	if privFile != "" {
-		raw, err := os.ReadFile(privFile)
+	if j.isHMAC() {
+		// etcd: the priv-key file's bytes are the shared secret.
+		if privFile == "" {
+			return nil, fmt.Errorf("server: --auth-token sign-method %s needs priv-key (the shared secret)", j.method)
+		}
+		secret, err := os.ReadFile(privFile)
 		if err != nil {
 			return nil, fmt.Errorf("server: --auth-token priv-key: %w", err)
 		}
-		b, _ := pem.Decode(raw)
-		if b == nil {
-			return nil, fmt.Errorf("server: --auth-token priv-key %s: no PEM block", privFile)
+		if len(secret) == 0 {
+			return nil, fmt.Errorf("server: --auth-token priv-key %s is empty", privFile)
+		}
+		j.secret = secret
+		return j, nil
+	}
+	if pubFile == "" && privFile == "" {
+		return nil, errors.New("server: --auth-token jwt needs pub-key or priv-key")
+	}
+	if pubFile != "" {
+		b, err := readPEM("pub-key", pubFile)
+		if err != nil {
+			return nil, err
+		}
+		if j.pub, err = x509.ParsePKIXPublicKey(b.Bytes); err != nil {
+			return nil, fmt.Errorf("server: --auth-token pub-key %s: %w", pubFile, err)
+		}
+		if !keySuits(j.method, j.pub) {
+			return nil, fmt.Errorf("server: --auth-token pub-key (%T) does not suit sign-method %s", j.pub, j.method)
+		}
+	}
+	if privFile != "" {
+		b, err := readPEM("priv-key", privFile)
+		if err != nil {
+			return nil, err
 		}
 		var key any
 		if key, err = x509.ParsePKCS8PrivateKey(b.Bytes); err != nil {
@@ -104,16 +132,46 @@ func parseJWTOptions(spec string, defaultTTL time.Duration) (*jwtTokens, error) 
 			}
 		}
 		signer, ok := key.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("server: --auth-token priv-key %s: not a signing key", privFile)
+		if !ok || !keySuits(j.method, signer.Public()) {
+			return nil, fmt.Errorf("server: --auth-token priv-key (%T) does not suit sign-method %s", key, j.method)
 		}
 		j.priv = signer
-	}
-	wantRSA := strings.HasPrefix(j.method, "RS")
-	if _, isRSA := j.pub.(*rsa.PublicKey); isRSA != wantRSA {
-		return nil, fmt.Errorf("server: --auth-token pub-key does not suit sign-method %s", j.method)
+		// As etcd: with both keys they must be a pair; with the private
+		// key alone its public half verifies.
+		type equaler interface{ Equal(crypto.PublicKey) bool }
+		if j.pub == nil {
+			j.pub = signer.Public()
+		} else if eq, ok := j.pub.(equaler); !ok || !eq.Equal(signer.Public()) {
+			return nil, fmt.Errorf("server: --auth-token pub-key %s and priv-key %s are not a key pair", pubFile, privFile)
+		}
 	}
 	return j, nil
+}
+
+func readPEM(what, file string) (*pem.Block, error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("server: --auth-token %s: %w", what, err)
+	}
+	b, _ := pem.Decode(raw)
+	if b == nil {
+		return nil, fmt.Errorf("server: --auth-token %s %s: no PEM block", what, file)
+	}
+	return b, nil
+}
+
+// keySuits reports whether a public key is of the kind a sign method needs
+// (RS and PS: RSA; ES: ECDSA; EdDSA: Ed25519).
+func keySuits(method string, pub crypto.PublicKey) bool {
+	switch pub.(type) {
+	case *rsa.PublicKey:
+		return strings.HasPrefix(method, "RS") || strings.HasPrefix(method, "PS")
+	case *ecdsa.PublicKey:
+		return strings.HasPrefix(method, "ES")
+	case ed25519.PublicKey:
+		return method == "EdDSA"
+	}
+	return false
 }
 
 type jwtClaims struct {
@@ -139,36 +197,67 @@ func (j *jwtTokens) digest(data string) []byte {
 }
 
 func (j *jwtTokens) issue(user string, revision uint64) (string, error) {
-	if j.priv == nil {
+	if j.priv == nil && j.secret == nil {
 		return "", errors.New("server: no --auth-token priv-key: this node cannot issue JWT tokens")
 	}
 	hdr, _ := json.Marshal(map[string]string{"alg": j.method, "typ": "JWT"})
 	claims, _ := json.Marshal(jwtClaims{Username: user, Revision: revision, Exp: time.Now().Add(j.ttl).Unix()})
 	signing := b64.EncodeToString(hdr) + "." + b64.EncodeToString(claims)
 	var sig []byte
-	if k, ok := j.priv.(*ecdsa.PrivateKey); ok {
+	var err error
+	switch k := j.priv.(type) {
+	case nil:
+		sig = j.mac(signing)
+	case *ecdsa.PrivateKey:
 		// JWS wants r||s, each the curve's size, not ASN.1.
-		r, ss, err := ecdsa.Sign(rand.Reader, k, j.digest(signing))
-		if err != nil {
-			return "", fmt.Errorf("server: sign JWT: %w", err)
+		r, ss, serr := ecdsa.Sign(rand.Reader, k, j.digest(signing))
+		if serr != nil {
+			return "", fmt.Errorf("server: sign JWT: %w", serr)
 		}
 		size := (k.Curve.Params().BitSize + 7) / 8
 		sig = make([]byte, 2*size)
 		r.FillBytes(sig[:size])
 		ss.FillBytes(sig[size:])
-	} else {
-		var err error
-		if sig, err = j.priv.Sign(rand.Reader, j.digest(signing), j.hash); err != nil {
-			return "", fmt.Errorf("server: sign JWT: %w", err)
+	case ed25519.PrivateKey:
+		sig = ed25519.Sign(k, []byte(signing))
+	case *rsa.PrivateKey:
+		if j.isPSS() {
+			// RFC 7518 3.5: the salt is as long as the hash.
+			sig, err = rsa.SignPSS(rand.Reader, k, j.hash, j.digest(signing), &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
+		} else {
+			sig, err = rsa.SignPKCS1v15(rand.Reader, k, j.hash, j.digest(signing))
 		}
+	default:
+		err = fmt.Errorf("unsupported key %T", j.priv)
+	}
+	if err != nil {
+		return "", fmt.Errorf("server: sign JWT: %w", err)
 	}
 	return signing + "." + b64.EncodeToString(sig), nil
 }
 
-func (j *jwtTokens) verify(tok string) (string, error) {
+func (j *jwtTokens) isPSS() bool  { return strings.HasPrefix(j.method, "PS") }
+func (j *jwtTokens) isHMAC() bool { return strings.HasPrefix(j.method, "HS") }
+
+func (j *jwtTokens) mac(signing string) []byte {
+	var m hash.Hash
+	switch j.hash {
+	case crypto.SHA384:
+		m = hmac.New(sha512.New384, j.secret)
+	case crypto.SHA512:
+		m = hmac.New(sha512.New, j.secret)
+	default:
+		m = hmac.New(sha256.New, j.secret)
+	}
+	m.Write([]byte(signing))
+	return m.Sum(nil)
+}
+
+// verify returns the token's user and the auth revision it was issued at.
+func (j *jwtTokens) verify(tok string) (string, uint64, error) {
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
-		return "", rpctypes.ErrGRPCInvalidAuthToken
+		return "", 0, rpctypes.ErrGRPCInvalidAuthToken
 	}
 	var hdr struct {
 		Alg string `json:"alg"`
@@ -177,25 +266,41 @@ func (j *jwtTokens) verify(tok string) (string, error) {
 	rawClaims, err2 := b64.DecodeString(parts[1])
 	sig, err3 := b64.DecodeString(parts[2])
 	if err1 != nil || err2 != nil || err3 != nil || json.Unmarshal(rawHdr, &hdr) != nil || hdr.Alg != j.method {
-		return "", rpctypes.ErrGRPCInvalidAuthToken
+		return "", 0, rpctypes.ErrGRPCInvalidAuthToken
 	}
-	d := j.digest(parts[0] + "." + parts[1])
+	signed := parts[0] + "." + parts[1]
+	d := j.digest(signed)
 	switch pub := j.pub.(type) {
+	case nil:
+		if j.secret == nil || !hmac.Equal(sig, j.mac(signed)) {
+			return "", 0, rpctypes.ErrGRPCInvalidAuthToken
+		}
 	case *rsa.PublicKey:
-		if rsa.VerifyPKCS1v15(pub, j.hash, d, sig) != nil {
-			return "", rpctypes.ErrGRPCInvalidAuthToken
+		var err error
+		if j.isPSS() {
+			// Any salt length, as etcd's JWT library verifies.
+			err = rsa.VerifyPSS(pub, j.hash, d, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
+		} else {
+			err = rsa.VerifyPKCS1v15(pub, j.hash, d, sig)
+		}
+		if err != nil {
+			return "", 0, rpctypes.ErrGRPCInvalidAuthToken
+		}
+	case ed25519.PublicKey:
+		if !ed25519.Verify(pub, []byte(signed), sig) {
+			return "", 0, rpctypes.ErrGRPCInvalidAuthToken
 		}
 	case *ecdsa.PublicKey:
 		n := len(sig) / 2
 		if len(sig)%2 != 0 || !ecdsa.Verify(pub, d, new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:])) {
-			return "", rpctypes.ErrGRPCInvalidAuthToken
+			return "", 0, rpctypes.ErrGRPCInvalidAuthToken
 		}
 	default:
-		return "", rpctypes.ErrGRPCInvalidAuthToken
+		return "", 0, rpctypes.ErrGRPCInvalidAuthToken
 	}
 	var c jwtClaims
 	if json.Unmarshal(rawClaims, &c) != nil || c.Username == "" || time.Now().Unix() >= c.Exp {
-		return "", rpctypes.ErrGRPCInvalidAuthToken
+		return "", 0, rpctypes.ErrGRPCInvalidAuthToken
 	}
-	return c.Username, nil
+	return c.Username, c.Revision, nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tesseradb/tessera/cmd/buildinfo"
+	"google.golang.org/grpc"
 )
 
 // lifecycle logs what a node does as it starts, becomes ready and stops.
@@ -30,9 +31,16 @@ func (s *Server) logStarting() {
 // logs, once, when the node is ready to serve clients (every range it
 // fronts answers a linearizable read).
 func (s *Server) startLifecycle() {
-	s.log.Info("serving peer traffic", "listen-peer-url", "http://"+s.PeerAddr(), "advertise-peer-urls", s.cfg.InitialAdvertisePeerURLs)
+	peerScheme, clientScheme := "http://", "http://"
+	if s.tls.peer != nil {
+		peerScheme = "https://"
+	}
+	if s.tls.client != nil {
+		clientScheme = "https://"
+	}
+	s.log.Info("serving peer traffic", "listen-peer-url", peerScheme+s.PeerAddr(), "advertise-peer-urls", s.cfg.InitialAdvertisePeerURLs)
 	s.log.Info("serving client traffic (etcd gRPC API, /health, /livez, /readyz, /version, /metrics)",
-		"listen-client-url", "http://"+s.ClientAddr(), "advertise-client-urls", s.cfg.AdvertiseClientURLs)
+		"listen-client-url", clientScheme+s.ClientAddr(), "advertise-client-urls", s.cfg.AdvertiseClientURLs)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.life.cancel = cancel
 	s.life.done = make(chan struct{})
@@ -112,5 +120,26 @@ func (s *Server) BeginShutdown() {
 	s.stopLifecycle()
 	if s.host != nil {
 		_ = s.host.Close()
+	}
+}
+
+// peerStopGrace bounds the graceful part of the peer server's stop: on
+// loopback or a LAN the last statuses flush in well under it.
+const peerStopGrace = 300 * time.Millisecond
+
+// stopGracefully stops srv gracefully, and hard once grace has passed.
+func stopGracefully(srv *grpc.Server, grace time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(done)
+	}()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		srv.Stop()
+		<-done
 	}
 }

@@ -200,6 +200,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		Ranges:                 s.router.Cache(),
 		Peers:                  s.nodes,
 		Clock:                  clock,
+		Current:                s.router.CurrentRevision,
 		ProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 		MaxRequestBytes:        cfg.MaxRequestBytes,
 		StreamQueue:            cfg.WatchStreamQueue,
@@ -357,6 +358,8 @@ func (s *Server) openReplicas(clock shard.Clock, limits shard.Limits) error {
 			Limits:  limits,
 			Metrics: s.obs.shard,
 			Logger:  s.log,
+			// auth.go: the auth revision range leaders here stamp on writes.
+			AuthRevision: s.auth.appliedRevision,
 		}, raftgroup.GroupID(d.GetRangeId()))
 		if err != nil {
 			return err
@@ -547,7 +550,11 @@ func (s *Server) Close() {
 			_ = s.host.Close()
 		}
 		if s.peerGRPC != nil {
-			s.peerGRPC.Stop()
+			// Gracefully, briefly: the raft streams the transport ended
+			// get their "transport closed" status flushed (a hard Stop can
+			// cut it off, and peers then log a failure); long-lived
+			// streams (feeds, keep-alives) are cut after the grace.
+			stopGracefully(s.peerGRPC, peerStopGrace)
 		}
 		if s.hub != nil {
 			s.hub.Close()

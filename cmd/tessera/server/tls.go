@@ -41,9 +41,20 @@ type TLSInfo struct {
 	// when no CertFile is given (etcd's --auto-tls / --peer-auto-tls). It
 	// encrypts but authenticates nobody: peers do not verify it.
 	AutoTLS bool
-	// AllowedCN, if set, is the only common name accepted on a client
-	// certificate (etcd's --peer-cert-allowed-cn; peer side only).
-	AllowedCN string
+	// AllowedCNs, if set, are the common names accepted on a client
+	// certificate (etcd's --peer-cert-allowed-cn, a comma-separated list;
+	// peer side only).
+	AllowedCNs []string
+	// AllowedHostnames, if set, are the host names or IP addresses one of
+	// which a client certificate must be valid for (etcd's
+	// --peer-cert-allowed-hostname and --client-cert-allowed-hostname).
+	// Not with AllowedCNs, as etcd.
+	AllowedHostnames []string
+	// CRLFile is a certificate revocation list (PEM or DER): a connection
+	// whose certificate chain holds a certificate with a serial number it
+	// lists is refused (etcd's --client-crl-file / --peer-crl-file). It is
+	// read again when it changes (tls_verify.go).
+	CRLFile string
 }
 
 // Empty reports whether no certificate is configured.
@@ -61,7 +72,7 @@ func (i TLSInfo) validate(side string) error {
 	if i.ClientCertAuth && i.TrustedCAFile == "" && !i.AutoTLS {
 		return fmt.Errorf("server: %s client certificate authentication needs a trusted CA file", side)
 	}
-	return nil
+	return i.validateVerify(side)
 }
 
 // tlsVersions are the values of --tls-min-version/--tls-max-version, as etcd.
@@ -216,6 +227,8 @@ type tlsSide struct {
 	autoTLS bool
 	// nextProtos are the ALPN protocols served (gRPC needs h2).
 	nextProtos []string
+	// crl refuses revoked certificates (nil: no CRL file).
+	crl *crlSource
 }
 
 // newTLSSide prepares one port's TLS, or returns nil when the port is
@@ -240,7 +253,13 @@ func newTLSSide(side string, info TLSInfo, set tlsSettings, dir, name string, ho
 	if err != nil {
 		return nil, err
 	}
-	return &tlsSide{info: info, set: set, src: src, autoTLS: auto, nextProtos: nextProtos}, nil
+	side2 := &tlsSide{info: info, set: set, src: src, autoTLS: auto, nextProtos: nextProtos}
+	if info.CRLFile != "" {
+		if side2.crl, err = newCRLSource(info.CRLFile, log); err != nil {
+			return nil, err
+		}
+	}
+	return side2, nil
 }
 
 // serverConfig is the tls.Config the port serves with. Every handshake gets
@@ -268,13 +287,10 @@ func (t *tlsSide) serverConfig() *tls.Config {
 			// but cannot be verified (etcd does the same).
 			c.ClientAuth = tls.RequireAnyClientCert
 		}
-		if cn := t.info.AllowedCN; cn != "" {
-			c.VerifyPeerCertificate = func(_ [][]byte, chains [][]*x509.Certificate) error {
-				if len(chains) == 0 || len(chains[0]) == 0 || chains[0][0].Subject.CommonName != cn {
-					return fmt.Errorf("server: client certificate common name is not the allowed %q", cn)
-				}
-				return nil
-			}
+		// tls_verify.go: allowed names, revoked certificates.
+		c.VerifyPeerCertificate = t.info.verifyClientName()
+		if t.crl != nil {
+			c.VerifyConnection = t.crl.verifyConnection
 		}
 		return c, nil
 	}
@@ -324,6 +340,18 @@ func (t *tlsSide) clientConfig() (*tls.Config, error) {
 				return fmt.Errorf("server: verify peer certificate: %w", err)
 			}
 			return nil
+		}
+	}
+	if t.crl != nil {
+		// A revoked member certificate is not trusted as a server either.
+		verify := c.VerifyConnection
+		c.VerifyConnection = func(cs tls.ConnectionState) error {
+			if verify != nil {
+				if err := verify(cs); err != nil {
+					return err
+				}
+			}
+			return t.crl.verifyConnection(cs)
 		}
 	}
 	return c, nil

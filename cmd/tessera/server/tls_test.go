@@ -5,7 +5,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"log/slog"
+	"math/big"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -190,7 +192,7 @@ func handshake(t *testing.T, side *tlsSide, ca *testcerts.CA, certFile, keyFile 
 func TestPeerAllowedCN(t *testing.T) {
 	ca := testcerts.NewCA(t, "ca")
 	srvCert, srvKey := ca.Issue("server", "server")
-	info := TLSInfo{CertFile: srvCert, KeyFile: srvKey, TrustedCAFile: ca.CAPath, ClientCertAuth: true, AllowedCN: "allowed"}
+	info := TLSInfo{CertFile: srvCert, KeyFile: srvKey, TrustedCAFile: ca.CAPath, ClientCertAuth: true, AllowedCNs: []string{"allowed"}}
 	side, err := newTLSSide("peer", info, tlsSettings{minVersion: tls.VersionTLS12}, t.TempDir(), "n1", nil, []string{"h2"}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -205,5 +207,145 @@ func TestPeerAllowedCN(t *testing.T) {
 	}
 	if err := handshake(t, side, ca, "", ""); err == nil {
 		t.Error("no client certificate: accepted")
+	}
+}
+
+// TestAllowedHostnames: with --peer-cert-allowed-hostname (or
+// --client-cert-allowed-hostname) a client certificate must be valid for
+// one of the names (DNS or IP SAN); allowed names and CNs together are
+// refused at startup, as etcd refuses them.
+func TestAllowedHostnames(t *testing.T) {
+	ca := testcerts.NewCA(t, "ca")
+	srvCert, srvKey := ca.Issue("server", "server")
+	info := TLSInfo{CertFile: srvCert, KeyFile: srvKey, TrustedCAFile: ca.CAPath, ClientCertAuth: true, AllowedHostnames: []string{"n2.example", "10.0.0.7"}}
+	side, err := newTLSSide("peer", info, tlsSettings{minVersion: tls.VersionTLS12}, t.TempDir(), "n1", nil, []string{"h2"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		hosts []string
+		ok    bool
+	}{
+		{"DNS SAN allowed", []string{"n2.example"}, true},
+		{"IP SAN allowed", []string{"10.0.0.7"}, true},
+		{"wildcard covering the allowed name", []string{"*.example"}, true},
+		{"other names", []string{"n3.example", "10.0.0.8"}, false},
+		{"no SAN, CN is an allowed name", nil, false},
+	} {
+		cn := "somebody"
+		if tc.hosts == nil {
+			cn = "n2.example"
+		}
+		cert, key, _ := ca.IssueHosts(strings.ReplaceAll(tc.name, " ", "_"), cn, tc.hosts...)
+		err := handshake(t, side, ca, cert, key)
+		if tc.ok && err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if !tc.ok && (err == nil || !strings.Contains(err.Error(), "allowed hostnames")) {
+			t.Errorf("%s: %v, want a refusal naming the allowed hostnames", tc.name, err)
+		}
+	}
+	for _, bad := range []TLSInfo{
+		{CertFile: srvCert, KeyFile: srvKey, TrustedCAFile: ca.CAPath, AllowedCNs: []string{"a"}, AllowedHostnames: []string{"b"}},
+		{CertFile: srvCert, KeyFile: srvKey, AllowedHostnames: []string{"b"}}, // nobody's certificate is asked for
+		{CertFile: srvCert, KeyFile: srvKey, TrustedCAFile: ca.CAPath, AllowedHostnames: []string{""}},
+	} {
+		if _, err := newTLSSide("peer", bad, tlsSettings{minVersion: tls.VersionTLS12}, t.TempDir(), "n1", nil, nil, slog.New(slog.DiscardHandler)); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}
+
+// TestCRL: a client certificate whose serial the CRL file lists is refused
+// (--client-crl-file / --peer-crl-file); a CRL rewritten on disk is used
+// from the next handshake; an unreadable one refuses every certificate
+// until fixed, and is a startup error; a member dialing a server whose
+// certificate is revoked refuses it too.
+func TestCRL(t *testing.T) {
+	ca := testcerts.NewCA(t, "ca")
+	srvCert, srvKey, srvSerial := ca.IssueHosts("server", "server", "127.0.0.1")
+	goodCert, goodKey, _ := ca.IssueHosts("good", "good", "127.0.0.1")
+	badCert, badKey, badSerial := ca.IssueHosts("bad", "bad", "127.0.0.1")
+	crl := filepath.Join(t.TempDir(), "crl.pem")
+	ca.WriteCRL(crl, badSerial)
+	info := TLSInfo{CertFile: srvCert, KeyFile: srvKey, TrustedCAFile: ca.CAPath, ClientCertAuth: true, CRLFile: crl}
+	side, err := newTLSSide("client", info, tlsSettings{minVersion: tls.VersionTLS12}, t.TempDir(), "n1", nil, []string{"h2"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := handshake(t, side, ca, goodCert, goodKey); err != nil {
+		t.Errorf("certificate not revoked: %v", err)
+	}
+	if err := handshake(t, side, ca, badCert, badKey); err == nil || !strings.Contains(err.Error(), "revoked") {
+		t.Errorf("revoked certificate: %v, want a refusal saying revoked", err)
+	}
+	// The list changes on disk: now good is revoked and bad is not.
+	goodSerial := func() *big.Int {
+		c, err := tls.LoadX509KeyPair(goodCert, goodKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := x509.ParseCertificate(c.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return leaf.SerialNumber
+	}()
+	ca.WriteCRL(crl, goodSerial)
+	if err := handshake(t, side, ca, goodCert, goodKey); err == nil || !strings.Contains(err.Error(), "revoked") {
+		t.Errorf("after the CRL changed, the newly revoked certificate: %v", err)
+	}
+	if err := handshake(t, side, ca, badCert, badKey); err != nil {
+		t.Errorf("after the CRL changed, a certificate no longer listed: %v", err)
+	}
+	// A broken list fails closed.
+	if err := os.WriteFile(crl, []byte("not a CRL, and longer than before"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := handshake(t, side, ca, badCert, badKey); err == nil {
+		t.Error("with a broken CRL file a certificate was accepted")
+	}
+	if _, err := newTLSSide("client", info, tlsSettings{minVersion: tls.VersionTLS12}, t.TempDir(), "n1", nil, nil, slog.New(slog.DiscardHandler)); err == nil {
+		t.Error("a broken CRL file was accepted at startup")
+	}
+
+	// The peer side dials: a server presenting a revoked certificate is
+	// refused.
+	ca.WriteCRL(crl, srvSerial)
+	peer, err := newTLSSide("peer", info, tlsSettings{minVersion: tls.VersionTLS12}, t.TempDir(), "n1", nil, []string{"h2"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	srvTLS, err := tls.LoadX509KeyPair(srvCert, srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		c, err := lis.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		_ = tls.Server(c, &tls.Config{Certificates: []tls.Certificate{srvTLS}}).Handshake()
+	}()
+	cfg, err := peer.clientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ServerName = "127.0.0.1"
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", lis.Addr().String(), cfg)
+	if err == nil {
+		conn.Close()
+		t.Fatal("dialed a server whose certificate is revoked")
+	}
+	if !strings.Contains(err.Error(), "revoked") {
+		t.Errorf("dial a revoked server: %v, want a refusal saying revoked", err)
 	}
 }

@@ -24,6 +24,9 @@ func Dial(ctx context.Context, cfg RunConfig) ([]*clientv3.Client, error) {
 		c, err := clientv3.New(clientv3.Config{
 			Endpoints:   cfg.Endpoints,
 			DialTimeout: cfg.DialTimeout,
+			TLS:         cfg.TLS,
+			Username:    cfg.Username,
+			Password:    cfg.Password,
 			Logger:      zap.NewNop(), // failures are counted per request, not logged
 			Context:     ctx,
 		})

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -61,6 +62,11 @@ type RunConfig struct {
 	// OnComplete, when set, is called after each finished request (any
 	// outcome). It must be safe for concurrent use; the progress bar uses it.
 	OnComplete func()
+	// TLS, when set, is the clients' TLS configuration (https endpoints).
+	TLS *tls.Config
+	// Username and Password, when set, make every connection authenticate
+	// (etcd's auth: one Authenticate per connection, then a token).
+	Username, Password string
 }
 
 // DefaultRunConfig returns the settings used when a flag is not given.

@@ -2,6 +2,7 @@ package compare
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,6 +58,13 @@ type Config struct {
 	// are ignored.
 	Run      bench.RunConfig
 	Workload bench.WorkloadConfig
+	// TLS runs both clusters with client and peer mutual TLS (etcd's
+	// --cert-file ... --client-cert-auth and --peer-* flags, one generated
+	// CA) and the clients with a client certificate (security.go).
+	TLS bool
+	// Auth enables auth on both clusters (root with a password, simple
+	// tokens); the clients authenticate as root.
+	Auth bool
 	// StartTimeout bounds each cluster's start.
 	StartTimeout time.Duration
 	// Logger receives progress; nil discards it.
@@ -140,7 +148,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 			Rounds: cfg.Rounds, SplitRanges: cfg.SplitRanges, PrefixKeys: cfg.PrefixKeys, Endpoint: cfg.Endpoint,
 			KeySize: cfg.Workload.KeySize, ValueSize: cfg.Workload.ValueSize, KeySpace: cfg.Workload.KeySpace,
 			ReadRatio: cfg.Workload.ReadRatio, Watchers: cfg.Workload.Watchers,
-			SplitKeys: splitKeys,
+			SplitKeys: splitKeys, TLS: cfg.TLS, Auth: cfg.Auth,
 		},
 	}
 
@@ -163,6 +171,30 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		}
 	}()
 
+	var certs *pki
+	if cfg.TLS {
+		if certs, err = newPKI(filepath.Join(root, "tls")); err != nil {
+			return nil, err
+		}
+	}
+	// secure adds the TLS flags to a cluster's configuration.
+	secure := func(c *cluster.Config) {
+		if certs != nil {
+			c.Prepare = func(n *cluster.Node) error {
+				args, err := certs.serverArgs(n.Name)
+				n.Args = append(n.Args, args...)
+				return err
+			}
+			c.ClientTLS, c.PeerTLS = certs.client, certs.client
+		}
+	}
+	clientTLS := func() *tls.Config {
+		if certs == nil {
+			return nil
+		}
+		return certs.client
+	}
+
 	var systems []*system
 	defer func() {
 		for _, s := range systems {
@@ -175,12 +207,18 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	// etcd first: without it there is nothing to compare against.
 	ecfg := cluster.DefaultConfig(Etcd, etcdBin, filepath.Join(root, Etcd))
 	ecfg.Nodes, ecfg.Keep, ecfg.Logger, ecfg.StartTimeout = cfg.Nodes, true, lg, cfg.StartTimeout
-	lg.Info("starting etcd", "bin", etcdBin, "nodes", cfg.Nodes)
+	secure(&ecfg)
+	lg.Info("starting etcd", "bin", etcdBin, "nodes", cfg.Nodes, "tls", cfg.TLS, "auth", cfg.Auth)
 	ec, err := cluster.Start(ctx, ecfg)
 	if err != nil {
 		return nil, fmt.Errorf("compare: etcd: %w", err)
 	}
 	systems = append(systems, &system{name: Etcd, cluster: ec})
+	if cfg.Auth {
+		if err := enableAuth(ctx, ec.Endpoints(), clientTLS()); err != nil {
+			return nil, fmt.Errorf("compare: etcd: %w", err)
+		}
+	}
 	rep.Systems = append(rep.Systems, SystemInfo{
 		Name: Etcd, Bin: etcdBin, Version: cluster.Version(ctx, etcdBin), Endpoints: ec.Endpoints(),
 	})
@@ -194,11 +232,17 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		if len(splitKeys) > 0 {
 			tcfg.ExtraArgs = []string{"--initial-split-keys", strings.Join(splitKeys, ",")}
 		}
+		secure(&tcfg)
 		lg.Info("starting tessera", "bin", tbin, "nodes", cfg.Nodes, "split_keys", splitKeys)
 		var tc *cluster.Cluster
 		if tc, terr = cluster.Start(ctx, tcfg); terr == nil {
 			systems = append(systems, &system{name: Tessera, cluster: tc})
 			tinfo.Endpoints = tc.Endpoints()
+			if cfg.Auth {
+				if err := enableAuth(ctx, tc.Endpoints(), clientTLS()); err != nil {
+					return nil, fmt.Errorf("compare: tessera: %w", err)
+				}
+			}
 		}
 	}
 	if terr != nil {
@@ -218,6 +262,10 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 			for _, s := range systems {
 				run, wl := cfg.Run, cfg.Workload
 				run.Endpoints = s.cluster.Endpoints()
+				run.TLS = clientTLS()
+				if cfg.Auth {
+					run.Username, run.Password = authUser, authPassword
+				}
 				if cfg.Endpoint > 0 {
 					run.Endpoints = run.Endpoints[cfg.Endpoint-1 : cfg.Endpoint]
 				}

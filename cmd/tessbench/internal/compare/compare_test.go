@@ -159,3 +159,42 @@ func assertEmpty(t *testing.T, root string) {
 		t.Errorf("left behind: %s", filepath.Join(root, e.Name()))
 	}
 }
+
+// TestCompareTLSAuth: with TLS and Auth both clusters serve https with
+// client certificates required and auth enabled, and the runs (as root,
+// with a certificate) complete without errors; the report says so.
+func TestCompareTLSAuth(t *testing.T) {
+	etcd := benchtest.EtcdBin(t)
+	if _, err := os.Stat("/bin/bash"); err != nil {
+		t.Skip("no bash for the stand-in tessera")
+	}
+	cfg := quickConfig(t)
+	cfg.TesseraBin, _ = fakeTessera(t, etcd)
+	cfg.Cases, cfg.Rounds = []string{"put"}, 1
+	cfg.TLS, cfg.Auth = true, true
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Settings.TLS || !rep.Settings.Auth {
+		t.Errorf("settings %+v: want TLS and auth recorded", rep.Settings)
+	}
+	if len(rep.Systems) != 2 || rep.Systems[1].Skipped != "" {
+		t.Fatalf("systems %+v, want both measured", rep.Systems)
+	}
+	for _, s := range rep.Systems {
+		for _, ep := range s.Endpoints {
+			if !strings.HasPrefix(ep, "https://") {
+				t.Errorf("%s endpoint %s is not https", s.Name, ep)
+			}
+		}
+	}
+	for _, r := range rep.Cases[0].Runs {
+		if len(r.Errors) != 0 || r.Ops[0].Count == 0 {
+			t.Errorf("%s: %d requests, errors %v", r.System, r.Ops[0].Count, r.Errors)
+		}
+	}
+	assertEmpty(t, cfg.DataRoot)
+}

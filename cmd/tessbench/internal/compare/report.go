@@ -41,6 +41,10 @@ type Settings struct {
 	KeySpace    int      `json:"key_space"`
 	ReadRatio   float64  `json:"read_ratio"`
 	Watchers    int      `json:"watchers"`
+	// TLS and Auth: both clusters ran with client and peer mutual TLS, and
+	// with auth (clients as root with a token).
+	TLS  bool `json:"tls,omitempty"`
+	Auth bool `json:"auth,omitempty"`
 }
 
 // SystemInfo describes one system under test.
@@ -223,6 +227,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		s.Nodes, s.Clients, s.Conns, loop, run, s.Rounds, s.KeySize, s.ValueSize)
 	if s.Endpoint > 0 {
 		fmt.Fprintf(&b, "clients sent every request to member %d of each cluster\n", s.Endpoint)
+	}
+	if s.TLS || s.Auth {
+		fmt.Fprintf(&b, "both clusters with: client and peer mutual TLS %v, auth (root, simple token) %v\n", s.TLS, s.Auth)
 	}
 	if lo, hi, ok := r.loadRange(); ok {
 		fmt.Fprintf(&b, "load average (1 min) around the runs: %.2f to %.2f on %d cpus\n", lo, hi, m.CPUs)
