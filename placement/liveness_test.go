@@ -128,3 +128,25 @@ func freeUDPTCPAddr(t *testing.T) string {
 	}
 	return a
 }
+
+// TestSnapshotForScheduler: the snapshot converts to the scheduler's model
+// (liveness, draining, the meta range, leader and size).
+func TestSnapshotForScheduler(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := NewLiveness(LivenessConfig{HeartbeatInterval: time.Second, SuspectTimeout: 3 * time.Second, DeadNodeTimeout: 10 * time.Second}, nil, func() time.Time { return now })
+	reps, next := shard.NewReplicas([]raftgroup.NodeID{1, 2}, 1)
+	meta := &tesserapb.RangeDescriptor{RangeId: MetaRangeID, Replicas: reps, NextReplicaId: next, Generation: 1}
+	l.Heartbeat(&tesserapb.NodeHeartbeat{NodeId: 1, Ranges: []*tesserapb.RangeLoad{{RangeId: MetaRangeID, SizeBytes: 10, IsLeader: true}}})
+	l.Heartbeat(&tesserapb.NodeHeartbeat{NodeId: 2})
+	table := []*tesserapb.NodeRecord{{NodeId: 1}, {NodeId: 2, State: tesserapb.NodeRecord_DRAINING}}
+	s, err := l.Snapshot(table, []*tesserapb.RangeDescriptor{meta}).Scheduler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Nodes) != 2 || s.Nodes[0].Liveness.String() != "live" || s.Nodes[1].Liveness.String() != "draining" {
+		t.Fatalf("nodes: %+v", s.Nodes)
+	}
+	if len(s.Ranges) != 1 || !s.Ranges[0].Meta || s.Ranges[0].Leader != 1 || s.Ranges[0].SizeBytes != 10 || len(s.Ranges[0].Replicas) != 2 {
+		t.Fatalf("ranges: %+v", s.Ranges)
+	}
+}
