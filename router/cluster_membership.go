@@ -112,11 +112,39 @@ func (m *Membership) ChangeNode(ctx context.Context, req *tesserapb.NodeChangeRe
 			return nil, status.Errorf(codes.FailedPrecondition, "tessera: node %d still holds replicas of ranges %s; drain it first (replica moves are not built yet)", c.GetNodeId(), rangeList(ranges))
 		}
 	}
+	if c.GetOp() == tesserapb.NodeChange_PROMOTE {
+		if err := m.learnerReady(raftgroup.NodeID(c.GetNodeId())); err != nil {
+			return nil, err
+		}
+	}
 	node, nodes, err := m.cfg.Meta.ChangeNode(ctx, c)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
 	return &tesserapb.NodeChangeResponse{Node: node, Nodes: nodes}, nil
+}
+
+// learnerReady refuses, as etcd does, to promote a learner that is not "in
+// sync with the leader": here, one that has not started (joined and
+// published its name) or is not live. Unknown nodes and voters are left to
+// the node table's own answers.
+func (m *Membership) learnerReady(id raftgroup.NodeID) error {
+	for _, r := range m.cfg.Meta.NodeTable() {
+		if raftgroup.NodeID(r.GetNodeId()) != id || r.GetState() == tesserapb.NodeRecord_REMOVED || !r.GetIsLearner() {
+			continue
+		}
+		if r.GetName() == "" {
+			return rpctypes.ErrGRPCLearnerNotReady
+		}
+		if m.cfg.Liveness != nil {
+			for _, n := range m.Snapshot().Nodes {
+				if raftgroup.NodeID(n.Record.GetNodeId()) == id && n.Liveness != placement.Live {
+					return rpctypes.ErrGRPCLearnerNotReady
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func toGRPC(err error) error {

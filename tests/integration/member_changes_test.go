@@ -53,7 +53,7 @@ func TestMemberChanges(t *testing.T) {
 	_, err = cli(1).MemberPromote(ctx, 99)
 	wantErr(t, "promote unknown", err, rpctypes.ErrMemberNotFound)
 	_, err = cli(2).MemberPromote(ctx, 5)
-	must(t, "promote the learner", err)
+	wantErr(t, "promote the unstarted learner", err, rpctypes.ErrGRPCLearnerNotReady)
 	_, err = cli(0).MemberUpdate(ctx, 99, []string{"http://127.0.0.1:6"})
 	wantErr(t, "update unknown", err, rpctypes.ErrMemberNotFound)
 	_, err = cli(1).MemberUpdate(ctx, 4, []string{"http://127.0.0.1:2"})
@@ -87,7 +87,7 @@ func TestMemberChanges(t *testing.T) {
 	want := fmt.Sprintf("%v", []string{
 		fmt.Sprintf("1:node1:%v:false", list.Members[0].PeerURLs), fmt.Sprintf("2:node2:%v:false", list.Members[1].PeerURLs),
 		fmt.Sprintf("3:node3:%v:false", list.Members[2].PeerURLs),
-		"5::[http://127.0.0.1:2]:false", "6::[http://127.0.0.1:7]:false",
+		"5::[http://127.0.0.1:2]:true", "6::[http://127.0.0.1:7]:false",
 	})
 	if fmt.Sprintf("%v", got) != want {
 		t.Fatalf("member list %v, want %v", got, want)
