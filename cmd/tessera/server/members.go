@@ -82,14 +82,18 @@ type members struct {
 	live   *placement.Liveness
 	gossip *placement.Gossip
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	// ctx ends when the node closes (cancel), so a heartbeat in flight
+	// does not hold Close up.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // registerMembership serves the Membership service on the peer port and
 // returns etcd's Cluster service backed by it.
 func (s *Server) registerMembership(internal *router.Internal) *router.Cluster {
-	m := &members{s: s, cfg: s.cfg.Members, stop: make(chan struct{})}
+	m := &members{s: s, cfg: s.cfg.Members}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
 	var gossipStates func() map[raftgroup.NodeID]string
 	if m.cfg.GossipAddr != "" {
 		gossipStates = func() map[raftgroup.NodeID]string {
@@ -151,7 +155,7 @@ func (m *members) close() {
 	if m == nil {
 		return
 	}
-	close(m.stop)
+	m.cancel()
 	m.wg.Wait()
 	if m.gossip != nil {
 		_ = m.gossip.Close()
@@ -173,14 +177,14 @@ func (m *members) run() {
 				m.live.Reset()
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), interval*3)
+		ctx, cancel := context.WithTimeout(m.ctx, interval*3)
 		m.syncTable(ctx)
 		if _, err := m.svc.Heartbeat(ctx, m.heartbeat()); err != nil {
 			m.s.log.Debug("heartbeat", "err", err)
 		}
 		cancel()
 		select {
-		case <-m.stop:
+		case <-m.ctx.Done():
 			return
 		case <-t.C:
 		}
