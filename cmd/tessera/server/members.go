@@ -79,8 +79,9 @@ type members struct {
 	s      *Server
 	cfg    MembersConfig
 	svc    *router.Membership
-	live   *placement.Liveness
-	gossip *placement.Gossip
+	live    *placement.Liveness
+	gossip  *placement.Gossip
+	metrics *membersMetrics
 
 	// ctx ends when the node closes (cancel), so a heartbeat in flight
 	// does not hold Close up.
@@ -104,6 +105,7 @@ func (s *Server) registerMembership(internal *router.Internal) *router.Cluster {
 		}
 	}
 	m.live = placement.NewLiveness(m.cfg.liveness(), gossipStates, nil)
+	m.metrics = newMembersMetrics(s.reg)
 	m.svc = router.NewMembership(router.MembershipConfig{
 		Meta:      s.meta,
 		Nodes:     s.nodes,
@@ -181,6 +183,15 @@ func (m *members) run() {
 		m.syncTable(ctx)
 		if _, err := m.svc.Heartbeat(ctx, m.heartbeat()); err != nil {
 			m.s.log.Debug("heartbeat", "err", err)
+			m.metrics.heartbeats.WithLabelValues("error").Inc()
+		} else {
+			m.metrics.heartbeats.WithLabelValues("ok").Inc()
+		}
+		if wasLeader {
+			snap := m.svc.Snapshot()
+			m.metrics.observe(&snap)
+		} else {
+			m.metrics.observe(nil)
 		}
 		cancel()
 		select {
