@@ -76,9 +76,9 @@ func DefaultGossipAddr(peerURL string) string {
 // and URLs, follows the node table (peer registry, gossip seeds), sends
 // heartbeats, and, while this node leads the meta group, tracks liveness.
 type members struct {
-	s      *Server
-	cfg    MembersConfig
-	svc    *router.Membership
+	s       *Server
+	cfg     MembersConfig
+	svc     *router.Membership
 	live    *placement.Liveness
 	gossip  *placement.Gossip
 	metrics *membersMetrics
