@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tesseradb/tessera/placement"
@@ -82,6 +83,7 @@ type members struct {
 	live    *placement.Liveness
 	gossip  *placement.Gossip
 	metrics *membersMetrics
+	joining atomic.Bool // a gossip join is running
 
 	// ctx ends when the node closes (cancel), so a heartbeat in flight
 	// does not hold Close up.
@@ -158,10 +160,11 @@ func (m *members) close() {
 		return
 	}
 	m.cancel()
-	m.wg.Wait()
 	if m.gossip != nil {
+		// Leave first: a join in flight then fails instead of retrying.
 		_ = m.gossip.Close()
 	}
+	m.wg.Wait()
 }
 
 // run is the heartbeat loop: every interval, read the node table (publish
@@ -213,6 +216,10 @@ func (m *members) syncTable(ctx context.Context) {
 		m.s.log.Debug("peer registry follows the node table", "nodes", len(m.s.nodes.List()))
 	}
 	var seeds []string
+	var gossipKnows map[raftgroup.NodeID]string
+	if m.gossip != nil {
+		gossipKnows = m.gossip.States()
+	}
 	for _, r := range table {
 		id := raftgroup.NodeID(r.GetNodeId())
 		if id == m.s.self {
@@ -221,14 +228,21 @@ func (m *members) syncTable(ctx context.Context) {
 			}
 			continue
 		}
-		if r.GetState() != tesserapb.NodeRecord_REMOVED && r.GetGossipAddr() != "" {
+		if r.GetState() != tesserapb.NodeRecord_REMOVED && r.GetGossipAddr() != "" && gossipKnows[id] != placement.GossipAlive {
 			seeds = append(seeds, r.GetGossipAddr())
 		}
 	}
-	if m.gossip != nil && len(seeds) > 0 && m.gossip.Members() < len(seeds)+1 {
-		if _, err := m.gossip.Join(seeds); err != nil {
-			m.s.log.Debug("gossip join", "err", err)
-		}
+	// Join the nodes gossip does not know alive, off the heartbeat loop (a
+	// dead seed costs memberlist's TCP timeout, 10 s), one join at a time.
+	if m.gossip != nil && len(seeds) > 0 && m.joining.CompareAndSwap(false, true) {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			defer m.joining.Store(false)
+			if _, err := m.gossip.Join(seeds); err != nil {
+				m.s.log.Debug("gossip join", "err", err)
+			}
+		}()
 	}
 }
 
