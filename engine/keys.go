@@ -33,6 +33,7 @@ const (
 	KindChangeLog    byte = 'c' // the user keys one revision wrote; followed by revision(8)
 	KindRevokedLease byte = 'v' // a lease revoked on the range; followed by lease id(8)
 	KindLeaseKey     byte = 'k' // a live key attached to a lease; followed by lease id(8), user key
+	KindRevokedGC    byte = 'g' // when a revoked lease may be forgotten; followed by revision(8), lease id(8)
 	KindAuthRevision byte = 'p' // highest auth revision the range has applied (shard/auth_revision.go)
 
 	// Unreplicated (section 'u').
@@ -48,7 +49,7 @@ const (
 
 func sectionOf(kind byte) byte {
 	switch kind {
-	case KindAppliedState, KindDescriptor, KindRangeState, KindChangeLog, KindRevokedLease, KindLeaseKey, KindAuthRevision:
+	case KindAppliedState, KindDescriptor, KindRangeState, KindChangeLog, KindRevokedLease, KindLeaseKey, KindRevokedGC, KindAuthRevision:
 		return sectionReplicated
 	}
 	return sectionUnreplicated
@@ -128,6 +129,28 @@ func DecodeLocalGroupIndexKey(k []byte) (uint64, error) {
 		return 0, fmt.Errorf("engine: not an indexed local key: %q", k)
 	}
 	return binary.BigEndian.Uint64(k[localKeyLn : localKeyLn+8]), nil
+}
+
+// LocalGroupPairKey returns the engine key of a per-group key indexed by
+// two numbers (a KindRevokedGC key: revision, lease id); they sort by a,
+// then b.
+func LocalGroupPairKey(group uint64, kind byte, a, b uint64) []byte {
+	k := make([]byte, 0, localKeyLn+16+1)
+	k = append(k, spaceLocalGroup)
+	k = binary.BigEndian.AppendUint64(k, group)
+	k = append(k, sectionOf(kind), kind)
+	k = binary.BigEndian.AppendUint64(k, a)
+	k = binary.BigEndian.AppendUint64(k, b)
+	return append(k, sentinel)
+}
+
+// DecodeLocalGroupPairKey returns the numbers of a key made by
+// LocalGroupPairKey.
+func DecodeLocalGroupPairKey(k []byte) (a, b uint64, err error) {
+	if len(k) != localKeyLn+16+1 || k[0] != spaceLocalGroup || k[len(k)-1] != sentinel {
+		return 0, 0, fmt.Errorf("engine: not a pair-indexed local key: %q", k)
+	}
+	return binary.BigEndian.Uint64(k[localKeyLn : localKeyLn+8]), binary.BigEndian.Uint64(k[localKeyLn+8 : localKeyLn+16]), nil
 }
 
 // LeaseKeyKey returns the engine key of the lease index entry (lease,

@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -49,11 +50,17 @@ type LeaseConfig struct {
 	// PromoteExtension is added to every lease's deadline when this replica
 	// becomes the meta leader: an election timeout, as in etcd.
 	PromoteExtension time.Duration
+	// LookupValidity is how long a looked-up lease incarnation may be used
+	// by a write (in TSO time, from the lookup to the write's revision),
+	// and so how long a range remembers a revocation (lease_gc.go): 30 s,
+	// far above a write's time in flight (etcd's 7 s request timeout plus
+	// retries). It must be the same on every node.
+	LookupValidity time.Duration
 }
 
 // DefaultLeaseConfig is etcd's: 1 s election timeout, so a 2 s minimum TTL.
 func DefaultLeaseConfig() LeaseConfig {
-	return LeaseConfig{MinTTL: 2, PromoteExtension: time.Second}
+	return LeaseConfig{MinTTL: 2, PromoteExtension: time.Second, LookupValidity: 30 * time.Second}
 }
 
 // Validate checks the configuration.
@@ -63,6 +70,9 @@ func (c LeaseConfig) Validate() error {
 	}
 	if c.PromoteExtension < 0 {
 		return fmt.Errorf("placement: lease PromoteExtension %v must not be negative", c.PromoteExtension)
+	}
+	if c.LookupValidity < time.Millisecond {
+		return fmt.Errorf("placement: lease LookupValidity %v must be at least 1 ms", c.LookupValidity)
 	}
 	return nil
 }
@@ -76,6 +86,7 @@ type lease struct {
 	// Leader only: when it expires, and whether a revocation is under way.
 	expiry   time.Time
 	revoking bool
+	heapIdx  int // in Meta.mu.expiries; -1: not there (lease_heap.go)
 }
 
 // ref names this grant of the lease.
@@ -111,12 +122,13 @@ func (m *Meta) loadLeasesLocked() error {
 		if err := proto.Unmarshal(v, rec); err != nil {
 			return fmt.Errorf("placement: decode lease %q: %w", it.Key(), err)
 		}
-		leases[rec.GetId()] = &lease{rec: rec}
+		leases[rec.GetId()] = newLease(rec)
 	}
 	if err := it.Error(); err != nil {
 		return fmt.Errorf("placement: read leases: %w", err)
 	}
 	m.mu.leases = leases
+	m.mu.expiries = nil
 	if m.mu.isLeader {
 		m.promoteLeasesLocked(time.Now())
 	}
@@ -141,9 +153,10 @@ func (m *Meta) applyLeaseGrantLocked(b *engine.Batch, g *tesserapb.LeaseRecord, 
 	if err := m.putLeaseLocked(b, rec); err != nil {
 		return nil, err
 	}
-	l := &lease{rec: rec}
+	l := newLease(rec)
 	if m.mu.isLeader {
 		l.expiry = time.Now().Add(time.Duration(rec.GetTtl()) * time.Second)
+		m.scheduleLocked(l)
 	}
 	m.mu.leases[rec.GetId()] = l
 	return rec, nil
@@ -159,6 +172,7 @@ func (m *Meta) applyLeaseRevokeLocked(b *engine.Batch, refs []*tesserapb.LeaseRe
 		if err := b.Delete(leaseKey(ref.GetId())); err != nil {
 			return err
 		}
+		m.unscheduleLocked(l)
 		delete(m.mu.leases, ref.GetId())
 	}
 	return nil
@@ -192,6 +206,7 @@ func (m *Meta) promoteLeasesLocked(now time.Time) {
 		l.expiry = now.Add(time.Duration(ttl)*time.Second + m.mu.leaseCfg.PromoteExtension)
 		l.revoking = false
 	}
+	m.rescheduleAllLocked()
 }
 
 // notLeaderLocked is the error of a lease operation on a follower.
@@ -235,17 +250,22 @@ func (m *Meta) GrantLease(ctx context.Context, id, ttl int64) (*tesserapb.LeaseR
 }
 
 // LookupLeases returns the leases among ids that exist (and are not being
-// revoked), with their incarnations. It answers on the meta leader only.
+// revoked), with their incarnations and the validity of the answer
+// (lease_gc.go). It answers on the meta leader only.
 func (m *Meta) LookupLeases(ids []int64) ([]*tesserapb.LeaseRef, error) {
+	// The TSO floor is taken before the leases are checked (lease_gc.go).
+	f, serving := m.tso.floor()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.leaseLeaderLocked() {
+	if !m.leaseLeaderLocked() || !serving {
 		return nil, m.notLeaderLocked()
 	}
 	var out []*tesserapb.LeaseRef
 	for _, id := range ids {
 		if l, ok := m.mu.leases[id]; ok && !l.revoking {
-			out = append(out, l.ref())
+			ref := l.ref()
+			ref.ValidUntil = validUntil(f, m.mu.leaseCfg.LookupValidity)
+			out = append(out, ref)
 		}
 	}
 	return out, nil
@@ -287,6 +307,7 @@ func (m *Meta) KeepAliveLease(ctx context.Context, id int64) (int64, error) {
 		return 0, rpctypes.ErrGRPCLeaseNotFound
 	}
 	l.expiry = time.Now().Add(time.Duration(ttl) * time.Second)
+	m.scheduleLocked(l)
 	return ttl, nil
 }
 
@@ -332,12 +353,13 @@ func (m *Meta) LeaseIDs() ([]int64, error) {
 }
 
 // StartRevoke marks leases as being revoked (keep-alives and lookups fail
-// from now on) and returns the grants to revoke on every range. Leases that
-// do not exist are left out.
+// from now on) and returns the grants to revoke on every range, each with
+// the revision after which the ranges may forget it (lease_gc.go). Leases
+// that do not exist are left out.
 func (m *Meta) StartRevoke(ids []int64) ([]*tesserapb.LeaseRef, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if !m.leaseLeaderLocked() {
+		defer m.mu.Unlock()
 		return nil, m.notLeaderLocked()
 	}
 	var out []*tesserapb.LeaseRef
@@ -346,6 +368,13 @@ func (m *Meta) StartRevoke(ids []int64) ([]*tesserapb.LeaseRef, error) {
 			l.revoking = true
 			out = append(out, l.ref())
 		}
+	}
+	m.mu.Unlock()
+	if !m.stampRevocations(out) {
+		m.AbortRevoke(out)
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return nil, m.notLeaderLocked()
 	}
 	return out, nil
 }
@@ -358,6 +387,7 @@ func (m *Meta) AbortRevoke(refs []*tesserapb.LeaseRef) {
 	for _, ref := range refs {
 		if l, ok := m.mu.leases[ref.GetId()]; ok && l.rec.GetIncarnation() == ref.GetIncarnation() {
 			l.revoking = false
+			m.scheduleLocked(l)
 		}
 	}
 }
@@ -380,22 +410,29 @@ type ExpiredLease struct {
 // revoked and returns them (on the meta leader; nothing elsewhere).
 func (m *Meta) TakeExpired(now time.Time, limit int) []ExpiredLease {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if !m.leaseLeaderLocked() {
+		m.mu.Unlock()
 		return nil
 	}
 	var out []ExpiredLease
-	for _, l := range m.mu.leases {
-		if len(out) >= limit {
-			break
+	var refs []*tesserapb.LeaseRef
+	// Earliest deadline first (lease_heap.go).
+	for len(out) < limit && len(m.mu.expiries) > 0 && m.mu.expiries[0].expiry.Before(now) {
+		l := heap.Pop(&m.mu.expiries).(*lease)
+		if l.revoking {
+			continue // a revocation under way; AbortRevoke puts it back
 		}
-		if !l.revoking && !l.expiry.IsZero() && l.expiry.Before(now) {
-			l.revoking = true
-			out = append(out, ExpiredLease{Ref: l.ref(), Expiry: l.expiry})
-			if len(out) == 1 {
-				m.log.Debug("lease expired", "lease", l.rec.GetId(), "ttl", l.rec.GetTtl(), "expiry", l.expiry, "term", m.mu.term)
-			}
+		l.revoking = true
+		out = append(out, ExpiredLease{Ref: l.ref(), Expiry: l.expiry})
+		refs = append(refs, out[len(out)-1].Ref)
+		if len(out) == 1 {
+			m.log.Debug("lease expired", "lease", l.rec.GetId(), "ttl", l.rec.GetTtl(), "expiry", l.expiry, "term", m.mu.term)
 		}
+	}
+	m.mu.Unlock()
+	if len(refs) > 0 && !m.stampRevocations(refs) {
+		m.AbortRevoke(refs)
+		return nil
 	}
 	return out
 }

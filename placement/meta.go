@@ -48,6 +48,7 @@ type Meta struct {
 		highMs    int64                           // TSO high-water mark
 		alarms    map[alarmID]*etcdpb.AlarmMember // active alarms (alarms.go)
 		leases    map[int64]*lease                // granted leases (lease.go)
+		expiries  leaseHeap                       // leases by deadline (lease_heap.go)
 		leaseCfg  LeaseConfig
 		nodes     nodeTable // the node table (nodes_table.go)
 		// appliedTerm is the term of the last entry applied: a new leader

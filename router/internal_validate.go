@@ -188,6 +188,8 @@ func validateLeaseRefs(req *tesserapb.ExecuteRequest) error {
 				return invalidArg("lease id %d", ref.GetId())
 			case ref.GetIncarnation() == 0:
 				return invalidArg("lease %x without an incarnation", ref.GetId())
+			case ref.GetValidUntil() <= 0:
+				return invalidArg("lease %x without a validity", ref.GetId())
 			case seen[ref.GetId()]:
 				return invalidArg("lease %x named twice", ref.GetId())
 			}

@@ -188,10 +188,7 @@ func (r *Router) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 	}
 	c := call{desc: d, write: true, op: &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: req}}}
 	// Leases (lease.go): the range checks the incarnation at apply.
-	if err := r.attachLeases(ctx, &c); err != nil {
-		return nil, toGRPCError(err)
-	}
-	out, rev, err := r.execute(ctx, c)
+	out, rev, err := r.executeLeased(ctx, c)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -274,33 +271,30 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	}
 	op := &pb.RequestOp{Request: &pb.RequestOp_RequestTxn{RequestTxn: req}}
 	c := call{desc: d, op: op, write: !shard.IsReadOnlyTxn(req)}
-	if c.write {
-		// Leases (lease.go): the range checks the incarnation at apply.
-		if err := r.attachLeases(ctx, &c); err != nil {
-			return nil, toGRPCError(err)
-		}
-	}
 	var out *pb.ResponseOp
 	var rev engine.Revision
 	for attempt := 0; ; attempt++ {
 		var rp placement.ReadPoint
-		if !c.write {
-			if rp, err = r.readPoint(ctx); err != nil {
-				return nil, toGRPCError(err)
+		if c.write {
+			// Leases (lease.go): the range checks the incarnation at apply.
+			out, rev, err = r.executeLeased(ctx, c)
+			if err == nil {
+				rev, err = r.writeHeaderRevision(ctx, rev, wroteSomething(op, out))
 			}
-			c.readRev = rp.At
+			break
 		}
+		if rp, err = r.readPoint(ctx); err != nil {
+			return nil, toGRPCError(err)
+		}
+		c.readRev = rp.At
 		out, rev, err = r.execute(ctx, c)
-		if err == nil && c.write {
-			rev, err = r.writeHeaderRevision(ctx, rev, wroteSomething(op, out))
-		}
-		if err == nil && !c.write {
+		if err == nil {
 			// A read-only txn names the cluster's latest write, as a Range.
 			if rev, err = r.linearizableHeader(ctx, rp, 0, []*tesserapb.RangeDescriptor{d}, []engine.Revision{rev}, []bool{true}); err == nil {
 				setReadHeaders(out.GetResponseTxn(), rev)
 			}
 		}
-		if !retryCompactedRead(err, attempt, !c.write) {
+		if !retryCompactedRead(err, attempt, true) {
 			break
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
+	"github.com/tesseradb/tessera/engine"
 	"github.com/tesseradb/tessera/internal/backoff"
 	"github.com/tesseradb/tessera/placement"
 	"github.com/tesseradb/tessera/proto/tesserapb"
@@ -63,7 +64,7 @@ type LeaseConfig struct {
 	// (1,000: about 12 KB; a batch costs one scan of each range).
 	RevokeBatch int
 	// RevokeConcurrency is how many batches of expired leases are revoked
-	// at once (8: 10,000 leases expiring together take two rounds).
+	// at once (8: a batch starts whenever one of 8 finishes).
 	RevokeConcurrency int
 	// CheckpointInterval is how often the meta leader records remaining
 	// TTLs (etcd's --experimental-lease-checkpoint-interval, 5 min).
@@ -232,6 +233,11 @@ func (l *Lease) LeaseRevoke(ctx context.Context, req *pb.LeaseRevokeRequest) (*p
 			return err
 		}
 		if len(refs) == 0 {
+			// A negative answer only from the current leader
+			// (placement/lease_confirm.go).
+			if err := l.r.cfg.Meta.ConfirmLeader(ctx); err != nil {
+				return err
+			}
 			return rpctypes.ErrGRPCLeaseNotFound
 		}
 		if _, err := l.revoke(ctx, refs); err != nil {
@@ -254,6 +260,15 @@ func (l *Lease) LeaseRevoke(ctx context.Context, req *pb.LeaseRevokeRequest) (*p
 // failure the mark is cleared and the leases live on. It returns the number
 // of keys deleted.
 func (l *Lease) revoke(ctx context.Context, refs []*tesserapb.LeaseRef) (int64, error) {
+	// A deposed meta leader that does not know it yet (a SIGSTOP, a
+	// partition) must not delete keys: its deadlines and its leases may be
+	// stale (an expiry it decides may be a lease the new leader keeps
+	// alive). Confirm the leadership after the leases were marked and
+	// before any range deletes anything (placement/lease_confirm.go).
+	if err := l.r.cfg.Meta.ConfirmLeader(ctx); err != nil {
+		l.r.cfg.Meta.AbortRevoke(refs)
+		return 0, err
+	}
 	ranges := l.r.cache.Ranges()
 	deleted := make([]int64, len(ranges))
 	g, gctx := errgroup.WithContext(ctx)
@@ -313,6 +328,13 @@ func (l *Lease) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 func (l *Lease) keepAliveOne(ctx context.Context, fw *keepAliveForward, id int64) (*pb.LeaseKeepAliveResponse, error) {
 	if l.r.cfg.Meta != nil && (l.metaLeads() || !l.forward) {
 		ttl, err := l.r.cfg.Meta.KeepAliveLease(ctx, id)
+		if errors.Is(err, rpctypes.ErrGRPCLeaseNotFound) {
+			// A negative answer only from the current leader
+			// (placement/lease_confirm.go).
+			if cerr := l.r.cfg.Meta.ConfirmLeader(ctx); cerr != nil {
+				err = cerr
+			}
+		}
 		switch {
 		case err == nil:
 			l.m.keepAlives.Inc()
@@ -397,6 +419,11 @@ func (l *Lease) LeaseTimeToLive(ctx context.Context, req *pb.LeaseTimeToLiveRequ
 			return err
 		}
 		if !ok || st.Remaining < 0 {
+			// A negative answer only from the current leader
+			// (placement/lease_confirm.go).
+			if err := l.r.cfg.Meta.ConfirmLeader(ctx); err != nil {
+				return err
+			}
 			resp = &pb.LeaseTimeToLiveResponse{ID: req.GetID(), TTL: -1}
 			return nil
 		}
@@ -516,35 +543,40 @@ func (l *Lease) expiryLoop() {
 		case <-tick.C:
 		}
 		meta := l.r.cfg.Meta
-		for {
-			expired := meta.TakeExpired(time.Now(), l.cfg.RevokeBatch*l.cfg.RevokeConcurrency)
-			if len(expired) == 0 {
-				break
-			}
-			// Batches of RevokeBatch leases, revoked concurrently: their
-			// raft rounds overlap.
-			var wg sync.WaitGroup
-			var failed atomic.Bool
-			for len(expired) > 0 {
-				batch := expired[:min(l.cfg.RevokeBatch, len(expired))]
-				expired = expired[len(batch):]
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					if !l.revokeExpired(batch) {
-						failed.Store(true)
-					}
-				}()
-			}
-			wg.Wait()
-			if failed.Load() {
-				break
-			}
+		// Batches of RevokeBatch leases, earliest deadline first, up to
+		// RevokeConcurrency in flight (their raft rounds overlap): a
+		// batch starts as soon as one finishes, not when a whole wave
+		// did. After a failure the rest waits for the next tick (the
+		// failed leases are back in the meta leader's queue).
+		var wg sync.WaitGroup
+		var failed atomic.Bool
+		slots := make(chan struct{}, l.cfg.RevokeConcurrency)
+	take:
+		for !failed.Load() {
 			select {
+			case slots <- struct{}{}:
 			case <-l.stop:
-				return
-			default:
+				break take
 			}
+			batch := meta.TakeExpired(time.Now(), l.cfg.RevokeBatch)
+			if len(batch) == 0 {
+				<-slots
+				break
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				if !l.revokeExpired(batch) {
+					failed.Store(true)
+				}
+			}()
+		}
+		wg.Wait()
+		select {
+		case <-l.stop:
+			return
+		default:
 		}
 		if time.Since(lastCheckpoint) >= l.cfg.CheckpointInterval && l.metaLeads() {
 			lastCheckpoint = time.Now()
@@ -613,6 +645,11 @@ const leaseLookupWait = 5 * time.Second
 func (r *Router) lookupLeasesOnce(ctx context.Context, ids []int64) ([]*tesserapb.LeaseRef, error) {
 	if meta := r.cfg.Meta; meta != nil && meta.Leader() == r.nodes.Self() {
 		refs, err := meta.LookupLeases(ids)
+		if err == nil && len(refs) < len(ids) {
+			// Some lease not found: only the current leader may say so
+			// (placement/lease_confirm.go).
+			err = meta.ConfirmLeader(ctx)
+		}
 		if err == nil || !errors.Is(err, raftgroup.ErrNotLeader) {
 			return refs, err
 		}
@@ -648,12 +685,17 @@ func (r *Router) lookupLeasesOnce(ctx context.Context, ids []int64) ([]*tesserap
 
 // LeaseLookup implements the Internal service's lease lookup on the meta
 // leader.
-func (s *Internal) LeaseLookup(_ context.Context, req *tesserapb.LeaseLookupRequest) (*tesserapb.LeaseLookupResponse, error) {
+func (s *Internal) LeaseLookup(ctx context.Context, req *tesserapb.LeaseLookupRequest) (*tesserapb.LeaseLookupResponse, error) {
 	meta := s.r.cfg.Meta
 	if meta == nil {
 		return &tesserapb.LeaseLookupResponse{RoutingError: &tesserapb.RoutingError{Code: tesserapb.RoutingError_RANGE_NOT_FOUND, Message: "no meta replica"}}, nil
 	}
 	refs, err := meta.LookupLeases(req.GetIds())
+	if err == nil && len(refs) < len(req.GetIds()) {
+		// Some lease not found: only the current leader may say so
+		// (placement/lease_confirm.go).
+		err = meta.ConfirmLeader(ctx)
+	}
 	if err != nil {
 		return &tesserapb.LeaseLookupResponse{RoutingError: &tesserapb.RoutingError{Code: tesserapb.RoutingError_NOT_LEADER, LeaderNode: uint64(meta.Leader())}}, nil
 	}
@@ -675,6 +717,27 @@ func leasesOf(op *pb.RequestOp, out []int64) []int64 {
 		}
 	}
 	return out
+}
+
+// leaseLookupAttempts bounds the lookups of one write whose range found
+// them expired (shard.ErrLeaseLookupExpired: the write waited longer than
+// placement.LeaseConfig.LookupValidity between lookup and revision).
+const leaseLookupAttempts = 3
+
+// executeLeased runs a write, looking up the leases its puts name first;
+// a write refused because its lookup expired wrote nothing and is tried
+// again with a fresh one.
+func (r *Router) executeLeased(ctx context.Context, c call) (*pb.ResponseOp, engine.Revision, error) {
+	for attempt := 1; ; attempt++ {
+		if err := r.attachLeases(ctx, &c); err != nil {
+			return nil, 0, err
+		}
+		out, rev, err := r.execute(ctx, c)
+		if len(c.leases.Attach) == 0 || !shard.IsLeaseLookupExpired(err) || attempt == leaseLookupAttempts {
+			return out, rev, err
+		}
+		r.log.Debug("lease lookup expired before the write applied; looking up again", "attempt", attempt)
+	}
 }
 
 // attachLeases sets the lease incarnations of a write whose puts name

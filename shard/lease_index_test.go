@@ -3,6 +3,7 @@ package shard
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 
@@ -23,7 +24,7 @@ func (h *hashReplica) write(rev engine.Revision, op *pb.RequestOp, leases ...int
 	}
 	cmd := &tesserapb.ShardCommand{Revision: int64(rev), RequestOp: data, Generation: 1}
 	for _, l := range leases {
-		cmd.Leases = append(cmd.Leases, &tesserapb.LeaseRef{Id: l, Incarnation: 1})
+		cmd.Leases = append(cmd.Leases, &tesserapb.LeaseRef{Id: l, Incarnation: 1, ValidUntil: math.MaxInt64})
 	}
 	return h.lastResult(cmd)
 }

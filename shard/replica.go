@@ -106,7 +106,10 @@ type Replica struct {
 		changed     chan struct{}
 		compactNext engine.Revision // physical compaction to run after commit
 		cl          closedState     // closed revision (closed.go)
-		authRev     uint64          // highest auth revision applied (auth_revision.go)
+		// leaseGCNext caches the earliest revision at which a revocation
+		// record may be forgotten (0: not known; lease_gc.go).
+		leaseGCNext engine.Revision
+		authRev     uint64 // highest auth revision applied (auth_revision.go)
 	}
 
 	// load is the decaying request rate of this replica (reads and writes).
@@ -252,6 +255,7 @@ func (r *Replica) loadLocked() error {
 		return fmt.Errorf("shard: range %d: decode descriptor: %w", g, err)
 	}
 	r.mu.desc = desc
+	r.mu.leaseGCNext = 0
 	r.publishRouteLocked()
 	sb, err := r.cfg.Engine.Get(engine.LocalGroupKey(g, engine.KindRangeState))
 	switch {

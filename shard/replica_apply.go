@@ -82,6 +82,9 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 		if err := r.checkWriteRevisionLocked(rev); err != nil {
 			return nil, err
 		}
+		if err := r.forgetRevokedLocked(b, rev); err != nil {
+			return nil, storageError{err: err}
+		}
 	}
 	if rev > r.mu.appliedRev {
 		r.mu.appliedRev = rev
@@ -109,6 +112,9 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 	}
 	if len(cmd.GetRevokeLeases()) > 0 {
 		return r.applyRevokeLocked(b, cmd, rev)
+	}
+	if err := checkLeaseLookups(cmd, rev); err != nil {
+		return nil, err
 	}
 	op := &pb.RequestOp{}
 	if err := proto.Unmarshal(cmd.GetRequestOp(), op); err != nil {

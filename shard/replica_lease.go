@@ -1,8 +1,6 @@
 package shard
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -21,16 +19,18 @@ import (
 // leases (normal delete events for watchers), and records for each lease
 // id the highest incarnation revoked here (a replicated local key,
 // KindRevokedLease). From then on the range refuses a put naming that
-// lease at that incarnation or an older one with etcd's "lease not found".
+// lease at that incarnation or an older one with etcd's "lease not found",
+// until no lookup of it can be valid any more (lease_gc.go).
 //
 // That closes the race of a put with a revoke: the put either applied
 // before the revocation on its range (the revocation deletes its key) or
 // after it (it is refused), whatever the router believed. A lease granted
 // again under the same id gets a higher incarnation and is accepted.
 //
-// Split and merge (not implemented yet) must carry the revoked-lease keys to
-// both halves of a split and take the union (highest incarnation per id) in
-// a merge: they are replicated local state like the change log.
+// Split and merge (not implemented yet) must carry the revoked-lease keys
+// (and their KindRevokedGC queue entries) to both halves of a split and
+// take the union (highest incarnation per id, latest forget revision) in a
+// merge: they are replicated local state like the change log.
 
 // revokedLeaseKey is the key recording the highest incarnation of a lease
 // revoked on the range.
@@ -41,16 +41,8 @@ func revokedLeaseKey(group uint64, id int64) []byte {
 // revokedIncarnation returns the highest incarnation of the lease revoked on
 // the range (0: none).
 func revokedIncarnation(r engine.Reader, group uint64, id int64) (uint64, error) {
-	v, err := r.Get(revokedLeaseKey(group, id))
-	switch {
-	case errors.Is(err, engine.ErrNotFound):
-		return 0, nil
-	case err != nil:
-		return 0, err
-	case len(v) != 8:
-		return 0, fmt.Errorf("shard: corrupt revoked lease %d", id)
-	}
-	return binary.BigEndian.Uint64(v), nil
+	rec, err := readRevoked(r, group, id)
+	return rec.incarnation, err
 }
 
 // leaseCheck returns the TxnEnv.LeaseExists of a command: a lease exists
@@ -90,28 +82,17 @@ func (r *Replica) applyRevokeLocked(b *engine.Batch, cmd *tesserapb.ShardCommand
 	g := uint64(r.group)
 	// The keys come from the lease index (see lease_index.go), read before
 	// the records are written: the batch's index stays small.
-	var keys [][]byte
-	seen := make(map[int64]bool, len(cmd.GetRevokeLeases()))
+	ids := make([]int64, 0, len(cmd.GetRevokeLeases()))
 	for _, ref := range cmd.GetRevokeLeases() {
-		if seen[ref.GetId()] {
-			continue
-		}
-		seen[ref.GetId()] = true
-		ks, err := leaseKeys(b, g, ref.GetId(), rev-1)
-		if err != nil {
-			return nil, storageError{err: fmt.Errorf("shard: range %d: keys of lease %d: %w", g, ref.GetId(), err)}
-		}
-		keys = append(keys, ks...)
+		ids = append(ids, ref.GetId())
+	}
+	keys, err := leasesKeys(b, g, ids, rev-1)
+	if err != nil {
+		return nil, storageError{err: fmt.Errorf("shard: range %d: keys of %d revoked leases: %w", g, len(ids), err)}
 	}
 	for _, ref := range cmd.GetRevokeLeases() {
-		prev, err := revokedIncarnation(b, g, ref.GetId())
-		if err != nil {
+		if err := r.recordRevokedLocked(b, ref); err != nil {
 			return nil, storageError{err: err}
-		}
-		if ref.GetIncarnation() > prev {
-			if err := b.Set(revokedLeaseKey(g, ref.GetId()), binary.BigEndian.AppendUint64(nil, ref.GetIncarnation())); err != nil {
-				return nil, storageError{err: err}
-			}
 		}
 	}
 	b.TrackDataWrites()

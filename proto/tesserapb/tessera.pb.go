@@ -1988,9 +1988,15 @@ func (x *LeaseLookupResponse) GetRoutingError() *RoutingError {
 // after revoking it, and the incarnation (the meta log index of the grant)
 // tells the grants apart.
 type LeaseRef struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Incarnation   uint64                 `protobuf:"varint,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Incarnation uint64                 `protobuf:"varint,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// A revision (TSO time). In a write's leases: the lookup's validity; a
+	// range refuses the write when its own revision is above it (the router
+	// looks the lease up again). In revoke_leases: no lookup of this grant
+	// is valid after it, so the range may forget the revocation once it
+	// applies a command above it (docs/decisions.md, "Revocation records").
+	ValidUntil    int64 `protobuf:"varint,3,opt,name=valid_until,json=validUntil,proto3" json:"valid_until,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2035,6 +2041,13 @@ func (x *LeaseRef) GetId() int64 {
 func (x *LeaseRef) GetIncarnation() uint64 {
 	if x != nil {
 		return x.Incarnation
+	}
+	return 0
+}
+
+func (x *LeaseRef) GetValidUntil() int64 {
+	if x != nil {
+		return x.ValidUntil
 	}
 	return 0
 }
@@ -3910,10 +3923,12 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x03ids\x18\x01 \x03(\x03R\x03ids\"\x82\x01\n" +
 	"\x13LeaseLookupResponse\x12,\n" +
 	"\x06leases\x18\x01 \x03(\v2\x14.tessera.v1.LeaseRefR\x06leases\x12=\n" +
-	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"<\n" +
+	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"]\n" +
 	"\bLeaseRef\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12 \n" +
-	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\"v\n" +
+	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12\x1f\n" +
+	"\vvalid_until\x18\x03 \x01(\x03R\n" +
+	"validUntil\"v\n" +
 	"\vLeaseRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x10\n" +
 	"\x03ttl\x18\x02 \x01(\x03R\x03ttl\x12 \n" +

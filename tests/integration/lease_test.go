@@ -222,7 +222,10 @@ func TestLeaseKeepAlive(t *testing.T) {
 	var ids []clientv3.LeaseID
 	var keys []string
 	for i := range 5 {
-		g, err := other.Grant(tctx(t), 1)
+		// TTL 2 s: clientv3 renews every third of it, and under -race on
+		// two shared cores one renewal round trip can take most of a
+		// second (with TTL 1 s this flaked on main).
+		g, err := other.Grant(tctx(t), 2)
 		must(t, "grant", err)
 		ids = append(ids, g.ID)
 		keys = append(keys, leaseKeys(t, other, fmt.Sprint("ka", i), g.ID)...)
@@ -234,7 +237,7 @@ func TestLeaseKeepAlive(t *testing.T) {
 		}()
 	}
 	// Three TTLs: without the keep-alives every key would be gone.
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(6 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, id := range ids {
 			if n := len(leasedKeys(t, cli, id)); n != len(rangeKeys) {

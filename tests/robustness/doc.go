@@ -5,7 +5,10 @@
 // network partition of one node's peer traffic, leader transfers), and a
 // check of every recorded history:
 //
-//   - porcupine with KVModel: etcd's KV per key, revisions included;
+//   - porcupine with KVModel: etcd's KV per key, revisions included, and
+//     leases (model_lease.go: grant, put with a lease, keep-alive, revoke,
+//     expiry; a lease operation takes part in the history of every key
+//     of its slot, driven by traffic_lease_test.go);
 //   - CheckRevisions: header revisions never go back in real time;
 //   - CheckAcknowledged: no acknowledged write is lost;
 //   - every replica of every range has the same content hash at the same

@@ -139,7 +139,8 @@ const maxReported = 10
 func CheckRevisions(ops []Op) []error {
 	var known []Op
 	for _, op := range ops {
-		if !op.Output.Unknown {
+		// Lease operations and refused puts answer no revision of theirs.
+		if !op.Output.Unknown && !isLeaseOp(op.Input.Kind) && !op.Output.LeaseNotFound {
 			known = append(known, op)
 		}
 	}
@@ -179,7 +180,7 @@ func CheckRevisions(ops []Op) []error {
 func CheckAcknowledged(ops []Op, final map[string]*string) []error {
 	writes := map[string][]Op{}
 	for _, op := range ops {
-		if op.Input.Kind != OpGet && (op.Output.Unknown || isWrite(op.Input, op.Output)) {
+		if op.Input.Kind != OpGet && !isLeaseOp(op.Input.Kind) && (op.Output.Unknown || isWrite(op.Input, op.Output)) {
 			writes[op.Input.Key] = append(writes[op.Input.Key], op)
 		}
 	}
@@ -190,7 +191,9 @@ func CheckAcknowledged(ops []Op, final map[string]*string) []error {
 			continue // not read back
 		}
 		for _, w := range ws {
-			if w.Output.Unknown {
+			// A put with a lease may be undone by its lease's end: the
+			// model checks those.
+			if w.Output.Unknown || w.Input.Kind == OpPutLease {
 				continue
 			}
 			if w.Input.Kind == OpDelete {

@@ -32,6 +32,13 @@ type Input struct {
 	Value       string `json:"value,omitempty"`        // put, cas: the value written
 	ExpectRev   int64  `json:"expect_rev,omitempty"`   // cas-rev
 	ExpectValue string `json:"expect_value,omitempty"` // cas-value
+	// Leases (model_lease.go): the lease a put-lease attaches, or the one a
+	// grant, revoke or keep-alive names; Keys are the keys that lease may
+	// be attached to (a lease operation takes part in their histories);
+	// Expirable marks a grant whose lease may expire during the run.
+	Lease     int64    `json:"lease,omitempty"`
+	Keys      []string `json:"keys,omitempty"`
+	Expirable bool     `json:"expirable,omitempty"`
 }
 
 // Output is what the client saw. Unknown marks an ambiguous failure
@@ -52,6 +59,12 @@ type Output struct {
 	Deleted int64 `json:"deleted,omitempty"`
 	// Succeeded is a cas's Txn outcome.
 	Succeeded bool `json:"succeeded,omitempty"`
+	// Lease is the lease of the key read (0: none).
+	Lease int64 `json:"lease,omitempty"`
+	// LeaseNotFound: a put-lease, revoke or keep-alive answered that the
+	// lease does not exist (etcd's "requested lease not found", or a
+	// keep-alive's TTL 0).
+	LeaseNotFound bool `json:"lease_not_found,omitempty"`
 }
 
 // isWrite reports whether op, as answered, created a revision: a
@@ -60,6 +73,8 @@ func isWrite(in Input, out Output) bool {
 	switch in.Kind {
 	case OpPut:
 		return true
+	case OpPutLease:
+		return !out.LeaseNotFound
 	case OpDelete:
 		return out.Deleted > 0
 	case OpCASRev, OpCASValue:
@@ -86,6 +101,8 @@ type keyState struct {
 	CreateKnown bool
 	Version     int64
 	Floor       int64
+	// Lease is the lease the live version is attached to (0: none).
+	Lease int64
 }
 
 var initialKeyState = keyState{ModKnown: true, CreateKnown: true}
@@ -102,7 +119,7 @@ func (s keyState) compareRev() int64 {
 // an unknown revision).
 func (s keyState) applyPut(value string, rev int64, known bool) keyState {
 	n := s
-	n.Value, n.ModRev, n.ModKnown = value, rev, known
+	n.Value, n.ModRev, n.ModKnown, n.Lease = value, rev, known, 0
 	if !s.Exists {
 		n.Exists, n.Version = true, 1
 		n.CreateRev, n.CreateKnown = rev, known
@@ -132,7 +149,7 @@ func (s keyState) observe(out Output) (keyState, bool) {
 	}
 	n := s
 	if out.Found {
-		if out.Value != s.Value || out.Version != s.Version {
+		if out.Value != s.Value || out.Version != s.Version || out.Lease != s.Lease {
 			return s, false
 		}
 		if s.ModKnown {
@@ -263,31 +280,39 @@ func step(s keyState, in Input, out Output) []keyState {
 	return nil
 }
 
-// KVModel is etcd's KV with revisions, checked key by key.
+// KVModel is etcd's KV with revisions and leases, checked key by key (a
+// lease operation takes part in the history of every key its lease may be
+// attached to; model_lease.go).
 var KVModel = porcupine.NondeterministicModel{
 	Partition: partitionByKey,
-	Init:      func() []any { return []any{initialKeyState} },
+	Init:      func() []any { return []any{modelState{Key: initialKeyState}} },
 	Step: func(state, input, output any) []any {
 		var out []any
-		for _, n := range step(state.(keyState), input.(Input), output.(Output)) {
+		for _, n := range stepModel(state.(modelState), input.(Input), output.(Output)) {
 			out = append(out, n)
 		}
 		return out
 	},
-	Equal: func(a, b any) bool { return a.(keyState) == b.(keyState) },
+	Equal: func(a, b any) bool { return a.(modelState).equal(b.(modelState)) },
 	Hash: func(state any) uint64 {
-		s := state.(keyState)
+		s := state.(modelState)
 		h := fnv.New64a()
-		fmt.Fprintf(h, "%t|%s|%d|%t|%d|%t|%d|%d", s.Exists, s.Value, s.ModRev, s.ModKnown, s.CreateRev, s.CreateKnown, s.Version, s.Floor)
+		k := s.Key
+		fmt.Fprintf(h, "%t|%s|%d|%t|%d|%t|%d|%d|%d|%v", k.Exists, k.Value, k.ModRev, k.ModKnown, k.CreateRev, k.CreateKnown, k.Version, k.Floor, k.Lease, s.Leases)
 		return h.Sum64()
 	},
 	DescribeOperation: func(input, output any) string {
 		return describeOp(input.(Input), output.(Output))
 	},
 	DescribeState: func(state any) string {
-		s := state.(keyState)
+		ms := state.(modelState)
+		s := ms.Key
+		leases := ""
+		if len(ms.Leases) > 0 {
+			leases = fmt.Sprintf(" leases=%v", ms.Leases)
+		}
 		if !s.Exists {
-			return fmt.Sprintf("<none> floor=%d", s.Floor)
+			return fmt.Sprintf("<none> floor=%d%s", s.Floor, leases)
 		}
 		mod, create := fmt.Sprint(s.ModRev), fmt.Sprint(s.CreateRev)
 		if !s.ModKnown {
@@ -296,7 +321,11 @@ var KVModel = porcupine.NondeterministicModel{
 		if !s.CreateKnown {
 			create = "?"
 		}
-		return fmt.Sprintf("%q mod=%s create=%s ver=%d floor=%d", s.Value, mod, create, s.Version, s.Floor)
+		lease := ""
+		if s.Lease != 0 {
+			lease = fmt.Sprintf(" lease=%x", s.Lease)
+		}
+		return fmt.Sprintf("%q mod=%s create=%s ver=%d floor=%d%s%s", s.Value, mod, create, s.Version, s.Floor, lease, leases)
 	},
 }
 
@@ -304,14 +333,20 @@ func partitionByKey(history []porcupine.Operation) [][]porcupine.Operation {
 	byKey := map[string]int{}
 	var parts [][]porcupine.Operation
 	for _, op := range history {
-		k := op.Input.(Input).Key
-		i, ok := byKey[k]
-		if !ok {
-			i = len(parts)
-			byKey[k] = i
-			parts = append(parts, nil)
+		in := op.Input.(Input)
+		keys := []string{in.Key}
+		if isLeaseOp(in.Kind) {
+			keys = in.Keys
 		}
-		parts[i] = append(parts[i], op)
+		for _, k := range keys {
+			i, ok := byKey[k]
+			if !ok {
+				i = len(parts)
+				byKey[k] = i
+				parts = append(parts, nil)
+			}
+			parts[i] = append(parts[i], op)
+		}
 	}
 	return parts
 }
@@ -327,6 +362,9 @@ func describeOp(in Input, out Output) string {
 		call = fmt.Sprintf("cas(%q, mod=%d, %q)", in.Key, in.ExpectRev, in.Value)
 	case OpCASValue:
 		call = fmt.Sprintf("cas(%q, value=%q, %q)", in.Key, in.ExpectValue, in.Value)
+	}
+	if isLeaseOp(in.Kind) || in.Kind == OpPutLease {
+		return describeLeaseOp(in, out)
 	}
 	if out.Unknown {
 		return call + " -> ?"

@@ -30,6 +30,7 @@ type scenarioConfig struct {
 	clients      int
 	keysPerRange int
 	opTimeout    time.Duration
+	leaseSlots   int // lease traffic (traffic_lease_test.go): slots of one key per range
 }
 
 // fastConfig fits `make test`: four scenarios in about two minutes on a
@@ -38,6 +39,13 @@ var fastConfig = scenarioConfig{
 	nodes: 3, split: []string{"g", "n", "t"},
 	traffic: 15 * time.Second, quiet: 2 * time.Second,
 	workers: 6, clients: 3, keysPerRange: 4, opTimeout: 3 * time.Second,
+	// Lease traffic only with ROBUSTNESS_LEASES=1 (main_test.go): the
+	// partition scenario with leases still finds a violation now and then,
+	// not yet diagnosed (the failing run had revokes with unknown outcome:
+	// likely a revocation aborted after some ranges deleted the lease's
+	// keys; see docs/decisions.md, "Only the current meta leader denies a
+	// lease").
+	leaseSlots: 0,
 }
 
 // longConfigs are `make robustness`.
@@ -46,11 +54,13 @@ var longConfigs = []scenarioConfig{
 		nodes: 3, split: []string{"g", "n", "t"},
 		traffic: 45 * time.Second, quiet: 3 * time.Second,
 		workers: 10, clients: 4, keysPerRange: 5, opTimeout: 3 * time.Second,
+		leaseSlots: 3,
 	},
 	{
 		nodes: 5, split: []string{"d", "h", "m", "r", "w"},
 		traffic: 45 * time.Second, quiet: 3 * time.Second,
 		workers: 12, clients: 5, keysPerRange: 4, opTimeout: 3 * time.Second,
+		leaseSlots: 3,
 	},
 }
 
@@ -64,6 +74,9 @@ func TestRobustness(t *testing.T) {
 		t.Skip("real-process robustness runs are skipped in -short mode")
 	}
 	configs := []scenarioConfig{fastConfig}
+	if *leaseRuns {
+		configs[0].leaseSlots = 2
+	}
 	if *longRuns {
 		configs = longConfigs
 	}
@@ -99,6 +112,11 @@ func runScenario(t *testing.T, cfg scenarioConfig, f fault) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var slots [][]string
+	for s := range cfg.leaseSlots {
+		slots = append(slots, leaseSlotKeys(ranges, s))
+		keys = append(keys, slots[s]...)
+	}
 	if f.name == "transfer-leader" {
 		// Probe before any traffic, so that an unimplemented RPC skips.
 		if err := transferLeader(context.Background(), c, rng, 1); errors.Is(err, errUnsupported) {
@@ -114,6 +132,8 @@ func runScenario(t *testing.T, cfg scenarioConfig, f fault) {
 	}
 	tr := &traffic{h: NewHistory(), clients: clients, keys: keys, opTimeout: cfg.opTimeout, seed: seed}
 	stop := tr.run(cfg.workers)
+	lt := &leaseTraffic{tr: tr, slots: slots, longTTL: int64(4*cfg.traffic/time.Second) + 60, shortTTL: 2, expiryGap: 3 * time.Second}
+	stopLeases := lt.run()
 	trafficEnd := time.Now().Add(cfg.traffic)
 
 	// Faults, from the end of the quiet start to the start of the quiet end.
@@ -137,6 +157,7 @@ func runScenario(t *testing.T, cfg scenarioConfig, f fault) {
 	}
 	hold(context.Background(), time.Until(trafficEnd))
 	stop()
+	stopLeases()
 	if faultErr != nil {
 		t.Fatalf("fault %s (after %d injections): %v", f.name, injected, faultErr)
 	}
@@ -149,10 +170,16 @@ func runScenario(t *testing.T, cfg scenarioConfig, f fault) {
 	if err := c.awaitServing(startTimeout); err != nil {
 		t.Fatalf("cluster after the faults: %v", err)
 	}
+	if err := lt.finish(time.Now().Add(startTimeout)); err != nil {
+		t.Fatalf("ending the leases: %v", err)
+	}
 	final := readBack(t, c, tr.h, keys)
 	ops := tr.h.Ops()
 	r := Check(ops, final, checkTimeout)
 	t.Logf("checked %d operations (%d ambiguous) on %d keys: %v", r.Ops, r.Unknown, len(keys), r.Linearizable)
+	if len(slots) > 0 {
+		t.Logf("lease operations: %s", leaseSummary(ops))
+	}
 	if err := r.Err(); err != nil {
 		keepFailure(t, r, ops, final, f.name)
 		t.Fatalf("history of %s violates etcd's guarantees: %v", f.name, err)

@@ -149,7 +149,7 @@ func do(ctx context.Context, cli *clientv3.Client, in Input) (Output, error) {
 		out := Output{Rev: resp.Header.GetRevision()}
 		if len(resp.Kvs) > 0 {
 			kv := resp.Kvs[0]
-			out.Found, out.Value, out.ModRev, out.CreateRev, out.Version = true, string(kv.Value), kv.ModRevision, kv.CreateRevision, kv.Version
+			out.Found, out.Value, out.ModRev, out.CreateRev, out.Version, out.Lease = true, string(kv.Value), kv.ModRevision, kv.CreateRevision, kv.Version, kv.Lease
 		}
 		return out, nil
 	case OpPut:
@@ -180,7 +180,7 @@ func do(ctx context.Context, cli *clientv3.Client, in Input) (Output, error) {
 			}
 			if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
 				kv := kvs[0]
-				out.Found, out.Value, out.ModRev, out.CreateRev, out.Version = true, string(kv.Value), kv.ModRevision, kv.CreateRevision, kv.Version
+				out.Found, out.Value, out.ModRev, out.CreateRev, out.Version, out.Lease = true, string(kv.Value), kv.ModRevision, kv.CreateRevision, kv.Version, kv.Lease
 			}
 		}
 		return out, nil

@@ -125,6 +125,11 @@ type Config struct {
 	// every range until it logs "ready to serve client requests" (100 ms,
 	// a raft tick: the line follows readiness closely and costs little).
 	ReadyCheckInterval time.Duration
+	// LeaseLookupValidity: how long a write may use a looked-up lease
+	// incarnation, and so how long ranges remember revoked leases
+	// (placement.LeaseConfig.LookupValidity; 0: its 30 s default). The
+	// same on every node.
+	LeaseLookupValidity time.Duration
 }
 
 // DefaultConfig returns etcd's defaults, adapted: one node serving

@@ -27,9 +27,11 @@ func (s *Server) newLeases() error {
 	}
 	election := tick * time.Duration(ticks)
 	if s.meta != nil {
-		lc := placement.LeaseConfig{
-			MinTTL:           int64(math.Ceil((election * 3 / 2).Seconds())),
-			PromoteExtension: election,
+		lc := placement.DefaultLeaseConfig()
+		lc.MinTTL = int64(math.Ceil((election * 3 / 2).Seconds()))
+		lc.PromoteExtension = election
+		if s.cfg.LeaseLookupValidity > 0 {
+			lc.LookupValidity = s.cfg.LeaseLookupValidity
 		}
 		if err := s.meta.SetLeaseConfig(lc); err != nil {
 			return fmt.Errorf("server: leases: %w", err)
