@@ -21,15 +21,20 @@ import (
 	"github.com/tesseradb/tessera/tests/testcerts"
 )
 
-// membersArgs are the membership flags of a test node: a free gossip
-// address (TCP and UDP) and short liveness intervals.
-func membersArgs(t *testing.T, deadTimeout string) []string {
+// membersArgs are the membership flags of a test node: short liveness
+// intervals (newCluster gives every node a free gossip address; a joining
+// node takes one here, TCP and UDP).
+func membersArgs(t *testing.T, deadTimeout string, gossip bool) []string {
 	t.Helper()
-	addr, err := placement.FreeGossipAddr()
-	if err != nil {
-		t.Fatal(err)
+	args := []string{"--dead-node-timeout", deadTimeout, "--node-heartbeat-interval", "200ms"}
+	if gossip {
+		addr, err := placement.FreeGossipAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--gossip-addr", addr)
 	}
-	return []string{"--gossip-addr", addr, "--dead-node-timeout", deadTimeout, "--node-heartbeat-interval", "200ms"}
+	return args
 }
 
 // tessctlNodes runs tessctl nodes -w json.
@@ -76,11 +81,11 @@ func TestMemberJoinAndDeadNode(t *testing.T) {
 	bin := etcdctlPath(t)
 	const dead = 4 * time.Second
 	c := newCluster(t, clusterConfig{nodes: 3, splitKeys: []string{"m"}, prepare: func(n *node) {
-		n.args = append(n.args, membersArgs(t, dead.String())...)
+		n.args = append(n.args, membersArgs(t, dead.String(), false)...)
 	}})
 	e := &etcdctl{t: t, bin: bin, endpoints: c.endpoints()}
 
-	joiner, err := c.pc.NewJoiningNode("node4", append([]string{"--log-level", "warn"}, membersArgs(t, dead.String())...)...)
+	joiner, err := c.pc.NewJoiningNode("node4", append([]string{"--log-level", "warn"}, membersArgs(t, dead.String(), true)...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,9 +219,9 @@ func TestTLSJoin(t *testing.T) {
 	tc := newTLSCluster(t, 3, []string{"m"})
 	pc, pk := tc.peerCA.Issue("node4-peer", "node4")
 	cc, ck := tc.clientCA.Issue("node4-client", "node4")
-	joiner, err := tc.pc.NewJoiningNode("node4", "--log-level", "warn",
+	joiner, err := tc.pc.NewJoiningNode("node4", append(membersArgs(t, "5m", true), "--log-level", "warn",
 		"--cert-file", cc, "--key-file", ck, "--trusted-ca-file", tc.clientCA.CAPath, "--client-cert-auth",
-		"--peer-cert-file", pc, "--peer-key-file", pk, "--peer-trusted-ca-file", tc.peerCA.CAPath, "--peer-client-cert-auth")
+		"--peer-cert-file", pc, "--peer-key-file", pk, "--peer-trusted-ca-file", tc.peerCA.CAPath, "--peer-client-cert-auth")...)
 	if err != nil {
 		t.Fatal(err)
 	}
