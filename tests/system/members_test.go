@@ -180,6 +180,19 @@ func TestMemberJoinAndDeadNode(t *testing.T) {
 			t.Errorf("%s is %s after node3 died", name, nodes[name].Liveness)
 		}
 	}
+
+	// node4 holds no replica: it can be removed, and is gone from both
+	// lists.
+	e2 := &etcdctl{t: t, bin: bin, endpoints: live}
+	if out := e2.ok("member", "remove", "4"); !strings.Contains(out, "Member                4 removed from cluster") {
+		t.Errorf("member remove 4: %q", out)
+	}
+	if out := e2.ok("member", "list"); strings.Contains(out, "node4") {
+		t.Errorf("member list after the remove:\n%s", out)
+	}
+	if nodes, err := tessctlNodes(t, live[:2]); err != nil || len(nodes) != 3 {
+		t.Errorf("tessctl nodes after the remove: %v %v", nodes, err)
+	}
 }
 
 // TestJoinRefused: a node started with --initial-cluster-state existing
