@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tesseradb/tessera/engine"
 	"github.com/tesseradb/tessera/placement"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
@@ -34,6 +35,9 @@ type MembersConfig struct {
 	HeartbeatInterval time.Duration
 	// DeadNodeTimeout is --dead-node-timeout (0: 5 minutes).
 	DeadNodeTimeout time.Duration
+	// SizeInterval is how often a range's size on disk is estimated again
+	// for heartbeats (0: 10 s).
+	SizeInterval time.Duration
 	// JoinTimeout bounds how long a joining node tries the members' peer
 	// URLs for the node table (0: 30 s).
 	JoinTimeout time.Duration
@@ -51,6 +55,13 @@ func (c MembersConfig) liveness() placement.LivenessConfig {
 	return l
 }
 
+func (c MembersConfig) sizeInterval() time.Duration {
+	if c.SizeInterval > 0 {
+		return c.SizeInterval
+	}
+	return 10 * time.Second
+}
+
 // Validate checks the configuration.
 func (c MembersConfig) Validate() error {
 	if c.GossipAddr != "" {
@@ -58,7 +69,7 @@ func (c MembersConfig) Validate() error {
 			return fmt.Errorf("server: --gossip-addr %q: %w", c.GossipAddr, err)
 		}
 	}
-	if c.HeartbeatInterval < 0 || c.DeadNodeTimeout < 0 || c.JoinTimeout < 0 {
+	if c.HeartbeatInterval < 0 || c.DeadNodeTimeout < 0 || c.JoinTimeout < 0 || c.SizeInterval < 0 {
 		return errors.New("server: membership intervals must not be negative")
 	}
 	return c.liveness().Validate()
@@ -84,6 +95,8 @@ type members struct {
 	gossip  *placement.Gossip
 	metrics *membersMetrics
 	joining atomic.Bool // a gossip join is running
+	// sizes: range size estimates (only the run loop touches them).
+	sizes map[uint64]sizeEntry
 
 	// ctx ends when the node closes (cancel), so a heartbeat in flight
 	// does not hold Close up.
@@ -95,7 +108,7 @@ type members struct {
 // registerMembership serves the Membership service on the peer port and
 // returns etcd's Cluster service backed by it.
 func (s *Server) registerMembership(internal *router.Internal) *router.Cluster {
-	m := &members{s: s, cfg: s.cfg.Members}
+	m := &members{s: s, cfg: s.cfg.Members, sizes: make(map[uint64]sizeEntry)}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	var gossipStates func() map[raftgroup.NodeID]string
 	if m.cfg.GossipAddr != "" {
@@ -270,20 +283,52 @@ func (m *members) publish(ctx context.Context) {
 // heartbeat gathers this node's per-range statistics.
 func (m *members) heartbeat() *tesserapb.NodeHeartbeat {
 	s := m.s
+	now := time.Now()
 	hb := &tesserapb.NodeHeartbeat{NodeId: uint64(s.self), DiskUsageBytes: s.eng.DiskUsage()}
+	seen := make(map[uint64]bool, len(m.sizes))
 	for _, st := range s.rangeStatus() {
 		d := st.GetRangeDescriptor()
 		rl := &tesserapb.RangeLoad{
-			RangeId: d.GetRangeId(), RangeDescriptor: d, LeaderNode: st.GetLeaderNode(),
+			RangeId: d.GetRangeId(), LeaderNode: st.GetLeaderNode(),
 			IsLeader: st.GetLeaderNode() == uint64(s.self),
+		}
+		// Only the leader's descriptor: the placement driver takes the
+		// highest generation, and one per range keeps heartbeats small.
+		if rl.IsLeader {
+			rl.RangeDescriptor = d
 		}
 		if rep := s.replicas[d.GetRangeId()]; rep != nil {
 			rl.Qps = rep.Load()
-			if n, err := s.eng.EstimateSpanSize(rep.DataSpan()); err == nil {
-				rl.SizeBytes = n
-			}
+			rl.SizeBytes = m.rangeSize(d.GetRangeId(), rep.DataSpan(), now)
 		}
+		seen[d.GetRangeId()] = true
 		hb.Ranges = append(hb.Ranges, rl)
 	}
+	for id := range m.sizes {
+		if !seen[id] {
+			delete(m.sizes, id)
+		}
+	}
 	return hb
+}
+
+// sizeEntry is a range's size estimate and when it was taken.
+type sizeEntry struct {
+	bytes uint64
+	at    time.Time
+}
+
+// rangeSize returns a range's estimated size on disk, estimated at most
+// once per SizeInterval (Pebble's estimate walks the LSM's metadata; at
+// 10,000 ranges a heartbeat should not pay it for every range).
+func (m *members) rangeSize(id uint64, span engine.Span, now time.Time) uint64 {
+	if e, ok := m.sizes[id]; ok && now.Sub(e.at) < m.cfg.sizeInterval() {
+		return e.bytes
+	}
+	n, err := m.s.eng.EstimateSpanSize(span)
+	if err != nil {
+		return m.sizes[id].bytes
+	}
+	m.sizes[id] = sizeEntry{bytes: n, at: now}
+	return n
 }
