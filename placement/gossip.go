@@ -121,6 +121,14 @@ func StartGossip(cfg GossipConfig) (*Gossip, error) {
 	if err != nil {
 		return nil, fmt.Errorf("placement: gossip port %q: %w", portStr, err)
 	}
+	if net.ParseIP(host) == nil {
+		// memberlist binds IPs: resolve a host name (a peer URL's host).
+		ip, err := net.ResolveIPAddr("ip", host)
+		if err != nil {
+			return nil, fmt.Errorf("placement: gossip host %q: %w", host, err)
+		}
+		host = ip.IP.String()
+	}
 	meta, err := proto.Marshal(cfg.Self)
 	if err != nil {
 		return nil, fmt.Errorf("placement: gossip meta: %w", err)

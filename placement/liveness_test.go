@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -79,6 +80,20 @@ func TestLivenessSnapshot(t *testing.T) {
 	l.Reset()
 	if s = l.Snapshot(table, nil); s.Nodes[1].Liveness != Suspect {
 		t.Errorf("after a leader change: %s, want suspect (a new leader waits a full timeout)", s.Nodes[1].Liveness)
+	}
+}
+
+// TestGossipHostName: a host name is resolved to the IP memberlist binds.
+func TestGossipHostName(t *testing.T) {
+	addr := freeUDPTCPAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	g, err := StartGossip(GossipConfig{Addr: "localhost:" + port, Self: &tesserapb.NodeDescriptor{NodeId: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = g.Close()
+	if _, err := StartGossip(GossipConfig{Addr: "no-such-host.invalid:" + port, Self: &tesserapb.NodeDescriptor{NodeId: 1}}); err == nil {
+		t.Fatal("an unresolvable gossip host was accepted")
 	}
 }
 

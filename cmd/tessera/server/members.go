@@ -28,7 +28,7 @@ type MembersConfig struct {
 	// in-process tests use).
 	GossipAddr string
 	// GossipAddrDefaulted: GossipAddr is the default, not asked for; a
-	// port already taken is then said at debug level only.
+	// port already taken is then an info line, not a warning.
 	GossipAddrDefaulted bool
 	// HeartbeatInterval is how often the node sends the meta leader its
 	// heartbeat and reads the node table (0: 1 s).
@@ -154,7 +154,7 @@ func (s *Server) startMembers() {
 		case err != nil && m.cfg.GossipAddrDefaulted:
 			// The default port is taken (another node on this host):
 			// liveness still works from heartbeats.
-			s.log.Debug("gossip disabled", "addr", m.cfg.GossipAddr, "err", err)
+			s.log.Info("gossip disabled (set --gossip-addr to a free host:port)", "addr", m.cfg.GossipAddr, "err", err)
 		case err != nil:
 			s.log.Warn("gossip disabled; liveness from heartbeats only", "addr", m.cfg.GossipAddr, "err", err)
 		default:
