@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tesseradb/tessera/engine"
+	"github.com/tesseradb/tessera/internal/descset"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
 )
@@ -61,6 +62,14 @@ type Meta struct {
 		nextID      uint64
 		waiters     map[uint64]chan metaResult
 		results     []metaResultFor
+		// dir is the range directory (directory.go); dirWritten: its
+		// entries are in the engine (else it is the bootstrap layout).
+		dir        *descset.Set
+		dirWritten bool
+		// appliedIndex is the last index applied here; appliedCh is
+		// closed (and replaced) when it moves (directory reads wait on it).
+		appliedIndex uint64
+		appliedCh    chan struct{}
 	}
 	// auth is the auth state (auth_meta.go); its cur is guarded by mu.
 	auth metaAuth
@@ -79,6 +88,8 @@ type metaResult struct {
 	nodes []*tesserapb.NodeRecord
 	// authErr: etcd's error when an auth change was refused.
 	authErr error
+	// recorded: how many descriptors of a directory update changed it.
+	recorded int
 }
 
 type metaResultFor struct {
@@ -103,6 +114,10 @@ func WriteMetaInitialState(eng *engine.Engine, b *tesserapb.ClusterBootstrap) er
 	if err := wb.Set(keyTSOHigh, binary.BigEndian.AppendUint64(nil, 0)); err != nil {
 		return err
 	}
+	// The range directory starts as the bootstrap layout (directory.go).
+	if err := writeDirectory(wb, b.GetRanges()); err != nil {
+		return err
+	}
 	if err := wb.Commit(true); err != nil {
 		return fmt.Errorf("placement: write meta state: %w", err)
 	}
@@ -120,6 +135,7 @@ func NewMeta(node raftgroup.NodeID, eng *engine.Engine, raft RaftHost, tsoCfg TS
 	m.mu.leases = make(map[int64]*lease)
 	m.mu.leaseCfg = DefaultLeaseConfig()
 	m.mu.nextID = uint64(time.Now().UnixNano())
+	m.mu.appliedCh = make(chan struct{})
 	if err := m.load(); err != nil {
 		return nil, err
 	}
@@ -155,6 +171,9 @@ func (m *Meta) load() error {
 		return err
 	}
 	if err := m.loadNodesLocked(); err != nil {
+		return err
+	}
+	if err := m.loadDirectoryLocked(); err != nil {
 		return err
 	}
 	if err := m.loadAlarmsLocked(); err != nil {
@@ -248,6 +267,12 @@ func (m *Meta) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 				res.nodes = m.nodeTableLocked()
 			}
 		}
+		if ds := cmd.GetDirectoryUpdate(); len(ds) > 0 {
+			var err error
+			if res.recorded, err = m.applyDirectoryLocked(b, ds); err != nil {
+				return fmt.Errorf("placement: meta command at %d: %w", e.GetIndex(), err)
+			}
+		}
 		if cmd.GetProposerNode() == uint64(m.node) {
 			m.mu.results = append(m.mu.results, metaResultFor{id: cmd.GetProposalId(), r: res})
 		}
@@ -256,8 +281,9 @@ func (m *Meta) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 }
 
 // Applied implements raftgroup.StateMachine.
-func (m *Meta) Applied(uint64) {
+func (m *Meta) Applied(index uint64) {
 	m.mu.Lock()
+	m.noteAppliedLocked(index)
 	results := m.mu.results
 	m.mu.results = nil
 	var deliver []func()
@@ -277,11 +303,12 @@ func (m *Meta) Applied(uint64) {
 }
 
 // SnapshotApplied implements raftgroup.StateMachine.
-func (m *Meta) SnapshotApplied(uint64) error {
+func (m *Meta) SnapshotApplied(index uint64) error {
 	if err := m.load(); err != nil {
 		return err
 	}
 	m.mu.Lock()
+	m.noteAppliedLocked(index)
 	high := m.mu.highMs
 	m.mu.Unlock()
 	m.tso.highWaterApplied(high)

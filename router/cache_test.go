@@ -37,6 +37,8 @@ func TestOverlapping(t *testing.T) {
 		{"d", "m", "3"},
 		{"c", "n", "234"},
 		{"m", "\xff", "4"},
+		{"e", "e", "3"}, // empty: routed to the key's range, which answers nothing
+		{"e", "a", "3"}, // inverted: the same
 	} {
 		if got := ids(tc.key, tc.end); got != tc.want {
 			t.Errorf("Overlapping(%q, %q) = %s, want %s", tc.key, tc.end, got, tc.want)

@@ -100,7 +100,13 @@ func (r *Router) currentRevision(ctx context.Context, rp placement.ReadPoint, co
 		}
 	}
 	if !rp.Complete {
-		for _, d := range r.cache.Ranges() {
+		// Every range, with no gap (a split's half this node has not seen
+		// comes from the range directory).
+		all, err := r.cache.CoverAll(ctx)
+		if err != nil {
+			return 0, err
+		}
+		for _, d := range all {
 			if !covered[d.GetRangeId()] {
 				probe = append(probe, d)
 			}
@@ -112,8 +118,16 @@ func (r *Router) currentRevision(ctx context.Context, rp placement.ReadPoint, co
 		g, gctx := errgroup.WithContext(ctx)
 		for i, d := range probe {
 			g.Go(func() error {
-				_, rev, err := r.execute(gctx, call{desc: d, op: probeOp(d), readRev: rp.At})
-				revs[i] = rev
+				// A range that split or merged under the probe is probed
+				// through the ranges now holding its span (resplit.go).
+				build := func(d *tesserapb.RangeDescriptor) (call, bool) {
+					return call{desc: d, op: probeOp(d), readRev: rp.At}, true
+				}
+				c, _ := build(d)
+				parts, _, err := r.executeSpan(gctx, c, d.GetStartKey(), d.GetEndKey(), build, 0)
+				for _, p := range parts {
+					revs[i] = max(revs[i], p.rev)
+				}
 				return err
 			})
 		}

@@ -54,6 +54,8 @@ func (r *Router) execute(ctx context.Context, c call) (*pb.ResponseOp, engine.Re
 	desc := c.desc
 	var lastErr error
 	tried := map[raftgroup.NodeID]bool{}
+	// notFound: the replicas of this round that hold no such range.
+	notFound := map[raftgroup.NodeID]bool{}
 	var retry *backoff.Backoff
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
@@ -63,10 +65,22 @@ func (r *Router) execute(ctx context.Context, c call) (*pb.ResponseOp, engine.Re
 			return nil, 0, err
 		}
 		target := r.pickTarget(desc, c.serial, tried)
+		if target == 0 && len(notFound) > 0 && len(notFound) == len(tried) {
+			// No replica holds the range any more (merged away): if the
+			// directory knows a newer layout, the call is re-split.
+			if err := r.dirFallback(ctx, desc); err != nil {
+				var rs *resplitError
+				if errors.As(err, &rs) {
+					return nil, 0, err
+				}
+				lastErr = err
+			}
+		}
 		if target == 0 {
 			// Every replica tried: wait for an election and start over.
 			r.metrics.retries.WithLabelValues(retryElection).Inc()
 			tried = map[raftgroup.NodeID]bool{}
+			notFound = map[raftgroup.NodeID]bool{}
 			if retry == nil {
 				retry = backoff.New(retryBackoff)
 			}
@@ -95,18 +109,34 @@ func (r *Router) execute(ctx context.Context, c call) (*pb.ResponseOp, engine.Re
 				if re.LeaderNode != 0 && !tried[raftgroup.NodeID(re.LeaderNode)] {
 					continue
 				}
-			case tesserapb.RoutingError_STALE_GENERATION, tesserapb.RoutingError_KEY_MISMATCH, tesserapb.RoutingError_RANGE_NOT_FOUND:
+			case tesserapb.RoutingError_RANGE_NOT_FOUND:
+				r.metrics.retries.WithLabelValues(retryRangeNotFound).Inc()
+				notFound[target] = true
 				r.cache.Update(re.Descriptor)
-				if re.Code == tesserapb.RoutingError_RANGE_NOT_FOUND {
-					r.metrics.retries.WithLabelValues(retryRangeNotFound).Inc()
+			case tesserapb.RoutingError_STALE_GENERATION, tesserapb.RoutingError_KEY_MISMATCH:
+				switch theirs := re.Descriptor.GetGeneration(); {
+				case theirs > desc.GetGeneration():
+					// The range split or merged: the caller re-splits the
+					// request over the new layout (resplit.go).
+					r.cache.Update(re.Descriptor)
+					return nil, 0, &resplitError{rangeID: desc.GetRangeId(), cause: err}
+				case theirs < desc.GetGeneration():
+					// A replica that has not applied the change yet: try
+					// another (the leader has it).
+					r.cache.SetLeader(desc.GetRangeId(), 0)
+					continue
 				}
-				if re.Code != tesserapb.RoutingError_RANGE_NOT_FOUND {
-					// The request must be re-split against the new layout;
-					// ranges do not move yet, so this is a bug or a race with
-					// a future split: give up with a retryable error.
-					return nil, 0, status.Error(codes.Unavailable, re.Error())
-				}
+				// Same generation, keys outside the range: the request was
+				// built against another layout; a bug, but a retryable one.
+				return nil, 0, status.Error(codes.Unavailable, re.Error())
 			}
+			r.cache.SetLeader(desc.GetRangeId(), 0)
+		case errors.Is(err, shard.ErrReplicaClosed) && !c.write && c.compactRev == 0:
+			// The replica closed (its range merged away, or its node is
+			// stopping): a read tries the other replicas, then the
+			// directory (a merge), as for RANGE_NOT_FOUND.
+			r.metrics.retries.WithLabelValues(retryRangeNotFound).Inc()
+			notFound[target] = true
 			r.cache.SetLeader(desc.GetRangeId(), 0)
 		case isTransportError(err):
 			r.metrics.retries.WithLabelValues(retryTransport).Inc()

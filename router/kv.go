@@ -59,7 +59,10 @@ func (r *Router) rangeReq(ctx context.Context, req *pb.RangeRequest) (*pb.RangeR
 	if err := shard.ValidateRange(req); err != nil {
 		return nil, err
 	}
-	ranges := r.cache.Overlapping(req.GetKey(), req.GetRangeEnd())
+	ranges, err := r.cache.Cover(ctx, req.GetKey(), req.GetRangeEnd())
+	if err != nil {
+		return nil, err
+	}
 	if err := r.checkLeader(ctx, ranges); err != nil {
 		return nil, err
 	}
@@ -92,69 +95,80 @@ func (r *Router) rangeOnce(ctx context.Context, req *pb.RangeRequest, ranges []*
 		}
 	}
 	r.metrics.fanOut.Observe(float64(len(ranges)))
+	op := func(sub *pb.RangeRequest) call {
+		return call{desc: nil, op: &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: sub}}, readRev: readRev, serial: req.GetSerializable()}
+	}
+	// A range that split or merged under its part is asked again through
+	// the ranges now holding it (resplit.go), at the same revision.
+	build := func(d *tesserapb.RangeDescriptor) (call, bool) {
+		sub := shard.ShardRangeRequest(req, d.GetStartKey(), d.GetEndKey())
+		c := op(sub)
+		c.desc = d
+		return c, sub != nil
+	}
+	start, stop := etcdSpan(req.GetKey(), req.GetRangeEnd())
+	var parts []partResult
+	var resplit bool
 	if len(ranges) == 1 {
-		op := &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: req}}
-		out, rev, err := r.execute(ctx, call{desc: ranges[0], op: op, readRev: readRev, serial: req.GetSerializable()})
-		if err != nil {
+		c := op(req)
+		c.desc = ranges[0]
+		var err error
+		if parts, resplit, err = r.executeSpan(ctx, c, start, stop, build, 0); err != nil {
 			return nil, err
 		}
-		if !req.GetSerializable() {
-			// The header names the cluster's latest write (current_revision.go).
-			if rev, err = r.linearizableHeader(ctx, rp, req.GetRevision(), ranges[:1], []engine.Revision{rev}, []bool{true}); err != nil {
-				return nil, err
+		if !resplit {
+			rev := parts[0].rev
+			if !req.GetSerializable() {
+				// The header names the cluster's latest write (current_revision.go).
+				var err error
+				if rev, err = r.linearizableHeader(ctx, rp, req.GetRevision(), ranges[:1], []engine.Revision{rev}, []bool{true}); err != nil {
+					return nil, err
+				}
 			}
-		}
-		resp := out.GetResponseRange()
-		resp.Header = r.header(rev)
-		return resp, nil
-	}
-	parts := make([]*pb.RangeResponse, len(ranges))
-	revs := make([]engine.Revision, len(ranges))
-	g, gctx := errgroup.WithContext(ctx)
-	for i, d := range ranges {
-		sub := shard.ShardRangeRequest(req, d.GetStartKey(), d.GetEndKey())
-		if sub == nil {
-			continue
-		}
-		g.Go(func() error {
-			op := &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: sub}}
-			out, rev, err := r.execute(gctx, call{desc: d, op: op, readRev: readRev, serial: req.GetSerializable()})
-			if err != nil {
-				return err
-			}
-			parts[i], revs[i] = out.GetResponseRange(), rev
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	rev := readRev
-	if req.GetSerializable() {
-		for _, rv := range revs {
-			rev = max(rev, rv)
+			resp := parts[0].resp.GetResponseRange()
+			resp.Header = r.header(rev)
+			return resp, nil
 		}
 	} else {
 		var err error
-		read := make([]bool, len(parts))
-		for i := range parts {
-			read[i] = parts[i] != nil
-		}
-		if rev, err = r.linearizableHeader(ctx, rp, req.GetRevision(), ranges, revs, read); err != nil {
+		if parts, _, err = r.fanOut(ctx, ranges, start, stop, build); err != nil {
 			return nil, err
 		}
 	}
-	resp := shard.MergeRangeResponses(req, parts)
+	// parts: every range read, in key order (after re-splits, the ranges
+	// that held the keys at the read).
+	answers := make([]*pb.RangeResponse, len(parts))
+	read := make([]*tesserapb.RangeDescriptor, len(parts))
+	revs := make([]engine.Revision, len(parts))
+	readFlags := make([]bool, len(parts))
+	rev := readRev
+	for i, p := range parts {
+		answers[i], read[i], revs[i], readFlags[i] = p.resp.GetResponseRange(), p.desc, p.rev, true
+		if req.GetSerializable() {
+			rev = max(rev, p.rev)
+		}
+	}
+	if !req.GetSerializable() {
+		var err error
+		if rev, err = r.linearizableHeader(ctx, rp, req.GetRevision(), read, revs, readFlags); err != nil {
+			return nil, err
+		}
+	}
+	resp := shard.MergeRangeResponses(req, answers)
 	resp.Header = r.header(rev)
 	return resp, nil
 }
 
 // singleRange returns the one range a write's keys fall in.
-func (r *Router) singleRange(what string, spans [][2][]byte) (*tesserapb.RangeDescriptor, error) {
+func (r *Router) singleRange(ctx context.Context, what string, spans [][2][]byte) (*tesserapb.RangeDescriptor, error) {
 	seen := map[uint64]*tesserapb.RangeDescriptor{}
 	var order []*tesserapb.RangeDescriptor
 	for _, s := range spans {
-		for _, d := range r.cache.Overlapping(s[0], s[1]) {
+		ds, err := r.cache.Cover(ctx, s[0], s[1])
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range ds {
 			if seen[d.GetRangeId()] == nil {
 				seen[d.GetRangeId()] = d
 				order = append(order, d)
@@ -179,7 +193,8 @@ func (r *Router) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 	if err := r.checkNoSpace(nil); err != nil {
 		return nil, err
 	}
-	d, err := r.singleRange("put", [][2][]byte{{req.GetKey(), nil}})
+	spans := [][2][]byte{{req.GetKey(), nil}}
+	d, err := r.singleRange(ctx, "put", spans)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -188,7 +203,7 @@ func (r *Router) Put(ctx context.Context, req *pb.PutRequest) (*pb.PutResponse, 
 	}
 	c := call{desc: d, write: true, op: &pb.RequestOp{Request: &pb.RequestOp_RequestPut{RequestPut: req}}}
 	// Leases (lease.go): the range checks the incarnation at apply.
-	out, rev, err := r.executeLeased(ctx, c)
+	out, rev, err := r.executeLeased(ctx, c, "put", spans)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -202,7 +217,8 @@ func (r *Router) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*
 	if err := shard.ValidateDeleteRange(req, r.cfg.Limits); err != nil {
 		return nil, err
 	}
-	d, err := r.singleRange("delete range", [][2][]byte{{req.GetKey(), req.GetRangeEnd()}})
+	spans := [][2][]byte{{req.GetKey(), req.GetRangeEnd()}}
+	d, err := r.singleRange(ctx, "delete range", spans)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -210,7 +226,7 @@ func (r *Router) DeleteRange(ctx context.Context, req *pb.DeleteRangeRequest) (*
 		return nil, err
 	}
 	op := &pb.RequestOp{Request: &pb.RequestOp_RequestDeleteRange{RequestDeleteRange: req}}
-	out, rev, err := r.execute(ctx, call{desc: d, write: true, op: op})
+	out, rev, err := r.executeSingle(ctx, &call{desc: d, write: true, op: op}, "delete range", spans)
 	if err == nil {
 		rev, err = r.writeHeaderRevision(ctx, rev, wroteSomething(op, out))
 	}
@@ -262,7 +278,7 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 	if err := r.checkNoSpace(req); err != nil {
 		return nil, err
 	}
-	d, err := r.singleRange("txn", spans)
+	d, err := r.singleRange(ctx, "txn", spans)
 	if err != nil {
 		return nil, toGRPCError(err)
 	}
@@ -277,7 +293,7 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 		var rp placement.ReadPoint
 		if c.write {
 			// Leases (lease.go): the range checks the incarnation at apply.
-			out, rev, err = r.executeLeased(ctx, c)
+			out, rev, err = r.executeLeased(ctx, c, "txn", spans)
 			if err == nil {
 				rev, err = r.writeHeaderRevision(ctx, rev, wroteSomething(op, out))
 			}
@@ -287,10 +303,11 @@ func (r *Router) Txn(ctx context.Context, req *pb.TxnRequest) (*pb.TxnResponse, 
 			return nil, toGRPCError(err)
 		}
 		c.readRev = rp.At
-		out, rev, err = r.execute(ctx, c)
+		out, rev, err = r.executeSingle(ctx, &c, "txn", spans)
 		if err == nil {
-			// A read-only txn names the cluster's latest write, as a Range.
-			if rev, err = r.linearizableHeader(ctx, rp, 0, []*tesserapb.RangeDescriptor{d}, []engine.Revision{rev}, []bool{true}); err == nil {
+			// A read-only txn names the cluster's latest write, as a Range
+			// (c.desc: the range that served it, after a re-split).
+			if rev, err = r.linearizableHeader(ctx, rp, 0, []*tesserapb.RangeDescriptor{c.desc}, []engine.Revision{rev}, []bool{true}); err == nil {
 				setReadHeaders(out.GetResponseTxn(), rev)
 			}
 		}
@@ -328,18 +345,27 @@ func (r *Router) Compact(ctx context.Context, req *pb.CompactionRequest) (*pb.Co
 	if err := r.waitCompactionHolds(ctx, engine.Revision(req.GetRevision())); err != nil {
 		return nil, toGRPCError(err)
 	}
-	ranges := r.cache.Ranges()
+	ranges, err := r.cache.CoverAll(ctx)
+	if err != nil {
+		return nil, toGRPCError(err)
+	}
+	// Every range applies the same compactions in the same order, so they
+	// agree; a range that split or merged under it is compacted through the
+	// ranges now holding its span (resplit.go).
+	build := func(d *tesserapb.RangeDescriptor) (call, bool) {
+		return call{desc: d, write: true, compactRev: engine.Revision(req.GetRevision())}, true
+	}
 	errs := make([]error, len(ranges))
 	g, gctx := errgroup.WithContext(ctx)
 	for i, d := range ranges {
 		g.Go(func() error {
-			_, _, errs[i] = r.execute(gctx, call{desc: d, write: true, compactRev: engine.Revision(req.GetRevision())})
+			c, _ := build(d)
+			_, _, errs[i] = r.executeSpan(gctx, c, nil, nil, build, 0)
 			return nil
 		})
 	}
 	_ = g.Wait()
-	// Every range applies the same compactions in the same order, so they
-	// agree; report the first range's verdict, or any other failure.
+	// Report the first range's verdict, or any other failure.
 	for _, err := range errs {
 		if err != nil {
 			return nil, toGRPCError(err)

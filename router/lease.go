@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	"github.com/tesseradb/tessera/engine"
@@ -269,22 +268,25 @@ func (l *Lease) revoke(ctx context.Context, refs []*tesserapb.LeaseRef) (int64, 
 		l.r.cfg.Meta.AbortRevoke(refs)
 		return 0, err
 	}
-	ranges := l.r.cache.Ranges()
-	deleted := make([]int64, len(ranges))
-	g, gctx := errgroup.WithContext(ctx)
-	for i, d := range ranges {
-		g.Go(func() error {
-			out, _, err := l.r.execute(gctx, call{desc: d, write: true, leases: shard.LeaseRefs{Revoke: refs}})
-			if err != nil {
-				return fmt.Errorf("router: revoke %d leases on range %d: %w", len(refs), d.GetRangeId(), err)
-			}
-			deleted[i] = out.GetResponseDeleteRange().GetDeleted()
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
+	ranges, err := l.r.cache.CoverAll(ctx)
+	if err != nil {
 		l.r.cfg.Meta.AbortRevoke(refs)
-		return 0, err
+		return 0, fmt.Errorf("router: revoke %d leases: %w", len(refs), err)
+	}
+	// A range that split or merged under the revocation revokes through
+	// the ranges now holding its span (resplit.go): the revocation is
+	// idempotent per range.
+	build := func(d *tesserapb.RangeDescriptor) (call, bool) {
+		return call{desc: d, write: true, leases: shard.LeaseRefs{Revoke: refs}}, true
+	}
+	parts, _, err := l.r.fanOut(ctx, ranges, nil, nil, build)
+	if err != nil {
+		l.r.cfg.Meta.AbortRevoke(refs)
+		return 0, fmt.Errorf("router: revoke %d leases: %w", len(refs), err)
+	}
+	deleted := make([]int64, len(parts))
+	for i, p := range parts {
+		deleted[i] = p.resp.GetResponseDeleteRange().GetDeleted()
 	}
 	l.log.Debug("leases revoked on every range", "leases", len(refs), "ranges", len(ranges))
 	if err := l.r.cfg.Meta.FinishRevoke(ctx, refs); err != nil {
@@ -461,7 +463,10 @@ func (l *Lease) keysOf(ctx context.Context, id int64) ([][]byte, error) {
 
 func (l *Lease) keysOnce(ctx context.Context, id int64) ([][]byte, error) {
 	r := l.r
-	ranges := r.cache.Overlapping([]byte{0}, []byte{0})
+	ranges, err := r.cache.Cover(ctx, []byte{0}, []byte{0})
+	if err != nil {
+		return nil, err
+	}
 	if err := r.checkLeader(ctx, ranges); err != nil {
 		return nil, err
 	}
@@ -469,26 +474,20 @@ func (l *Lease) keysOnce(ctx context.Context, id int64) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	parts := make([][][]byte, len(ranges))
-	g, gctx := errgroup.WithContext(ctx)
-	for i, d := range ranges {
-		g.Go(func() error {
-			out, _, err := r.execute(gctx, call{desc: d, readRev: readRev, leaseKeys: id})
-			if err != nil {
-				return err
-			}
-			for _, kv := range out.GetResponseRange().GetKvs() {
-				parts[i] = append(parts[i], kv.GetKey())
-			}
-			return nil
-		})
+	// One revision for every range, also for the parts of a range that
+	// split or merged under the read (resplit.go).
+	build := func(d *tesserapb.RangeDescriptor) (call, bool) {
+		return call{desc: d, readRev: readRev, leaseKeys: id}, true
 	}
-	if err := g.Wait(); err != nil {
+	parts, _, err := r.fanOut(ctx, ranges, []byte{0}, nil, build)
+	if err != nil {
 		return nil, err
 	}
 	var keys [][]byte
 	for _, p := range parts {
-		keys = append(keys, p...)
+		for _, kv := range p.resp.GetResponseRange().GetKvs() {
+			keys = append(keys, kv.GetKey())
+		}
 	}
 	return keys, nil
 }
@@ -727,12 +726,13 @@ const leaseLookupAttempts = 3
 // executeLeased runs a write, looking up the leases its puts name first;
 // a write refused because its lookup expired wrote nothing and is tried
 // again with a fresh one.
-func (r *Router) executeLeased(ctx context.Context, c call) (*pb.ResponseOp, engine.Revision, error) {
+func (r *Router) executeLeased(ctx context.Context, c call, what string, spans [][2][]byte) (*pb.ResponseOp, engine.Revision, error) {
 	for attempt := 1; ; attempt++ {
 		if err := r.attachLeases(ctx, &c); err != nil {
 			return nil, 0, err
 		}
-		out, rev, err := r.execute(ctx, c)
+		// A range that split or merged under the write: resplit.go.
+		out, rev, err := r.executeSingle(ctx, &c, what, spans)
 		if len(c.leases.Attach) == 0 || !shard.IsLeaseLookupExpired(err) || attempt == leaseLookupAttempts {
 			return out, rev, err
 		}

@@ -69,7 +69,13 @@ func (m *Maintenance) Snapshot(_ *pb.SnapshotRequest, stream pb.Maintenance_Snap
 	start := time.Now()
 	out := &snapshotStream{stream: stream, header: m.r.header(rev), chunk: cfg.ChunkBytes, sent: m.r.metrics.backupBytes}
 	bw := NewBackupWriter(out)
-	ranges := m.r.cache.Ranges()
+	// Every range, with no gap (a split's right half this node has not
+	// seen comes from the range directory); a range that splits during
+	// the backup is read through its halves (each page is a Range).
+	ranges, err := m.r.cache.CoverAll(ctx)
+	if err != nil {
+		return toGRPCError(fmt.Errorf("router: snapshot: ranges: %w", err))
+	}
 	err = bw.Header(&tesserapb.SnapshotHeader{
 		FormatVersion:   BackupFormatVersion,
 		Revision:        int64(rev),

@@ -9,6 +9,7 @@ const (
 	retryRangeNotFound = "range_not_found" // the node tried holds no replica
 	retryTransport     = "transport"       // the node tried could not be reached
 	retryElection      = "election"        // every replica tried: waiting for a leader
+	retryResplit       = "resplit"         // the range split or merged: re-split over the new ranges
 )
 
 // metrics are the router's metrics. They exist whether or not they are
@@ -17,6 +18,8 @@ type metrics struct {
 	requests *prometheus.CounterVec // target: local or remote
 	retries  *prometheus.CounterVec // reason
 	fanOut   prometheus.Histogram
+	// dirReports: descriptors this node reported to the range directory.
+	dirReports prometheus.Counter
 
 	// Progress of a backup (Maintenance.Snapshot) served by this node.
 	backupInProgress prometheus.Gauge
@@ -41,6 +44,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Ranges one client Range request covers (1: no fan-out).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
+		dirReports: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tessera_router_directory_reports_total",
+			Help: "Descriptors of ranges this node leads that it reported to the range directory (reconciliation).",
+		}),
 	}
 	m.probes = newProbeMetrics(reg)
 	m.backupInProgress = prometheus.NewGauge(prometheus.GaugeOpts{
@@ -61,11 +68,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, t := range []string{"local", "remote"} {
 		m.requests.WithLabelValues(t)
 	}
-	for _, r := range []string{retryNotLeader, retryRangeNotFound, retryTransport, retryElection} {
+	for _, r := range []string{retryNotLeader, retryRangeNotFound, retryTransport, retryElection, retryResplit} {
 		m.retries.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.retries, m.fanOut, m.backupInProgress, m.backupRanges, m.backupBytes)
+		reg.MustRegister(m.requests, m.retries, m.fanOut, m.dirReports, m.backupInProgress, m.backupRanges, m.backupBytes)
 	}
 	return m
 }

@@ -50,8 +50,12 @@ func (s *InternalMaintenance) RecentWrites(_ context.Context, req *tesserapb.Rec
 // change logs). Each range's newest n revisions are read from a local
 // replica when there is one, else from its replicas' nodes.
 func (r *Router) revisionToKeep(ctx context.Context, n int) (engine.Revision, error) {
+	ranges, err := r.cache.CoverAll(ctx)
+	if err != nil {
+		return 0, err
+	}
 	var all []engine.Revision
-	for _, d := range r.cache.Ranges() {
+	for _, d := range ranges {
 		revs, err := r.recentWrites(ctx, d, n)
 		if err != nil {
 			return 0, err

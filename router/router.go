@@ -31,6 +31,8 @@ type Config struct {
 	// until it lands: raft abandons one after an election timeout, so the
 	// node's election timeout (0: 1 s, etcd's default).
 	TransferLeaderRetry time.Duration
+	// DirectoryLimits bound the range directory RPCs (zero: defaults).
+	DirectoryLimits placement.DirectoryLimits
 	// Registerer, if set, gets the router's metrics (router/metrics.go).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -53,6 +55,8 @@ type Router struct {
 	holds compactionHolds
 	// acked: the highest write revision this node acknowledged (revision.go).
 	acked ackedRevision
+	// reconcileKick wakes the directory reconciliation (directory_reconcile.go).
+	reconcileKick chan struct{}
 }
 
 // New returns a router.
@@ -60,7 +64,12 @@ func New(cfg Config) *Router {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Router{cfg: cfg, nodes: cfg.Nodes, cache: cfg.Cache, replicas: cfg.Replicas, clock: cfg.Clock, log: cfg.Logger, metrics: newMetrics(cfg.Registerer)}
+	r := &Router{cfg: cfg, nodes: cfg.Nodes, cache: cfg.Cache, replicas: cfg.Replicas, clock: cfg.Clock, log: cfg.Logger, metrics: newMetrics(cfg.Registerer)}
+	r.reconcileKick = make(chan struct{}, 1)
+	if r.cache != nil {
+		r.cache.SetDirectory(r.Directory())
+	}
+	return r
 }
 
 // Cache returns the router's range cache.

@@ -25,6 +25,15 @@ type Ranges interface {
 	// Overlapping returns the ranges holding keys of the etcd span [key,
 	// end) (end empty: key alone; "\x00": every key from key on).
 	Overlapping(key, end []byte) []*tesserapb.RangeDescriptor
+	// Cover is Overlapping with no gap: parts of the span the node does
+	// not know a range for are looked up in the range directory.
+	Cover(ctx context.Context, key, end []byte) ([]*tesserapb.RangeDescriptor, error)
+	// Update learns a descriptor (a routing error's), under the
+	// generation rule.
+	Update(d *tesserapb.RangeDescriptor) bool
+	// Replacement returns the ranges now covering d's span and true when d
+	// split or merged (rangesub_layout.go).
+	Replacement(ctx context.Context, d *tesserapb.RangeDescriptor) ([]*tesserapb.RangeDescriptor, bool, error)
 	Leader(rangeID uint64) raftgroup.NodeID
 	SetLeader(rangeID uint64, n raftgroup.NodeID)
 }
@@ -87,8 +96,14 @@ type Hub struct {
 		// released is G: every event <= G of every subscribed range has
 		// been given to the synced watchers covering it.
 		released engine.Revision
-		subs     map[uint64]*rangeSub
-		synced   map[*watcher]struct{}
+		// subs: the range subscriptions by range and generation (a range
+		// that split or merged may have an ending subscription at its old
+		// generation besides one at the new).
+		subs map[subKey]*rangeSub
+		// orphans: events received by subscriptions replaced after a split
+		// or merge, not yet released (rangesub_layout.go).
+		orphans []releasedRev
+		synced  map[*watcher]struct{}
 		// ring holds the most recently released revisions, ascending; it
 		// holds every released revision in (ringFloor, released].
 		ring      []releasedRev
@@ -141,7 +156,7 @@ func New(cfg Config) *Hub {
 		kick: make(chan struct{}, 1),
 		stop: make(chan struct{}),
 	}
-	h.mu.subs = map[uint64]*rangeSub{}
+	h.mu.subs = map[subKey]*rangeSub{}
 	h.mu.synced = map[*watcher]struct{}{}
 	h.wg.Add(2)
 	go func() {
@@ -165,7 +180,7 @@ func (h *Hub) Close() {
 	}
 	h.mu.closed = true
 	subs := h.mu.subs
-	h.mu.subs = map[uint64]*rangeSub{}
+	h.mu.subs = map[subKey]*rangeSub{}
 	h.mu.Unlock()
 	close(h.stop)
 	for _, rs := range subs {
@@ -296,9 +311,22 @@ func (h *Hub) releaseLocked(g engine.Revision) {
 			rs.pending = append([]releasedRev(nil), rs.pending[i:]...)
 		}
 	}
+	kept := h.mu.orphans[:0]
+	for _, o := range h.mu.orphans {
+		if o.rev <= g {
+			h.mu.pending -= len(o.events)
+			revs = append(revs, o)
+		} else {
+			kept = append(kept, o)
+		}
+	}
+	h.mu.orphans = kept
 	// A revision belongs to one range (each TSO timestamp is handed out
 	// once), so sorting the ranges' ordered runs gives the one order.
+	// Around a split or merge, two subscriptions may both have received
+	// a revision (the old range and a new one): it is released once.
 	sortRevs(revs)
+	revs = dedupeRevs(revs)
 	prev := h.mu.released
 	h.mu.released = g
 	if n := len(revs); n > 0 {
@@ -381,11 +409,12 @@ func (h *Hub) add(w *watcher, descs []*tesserapb.RangeDescriptor, now engine.Rev
 		h.mu.ringFloor = now
 	}
 	for _, d := range descs {
-		rs := h.mu.subs[d.GetRangeId()]
+		rs := h.mu.subs[keyOf(d)]
 		if rs == nil {
-			rs = h.newRangeSubLocked(d)
+			rs = h.newRangeSubLocked(d, h.mu.released, h.mu.released, 0)
 		}
 		rs.refs++
+		rs.watchers[w] = struct{}{}
 		w.subs = append(w.subs, rs)
 	}
 	h.m.subscriptions.Set(float64(len(h.mu.subs)))
@@ -412,8 +441,11 @@ func (h *Hub) remove(w *watcher) {
 	}
 	for _, rs := range w.subs {
 		rs.refs--
+		delete(rs.watchers, w)
 		if rs.refs == 0 {
-			delete(h.mu.subs, rs.desc.GetRangeId())
+			if h.mu.subs[keyOf(rs.desc)] == rs {
+				delete(h.mu.subs, keyOf(rs.desc))
+			}
 			h.mu.pending -= rs.pendingEvents()
 			rs.cancel()
 		}

@@ -37,22 +37,35 @@ type rangeSub struct {
 	pending []releasedRev
 	// want is the revision the range was last asked to resolve to.
 	want engine.Revision
+	// start: the subscription has received every event of the range from
+	// start on (its first feed began there).
+	start engine.Revision
+	// watchers: the watchers that hold this subscription in their subs.
+	watchers map[*watcher]struct{}
+	// endSession ends the current feed session (nil between sessions).
+	endSession context.CancelFunc
+	// replaced: the subscription gave way to the ranges that now cover
+	// its span (rangesub_layout.go).
+	replaced bool
 
 	resolveKick chan struct{}
 	cancel      context.CancelFunc
 	done        chan struct{}
 }
 
-func (h *Hub) newRangeSubLocked(d *tesserapb.RangeDescriptor) *rangeSub {
+// newRangeSubLocked subscribes to a range's feed from frontier+1; since is
+// the G from which the ring holds its events, validFrom as on rangeSub.
+func (h *Hub) newRangeSubLocked(d *tesserapb.RangeDescriptor, since, frontier, validFrom engine.Revision) *rangeSub {
 	ctx, cancel := context.WithCancel(context.Background())
 	rs := &rangeSub{
 		h: h, desc: d,
-		since: h.mu.released, frontier: h.mu.released,
+		since: since, frontier: frontier, validFrom: validFrom, start: frontier + 1,
+		watchers:    map[*watcher]struct{}{},
 		resolveKick: make(chan struct{}, 1),
 		cancel:      cancel,
 		done:        make(chan struct{}),
 	}
-	h.mu.subs[d.GetRangeId()] = rs
+	h.mu.subs[keyOf(d)] = rs
 	go func() {
 		defer close(rs.done)
 		rs.run(ctx)
@@ -99,6 +112,10 @@ func (rs *rangeSub) run(ctx context.Context) {
 		}
 		if err != nil && ctx.Err() == nil {
 			rs.h.log.Debug("range feed ended", "range", rs.desc.GetRangeId(), "err", err)
+		}
+		var le *layoutError
+		if errors.As(err, &le) && rs.h.replaceSub(ctx, rs, le.desc) {
+			return // the ranges now covering the span took over
 		}
 	}
 }
@@ -147,7 +164,13 @@ func (h *Hub) feedError(d *tesserapb.RangeDescriptor, resp *tesserapb.FeedRespon
 		leader = raftgroup.NodeID(re.GetLeaderNode())
 	}
 	h.cfg.Ranges.SetLeader(d.GetRangeId(), leader)
-	return fmt.Errorf("watchhub: range %d: %s: %s", d.GetRangeId(), re.GetCode(), re.GetMessage())
+	err := fmt.Errorf("watchhub: range %d: %s: %s", d.GetRangeId(), re.GetCode(), re.GetMessage())
+	switch re.GetCode() {
+	case tesserapb.RoutingError_STALE_GENERATION, tesserapb.RoutingError_KEY_MISMATCH, tesserapb.RoutingError_RANGE_NOT_FOUND:
+		// The range may have split or merged: the caller checks.
+		return &layoutError{desc: re.GetRangeDescriptor(), err: err}
+	}
+	return err
 }
 
 type compactedError struct{ rev engine.Revision }
@@ -184,7 +207,13 @@ func (rs *rangeSub) session(ctx context.Context, attempt int) (got bool, err err
 	defer cancel()
 	h.mu.Lock()
 	start := rs.frontier + 1
+	rs.endSession = cancel
 	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		rs.endSession = nil
+		h.mu.Unlock()
+	}()
 	stream, err := h.openFeed(ctx, target, &tesserapb.FeedRequest{
 		RangeId: rs.desc.GetRangeId(), Generation: rs.desc.GetGeneration(), StartRevision: int64(start), PrevKv: true,
 	})

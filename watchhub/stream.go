@@ -337,11 +337,18 @@ func (s *stream) create(req *pb.WatchCreateRequest) {
 	}
 	s.mu.watchers[w.id] = w
 	s.mu.Unlock()
+	// The ranges to follow, with no gap: a split's right half this node
+	// has not seen yet is looked up in the range directory.
+	descs, err := h.cfg.Ranges.Cover(s.ctx, w.key, req.GetRangeEnd())
+	if err != nil {
+		h.log.Warn("watch: ranges of the span not all known; following the known ones", "err", err)
+		descs = h.cfg.Ranges.Overlapping(w.key, req.GetRangeEnd())
+	}
 	// The created response goes out before any event of the watcher.
 	if s.push(nil, &pb.WatchResponse{Header: h.header(cur), WatchId: w.id, Created: true}, true) != pushed {
 		return
 	}
-	h.add(w, h.cfg.Ranges.Overlapping(w.key, req.GetRangeEnd()), now)
+	h.add(w, descs, now)
 }
 
 func (s *stream) cancelWatch(id int64) {

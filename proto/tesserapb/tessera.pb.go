@@ -688,9 +688,13 @@ type MetaCommand struct {
 	AuthTokenKey []byte `protobuf:"bytes,9,opt,name=auth_token_key,json=authTokenKey,proto3" json:"auth_token_key,omitempty"`
 	// A change of the node table (placement/nodes_table.go): etcd's member
 	// add/remove/update/promote and a node publishing its attributes.
-	NodeChange    *NodeChange `protobuf:"bytes,50,opt,name=node_change,json=nodeChange,proto3" json:"node_change,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NodeChange *NodeChange `protobuf:"bytes,50,opt,name=node_change,json=nodeChange,proto3" json:"node_change,omitempty"`
+	// The range directory (placement/directory.go): descriptors to record.
+	// Each replaces every overlapping entry of a lower generation and is
+	// ignored when an overlapping entry has a generation at or above its own.
+	DirectoryUpdate []*RangeDescriptor `protobuf:"bytes,30,rep,name=directory_update,json=directoryUpdate,proto3" json:"directory_update,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *MetaCommand) Reset() {
@@ -789,6 +793,13 @@ func (x *MetaCommand) GetAuthTokenKey() []byte {
 func (x *MetaCommand) GetNodeChange() *NodeChange {
 	if x != nil {
 		return x.NodeChange
+	}
+	return nil
+}
+
+func (x *MetaCommand) GetDirectoryUpdate() []*RangeDescriptor {
+	if x != nil {
+		return x.DirectoryUpdate
 	}
 	return nil
 }
@@ -3652,6 +3663,325 @@ func (x *NodesResponse) GetLeaderNode() uint64 {
 	return 0
 }
 
+type RangeLookupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeLookupRequest) Reset() {
+	*x = RangeLookupRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeLookupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeLookupRequest) ProtoMessage() {}
+
+func (x *RangeLookupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeLookupRequest.ProtoReflect.Descriptor instead.
+func (*RangeLookupRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *RangeLookupRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type RangeLookupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The range holding key (unset only with routing_error).
+	RangeDescriptor *RangeDescriptor `protobuf:"bytes,1,opt,name=range_descriptor,json=rangeDescriptor,proto3" json:"range_descriptor,omitempty"`
+	// Set when this node does not lead the meta group (leader_node: a hint).
+	RoutingError  *RoutingError `protobuf:"bytes,2,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeLookupResponse) Reset() {
+	*x = RangeLookupResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeLookupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeLookupResponse) ProtoMessage() {}
+
+func (x *RangeLookupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeLookupResponse.ProtoReflect.Descriptor instead.
+func (*RangeLookupResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *RangeLookupResponse) GetRangeDescriptor() *RangeDescriptor {
+	if x != nil {
+		return x.RangeDescriptor
+	}
+	return nil
+}
+
+func (x *RangeLookupResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
+type RangeScanRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first range listed is the one holding start_key.
+	StartKey []byte `protobuf:"bytes,1,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
+	// At most this many ranges (0: the server's page size).
+	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeScanRequest) Reset() {
+	*x = RangeScanRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeScanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeScanRequest) ProtoMessage() {}
+
+func (x *RangeScanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeScanRequest.ProtoReflect.Descriptor instead.
+func (*RangeScanRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *RangeScanRequest) GetStartKey() []byte {
+	if x != nil {
+		return x.StartKey
+	}
+	return nil
+}
+
+func (x *RangeScanRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type RangeScanResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ranges in key order.
+	Ranges []*RangeDescriptor `protobuf:"bytes,1,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	// When set, the scan continues with start_key = next_key.
+	More          bool          `protobuf:"varint,2,opt,name=more,proto3" json:"more,omitempty"`
+	NextKey       []byte        `protobuf:"bytes,3,opt,name=next_key,json=nextKey,proto3" json:"next_key,omitempty"`
+	RoutingError  *RoutingError `protobuf:"bytes,4,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeScanResponse) Reset() {
+	*x = RangeScanResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeScanResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeScanResponse) ProtoMessage() {}
+
+func (x *RangeScanResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeScanResponse.ProtoReflect.Descriptor instead.
+func (*RangeScanResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *RangeScanResponse) GetRanges() []*RangeDescriptor {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *RangeScanResponse) GetMore() bool {
+	if x != nil {
+		return x.More
+	}
+	return false
+}
+
+func (x *RangeScanResponse) GetNextKey() []byte {
+	if x != nil {
+		return x.NextKey
+	}
+	return nil
+}
+
+func (x *RangeScanResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
+type RangeReportRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ranges        []*RangeDescriptor     `protobuf:"bytes,1,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeReportRequest) Reset() {
+	*x = RangeReportRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeReportRequest) ProtoMessage() {}
+
+func (x *RangeReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeReportRequest.ProtoReflect.Descriptor instead.
+func (*RangeReportRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *RangeReportRequest) GetRanges() []*RangeDescriptor {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+type RangeReportResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many of the reported descriptors changed the directory.
+	Recorded      uint32        `protobuf:"varint,1,opt,name=recorded,proto3" json:"recorded,omitempty"`
+	RoutingError  *RoutingError `protobuf:"bytes,2,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeReportResponse) Reset() {
+	*x = RangeReportResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeReportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeReportResponse) ProtoMessage() {}
+
+func (x *RangeReportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeReportResponse.ProtoReflect.Descriptor instead.
+func (*RangeReportResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *RangeReportResponse) GetRecorded() uint32 {
+	if x != nil {
+		return x.Recorded
+	}
+	return 0
+}
+
+func (x *RangeReportResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
 // TsoPart is one request of a TSO batch.
 type TsoPart struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3664,7 +3994,7 @@ type TsoPart struct {
 
 func (x *TsoPart) Reset() {
 	*x = TsoPart{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[49]
+	mi := &file_tesserapb_tessera_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3676,7 +4006,7 @@ func (x *TsoPart) String() string {
 func (*TsoPart) ProtoMessage() {}
 
 func (x *TsoPart) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[49]
+	mi := &file_tesserapb_tessera_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3689,7 +4019,7 @@ func (x *TsoPart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TsoPart.ProtoReflect.Descriptor instead.
 func (*TsoPart) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{49}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *TsoPart) GetRangeId() uint64 {
@@ -3718,7 +4048,7 @@ type TsoWriter struct {
 
 func (x *TsoWriter) Reset() {
 	*x = TsoWriter{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[50]
+	mi := &file_tesserapb_tessera_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3730,7 +4060,7 @@ func (x *TsoWriter) String() string {
 func (*TsoWriter) ProtoMessage() {}
 
 func (x *TsoWriter) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[50]
+	mi := &file_tesserapb_tessera_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3743,7 +4073,7 @@ func (x *TsoWriter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TsoWriter.ProtoReflect.Descriptor instead.
 func (*TsoWriter) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{50}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *TsoWriter) GetRangeId() uint64 {
@@ -3806,7 +4136,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x06leases\x18\a \x03(\v2\x14.tessera.v1.LeaseRefR\x06leases\x129\n" +
 	"\rrevoke_leases\x18\b \x03(\v2\x14.tessera.v1.LeaseRefR\frevokeLeases\x12#\n" +
 	"\rauth_revision\x18( \x01(\x04R\fauthRevision\x124\n" +
-	"\x16proposer_auth_revision\x18) \x01(\x04R\x14proposerAuthRevision\"\xe2\x03\n" +
+	"\x16proposer_auth_revision\x18) \x01(\x04R\x14proposerAuthRevision\"\xaa\x04\n" +
 	"\vMetaCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12#\n" +
@@ -3820,7 +4150,8 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\fauth_request\x18\b \x01(\fR\vauthRequest\x12$\n" +
 	"\x0eauth_token_key\x18\t \x01(\fR\fauthTokenKey\x127\n" +
 	"\vnode_change\x182 \x01(\v2\x16.tessera.v1.NodeChangeR\n" +
-	"nodeChange\"\xa3\x02\n" +
+	"nodeChange\x12F\n" +
+	"\x10directory_update\x18\x1e \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x0fdirectoryUpdate\"\xa3\x02\n" +
 	"\fRoutingError\x121\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1d.tessera.v1.RoutingError.CodeR\x04code\x12\x1f\n" +
 	"\vleader_node\x18\x02 \x01(\x04R\n" +
@@ -4058,7 +4389,25 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\rNodesResponse\x12*\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x14.tessera.v1.NodeInfoR\x05nodes\x12\x1f\n" +
 	"\vleader_node\x18\x02 \x01(\x04R\n" +
-	"leaderNode\":\n" +
+	"leaderNode\"&\n" +
+	"\x12RangeLookupRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\"\x9c\x01\n" +
+	"\x13RangeLookupResponse\x12F\n" +
+	"\x10range_descriptor\x18\x01 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x0frangeDescriptor\x12=\n" +
+	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"E\n" +
+	"\x10RangeScanRequest\x12\x1b\n" +
+	"\tstart_key\x18\x01 \x01(\fR\bstartKey\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"\xb6\x01\n" +
+	"\x11RangeScanResponse\x123\n" +
+	"\x06ranges\x18\x01 \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x06ranges\x12\x12\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\x12\x19\n" +
+	"\bnext_key\x18\x03 \x01(\fR\anextKey\x12=\n" +
+	"\rrouting_error\x18\x04 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"I\n" +
+	"\x12RangeReportRequest\x123\n" +
+	"\x06ranges\x18\x01 \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x06ranges\"p\n" +
+	"\x13RangeReportResponse\x12\x1a\n" +
+	"\brecorded\x18\x01 \x01(\rR\brecorded\x12=\n" +
+	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\":\n" +
 	"\aTsoPart\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\">\n" +
@@ -4067,7 +4416,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x06lowest\x18\x02 \x01(\x03R\x06lowest*%\n" +
 	"\vReplicaType\x12\t\n" +
 	"\x05VOTER\x10\x00\x12\v\n" +
-	"\aLEARNER\x10\x012\x86\x05\n" +
+	"\aLEARNER\x10\x012\xf0\x06\n" +
 	"\bInternal\x12B\n" +
 	"\aExecute\x12\x1a.tessera.v1.ExecuteRequest\x1a\x1b.tessera.v1.ExecuteResponse\x126\n" +
 	"\x03Tso\x12\x16.tessera.v1.TsoRequest\x1a\x17.tessera.v1.TsoResponse\x12?\n" +
@@ -4077,7 +4426,10 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x0eTransferLeader\x12!.tessera.v1.TransferLeaderRequest\x1a\".tessera.v1.TransferLeaderResponse\x12N\n" +
 	"\vLeaseLookup\x12\x1e.tessera.v1.LeaseLookupRequest\x1a\x1f.tessera.v1.LeaseLookupResponse\x12A\n" +
 	"\tAuthState\x12\x1c.tessera.v1.AuthStateRequest\x1a\x16.tessera.v1.AuthRecord\x12W\n" +
-	"\x0eCloseRevisions\x12!.tessera.v1.CloseRevisionsRequest\x1a\".tessera.v1.CloseRevisionsResponse2h\n" +
+	"\x0eCloseRevisions\x12!.tessera.v1.CloseRevisionsRequest\x1a\".tessera.v1.CloseRevisionsResponse\x12N\n" +
+	"\vRangeLookup\x12\x1e.tessera.v1.RangeLookupRequest\x1a\x1f.tessera.v1.RangeLookupResponse\x12H\n" +
+	"\tRangeScan\x12\x1c.tessera.v1.RangeScanRequest\x1a\x1d.tessera.v1.RangeScanResponse\x12N\n" +
+	"\vRangeReport\x12\x1e.tessera.v1.RangeReportRequest\x1a\x1f.tessera.v1.RangeReportResponse2h\n" +
 	"\x13InternalMaintenance\x12Q\n" +
 	"\fRecentWrites\x12\x1f.tessera.v1.RecentWritesRequest\x1a .tessera.v1.RecentWritesResponse2\xac\x02\n" +
 	"\n" +
@@ -4101,7 +4453,7 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 }
 
 var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_tesserapb_tessera_proto_goTypes = []any{
 	(ReplicaType)(0),               // 0: tessera.v1.ReplicaType
 	(RoutingError_Code)(0),         // 1: tessera.v1.RoutingError.Code
@@ -4156,8 +4508,14 @@ var file_tesserapb_tessera_proto_goTypes = []any{
 	(*NodesRequest)(nil),           // 50: tessera.v1.NodesRequest
 	(*NodeInfo)(nil),               // 51: tessera.v1.NodeInfo
 	(*NodesResponse)(nil),          // 52: tessera.v1.NodesResponse
-	(*TsoPart)(nil),                // 53: tessera.v1.TsoPart
-	(*TsoWriter)(nil),              // 54: tessera.v1.TsoWriter
+	(*RangeLookupRequest)(nil),     // 53: tessera.v1.RangeLookupRequest
+	(*RangeLookupResponse)(nil),    // 54: tessera.v1.RangeLookupResponse
+	(*RangeScanRequest)(nil),       // 55: tessera.v1.RangeScanRequest
+	(*RangeScanResponse)(nil),      // 56: tessera.v1.RangeScanResponse
+	(*RangeReportRequest)(nil),     // 57: tessera.v1.RangeReportRequest
+	(*RangeReportResponse)(nil),    // 58: tessera.v1.RangeReportResponse
+	(*TsoPart)(nil),                // 59: tessera.v1.TsoPart
+	(*TsoWriter)(nil),              // 60: tessera.v1.TsoWriter
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
 	5,  // 0: tessera.v1.RangeDescriptor.replicas:type_name -> tessera.v1.ReplicaDescriptor
@@ -4171,72 +4529,85 @@ var file_tesserapb_tessera_proto_depIdxs = []int32{
 	27, // 8: tessera.v1.MetaCommand.lease_revoke:type_name -> tessera.v1.LeaseRef
 	29, // 9: tessera.v1.MetaCommand.lease_checkpoints:type_name -> tessera.v1.LeaseCheckpoint
 	42, // 10: tessera.v1.MetaCommand.node_change:type_name -> tessera.v1.NodeChange
-	1,  // 11: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
-	4,  // 12: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	27, // 13: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
-	27, // 14: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
-	10, // 15: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
-	53, // 16: tessera.v1.TsoRequest.parts:type_name -> tessera.v1.TsoPart
-	54, // 17: tessera.v1.TsoResponse.writers:type_name -> tessera.v1.TsoWriter
-	4,  // 18: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	16, // 19: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
-	19, // 20: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
-	10, // 21: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
-	10, // 22: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
-	10, // 23: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
-	27, // 24: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
-	10, // 25: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
-	33, // 26: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
-	34, // 27: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
-	35, // 28: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
-	4,  // 29: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
-	10, // 30: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
-	38, // 31: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
-	38, // 32: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
-	2,  // 33: tessera.v1.NodeRecord.state:type_name -> tessera.v1.NodeRecord.State
-	3,  // 34: tessera.v1.NodeChange.op:type_name -> tessera.v1.NodeChange.Op
-	42, // 35: tessera.v1.NodeChangeRequest.change:type_name -> tessera.v1.NodeChange
-	41, // 36: tessera.v1.NodeChangeResponse.node:type_name -> tessera.v1.NodeRecord
-	41, // 37: tessera.v1.NodeChangeResponse.nodes:type_name -> tessera.v1.NodeRecord
-	41, // 38: tessera.v1.NodeTableResponse.nodes:type_name -> tessera.v1.NodeRecord
-	7,  // 39: tessera.v1.NodeTableResponse.bootstrap:type_name -> tessera.v1.ClusterBootstrap
-	4,  // 40: tessera.v1.RangeLoad.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	47, // 41: tessera.v1.NodeHeartbeat.ranges:type_name -> tessera.v1.RangeLoad
-	41, // 42: tessera.v1.NodeInfo.node:type_name -> tessera.v1.NodeRecord
-	51, // 43: tessera.v1.NodesResponse.nodes:type_name -> tessera.v1.NodeInfo
-	11, // 44: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
-	13, // 45: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
-	15, // 46: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
-	18, // 47: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
-	21, // 48: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
-	23, // 49: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
-	25, // 50: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
-	31, // 51: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
-	39, // 52: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
-	36, // 53: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
-	43, // 54: tessera.v1.Membership.ChangeNode:input_type -> tessera.v1.NodeChangeRequest
-	45, // 55: tessera.v1.Membership.NodeTable:input_type -> tessera.v1.NodeTableRequest
-	48, // 56: tessera.v1.Membership.Heartbeat:input_type -> tessera.v1.NodeHeartbeat
-	50, // 57: tessera.v1.Membership.Nodes:input_type -> tessera.v1.NodesRequest
-	12, // 58: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	14, // 59: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	17, // 60: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	20, // 61: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	22, // 62: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	24, // 63: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	26, // 64: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
-	30, // 65: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
-	40, // 66: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
-	37, // 67: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
-	44, // 68: tessera.v1.Membership.ChangeNode:output_type -> tessera.v1.NodeChangeResponse
-	46, // 69: tessera.v1.Membership.NodeTable:output_type -> tessera.v1.NodeTableResponse
-	49, // 70: tessera.v1.Membership.Heartbeat:output_type -> tessera.v1.NodeHeartbeatResponse
-	52, // 71: tessera.v1.Membership.Nodes:output_type -> tessera.v1.NodesResponse
-	58, // [58:72] is the sub-list for method output_type
-	44, // [44:58] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	4,  // 11: tessera.v1.MetaCommand.directory_update:type_name -> tessera.v1.RangeDescriptor
+	1,  // 12: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
+	4,  // 13: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	27, // 14: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
+	27, // 15: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
+	10, // 16: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
+	59, // 17: tessera.v1.TsoRequest.parts:type_name -> tessera.v1.TsoPart
+	60, // 18: tessera.v1.TsoResponse.writers:type_name -> tessera.v1.TsoWriter
+	4,  // 19: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	16, // 20: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
+	19, // 21: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
+	10, // 22: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
+	10, // 23: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
+	10, // 24: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
+	27, // 25: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
+	10, // 26: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
+	33, // 27: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
+	34, // 28: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
+	35, // 29: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
+	4,  // 30: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
+	10, // 31: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
+	38, // 32: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
+	38, // 33: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
+	2,  // 34: tessera.v1.NodeRecord.state:type_name -> tessera.v1.NodeRecord.State
+	3,  // 35: tessera.v1.NodeChange.op:type_name -> tessera.v1.NodeChange.Op
+	42, // 36: tessera.v1.NodeChangeRequest.change:type_name -> tessera.v1.NodeChange
+	41, // 37: tessera.v1.NodeChangeResponse.node:type_name -> tessera.v1.NodeRecord
+	41, // 38: tessera.v1.NodeChangeResponse.nodes:type_name -> tessera.v1.NodeRecord
+	41, // 39: tessera.v1.NodeTableResponse.nodes:type_name -> tessera.v1.NodeRecord
+	7,  // 40: tessera.v1.NodeTableResponse.bootstrap:type_name -> tessera.v1.ClusterBootstrap
+	4,  // 41: tessera.v1.RangeLoad.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	47, // 42: tessera.v1.NodeHeartbeat.ranges:type_name -> tessera.v1.RangeLoad
+	41, // 43: tessera.v1.NodeInfo.node:type_name -> tessera.v1.NodeRecord
+	51, // 44: tessera.v1.NodesResponse.nodes:type_name -> tessera.v1.NodeInfo
+	4,  // 45: tessera.v1.RangeLookupResponse.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	10, // 46: tessera.v1.RangeLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
+	4,  // 47: tessera.v1.RangeScanResponse.ranges:type_name -> tessera.v1.RangeDescriptor
+	10, // 48: tessera.v1.RangeScanResponse.routing_error:type_name -> tessera.v1.RoutingError
+	4,  // 49: tessera.v1.RangeReportRequest.ranges:type_name -> tessera.v1.RangeDescriptor
+	10, // 50: tessera.v1.RangeReportResponse.routing_error:type_name -> tessera.v1.RoutingError
+	11, // 51: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
+	13, // 52: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
+	15, // 53: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
+	18, // 54: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
+	21, // 55: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
+	23, // 56: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
+	25, // 57: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
+	31, // 58: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
+	39, // 59: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
+	53, // 60: tessera.v1.Internal.RangeLookup:input_type -> tessera.v1.RangeLookupRequest
+	55, // 61: tessera.v1.Internal.RangeScan:input_type -> tessera.v1.RangeScanRequest
+	57, // 62: tessera.v1.Internal.RangeReport:input_type -> tessera.v1.RangeReportRequest
+	36, // 63: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
+	43, // 64: tessera.v1.Membership.ChangeNode:input_type -> tessera.v1.NodeChangeRequest
+	45, // 65: tessera.v1.Membership.NodeTable:input_type -> tessera.v1.NodeTableRequest
+	48, // 66: tessera.v1.Membership.Heartbeat:input_type -> tessera.v1.NodeHeartbeat
+	50, // 67: tessera.v1.Membership.Nodes:input_type -> tessera.v1.NodesRequest
+	12, // 68: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	14, // 69: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	17, // 70: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	20, // 71: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	22, // 72: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	24, // 73: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	26, // 74: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
+	30, // 75: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
+	40, // 76: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
+	54, // 77: tessera.v1.Internal.RangeLookup:output_type -> tessera.v1.RangeLookupResponse
+	56, // 78: tessera.v1.Internal.RangeScan:output_type -> tessera.v1.RangeScanResponse
+	58, // 79: tessera.v1.Internal.RangeReport:output_type -> tessera.v1.RangeReportResponse
+	37, // 80: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
+	44, // 81: tessera.v1.Membership.ChangeNode:output_type -> tessera.v1.NodeChangeResponse
+	46, // 82: tessera.v1.Membership.NodeTable:output_type -> tessera.v1.NodeTableResponse
+	49, // 83: tessera.v1.Membership.Heartbeat:output_type -> tessera.v1.NodeHeartbeatResponse
+	52, // 84: tessera.v1.Membership.Nodes:output_type -> tessera.v1.NodesResponse
+	68, // [68:85] is the sub-list for method output_type
+	51, // [51:68] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_tesserapb_tessera_proto_init() }
@@ -4255,7 +4626,7 @@ func file_tesserapb_tessera_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   51,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

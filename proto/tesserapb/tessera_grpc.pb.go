@@ -33,6 +33,9 @@ const (
 	Internal_LeaseLookup_FullMethodName    = "/tessera.v1.Internal/LeaseLookup"
 	Internal_AuthState_FullMethodName      = "/tessera.v1.Internal/AuthState"
 	Internal_CloseRevisions_FullMethodName = "/tessera.v1.Internal/CloseRevisions"
+	Internal_RangeLookup_FullMethodName    = "/tessera.v1.Internal/RangeLookup"
+	Internal_RangeScan_FullMethodName      = "/tessera.v1.Internal/RangeScan"
+	Internal_RangeReport_FullMethodName    = "/tessera.v1.Internal/RangeReport"
 )
 
 // InternalClient is the client API for Internal service.
@@ -64,6 +67,16 @@ type InternalClient interface {
 	// CloseRevisions carries closed revisions of every range the two nodes
 	// share: proposals for followers to accept, and confirmed promises.
 	CloseRevisions(ctx context.Context, in *CloseRevisionsRequest, opts ...grpc.CallOption) (*CloseRevisionsResponse, error)
+	// RangeLookup answers, on the meta group's leader and linearizably, the
+	// directory's descriptor of the range holding a key.
+	RangeLookup(ctx context.Context, in *RangeLookupRequest, opts ...grpc.CallOption) (*RangeLookupResponse, error)
+	// RangeScan lists, on the meta group's leader and linearizably, the
+	// directory's descriptors in key order, a page at a time.
+	RangeScan(ctx context.Context, in *RangeScanRequest, opts ...grpc.CallOption) (*RangeScanResponse, error)
+	// RangeReport records descriptors in the directory (after a split or
+	// merge, and range leaders reconciling it); only newer generations change
+	// it.
+	RangeReport(ctx context.Context, in *RangeReportRequest, opts ...grpc.CallOption) (*RangeReportResponse, error)
 }
 
 type internalClient struct {
@@ -167,6 +180,36 @@ func (c *internalClient) CloseRevisions(ctx context.Context, in *CloseRevisionsR
 	return out, nil
 }
 
+func (c *internalClient) RangeLookup(ctx context.Context, in *RangeLookupRequest, opts ...grpc.CallOption) (*RangeLookupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RangeLookupResponse)
+	err := c.cc.Invoke(ctx, Internal_RangeLookup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *internalClient) RangeScan(ctx context.Context, in *RangeScanRequest, opts ...grpc.CallOption) (*RangeScanResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RangeScanResponse)
+	err := c.cc.Invoke(ctx, Internal_RangeScan_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *internalClient) RangeReport(ctx context.Context, in *RangeReportRequest, opts ...grpc.CallOption) (*RangeReportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RangeReportResponse)
+	err := c.cc.Invoke(ctx, Internal_RangeReport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalServer is the server API for Internal service.
 // All implementations must embed UnimplementedInternalServer
 // for forward compatibility.
@@ -196,6 +239,16 @@ type InternalServer interface {
 	// CloseRevisions carries closed revisions of every range the two nodes
 	// share: proposals for followers to accept, and confirmed promises.
 	CloseRevisions(context.Context, *CloseRevisionsRequest) (*CloseRevisionsResponse, error)
+	// RangeLookup answers, on the meta group's leader and linearizably, the
+	// directory's descriptor of the range holding a key.
+	RangeLookup(context.Context, *RangeLookupRequest) (*RangeLookupResponse, error)
+	// RangeScan lists, on the meta group's leader and linearizably, the
+	// directory's descriptors in key order, a page at a time.
+	RangeScan(context.Context, *RangeScanRequest) (*RangeScanResponse, error)
+	// RangeReport records descriptors in the directory (after a split or
+	// merge, and range leaders reconciling it); only newer generations change
+	// it.
+	RangeReport(context.Context, *RangeReportRequest) (*RangeReportResponse, error)
 	mustEmbedUnimplementedInternalServer()
 }
 
@@ -232,6 +285,15 @@ func (UnimplementedInternalServer) AuthState(context.Context, *AuthStateRequest)
 }
 func (UnimplementedInternalServer) CloseRevisions(context.Context, *CloseRevisionsRequest) (*CloseRevisionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CloseRevisions not implemented")
+}
+func (UnimplementedInternalServer) RangeLookup(context.Context, *RangeLookupRequest) (*RangeLookupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RangeLookup not implemented")
+}
+func (UnimplementedInternalServer) RangeScan(context.Context, *RangeScanRequest) (*RangeScanResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RangeScan not implemented")
+}
+func (UnimplementedInternalServer) RangeReport(context.Context, *RangeReportRequest) (*RangeReportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RangeReport not implemented")
 }
 func (UnimplementedInternalServer) mustEmbedUnimplementedInternalServer() {}
 func (UnimplementedInternalServer) testEmbeddedByValue()                  {}
@@ -405,6 +467,60 @@ func _Internal_CloseRevisions_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Internal_RangeLookup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RangeLookupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).RangeLookup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_RangeLookup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).RangeLookup(ctx, req.(*RangeLookupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Internal_RangeScan_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RangeScanRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).RangeScan(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_RangeScan_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).RangeScan(ctx, req.(*RangeScanRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Internal_RangeReport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RangeReportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalServer).RangeReport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Internal_RangeReport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalServer).RangeReport(ctx, req.(*RangeReportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Internal_ServiceDesc is the grpc.ServiceDesc for Internal service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -443,6 +559,18 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CloseRevisions",
 			Handler:    _Internal_CloseRevisions_Handler,
+		},
+		{
+			MethodName: "RangeLookup",
+			Handler:    _Internal_RangeLookup_Handler,
+		},
+		{
+			MethodName: "RangeScan",
+			Handler:    _Internal_RangeScan_Handler,
+		},
+		{
+			MethodName: "RangeReport",
+			Handler:    _Internal_RangeReport_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -50,6 +50,9 @@ type Config struct {
 	// its watchers fall back to catching up (0: the hub's default, 1024).
 	// Not a flag: tests lower it to exercise slow watchers.
 	WatchStreamQueue int
+	// DirectoryReconcile paces the reports of this node's led ranges to the
+	// range directory (zero: router.DefaultReconcileConfig()).
+	DirectoryReconcile router.ReconcileConfig
 	// RaftLogTruncateThreshold, when set, overrides the raft log length at
 	// which a group truncates its log (keeping half). Not a flag: tests
 	// lower it to make lagging replicas catch up by snapshot.
@@ -182,6 +185,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("server: DefragIdleRatio %v is negative", c.DefragIdleRatio)
 	case c.CorruptCheckTime < 0:
 		return fmt.Errorf("server: --corrupt-check-time %v is negative", c.CorruptCheckTime)
+	case c.DirectoryReconcile != (router.ReconcileConfig{}) && c.DirectoryReconcile.Validate() != nil:
+		return c.DirectoryReconcile.Validate()
 	case c.ClosedRevisionInterval <= 0:
 		return fmt.Errorf("server: --closed-revision-interval %v must be positive", c.ClosedRevisionInterval)
 	case c.MaxRequestBytes <= 0:

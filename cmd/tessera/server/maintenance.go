@@ -33,6 +33,7 @@ func (s *Server) startMaintenanceLoops() {
 			s.router.RunAutoCompaction(ctx, s.autoCompact)
 		}()
 	}
+	s.startDirectory(ctx, l)
 }
 
 func (l *maintenanceLoops) stop() {
