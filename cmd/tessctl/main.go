@@ -7,6 +7,7 @@
 //	tessctl --endpoints http://127.0.0.1:2379 status [-w table|json]
 //	tessctl --endpoints http://127.0.0.1:2379 check [--timeout 30s] [-w table|json]
 //	tessctl --endpoints http://127.0.0.1:2379 transfer-leader --range N --to NODE
+//	tessctl --endpoints http://127.0.0.1:2379 nodes [-w table|json]
 //	tessctl version
 //	tessctl --endpoints http://127.0.0.1:2379 snapshot save FILE
 //	tessctl snapshot status FILE [-w table|json]
