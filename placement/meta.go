@@ -51,6 +51,7 @@ type Meta struct {
 		leases    map[int64]*lease                // granted leases (lease.go)
 		expiries  leaseHeap                       // leases by deadline (lease_heap.go)
 		leaseCfg  LeaseConfig
+		nodes     nodeTable // the node table (nodes_table.go)
 		// appliedTerm is the term of the last entry applied: a new leader
 		// serves leases once it applied an entry of its own term (every
 		// earlier committed grant and revoke is applied by then).
@@ -82,6 +83,9 @@ type metaResult struct {
 	// etcd error, such as a duplicate lease id).
 	lease *tesserapb.LeaseRecord
 	err   error
+	// node, nodes: the node a node change made and the table after it.
+	node  *tesserapb.NodeRecord
+	nodes []*tesserapb.NodeRecord
 	// authErr: etcd's error when an auth change was refused.
 	authErr error
 	// firstRangeID: the first of the range ids an allocation handed out.
@@ -166,6 +170,9 @@ func (m *Meta) load() error {
 		return errors.New("placement: corrupt TSO high-water mark")
 	}
 	if err := m.loadAuthLocked(); err != nil {
+		return err
+	}
+	if err := m.loadNodesLocked(); err != nil {
 		return err
 	}
 	if err := m.loadDirectoryLocked(); err != nil {
@@ -258,6 +265,16 @@ func (m *Meta) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 				return fmt.Errorf("placement: meta command at %d: %w", e.GetIndex(), err)
 			}
 			res.firstRangeID = first
+		}
+		if c := cmd.GetNodeChange(); c != nil {
+			rec, err := m.applyNodeChangeLocked(b, c)
+			if err != nil && !isNodeTableError(err) {
+				return fmt.Errorf("placement: meta command at %d: %w", e.GetIndex(), err)
+			}
+			res.node, res.err = rec, err
+			if err == nil {
+				res.nodes = m.nodeTableLocked()
+			}
 		}
 		if ds := cmd.GetDirectoryUpdate(); len(ds) > 0 {
 			var err error

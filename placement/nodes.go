@@ -1,8 +1,10 @@
 package placement
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
+	"slices"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -43,11 +45,11 @@ func (n *Nodes) List() []*tesserapb.NodeDescriptor {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	out := make([]*tesserapb.NodeDescriptor, 0, len(n.mu.nodes))
-	for i := 1; i <= len(n.mu.nodes)+1; i++ {
-		if d, ok := n.mu.nodes[raftgroup.NodeID(i)]; ok {
-			out = append(out, d)
-		}
+	for _, d := range n.mu.nodes {
+		out = append(out, d)
 	}
+	// By id; ids have gaps once nodes are removed (nodes_sync.go).
+	slices.SortFunc(out, func(a, b *tesserapb.NodeDescriptor) int { return cmp.Compare(a.GetNodeId(), b.GetNodeId()) })
 	return out
 }
 

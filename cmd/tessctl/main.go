@@ -9,6 +9,7 @@
 //	tessctl --endpoints http://127.0.0.1:2379 transfer-leader --range N --to NODE
 //	tessctl --endpoints http://127.0.0.1:2379 range split KEY
 //	tessctl --endpoints http://127.0.0.1:2379 range merge ID
+//	tessctl --endpoints http://127.0.0.1:2379 nodes [-w table|json]
 //	tessctl version
 //	tessctl --endpoints http://127.0.0.1:2379 snapshot save FILE
 //	tessctl snapshot status FILE [-w table|json]
@@ -92,6 +93,7 @@ func rootCmd() (*cobra.Command, *globalFlags) {
 	f.StringVar(&g.user, "user", "", "username[:password] for authentication (with auth enabled, listing members needs a user)")
 	cmd.AddCommand(rangesCmd(g), statusCmd(g), checkCmd(g), transferLeaderCmd(g), versionCmd(), snapshotCmd(g))
 	cmd.AddCommand(rangeCmd(g)) // range split, range merge (range.go)
+	cmd.AddCommand(nodesCmd(g)) // nodes.go
 	return cmd, g
 }
 

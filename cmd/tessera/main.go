@@ -78,6 +78,7 @@ Flags follow etcd's names and meanings.`,
 	f.DurationVar(&cfg.Keepalive.Timeout, "grpc-keepalive-timeout", cfg.Keepalive.Timeout, "additional duration of wait before closing a non-responsive connection (0 to disable)")
 	addTLSFlags(f, &cfg.TLS)
 	addAuthFlags(f, &cfg.Auth)
+	addMembersFlags(f, &cfg.Members)
 	f.BoolVar(&cfg.EnableGRPCGateway, "enable-grpc-gateway", cfg.EnableGRPCGateway, "serve etcd's HTTP/JSON gateway under /v3/ on the client port")
 	f.DurationVar(&cfg.CorruptCheckTime, "corrupt-check-time", cfg.CorruptCheckTime, "duration between corruption check passes (compare range replicas, raise CORRUPT); 0 disables")
 	f.DurationVar(&cfg.CorruptCheckTime, "experimental-corrupt-check-time", cfg.CorruptCheckTime, "deprecated name of --corrupt-check-time")
@@ -126,6 +127,7 @@ func newLogger(level string) (*slog.Logger, error) {
 // runNode runs one node until SIGTERM or SIGINT, then shuts it down cleanly.
 func runNode(cfg server.Config) error {
 	enableContentionProfiles(cfg.EnablePprof)
+	membersDefaults(&cfg)
 	s, err := server.Start(cfg)
 	if err != nil {
 		return err

@@ -128,6 +128,113 @@ func (RoutingError_Code) EnumDescriptor() ([]byte, []int) {
 	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{8, 0}
 }
 
+type NodeRecord_State int32
+
+const (
+	NodeRecord_ACTIVE   NodeRecord_State = 0
+	NodeRecord_DRAINING NodeRecord_State = 1
+	NodeRecord_REMOVED  NodeRecord_State = 2
+)
+
+// Enum value maps for NodeRecord_State.
+var (
+	NodeRecord_State_name = map[int32]string{
+		0: "ACTIVE",
+		1: "DRAINING",
+		2: "REMOVED",
+	}
+	NodeRecord_State_value = map[string]int32{
+		"ACTIVE":   0,
+		"DRAINING": 1,
+		"REMOVED":  2,
+	}
+)
+
+func (x NodeRecord_State) Enum() *NodeRecord_State {
+	p := new(NodeRecord_State)
+	*p = x
+	return p
+}
+
+func (x NodeRecord_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (NodeRecord_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_tesserapb_tessera_proto_enumTypes[2].Descriptor()
+}
+
+func (NodeRecord_State) Type() protoreflect.EnumType {
+	return &file_tesserapb_tessera_proto_enumTypes[2]
+}
+
+func (x NodeRecord_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use NodeRecord_State.Descriptor instead.
+func (NodeRecord_State) EnumDescriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{47, 0}
+}
+
+type NodeChange_Op int32
+
+const (
+	NodeChange_NONE    NodeChange_Op = 0
+	NodeChange_ADD     NodeChange_Op = 1 // a new node: peer_urls, is_learner; its id is allocated
+	NodeChange_REMOVE  NodeChange_Op = 2 // node_id
+	NodeChange_UPDATE  NodeChange_Op = 3 // node_id, peer_urls
+	NodeChange_PROMOTE NodeChange_Op = 4 // node_id
+	NodeChange_PUBLISH NodeChange_Op = 5 // node_id, name, client_urls, gossip_addr (the node itself)
+)
+
+// Enum value maps for NodeChange_Op.
+var (
+	NodeChange_Op_name = map[int32]string{
+		0: "NONE",
+		1: "ADD",
+		2: "REMOVE",
+		3: "UPDATE",
+		4: "PROMOTE",
+		5: "PUBLISH",
+	}
+	NodeChange_Op_value = map[string]int32{
+		"NONE":    0,
+		"ADD":     1,
+		"REMOVE":  2,
+		"UPDATE":  3,
+		"PROMOTE": 4,
+		"PUBLISH": 5,
+	}
+)
+
+func (x NodeChange_Op) Enum() *NodeChange_Op {
+	p := new(NodeChange_Op)
+	*p = x
+	return p
+}
+
+func (x NodeChange_Op) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (NodeChange_Op) Descriptor() protoreflect.EnumDescriptor {
+	return file_tesserapb_tessera_proto_enumTypes[3].Descriptor()
+}
+
+func (NodeChange_Op) Type() protoreflect.EnumType {
+	return &file_tesserapb_tessera_proto_enumTypes[3]
+}
+
+func (x NodeChange_Op) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use NodeChange_Op.Descriptor instead.
+func (NodeChange_Op) EnumDescriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{48, 0}
+}
+
 // RangeDescriptor describes one range of the keyspace and its replicas.
 type RangeDescriptor struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -748,6 +855,9 @@ type MetaCommand struct {
 	// Allocate this many new range ids (a split's right half); the result is
 	// the first of them. Ids are never reused.
 	AllocateRangeIds uint32 `protobuf:"varint,20,opt,name=allocate_range_ids,json=allocateRangeIds,proto3" json:"allocate_range_ids,omitempty"`
+	// A change of the node table (placement/nodes_table.go): etcd's member
+	// add/remove/update/promote and a node publishing its attributes.
+	NodeChange *NodeChange `protobuf:"bytes,50,opt,name=node_change,json=nodeChange,proto3" json:"node_change,omitempty"`
 	// The range directory (placement/directory.go): descriptors to record.
 	// Each replaces every overlapping entry of a lower generation and is
 	// ignored when an overlapping entry has a generation at or above its own.
@@ -854,6 +964,13 @@ func (x *MetaCommand) GetAllocateRangeIds() uint32 {
 		return x.AllocateRangeIds
 	}
 	return 0
+}
+
+func (x *MetaCommand) GetNodeChange() *NodeChange {
+	if x != nil {
+		return x.NodeChange
+	}
+	return nil
 }
 
 func (x *MetaCommand) GetDirectoryUpdate() []*RangeDescriptor {
@@ -3452,6 +3569,752 @@ func (x *FreezeRangeResponse) GetRoutingError() *RoutingError {
 	return nil
 }
 
+// NodeRecord is one node of the meta group's node table (etcd's member).
+type NodeRecord struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Empty until the node started and published it (etcd's "unstarted").
+	Name       string   `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	PeerUrls   []string `protobuf:"bytes,3,rep,name=peer_urls,json=peerUrls,proto3" json:"peer_urls,omitempty"`
+	ClientUrls []string `protobuf:"bytes,4,rep,name=client_urls,json=clientUrls,proto3" json:"client_urls,omitempty"`
+	// A learner in etcd's sense: added with --learner and not promoted.
+	IsLearner bool             `protobuf:"varint,5,opt,name=is_learner,json=isLearner,proto3" json:"is_learner,omitempty"`
+	State     NodeRecord_State `protobuf:"varint,6,opt,name=state,proto3,enum=tessera.v1.NodeRecord_State" json:"state,omitempty"`
+	// host:port the node's memberlist gossips on (published at start).
+	GossipAddr    string `protobuf:"bytes,7,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeRecord) Reset() {
+	*x = NodeRecord{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeRecord) ProtoMessage() {}
+
+func (x *NodeRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeRecord.ProtoReflect.Descriptor instead.
+func (*NodeRecord) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *NodeRecord) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *NodeRecord) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NodeRecord) GetPeerUrls() []string {
+	if x != nil {
+		return x.PeerUrls
+	}
+	return nil
+}
+
+func (x *NodeRecord) GetClientUrls() []string {
+	if x != nil {
+		return x.ClientUrls
+	}
+	return nil
+}
+
+func (x *NodeRecord) GetIsLearner() bool {
+	if x != nil {
+		return x.IsLearner
+	}
+	return false
+}
+
+func (x *NodeRecord) GetState() NodeRecord_State {
+	if x != nil {
+		return x.State
+	}
+	return NodeRecord_ACTIVE
+}
+
+func (x *NodeRecord) GetGossipAddr() string {
+	if x != nil {
+		return x.GossipAddr
+	}
+	return ""
+}
+
+// NodeChange is one change of the node table.
+type NodeChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Op            NodeChange_Op          `protobuf:"varint,1,opt,name=op,proto3,enum=tessera.v1.NodeChange_Op" json:"op,omitempty"`
+	NodeId        uint64                 `protobuf:"varint,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	PeerUrls      []string               `protobuf:"bytes,4,rep,name=peer_urls,json=peerUrls,proto3" json:"peer_urls,omitempty"`
+	ClientUrls    []string               `protobuf:"bytes,5,rep,name=client_urls,json=clientUrls,proto3" json:"client_urls,omitempty"`
+	IsLearner     bool                   `protobuf:"varint,6,opt,name=is_learner,json=isLearner,proto3" json:"is_learner,omitempty"`
+	GossipAddr    string                 `protobuf:"bytes,7,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeChange) Reset() {
+	*x = NodeChange{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeChange) ProtoMessage() {}
+
+func (x *NodeChange) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeChange.ProtoReflect.Descriptor instead.
+func (*NodeChange) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *NodeChange) GetOp() NodeChange_Op {
+	if x != nil {
+		return x.Op
+	}
+	return NodeChange_NONE
+}
+
+func (x *NodeChange) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *NodeChange) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NodeChange) GetPeerUrls() []string {
+	if x != nil {
+		return x.PeerUrls
+	}
+	return nil
+}
+
+func (x *NodeChange) GetClientUrls() []string {
+	if x != nil {
+		return x.ClientUrls
+	}
+	return nil
+}
+
+func (x *NodeChange) GetIsLearner() bool {
+	if x != nil {
+		return x.IsLearner
+	}
+	return false
+}
+
+func (x *NodeChange) GetGossipAddr() string {
+	if x != nil {
+		return x.GossipAddr
+	}
+	return ""
+}
+
+type NodeChangeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Change        *NodeChange            `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeChangeRequest) Reset() {
+	*x = NodeChangeRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeChangeRequest) ProtoMessage() {}
+
+func (x *NodeChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeChangeRequest.ProtoReflect.Descriptor instead.
+func (*NodeChangeRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *NodeChangeRequest) GetChange() *NodeChange {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+type NodeChangeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node the change created or changed.
+	Node *NodeRecord `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// The node table after the change.
+	Nodes         []*NodeRecord `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeChangeResponse) Reset() {
+	*x = NodeChangeResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeChangeResponse) ProtoMessage() {}
+
+func (x *NodeChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeChangeResponse.ProtoReflect.Descriptor instead.
+func (*NodeChangeResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *NodeChangeResponse) GetNode() *NodeRecord {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+func (x *NodeChangeResponse) GetNodes() []*NodeRecord {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+type NodeTableRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeTableRequest) Reset() {
+	*x = NodeTableRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeTableRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeTableRequest) ProtoMessage() {}
+
+func (x *NodeTableRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeTableRequest.ProtoReflect.Descriptor instead.
+func (*NodeTableRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{51}
+}
+
+type NodeTableResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nodes []*NodeRecord          `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// The cluster's bootstrap record (a joining node records it).
+	Bootstrap     *ClusterBootstrap `protobuf:"bytes,2,opt,name=bootstrap,proto3" json:"bootstrap,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeTableResponse) Reset() {
+	*x = NodeTableResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeTableResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeTableResponse) ProtoMessage() {}
+
+func (x *NodeTableResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeTableResponse.ProtoReflect.Descriptor instead.
+func (*NodeTableResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *NodeTableResponse) GetNodes() []*NodeRecord {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *NodeTableResponse) GetBootstrap() *ClusterBootstrap {
+	if x != nil {
+		return x.Bootstrap
+	}
+	return nil
+}
+
+// RangeLoad is one replica's statistics in a node heartbeat.
+type RangeLoad struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RangeId   uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	SizeBytes uint64                 `protobuf:"varint,2,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// Requests per second (decaying average).
+	Qps             float64          `protobuf:"fixed64,3,opt,name=qps,proto3" json:"qps,omitempty"`
+	IsLeader        bool             `protobuf:"varint,4,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
+	LeaderNode      uint64           `protobuf:"varint,5,opt,name=leader_node,json=leaderNode,proto3" json:"leader_node,omitempty"`
+	RangeDescriptor *RangeDescriptor `protobuf:"bytes,6,opt,name=range_descriptor,json=rangeDescriptor,proto3" json:"range_descriptor,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RangeLoad) Reset() {
+	*x = RangeLoad{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeLoad) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeLoad) ProtoMessage() {}
+
+func (x *RangeLoad) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeLoad.ProtoReflect.Descriptor instead.
+func (*RangeLoad) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *RangeLoad) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *RangeLoad) GetSizeBytes() uint64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *RangeLoad) GetQps() float64 {
+	if x != nil {
+		return x.Qps
+	}
+	return 0
+}
+
+func (x *RangeLoad) GetIsLeader() bool {
+	if x != nil {
+		return x.IsLeader
+	}
+	return false
+}
+
+func (x *RangeLoad) GetLeaderNode() uint64 {
+	if x != nil {
+		return x.LeaderNode
+	}
+	return 0
+}
+
+func (x *RangeLoad) GetRangeDescriptor() *RangeDescriptor {
+	if x != nil {
+		return x.RangeDescriptor
+	}
+	return nil
+}
+
+// NodeHeartbeat is what a node sends the placement driver periodically
+// (PD's store and region heartbeats in one).
+type NodeHeartbeat struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	NodeId         uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Ranges         []*RangeLoad           `protobuf:"bytes,2,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	DiskUsageBytes uint64                 `protobuf:"varint,3,opt,name=disk_usage_bytes,json=diskUsageBytes,proto3" json:"disk_usage_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *NodeHeartbeat) Reset() {
+	*x = NodeHeartbeat{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeHeartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeHeartbeat) ProtoMessage() {}
+
+func (x *NodeHeartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeHeartbeat.ProtoReflect.Descriptor instead.
+func (*NodeHeartbeat) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *NodeHeartbeat) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *NodeHeartbeat) GetRanges() []*RangeLoad {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *NodeHeartbeat) GetDiskUsageBytes() uint64 {
+	if x != nil {
+		return x.DiskUsageBytes
+	}
+	return 0
+}
+
+type NodeHeartbeatResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeHeartbeatResponse) Reset() {
+	*x = NodeHeartbeatResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeHeartbeatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeHeartbeatResponse) ProtoMessage() {}
+
+func (x *NodeHeartbeatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeHeartbeatResponse.ProtoReflect.Descriptor instead.
+func (*NodeHeartbeatResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{55}
+}
+
+type NodesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodesRequest) Reset() {
+	*x = NodesRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodesRequest) ProtoMessage() {}
+
+func (x *NodesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodesRequest.ProtoReflect.Descriptor instead.
+func (*NodesRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{56}
+}
+
+// NodeInfo is a node as the placement driver sees it (tessctl nodes).
+type NodeInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Node  *NodeRecord            `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// live, suspect or dead.
+	Liveness string `protobuf:"bytes,2,opt,name=liveness,proto3" json:"liveness,omitempty"`
+	// Gossip's view: alive, suspect, dead, left or unknown.
+	Gossip string `protobuf:"bytes,3,opt,name=gossip,proto3" json:"gossip,omitempty"`
+	// Milliseconds since the node's last heartbeat (-1: none since this
+	// leader started).
+	HeartbeatAgeMs int64  `protobuf:"varint,4,opt,name=heartbeat_age_ms,json=heartbeatAgeMs,proto3" json:"heartbeat_age_ms,omitempty"`
+	Replicas       uint32 `protobuf:"varint,5,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	Leaders        uint32 `protobuf:"varint,6,opt,name=leaders,proto3" json:"leaders,omitempty"`
+	Bytes          uint64 `protobuf:"varint,7,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *NodeInfo) Reset() {
+	*x = NodeInfo{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeInfo) ProtoMessage() {}
+
+func (x *NodeInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
+func (*NodeInfo) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *NodeInfo) GetNode() *NodeRecord {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+func (x *NodeInfo) GetLiveness() string {
+	if x != nil {
+		return x.Liveness
+	}
+	return ""
+}
+
+func (x *NodeInfo) GetGossip() string {
+	if x != nil {
+		return x.Gossip
+	}
+	return ""
+}
+
+func (x *NodeInfo) GetHeartbeatAgeMs() int64 {
+	if x != nil {
+		return x.HeartbeatAgeMs
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetReplicas() uint32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetLeaders() uint32 {
+	if x != nil {
+		return x.Leaders
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+type NodesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nodes []*NodeInfo            `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// The placement driver that answered.
+	LeaderNode    uint64 `protobuf:"varint,2,opt,name=leader_node,json=leaderNode,proto3" json:"leader_node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodesResponse) Reset() {
+	*x = NodesResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodesResponse) ProtoMessage() {}
+
+func (x *NodesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodesResponse.ProtoReflect.Descriptor instead.
+func (*NodesResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *NodesResponse) GetNodes() []*NodeInfo {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *NodesResponse) GetLeaderNode() uint64 {
+	if x != nil {
+		return x.LeaderNode
+	}
+	return 0
+}
+
 type RangeLookupRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -3461,7 +4324,7 @@ type RangeLookupRequest struct {
 
 func (x *RangeLookupRequest) Reset() {
 	*x = RangeLookupRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[47]
+	mi := &file_tesserapb_tessera_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3473,7 +4336,7 @@ func (x *RangeLookupRequest) String() string {
 func (*RangeLookupRequest) ProtoMessage() {}
 
 func (x *RangeLookupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[47]
+	mi := &file_tesserapb_tessera_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3486,7 +4349,7 @@ func (x *RangeLookupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeLookupRequest.ProtoReflect.Descriptor instead.
 func (*RangeLookupRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{47}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RangeLookupRequest) GetKey() []byte {
@@ -3508,7 +4371,7 @@ type RangeLookupResponse struct {
 
 func (x *RangeLookupResponse) Reset() {
 	*x = RangeLookupResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[48]
+	mi := &file_tesserapb_tessera_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3520,7 +4383,7 @@ func (x *RangeLookupResponse) String() string {
 func (*RangeLookupResponse) ProtoMessage() {}
 
 func (x *RangeLookupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[48]
+	mi := &file_tesserapb_tessera_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3533,7 +4396,7 @@ func (x *RangeLookupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeLookupResponse.ProtoReflect.Descriptor instead.
 func (*RangeLookupResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{48}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RangeLookupResponse) GetRangeDescriptor() *RangeDescriptor {
@@ -3562,7 +4425,7 @@ type RangeScanRequest struct {
 
 func (x *RangeScanRequest) Reset() {
 	*x = RangeScanRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[49]
+	mi := &file_tesserapb_tessera_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3574,7 +4437,7 @@ func (x *RangeScanRequest) String() string {
 func (*RangeScanRequest) ProtoMessage() {}
 
 func (x *RangeScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[49]
+	mi := &file_tesserapb_tessera_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3587,7 +4450,7 @@ func (x *RangeScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeScanRequest.ProtoReflect.Descriptor instead.
 func (*RangeScanRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{49}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RangeScanRequest) GetStartKey() []byte {
@@ -3618,7 +4481,7 @@ type RangeScanResponse struct {
 
 func (x *RangeScanResponse) Reset() {
 	*x = RangeScanResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[50]
+	mi := &file_tesserapb_tessera_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3630,7 +4493,7 @@ func (x *RangeScanResponse) String() string {
 func (*RangeScanResponse) ProtoMessage() {}
 
 func (x *RangeScanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[50]
+	mi := &file_tesserapb_tessera_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3643,7 +4506,7 @@ func (x *RangeScanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeScanResponse.ProtoReflect.Descriptor instead.
 func (*RangeScanResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{50}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RangeScanResponse) GetRanges() []*RangeDescriptor {
@@ -3683,7 +4546,7 @@ type RangeReportRequest struct {
 
 func (x *RangeReportRequest) Reset() {
 	*x = RangeReportRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[51]
+	mi := &file_tesserapb_tessera_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3695,7 +4558,7 @@ func (x *RangeReportRequest) String() string {
 func (*RangeReportRequest) ProtoMessage() {}
 
 func (x *RangeReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[51]
+	mi := &file_tesserapb_tessera_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3708,7 +4571,7 @@ func (x *RangeReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeReportRequest.ProtoReflect.Descriptor instead.
 func (*RangeReportRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{51}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RangeReportRequest) GetRanges() []*RangeDescriptor {
@@ -3729,7 +4592,7 @@ type RangeReportResponse struct {
 
 func (x *RangeReportResponse) Reset() {
 	*x = RangeReportResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[52]
+	mi := &file_tesserapb_tessera_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3741,7 +4604,7 @@ func (x *RangeReportResponse) String() string {
 func (*RangeReportResponse) ProtoMessage() {}
 
 func (x *RangeReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[52]
+	mi := &file_tesserapb_tessera_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3754,7 +4617,7 @@ func (x *RangeReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeReportResponse.ProtoReflect.Descriptor instead.
 func (*RangeReportResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{52}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *RangeReportResponse) GetRecorded() uint32 {
@@ -3783,7 +4646,7 @@ type TsoPart struct {
 
 func (x *TsoPart) Reset() {
 	*x = TsoPart{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[53]
+	mi := &file_tesserapb_tessera_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3795,7 +4658,7 @@ func (x *TsoPart) String() string {
 func (*TsoPart) ProtoMessage() {}
 
 func (x *TsoPart) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[53]
+	mi := &file_tesserapb_tessera_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3808,7 +4671,7 @@ func (x *TsoPart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TsoPart.ProtoReflect.Descriptor instead.
 func (*TsoPart) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{53}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *TsoPart) GetRangeId() uint64 {
@@ -3837,7 +4700,7 @@ type TsoWriter struct {
 
 func (x *TsoWriter) Reset() {
 	*x = TsoWriter{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[54]
+	mi := &file_tesserapb_tessera_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3849,7 +4712,7 @@ func (x *TsoWriter) String() string {
 func (*TsoWriter) ProtoMessage() {}
 
 func (x *TsoWriter) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[54]
+	mi := &file_tesserapb_tessera_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3862,7 +4725,7 @@ func (x *TsoWriter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TsoWriter.ProtoReflect.Descriptor instead.
 func (*TsoWriter) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{54}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *TsoWriter) GetRangeId() uint64 {
@@ -3937,7 +4800,7 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\fSplitTrigger\x12\x1b\n" +
 	"\tsplit_key\x18\x01 \x01(\fR\bsplitKey\x12$\n" +
 	"\x0eright_range_id\x18\x02 \x01(\x04R\frightRangeId\x12\x18\n" +
-	"\atrigger\x18\x03 \x01(\tR\atrigger\"\x9f\x04\n" +
+	"\atrigger\x18\x03 \x01(\tR\atrigger\"\xd8\x04\n" +
 	"\vMetaCommand\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\x04R\n" +
 	"proposalId\x12#\n" +
@@ -3950,7 +4813,9 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x11lease_checkpoints\x18\a \x03(\v2\x1b.tessera.v1.LeaseCheckpointR\x10leaseCheckpoints\x12!\n" +
 	"\fauth_request\x18\b \x01(\fR\vauthRequest\x12$\n" +
 	"\x0eauth_token_key\x18\t \x01(\fR\fauthTokenKey\x12,\n" +
-	"\x12allocate_range_ids\x18\x14 \x01(\rR\x10allocateRangeIds\x12F\n" +
+	"\x12allocate_range_ids\x18\x14 \x01(\rR\x10allocateRangeIds\x127\n" +
+	"\vnode_change\x182 \x01(\v2\x16.tessera.v1.NodeChangeR\n" +
+	"nodeChange\x12F\n" +
 	"\x10directory_update\x18\x1e \x03(\v2\x1b.tessera.v1.RangeDescriptorR\x0fdirectoryUpdate\"\xa3\x02\n" +
 	"\fRoutingError\x121\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1d.tessera.v1.RoutingError.CodeR\x04code\x12\x1f\n" +
@@ -4148,7 +5013,81 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x13FreezeRangeResponse\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12F\n" +
 	"\x10range_descriptor\x18\x02 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x0frangeDescriptor\x12=\n" +
-	"\rrouting_error\x18\x03 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"&\n" +
+	"\rrouting_error\x18\x03 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\"\x9b\x02\n" +
+	"\n" +
+	"NodeRecord\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
+	"\tpeer_urls\x18\x03 \x03(\tR\bpeerUrls\x12\x1f\n" +
+	"\vclient_urls\x18\x04 \x03(\tR\n" +
+	"clientUrls\x12\x1d\n" +
+	"\n" +
+	"is_learner\x18\x05 \x01(\bR\tisLearner\x122\n" +
+	"\x05state\x18\x06 \x01(\x0e2\x1c.tessera.v1.NodeRecord.StateR\x05state\x12\x1f\n" +
+	"\vgossip_addr\x18\a \x01(\tR\n" +
+	"gossipAddr\".\n" +
+	"\x05State\x12\n" +
+	"\n" +
+	"\x06ACTIVE\x10\x00\x12\f\n" +
+	"\bDRAINING\x10\x01\x12\v\n" +
+	"\aREMOVED\x10\x02\"\xad\x02\n" +
+	"\n" +
+	"NodeChange\x12)\n" +
+	"\x02op\x18\x01 \x01(\x0e2\x19.tessera.v1.NodeChange.OpR\x02op\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1b\n" +
+	"\tpeer_urls\x18\x04 \x03(\tR\bpeerUrls\x12\x1f\n" +
+	"\vclient_urls\x18\x05 \x03(\tR\n" +
+	"clientUrls\x12\x1d\n" +
+	"\n" +
+	"is_learner\x18\x06 \x01(\bR\tisLearner\x12\x1f\n" +
+	"\vgossip_addr\x18\a \x01(\tR\n" +
+	"gossipAddr\"I\n" +
+	"\x02Op\x12\b\n" +
+	"\x04NONE\x10\x00\x12\a\n" +
+	"\x03ADD\x10\x01\x12\n" +
+	"\n" +
+	"\x06REMOVE\x10\x02\x12\n" +
+	"\n" +
+	"\x06UPDATE\x10\x03\x12\v\n" +
+	"\aPROMOTE\x10\x04\x12\v\n" +
+	"\aPUBLISH\x10\x05\"C\n" +
+	"\x11NodeChangeRequest\x12.\n" +
+	"\x06change\x18\x01 \x01(\v2\x16.tessera.v1.NodeChangeR\x06change\"n\n" +
+	"\x12NodeChangeResponse\x12*\n" +
+	"\x04node\x18\x01 \x01(\v2\x16.tessera.v1.NodeRecordR\x04node\x12,\n" +
+	"\x05nodes\x18\x02 \x03(\v2\x16.tessera.v1.NodeRecordR\x05nodes\"\x12\n" +
+	"\x10NodeTableRequest\"}\n" +
+	"\x11NodeTableResponse\x12,\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x16.tessera.v1.NodeRecordR\x05nodes\x12:\n" +
+	"\tbootstrap\x18\x02 \x01(\v2\x1c.tessera.v1.ClusterBootstrapR\tbootstrap\"\xdd\x01\n" +
+	"\tRangeLoad\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x02 \x01(\x04R\tsizeBytes\x12\x10\n" +
+	"\x03qps\x18\x03 \x01(\x01R\x03qps\x12\x1b\n" +
+	"\tis_leader\x18\x04 \x01(\bR\bisLeader\x12\x1f\n" +
+	"\vleader_node\x18\x05 \x01(\x04R\n" +
+	"leaderNode\x12F\n" +
+	"\x10range_descriptor\x18\x06 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\x0frangeDescriptor\"\x81\x01\n" +
+	"\rNodeHeartbeat\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12-\n" +
+	"\x06ranges\x18\x02 \x03(\v2\x15.tessera.v1.RangeLoadR\x06ranges\x12(\n" +
+	"\x10disk_usage_bytes\x18\x03 \x01(\x04R\x0ediskUsageBytes\"\x17\n" +
+	"\x15NodeHeartbeatResponse\"\x0e\n" +
+	"\fNodesRequest\"\xe0\x01\n" +
+	"\bNodeInfo\x12*\n" +
+	"\x04node\x18\x01 \x01(\v2\x16.tessera.v1.NodeRecordR\x04node\x12\x1a\n" +
+	"\bliveness\x18\x02 \x01(\tR\bliveness\x12\x16\n" +
+	"\x06gossip\x18\x03 \x01(\tR\x06gossip\x12(\n" +
+	"\x10heartbeat_age_ms\x18\x04 \x01(\x03R\x0eheartbeatAgeMs\x12\x1a\n" +
+	"\breplicas\x18\x05 \x01(\rR\breplicas\x12\x18\n" +
+	"\aleaders\x18\x06 \x01(\rR\aleaders\x12\x14\n" +
+	"\x05bytes\x18\a \x01(\x04R\x05bytes\"\\\n" +
+	"\rNodesResponse\x12*\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x14.tessera.v1.NodeInfoR\x05nodes\x12\x1f\n" +
+	"\vleader_node\x18\x02 \x01(\x04R\n" +
+	"leaderNode\"&\n" +
 	"\x12RangeLookupRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\"\x9c\x01\n" +
 	"\x13RangeLookupResponse\x12F\n" +
@@ -4196,7 +5135,14 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\tRangeScan\x12\x1c.tessera.v1.RangeScanRequest\x1a\x1d.tessera.v1.RangeScanResponse\x12N\n" +
 	"\vRangeReport\x12\x1e.tessera.v1.RangeReportRequest\x1a\x1f.tessera.v1.RangeReportResponse2h\n" +
 	"\x13InternalMaintenance\x12Q\n" +
-	"\fRecentWrites\x12\x1f.tessera.v1.RecentWritesRequest\x1a .tessera.v1.RecentWritesResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
+	"\fRecentWrites\x12\x1f.tessera.v1.RecentWritesRequest\x1a .tessera.v1.RecentWritesResponse2\xac\x02\n" +
+	"\n" +
+	"Membership\x12K\n" +
+	"\n" +
+	"ChangeNode\x12\x1d.tessera.v1.NodeChangeRequest\x1a\x1e.tessera.v1.NodeChangeResponse\x12H\n" +
+	"\tNodeTable\x12\x1c.tessera.v1.NodeTableRequest\x1a\x1d.tessera.v1.NodeTableResponse\x12I\n" +
+	"\tHeartbeat\x12\x19.tessera.v1.NodeHeartbeat\x1a!.tessera.v1.NodeHeartbeatResponse\x12<\n" +
+	"\x05Nodes\x12\x18.tessera.v1.NodesRequest\x1a\x19.tessera.v1.NodesResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
 
 var (
 	file_tesserapb_tessera_proto_rawDescOnce sync.Once
@@ -4210,157 +5156,191 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 	return file_tesserapb_tessera_proto_rawDescData
 }
 
-var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
 var file_tesserapb_tessera_proto_goTypes = []any{
 	(ReplicaType)(0),                 // 0: tessera.v1.ReplicaType
 	(RoutingError_Code)(0),           // 1: tessera.v1.RoutingError.Code
-	(*RangeDescriptor)(nil),          // 2: tessera.v1.RangeDescriptor
-	(*ReplicaDescriptor)(nil),        // 3: tessera.v1.ReplicaDescriptor
-	(*NodeDescriptor)(nil),           // 4: tessera.v1.NodeDescriptor
-	(*ClusterBootstrap)(nil),         // 5: tessera.v1.ClusterBootstrap
-	(*ShardCommand)(nil),             // 6: tessera.v1.ShardCommand
-	(*MergeTrigger)(nil),             // 7: tessera.v1.MergeTrigger
-	(*SplitTrigger)(nil),             // 8: tessera.v1.SplitTrigger
-	(*MetaCommand)(nil),              // 9: tessera.v1.MetaCommand
-	(*RoutingError)(nil),             // 10: tessera.v1.RoutingError
-	(*ExecuteRequest)(nil),           // 11: tessera.v1.ExecuteRequest
-	(*ExecuteResponse)(nil),          // 12: tessera.v1.ExecuteResponse
-	(*TsoRequest)(nil),               // 13: tessera.v1.TsoRequest
-	(*TsoResponse)(nil),              // 14: tessera.v1.TsoResponse
-	(*RangesRequest)(nil),            // 15: tessera.v1.RangesRequest
-	(*RangeStatus)(nil),              // 16: tessera.v1.RangeStatus
-	(*RangesResponse)(nil),           // 17: tessera.v1.RangesResponse
-	(*FeedRequest)(nil),              // 18: tessera.v1.FeedRequest
-	(*FeedRevision)(nil),             // 19: tessera.v1.FeedRevision
-	(*FeedResponse)(nil),             // 20: tessera.v1.FeedResponse
-	(*HashRequest)(nil),              // 21: tessera.v1.HashRequest
-	(*HashResponse)(nil),             // 22: tessera.v1.HashResponse
-	(*TransferLeaderRequest)(nil),    // 23: tessera.v1.TransferLeaderRequest
-	(*TransferLeaderResponse)(nil),   // 24: tessera.v1.TransferLeaderResponse
-	(*LeaseLookupRequest)(nil),       // 25: tessera.v1.LeaseLookupRequest
-	(*LeaseLookupResponse)(nil),      // 26: tessera.v1.LeaseLookupResponse
-	(*LeaseRef)(nil),                 // 27: tessera.v1.LeaseRef
-	(*LeaseRecord)(nil),              // 28: tessera.v1.LeaseRecord
-	(*LeaseCheckpoint)(nil),          // 29: tessera.v1.LeaseCheckpoint
-	(*AuthRecord)(nil),               // 30: tessera.v1.AuthRecord
-	(*AuthStateRequest)(nil),         // 31: tessera.v1.AuthStateRequest
-	(*SnapshotRecord)(nil),           // 32: tessera.v1.SnapshotRecord
-	(*SnapshotHeader)(nil),           // 33: tessera.v1.SnapshotHeader
-	(*SnapshotKVs)(nil),              // 34: tessera.v1.SnapshotKVs
-	(*SnapshotFooter)(nil),           // 35: tessera.v1.SnapshotFooter
-	(*RecentWritesRequest)(nil),      // 36: tessera.v1.RecentWritesRequest
-	(*RecentWritesResponse)(nil),     // 37: tessera.v1.RecentWritesResponse
-	(*ClosedRevision)(nil),           // 38: tessera.v1.ClosedRevision
-	(*CloseRevisionsRequest)(nil),    // 39: tessera.v1.CloseRevisionsRequest
-	(*CloseRevisionsResponse)(nil),   // 40: tessera.v1.CloseRevisionsResponse
-	(*SplitRangeRequest)(nil),        // 41: tessera.v1.SplitRangeRequest
-	(*SplitRangeResponse)(nil),       // 42: tessera.v1.SplitRangeResponse
-	(*AllocateRangeIDsRequest)(nil),  // 43: tessera.v1.AllocateRangeIDsRequest
-	(*AllocateRangeIDsResponse)(nil), // 44: tessera.v1.AllocateRangeIDsResponse
-	(*MergeRangeRequest)(nil),        // 45: tessera.v1.MergeRangeRequest
-	(*MergeRangeResponse)(nil),       // 46: tessera.v1.MergeRangeResponse
-	(*FreezeRangeRequest)(nil),       // 47: tessera.v1.FreezeRangeRequest
-	(*FreezeRangeResponse)(nil),      // 48: tessera.v1.FreezeRangeResponse
-	(*RangeLookupRequest)(nil),       // 49: tessera.v1.RangeLookupRequest
-	(*RangeLookupResponse)(nil),      // 50: tessera.v1.RangeLookupResponse
-	(*RangeScanRequest)(nil),         // 51: tessera.v1.RangeScanRequest
-	(*RangeScanResponse)(nil),        // 52: tessera.v1.RangeScanResponse
-	(*RangeReportRequest)(nil),       // 53: tessera.v1.RangeReportRequest
-	(*RangeReportResponse)(nil),      // 54: tessera.v1.RangeReportResponse
-	(*TsoPart)(nil),                  // 55: tessera.v1.TsoPart
-	(*TsoWriter)(nil),                // 56: tessera.v1.TsoWriter
+	(NodeRecord_State)(0),            // 2: tessera.v1.NodeRecord.State
+	(NodeChange_Op)(0),               // 3: tessera.v1.NodeChange.Op
+	(*RangeDescriptor)(nil),          // 4: tessera.v1.RangeDescriptor
+	(*ReplicaDescriptor)(nil),        // 5: tessera.v1.ReplicaDescriptor
+	(*NodeDescriptor)(nil),           // 6: tessera.v1.NodeDescriptor
+	(*ClusterBootstrap)(nil),         // 7: tessera.v1.ClusterBootstrap
+	(*ShardCommand)(nil),             // 8: tessera.v1.ShardCommand
+	(*MergeTrigger)(nil),             // 9: tessera.v1.MergeTrigger
+	(*SplitTrigger)(nil),             // 10: tessera.v1.SplitTrigger
+	(*MetaCommand)(nil),              // 11: tessera.v1.MetaCommand
+	(*RoutingError)(nil),             // 12: tessera.v1.RoutingError
+	(*ExecuteRequest)(nil),           // 13: tessera.v1.ExecuteRequest
+	(*ExecuteResponse)(nil),          // 14: tessera.v1.ExecuteResponse
+	(*TsoRequest)(nil),               // 15: tessera.v1.TsoRequest
+	(*TsoResponse)(nil),              // 16: tessera.v1.TsoResponse
+	(*RangesRequest)(nil),            // 17: tessera.v1.RangesRequest
+	(*RangeStatus)(nil),              // 18: tessera.v1.RangeStatus
+	(*RangesResponse)(nil),           // 19: tessera.v1.RangesResponse
+	(*FeedRequest)(nil),              // 20: tessera.v1.FeedRequest
+	(*FeedRevision)(nil),             // 21: tessera.v1.FeedRevision
+	(*FeedResponse)(nil),             // 22: tessera.v1.FeedResponse
+	(*HashRequest)(nil),              // 23: tessera.v1.HashRequest
+	(*HashResponse)(nil),             // 24: tessera.v1.HashResponse
+	(*TransferLeaderRequest)(nil),    // 25: tessera.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil),   // 26: tessera.v1.TransferLeaderResponse
+	(*LeaseLookupRequest)(nil),       // 27: tessera.v1.LeaseLookupRequest
+	(*LeaseLookupResponse)(nil),      // 28: tessera.v1.LeaseLookupResponse
+	(*LeaseRef)(nil),                 // 29: tessera.v1.LeaseRef
+	(*LeaseRecord)(nil),              // 30: tessera.v1.LeaseRecord
+	(*LeaseCheckpoint)(nil),          // 31: tessera.v1.LeaseCheckpoint
+	(*AuthRecord)(nil),               // 32: tessera.v1.AuthRecord
+	(*AuthStateRequest)(nil),         // 33: tessera.v1.AuthStateRequest
+	(*SnapshotRecord)(nil),           // 34: tessera.v1.SnapshotRecord
+	(*SnapshotHeader)(nil),           // 35: tessera.v1.SnapshotHeader
+	(*SnapshotKVs)(nil),              // 36: tessera.v1.SnapshotKVs
+	(*SnapshotFooter)(nil),           // 37: tessera.v1.SnapshotFooter
+	(*RecentWritesRequest)(nil),      // 38: tessera.v1.RecentWritesRequest
+	(*RecentWritesResponse)(nil),     // 39: tessera.v1.RecentWritesResponse
+	(*ClosedRevision)(nil),           // 40: tessera.v1.ClosedRevision
+	(*CloseRevisionsRequest)(nil),    // 41: tessera.v1.CloseRevisionsRequest
+	(*CloseRevisionsResponse)(nil),   // 42: tessera.v1.CloseRevisionsResponse
+	(*SplitRangeRequest)(nil),        // 43: tessera.v1.SplitRangeRequest
+	(*SplitRangeResponse)(nil),       // 44: tessera.v1.SplitRangeResponse
+	(*AllocateRangeIDsRequest)(nil),  // 45: tessera.v1.AllocateRangeIDsRequest
+	(*AllocateRangeIDsResponse)(nil), // 46: tessera.v1.AllocateRangeIDsResponse
+	(*MergeRangeRequest)(nil),        // 47: tessera.v1.MergeRangeRequest
+	(*MergeRangeResponse)(nil),       // 48: tessera.v1.MergeRangeResponse
+	(*FreezeRangeRequest)(nil),       // 49: tessera.v1.FreezeRangeRequest
+	(*FreezeRangeResponse)(nil),      // 50: tessera.v1.FreezeRangeResponse
+	(*NodeRecord)(nil),               // 51: tessera.v1.NodeRecord
+	(*NodeChange)(nil),               // 52: tessera.v1.NodeChange
+	(*NodeChangeRequest)(nil),        // 53: tessera.v1.NodeChangeRequest
+	(*NodeChangeResponse)(nil),       // 54: tessera.v1.NodeChangeResponse
+	(*NodeTableRequest)(nil),         // 55: tessera.v1.NodeTableRequest
+	(*NodeTableResponse)(nil),        // 56: tessera.v1.NodeTableResponse
+	(*RangeLoad)(nil),                // 57: tessera.v1.RangeLoad
+	(*NodeHeartbeat)(nil),            // 58: tessera.v1.NodeHeartbeat
+	(*NodeHeartbeatResponse)(nil),    // 59: tessera.v1.NodeHeartbeatResponse
+	(*NodesRequest)(nil),             // 60: tessera.v1.NodesRequest
+	(*NodeInfo)(nil),                 // 61: tessera.v1.NodeInfo
+	(*NodesResponse)(nil),            // 62: tessera.v1.NodesResponse
+	(*RangeLookupRequest)(nil),       // 63: tessera.v1.RangeLookupRequest
+	(*RangeLookupResponse)(nil),      // 64: tessera.v1.RangeLookupResponse
+	(*RangeScanRequest)(nil),         // 65: tessera.v1.RangeScanRequest
+	(*RangeScanResponse)(nil),        // 66: tessera.v1.RangeScanResponse
+	(*RangeReportRequest)(nil),       // 67: tessera.v1.RangeReportRequest
+	(*RangeReportResponse)(nil),      // 68: tessera.v1.RangeReportResponse
+	(*TsoPart)(nil),                  // 69: tessera.v1.TsoPart
+	(*TsoWriter)(nil),                // 70: tessera.v1.TsoWriter
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
-	3,  // 0: tessera.v1.RangeDescriptor.replicas:type_name -> tessera.v1.ReplicaDescriptor
+	5,  // 0: tessera.v1.RangeDescriptor.replicas:type_name -> tessera.v1.ReplicaDescriptor
 	0,  // 1: tessera.v1.ReplicaDescriptor.type:type_name -> tessera.v1.ReplicaType
-	4,  // 2: tessera.v1.ClusterBootstrap.nodes:type_name -> tessera.v1.NodeDescriptor
-	2,  // 3: tessera.v1.ClusterBootstrap.ranges:type_name -> tessera.v1.RangeDescriptor
-	2,  // 4: tessera.v1.ClusterBootstrap.meta:type_name -> tessera.v1.RangeDescriptor
-	27, // 5: tessera.v1.ShardCommand.leases:type_name -> tessera.v1.LeaseRef
-	27, // 6: tessera.v1.ShardCommand.revoke_leases:type_name -> tessera.v1.LeaseRef
-	8,  // 7: tessera.v1.ShardCommand.split:type_name -> tessera.v1.SplitTrigger
-	7,  // 8: tessera.v1.ShardCommand.merge:type_name -> tessera.v1.MergeTrigger
-	2,  // 9: tessera.v1.MergeTrigger.right:type_name -> tessera.v1.RangeDescriptor
-	28, // 10: tessera.v1.MetaCommand.lease_grant:type_name -> tessera.v1.LeaseRecord
-	27, // 11: tessera.v1.MetaCommand.lease_revoke:type_name -> tessera.v1.LeaseRef
-	29, // 12: tessera.v1.MetaCommand.lease_checkpoints:type_name -> tessera.v1.LeaseCheckpoint
-	2,  // 13: tessera.v1.MetaCommand.directory_update:type_name -> tessera.v1.RangeDescriptor
-	1,  // 14: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
-	2,  // 15: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	27, // 16: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
-	27, // 17: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
-	10, // 18: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
-	55, // 19: tessera.v1.TsoRequest.parts:type_name -> tessera.v1.TsoPart
-	56, // 20: tessera.v1.TsoResponse.writers:type_name -> tessera.v1.TsoWriter
-	2,  // 21: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	16, // 22: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
-	19, // 23: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
-	10, // 24: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
-	10, // 25: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
-	10, // 26: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
-	27, // 27: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
-	10, // 28: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
-	33, // 29: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
-	34, // 30: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
-	35, // 31: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
-	2,  // 32: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
-	10, // 33: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
-	38, // 34: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
-	38, // 35: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
-	2,  // 36: tessera.v1.SplitRangeResponse.left:type_name -> tessera.v1.RangeDescriptor
-	2,  // 37: tessera.v1.SplitRangeResponse.right:type_name -> tessera.v1.RangeDescriptor
-	10, // 38: tessera.v1.SplitRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
-	10, // 39: tessera.v1.AllocateRangeIDsResponse.routing_error:type_name -> tessera.v1.RoutingError
-	2,  // 40: tessera.v1.MergeRangeResponse.merged:type_name -> tessera.v1.RangeDescriptor
-	10, // 41: tessera.v1.MergeRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
-	2,  // 42: tessera.v1.FreezeRangeResponse.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	10, // 43: tessera.v1.FreezeRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
-	2,  // 44: tessera.v1.RangeLookupResponse.range_descriptor:type_name -> tessera.v1.RangeDescriptor
-	10, // 45: tessera.v1.RangeLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
-	2,  // 46: tessera.v1.RangeScanResponse.ranges:type_name -> tessera.v1.RangeDescriptor
-	10, // 47: tessera.v1.RangeScanResponse.routing_error:type_name -> tessera.v1.RoutingError
-	2,  // 48: tessera.v1.RangeReportRequest.ranges:type_name -> tessera.v1.RangeDescriptor
-	10, // 49: tessera.v1.RangeReportResponse.routing_error:type_name -> tessera.v1.RoutingError
-	11, // 50: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
-	13, // 51: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
-	15, // 52: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
-	18, // 53: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
-	21, // 54: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
-	23, // 55: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
-	25, // 56: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
-	31, // 57: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
-	39, // 58: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
-	41, // 59: tessera.v1.Internal.SplitRange:input_type -> tessera.v1.SplitRangeRequest
-	43, // 60: tessera.v1.Internal.AllocateRangeIDs:input_type -> tessera.v1.AllocateRangeIDsRequest
-	45, // 61: tessera.v1.Internal.MergeRange:input_type -> tessera.v1.MergeRangeRequest
-	47, // 62: tessera.v1.Internal.FreezeRange:input_type -> tessera.v1.FreezeRangeRequest
-	49, // 63: tessera.v1.Internal.RangeLookup:input_type -> tessera.v1.RangeLookupRequest
-	51, // 64: tessera.v1.Internal.RangeScan:input_type -> tessera.v1.RangeScanRequest
-	53, // 65: tessera.v1.Internal.RangeReport:input_type -> tessera.v1.RangeReportRequest
-	36, // 66: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
-	12, // 67: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	14, // 68: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	17, // 69: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	20, // 70: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	22, // 71: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	24, // 72: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	26, // 73: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
-	30, // 74: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
-	40, // 75: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
-	42, // 76: tessera.v1.Internal.SplitRange:output_type -> tessera.v1.SplitRangeResponse
-	44, // 77: tessera.v1.Internal.AllocateRangeIDs:output_type -> tessera.v1.AllocateRangeIDsResponse
-	46, // 78: tessera.v1.Internal.MergeRange:output_type -> tessera.v1.MergeRangeResponse
-	48, // 79: tessera.v1.Internal.FreezeRange:output_type -> tessera.v1.FreezeRangeResponse
-	50, // 80: tessera.v1.Internal.RangeLookup:output_type -> tessera.v1.RangeLookupResponse
-	52, // 81: tessera.v1.Internal.RangeScan:output_type -> tessera.v1.RangeScanResponse
-	54, // 82: tessera.v1.Internal.RangeReport:output_type -> tessera.v1.RangeReportResponse
-	37, // 83: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
-	67, // [67:84] is the sub-list for method output_type
-	50, // [50:67] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	6,  // 2: tessera.v1.ClusterBootstrap.nodes:type_name -> tessera.v1.NodeDescriptor
+	4,  // 3: tessera.v1.ClusterBootstrap.ranges:type_name -> tessera.v1.RangeDescriptor
+	4,  // 4: tessera.v1.ClusterBootstrap.meta:type_name -> tessera.v1.RangeDescriptor
+	29, // 5: tessera.v1.ShardCommand.leases:type_name -> tessera.v1.LeaseRef
+	29, // 6: tessera.v1.ShardCommand.revoke_leases:type_name -> tessera.v1.LeaseRef
+	10, // 7: tessera.v1.ShardCommand.split:type_name -> tessera.v1.SplitTrigger
+	9,  // 8: tessera.v1.ShardCommand.merge:type_name -> tessera.v1.MergeTrigger
+	4,  // 9: tessera.v1.MergeTrigger.right:type_name -> tessera.v1.RangeDescriptor
+	30, // 10: tessera.v1.MetaCommand.lease_grant:type_name -> tessera.v1.LeaseRecord
+	29, // 11: tessera.v1.MetaCommand.lease_revoke:type_name -> tessera.v1.LeaseRef
+	31, // 12: tessera.v1.MetaCommand.lease_checkpoints:type_name -> tessera.v1.LeaseCheckpoint
+	52, // 13: tessera.v1.MetaCommand.node_change:type_name -> tessera.v1.NodeChange
+	4,  // 14: tessera.v1.MetaCommand.directory_update:type_name -> tessera.v1.RangeDescriptor
+	1,  // 15: tessera.v1.RoutingError.code:type_name -> tessera.v1.RoutingError.Code
+	4,  // 16: tessera.v1.RoutingError.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	29, // 17: tessera.v1.ExecuteRequest.leases:type_name -> tessera.v1.LeaseRef
+	29, // 18: tessera.v1.ExecuteRequest.revoke_leases:type_name -> tessera.v1.LeaseRef
+	12, // 19: tessera.v1.ExecuteResponse.routing_error:type_name -> tessera.v1.RoutingError
+	69, // 20: tessera.v1.TsoRequest.parts:type_name -> tessera.v1.TsoPart
+	70, // 21: tessera.v1.TsoResponse.writers:type_name -> tessera.v1.TsoWriter
+	4,  // 22: tessera.v1.RangeStatus.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	18, // 23: tessera.v1.RangesResponse.ranges:type_name -> tessera.v1.RangeStatus
+	21, // 24: tessera.v1.FeedResponse.revisions:type_name -> tessera.v1.FeedRevision
+	12, // 25: tessera.v1.FeedResponse.routing_error:type_name -> tessera.v1.RoutingError
+	12, // 26: tessera.v1.HashResponse.routing_error:type_name -> tessera.v1.RoutingError
+	12, // 27: tessera.v1.TransferLeaderResponse.routing_error:type_name -> tessera.v1.RoutingError
+	29, // 28: tessera.v1.LeaseLookupResponse.leases:type_name -> tessera.v1.LeaseRef
+	12, // 29: tessera.v1.LeaseLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
+	35, // 30: tessera.v1.SnapshotRecord.header:type_name -> tessera.v1.SnapshotHeader
+	36, // 31: tessera.v1.SnapshotRecord.kvs:type_name -> tessera.v1.SnapshotKVs
+	37, // 32: tessera.v1.SnapshotRecord.footer:type_name -> tessera.v1.SnapshotFooter
+	4,  // 33: tessera.v1.SnapshotHeader.ranges:type_name -> tessera.v1.RangeDescriptor
+	12, // 34: tessera.v1.RecentWritesResponse.routing_error:type_name -> tessera.v1.RoutingError
+	40, // 35: tessera.v1.CloseRevisionsRequest.proposals:type_name -> tessera.v1.ClosedRevision
+	40, // 36: tessera.v1.CloseRevisionsRequest.confirmed:type_name -> tessera.v1.ClosedRevision
+	4,  // 37: tessera.v1.SplitRangeResponse.left:type_name -> tessera.v1.RangeDescriptor
+	4,  // 38: tessera.v1.SplitRangeResponse.right:type_name -> tessera.v1.RangeDescriptor
+	12, // 39: tessera.v1.SplitRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
+	12, // 40: tessera.v1.AllocateRangeIDsResponse.routing_error:type_name -> tessera.v1.RoutingError
+	4,  // 41: tessera.v1.MergeRangeResponse.merged:type_name -> tessera.v1.RangeDescriptor
+	12, // 42: tessera.v1.MergeRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
+	4,  // 43: tessera.v1.FreezeRangeResponse.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	12, // 44: tessera.v1.FreezeRangeResponse.routing_error:type_name -> tessera.v1.RoutingError
+	2,  // 45: tessera.v1.NodeRecord.state:type_name -> tessera.v1.NodeRecord.State
+	3,  // 46: tessera.v1.NodeChange.op:type_name -> tessera.v1.NodeChange.Op
+	52, // 47: tessera.v1.NodeChangeRequest.change:type_name -> tessera.v1.NodeChange
+	51, // 48: tessera.v1.NodeChangeResponse.node:type_name -> tessera.v1.NodeRecord
+	51, // 49: tessera.v1.NodeChangeResponse.nodes:type_name -> tessera.v1.NodeRecord
+	51, // 50: tessera.v1.NodeTableResponse.nodes:type_name -> tessera.v1.NodeRecord
+	7,  // 51: tessera.v1.NodeTableResponse.bootstrap:type_name -> tessera.v1.ClusterBootstrap
+	4,  // 52: tessera.v1.RangeLoad.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	57, // 53: tessera.v1.NodeHeartbeat.ranges:type_name -> tessera.v1.RangeLoad
+	51, // 54: tessera.v1.NodeInfo.node:type_name -> tessera.v1.NodeRecord
+	61, // 55: tessera.v1.NodesResponse.nodes:type_name -> tessera.v1.NodeInfo
+	4,  // 56: tessera.v1.RangeLookupResponse.range_descriptor:type_name -> tessera.v1.RangeDescriptor
+	12, // 57: tessera.v1.RangeLookupResponse.routing_error:type_name -> tessera.v1.RoutingError
+	4,  // 58: tessera.v1.RangeScanResponse.ranges:type_name -> tessera.v1.RangeDescriptor
+	12, // 59: tessera.v1.RangeScanResponse.routing_error:type_name -> tessera.v1.RoutingError
+	4,  // 60: tessera.v1.RangeReportRequest.ranges:type_name -> tessera.v1.RangeDescriptor
+	12, // 61: tessera.v1.RangeReportResponse.routing_error:type_name -> tessera.v1.RoutingError
+	13, // 62: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
+	15, // 63: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
+	17, // 64: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
+	20, // 65: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
+	23, // 66: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
+	25, // 67: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
+	27, // 68: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
+	33, // 69: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
+	41, // 70: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
+	43, // 71: tessera.v1.Internal.SplitRange:input_type -> tessera.v1.SplitRangeRequest
+	45, // 72: tessera.v1.Internal.AllocateRangeIDs:input_type -> tessera.v1.AllocateRangeIDsRequest
+	47, // 73: tessera.v1.Internal.MergeRange:input_type -> tessera.v1.MergeRangeRequest
+	49, // 74: tessera.v1.Internal.FreezeRange:input_type -> tessera.v1.FreezeRangeRequest
+	63, // 75: tessera.v1.Internal.RangeLookup:input_type -> tessera.v1.RangeLookupRequest
+	65, // 76: tessera.v1.Internal.RangeScan:input_type -> tessera.v1.RangeScanRequest
+	67, // 77: tessera.v1.Internal.RangeReport:input_type -> tessera.v1.RangeReportRequest
+	38, // 78: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
+	53, // 79: tessera.v1.Membership.ChangeNode:input_type -> tessera.v1.NodeChangeRequest
+	55, // 80: tessera.v1.Membership.NodeTable:input_type -> tessera.v1.NodeTableRequest
+	58, // 81: tessera.v1.Membership.Heartbeat:input_type -> tessera.v1.NodeHeartbeat
+	60, // 82: tessera.v1.Membership.Nodes:input_type -> tessera.v1.NodesRequest
+	14, // 83: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	16, // 84: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	19, // 85: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	22, // 86: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	24, // 87: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	26, // 88: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	28, // 89: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
+	32, // 90: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
+	42, // 91: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
+	44, // 92: tessera.v1.Internal.SplitRange:output_type -> tessera.v1.SplitRangeResponse
+	46, // 93: tessera.v1.Internal.AllocateRangeIDs:output_type -> tessera.v1.AllocateRangeIDsResponse
+	48, // 94: tessera.v1.Internal.MergeRange:output_type -> tessera.v1.MergeRangeResponse
+	50, // 95: tessera.v1.Internal.FreezeRange:output_type -> tessera.v1.FreezeRangeResponse
+	64, // 96: tessera.v1.Internal.RangeLookup:output_type -> tessera.v1.RangeLookupResponse
+	66, // 97: tessera.v1.Internal.RangeScan:output_type -> tessera.v1.RangeScanResponse
+	68, // 98: tessera.v1.Internal.RangeReport:output_type -> tessera.v1.RangeReportResponse
+	39, // 99: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
+	54, // 100: tessera.v1.Membership.ChangeNode:output_type -> tessera.v1.NodeChangeResponse
+	56, // 101: tessera.v1.Membership.NodeTable:output_type -> tessera.v1.NodeTableResponse
+	59, // 102: tessera.v1.Membership.Heartbeat:output_type -> tessera.v1.NodeHeartbeatResponse
+	62, // 103: tessera.v1.Membership.Nodes:output_type -> tessera.v1.NodesResponse
+	83, // [83:104] is the sub-list for method output_type
+	62, // [62:83] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_tesserapb_tessera_proto_init() }
@@ -4378,10 +5358,10 @@ func file_tesserapb_tessera_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   55,
+			NumEnums:      4,
+			NumMessages:   67,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_tesserapb_tessera_proto_goTypes,
 		DependencyIndexes: file_tesserapb_tessera_proto_depIdxs,

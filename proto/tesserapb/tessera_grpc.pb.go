@@ -857,3 +857,227 @@ var InternalMaintenance_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "tesserapb/tessera.proto",
 }
+
+const (
+	Membership_ChangeNode_FullMethodName = "/tessera.v1.Membership/ChangeNode"
+	Membership_NodeTable_FullMethodName  = "/tessera.v1.Membership/NodeTable"
+	Membership_Heartbeat_FullMethodName  = "/tessera.v1.Membership/Heartbeat"
+	Membership_Nodes_FullMethodName      = "/tessera.v1.Membership/Nodes"
+)
+
+// MembershipClient is the client API for Membership service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Membership is the node table's service on the peer port: changes and
+// reads go to the meta group's leader (other nodes forward), joining nodes
+// ask any member for the table, nodes send heartbeats, tessctl lists nodes.
+type MembershipClient interface {
+	ChangeNode(ctx context.Context, in *NodeChangeRequest, opts ...grpc.CallOption) (*NodeChangeResponse, error)
+	NodeTable(ctx context.Context, in *NodeTableRequest, opts ...grpc.CallOption) (*NodeTableResponse, error)
+	Heartbeat(ctx context.Context, in *NodeHeartbeat, opts ...grpc.CallOption) (*NodeHeartbeatResponse, error)
+	Nodes(ctx context.Context, in *NodesRequest, opts ...grpc.CallOption) (*NodesResponse, error)
+}
+
+type membershipClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewMembershipClient(cc grpc.ClientConnInterface) MembershipClient {
+	return &membershipClient{cc}
+}
+
+func (c *membershipClient) ChangeNode(ctx context.Context, in *NodeChangeRequest, opts ...grpc.CallOption) (*NodeChangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeChangeResponse)
+	err := c.cc.Invoke(ctx, Membership_ChangeNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *membershipClient) NodeTable(ctx context.Context, in *NodeTableRequest, opts ...grpc.CallOption) (*NodeTableResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeTableResponse)
+	err := c.cc.Invoke(ctx, Membership_NodeTable_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *membershipClient) Heartbeat(ctx context.Context, in *NodeHeartbeat, opts ...grpc.CallOption) (*NodeHeartbeatResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeHeartbeatResponse)
+	err := c.cc.Invoke(ctx, Membership_Heartbeat_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *membershipClient) Nodes(ctx context.Context, in *NodesRequest, opts ...grpc.CallOption) (*NodesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodesResponse)
+	err := c.cc.Invoke(ctx, Membership_Nodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// MembershipServer is the server API for Membership service.
+// All implementations must embed UnimplementedMembershipServer
+// for forward compatibility.
+//
+// Membership is the node table's service on the peer port: changes and
+// reads go to the meta group's leader (other nodes forward), joining nodes
+// ask any member for the table, nodes send heartbeats, tessctl lists nodes.
+type MembershipServer interface {
+	ChangeNode(context.Context, *NodeChangeRequest) (*NodeChangeResponse, error)
+	NodeTable(context.Context, *NodeTableRequest) (*NodeTableResponse, error)
+	Heartbeat(context.Context, *NodeHeartbeat) (*NodeHeartbeatResponse, error)
+	Nodes(context.Context, *NodesRequest) (*NodesResponse, error)
+	mustEmbedUnimplementedMembershipServer()
+}
+
+// UnimplementedMembershipServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedMembershipServer struct{}
+
+func (UnimplementedMembershipServer) ChangeNode(context.Context, *NodeChangeRequest) (*NodeChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ChangeNode not implemented")
+}
+func (UnimplementedMembershipServer) NodeTable(context.Context, *NodeTableRequest) (*NodeTableResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method NodeTable not implemented")
+}
+func (UnimplementedMembershipServer) Heartbeat(context.Context, *NodeHeartbeat) (*NodeHeartbeatResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Heartbeat not implemented")
+}
+func (UnimplementedMembershipServer) Nodes(context.Context, *NodesRequest) (*NodesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Nodes not implemented")
+}
+func (UnimplementedMembershipServer) mustEmbedUnimplementedMembershipServer() {}
+func (UnimplementedMembershipServer) testEmbeddedByValue()                    {}
+
+// UnsafeMembershipServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to MembershipServer will
+// result in compilation errors.
+type UnsafeMembershipServer interface {
+	mustEmbedUnimplementedMembershipServer()
+}
+
+func RegisterMembershipServer(s grpc.ServiceRegistrar, srv MembershipServer) {
+	// If the following call panics, it indicates UnimplementedMembershipServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Membership_ServiceDesc, srv)
+}
+
+func _Membership_ChangeNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NodeChangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MembershipServer).ChangeNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Membership_ChangeNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MembershipServer).ChangeNode(ctx, req.(*NodeChangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Membership_NodeTable_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NodeTableRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MembershipServer).NodeTable(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Membership_NodeTable_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MembershipServer).NodeTable(ctx, req.(*NodeTableRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Membership_Heartbeat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NodeHeartbeat)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MembershipServer).Heartbeat(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Membership_Heartbeat_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MembershipServer).Heartbeat(ctx, req.(*NodeHeartbeat))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Membership_Nodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NodesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MembershipServer).Nodes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Membership_Nodes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MembershipServer).Nodes(ctx, req.(*NodesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Membership_ServiceDesc is the grpc.ServiceDesc for Membership service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Membership_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "tessera.v1.Membership",
+	HandlerType: (*MembershipServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ChangeNode",
+			Handler:    _Membership_ChangeNode_Handler,
+		},
+		{
+			MethodName: "NodeTable",
+			Handler:    _Membership_NodeTable_Handler,
+		},
+		{
+			MethodName: "Heartbeat",
+			Handler:    _Membership_Heartbeat_Handler,
+		},
+		{
+			MethodName: "Nodes",
+			Handler:    _Membership_Nodes_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "tesserapb/tessera.proto",
+}

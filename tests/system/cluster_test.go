@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/tesseradb/tessera/placement"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/tests/proccluster"
 )
@@ -102,6 +103,15 @@ func newCluster(t *testing.T, cfg clusterConfig) *cluster {
 	}
 	wrapped := map[int]*node{}
 	pcfg.Prepare = func(pn *proccluster.Node) error {
+		if cfg.binary == "" {
+			// Tessera gossips on a port of its own (default 7946, one
+			// node per host): a free one per node.
+			addr, err := placement.FreeGossipAddr()
+			if err != nil {
+				return err
+			}
+			pn.Args = append(pn.Args, "--gossip-addr", addr)
+		}
 		n := wrapNode(t, pn, cfg)
 		if cfg.prepare != nil {
 			cfg.prepare(n)

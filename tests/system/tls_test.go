@@ -176,38 +176,7 @@ func TestTLSPeerIdentity(t *testing.T) {
 	}
 	n2cert, n2key := tc.peerCA.Dir+"/node2-peer.pem", tc.peerCA.Dir+"/node2-peer-key.pem"
 
-	// stream opens a raft stream to node1 presenting cfg's certificate,
-	// sends one empty batch claiming to come from `from`, and returns how
-	// the stream ended (nil: still open after the batch was taken).
-	stream := func(cfg *tls.Config, from uint64) error {
-		conn, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s, err := raftrpc.NewRaftTransportClient(conn).RaftMessages(ctx)
-		if err != nil {
-			return err
-		}
-		if err := s.Send(&raftrpc.RaftBatch{FromNode: from, ToNode: target.id}); err != nil && !errors.Is(err, context.Canceled) {
-			_, err = s.Recv()
-			return err
-		}
-		// The server refuses at the first batch; a refusal ends the stream
-		// at once, an accepted stream stays open until ctx ends.
-		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
-		defer rcancel()
-		done := make(chan error, 1)
-		go func() { _, err := s.Recv(); done <- err }()
-		select {
-		case err := <-done:
-			return err
-		case <-rctx.Done():
-			return nil
-		}
-	}
+	stream := func(cfg *tls.Config, from uint64) error { return raftStreamAs(u.Host, target.id, cfg, from) }
 	impostor := testcerts.ClientConfig(t, tc.peerCA, n2cert, n2key)
 	err = stream(impostor, 3)
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "certificate of n2") {
@@ -421,5 +390,39 @@ func TestTLSGateway(t *testing.T) {
 	}
 	if code, body := post("/v3/kv/range", `{"key":"YQ=="}`, ""); code != http.StatusOK || !strings.Contains(body, `"value":"Yg=="`) {
 		t.Fatalf("range through the gateway over TLS: %d %s", code, body)
+	}
+}
+
+// raftStreamAs opens a raft stream to the node at peer address host (node
+// id to) presenting cfg's certificate, sends one empty batch claiming to
+// come from `from`, and returns how the stream ended (nil: still open
+// after the batch was taken).
+func raftStreamAs(host string, to uint64, cfg *tls.Config, from uint64) error {
+	conn, err := grpc.NewClient(host, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := raftrpc.NewRaftTransportClient(conn).RaftMessages(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.Send(&raftrpc.RaftBatch{FromNode: from, ToNode: to}); err != nil && !errors.Is(err, context.Canceled) {
+		_, err = s.Recv()
+		return err
+	}
+	// The server refuses at the first batch; a refusal ends the stream
+	// at once, an accepted stream stays open until ctx ends.
+	rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer rcancel()
+	done := make(chan error, 1)
+	go func() { _, err := s.Recv(); done <- err }()
+	select {
+	case err := <-done:
+		return err
+	case <-rctx.Done():
+		return nil
 	}
 }

@@ -29,6 +29,8 @@ type Config struct {
 	InitialCluster string
 	// InitialClusterState is "new" or "existing".
 	InitialClusterState string
+	// Members: gossip, heartbeats, liveness and joining (members.go).
+	Members MembersConfig
 	// InitialSplitKeys cut the keyspace into initial ranges.
 	InitialSplitKeys []string
 	// MaxRequestBytes is etcd's --max-request-bytes (1.5 MiB).
@@ -188,6 +190,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("server: --initial-cluster-state %q must be new or existing", c.InitialClusterState)
 	case c.Keepalive.Validate() != nil:
 		return c.Keepalive.Validate()
+	case c.Members.Validate() != nil:
+		return c.Members.Validate()
 	case c.DefragIdleRatio < 0:
 		return fmt.Errorf("server: DefragIdleRatio %v is negative", c.DefragIdleRatio)
 	case c.CorruptCheckTime < 0:

@@ -64,6 +64,8 @@ type Server struct {
 	// leases serves etcd's Lease service (lease.go).
 	leases *router.Lease
 	closer *router.Closer // closed revisions of idle ranges (closed.go)
+	// members: node table, gossip, heartbeats, liveness (members.go).
+	members *members
 
 	clientLis, peerLis net.Listener
 	clientConns        *trackingListener
@@ -137,6 +139,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	if s.layout, err = s.loadOrComputeLayout(nodes); err != nil {
 		return nil, err
 	}
+	s.self = selfInLayout(s.layout, cfg.Name, s.self) // a joined node's id (members_join.go)
 	s.nodes = placement.NewNodes(s.self, s.layout.GetNodes(), peerDial)
 
 	hcfg := raftgroup.DefaultConfig()
@@ -223,6 +226,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	s.startMaintenanceLoops()
 	s.startSplitLoop() // split.go
 	s.startLifecycle()
+	s.startMembers() // gossip, heartbeats, node table (members.go)
 	return s, nil
 }
 
@@ -265,7 +269,7 @@ func (s *Server) loadOrComputeLayout(nodes []*tesserapb.NodeDescriptor) (*tesser
 	case !errors.Is(err, engine.ErrNotFound):
 		return nil, err
 	case s.cfg.InitialClusterState != "new":
-		return nil, errors.New("server: empty data dir with --initial-cluster-state=existing: adding members to a running cluster is not supported yet")
+		return s.joinCluster(nodes) // members_join.go
 	}
 	var split [][]byte
 	for _, k := range s.cfg.InitialSplitKeys {
@@ -356,6 +360,7 @@ func (s *Server) serve() {
 	pb.RegisterMaintenanceServer(s.peerGRPC, router.NewMaintenance(s.router, false, s.dataDirSize))
 	pb.RegisterAuthServer(s.peerGRPC, &authServer{a: s.auth})  // changes forwarded to the meta leader
 	registerHealth(s.peerGRPC)                                 // peer round-trip probes (peerprobe.go)
+	cluster := s.registerMembership(internal)                  // node table, heartbeats (members.go)
 	pb.RegisterLeaseServer(s.peerGRPC, s.leases.PeerService()) // lease.go
 	s.obs.peer.initialize(s.peerGRPC)                          // after every service is registered
 	s.goServe("peer grpc", func() error { return s.peerGRPC.Serve(s.peerLis) })
@@ -370,7 +375,7 @@ func (s *Server) serve() {
 	)...)
 	pb.RegisterKVServer(s.clientGRPC, s.router)
 	pb.RegisterWatchServer(s.clientGRPC, s.hub)
-	pb.RegisterClusterServer(s.clientGRPC, router.NewCluster(s.router, s.layout.GetClusterId(), internal))
+	pb.RegisterClusterServer(s.clientGRPC, cluster)
 	s.maint = router.NewMaintenance(s.router, true, s.dataDirSize)
 	s.maint.Info = s.statusInfo // version, quota, meta raft state (status.go)
 	s.configureMaintenance()
@@ -474,6 +479,7 @@ func (s *Server) Engine() *engine.Engine { return s.eng }
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		s.stopLifecycle()
+		s.members.close()
 		s.loops.stop()
 		s.splits.stop()
 		if s.diskMon != nil {
