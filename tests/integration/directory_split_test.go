@@ -1,9 +1,4 @@
-//go:build splitmerged
-
-// These tests need the split branch (splitAt, mergeRange, waitReplicas in
-// split_test.go; Router.SetDirectoryHook wired in
-// cmd/tessera/server/directory.go). They passed in a trial merge of dir
-// and split; drop the build tag once split is in main.
+// Directory, watch and reconciliation tests across real splits and merges.
 
 package integration_test
 
