@@ -49,7 +49,7 @@ func (c SnapshotConfig) Validate() error {
 // Tessera's backup format (router/backup.go, docs/snapshot.md) ending with
 // the SHA-256 trailer etcdctl checks for. It reads the ranges page by page
 // at that revision, as any historical read, so writes go on meanwhile;
-// compactions through this node above the revision wait until it ends.
+// compactions above the revision, asked of any node, wait until it ends.
 func (m *Maintenance) Snapshot(_ *pb.SnapshotRequest, stream pb.Maintenance_SnapshotServer) error {
 	cfg := m.snapshot
 	if cfg.PageBytes == 0 {
@@ -61,11 +61,15 @@ func (m *Maintenance) Snapshot(_ *pb.SnapshotRequest, stream pb.Maintenance_Snap
 	ctx := context.WithValue(stream.Context(), noCorruptCheckKey{}, true)
 	// At etcd's current revision (the latest write): the state a read
 	// reports now (current_revision.go).
+	// Compactions anywhere wait from before the revision is chosen
+	// (compaction_hold.go) until the backup ends.
+	setHold, release := m.r.holdCompaction(0)
+	defer release()
 	rev, _, err := m.r.currentNow(ctx)
 	if err != nil {
 		return toGRPCError(fmt.Errorf("router: snapshot: revision: %w", err))
 	}
-	defer m.r.holdCompaction(rev)()
+	setHold(rev)
 	start := time.Now()
 	out := &snapshotStream{stream: stream, header: m.r.header(rev), chunk: cfg.ChunkBytes, sent: m.r.metrics.backupBytes}
 	bw := NewBackupWriter(out)

@@ -33,6 +33,9 @@ type Config struct {
 	TransferLeaderRetry time.Duration
 	// DirectoryLimits bound the range directory RPCs (zero: defaults).
 	DirectoryLimits placement.DirectoryLimits
+	// CompactionHoldPoll is how often a compaction held back by a backup
+	// on another node asks again (0: 200 ms; compaction_hold.go).
+	CompactionHoldPoll time.Duration
 	// Registerer, if set, gets the router's metrics (router/metrics.go).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger

@@ -4742,6 +4742,95 @@ func (x *TsoWriter) GetLowest() int64 {
 	return 0
 }
 
+type CompactionHoldsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactionHoldsRequest) Reset() {
+	*x = CompactionHoldsRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactionHoldsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactionHoldsRequest) ProtoMessage() {}
+
+func (x *CompactionHoldsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactionHoldsRequest.ProtoReflect.Descriptor instead.
+func (*CompactionHoldsRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{67}
+}
+
+type CompactionHoldsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// held is false when no backup runs on the node; floor is then 0.
+	Held          bool  `protobuf:"varint,1,opt,name=held,proto3" json:"held,omitempty"`
+	Floor         int64 `protobuf:"varint,2,opt,name=floor,proto3" json:"floor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactionHoldsResponse) Reset() {
+	*x = CompactionHoldsResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactionHoldsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactionHoldsResponse) ProtoMessage() {}
+
+func (x *CompactionHoldsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactionHoldsResponse.ProtoReflect.Descriptor instead.
+func (*CompactionHoldsResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *CompactionHoldsResponse) GetHeld() bool {
+	if x != nil {
+		return x.Held
+	}
+	return false
+}
+
+func (x *CompactionHoldsResponse) GetFloor() int64 {
+	if x != nil {
+		return x.Floor
+	}
+	return 0
+}
+
 var File_tesserapb_tessera_proto protoreflect.FileDescriptor
 
 const file_tesserapb_tessera_proto_rawDesc = "" +
@@ -5111,7 +5200,11 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x05count\x18\x02 \x01(\rR\x05count\">\n" +
 	"\tTsoWriter\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x16\n" +
-	"\x06lowest\x18\x02 \x01(\x03R\x06lowest*%\n" +
+	"\x06lowest\x18\x02 \x01(\x03R\x06lowest\"\x18\n" +
+	"\x16CompactionHoldsRequest\"C\n" +
+	"\x17CompactionHoldsResponse\x12\x12\n" +
+	"\x04held\x18\x01 \x01(\bR\x04held\x12\x14\n" +
+	"\x05floor\x18\x02 \x01(\x03R\x05floor*%\n" +
 	"\vReplicaType\x12\t\n" +
 	"\x05VOTER\x10\x00\x12\v\n" +
 	"\aLEARNER\x10\x012\xb9\t\n" +
@@ -5133,9 +5226,10 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\vFreezeRange\x12\x1e.tessera.v1.FreezeRangeRequest\x1a\x1f.tessera.v1.FreezeRangeResponse\x12N\n" +
 	"\vRangeLookup\x12\x1e.tessera.v1.RangeLookupRequest\x1a\x1f.tessera.v1.RangeLookupResponse\x12H\n" +
 	"\tRangeScan\x12\x1c.tessera.v1.RangeScanRequest\x1a\x1d.tessera.v1.RangeScanResponse\x12N\n" +
-	"\vRangeReport\x12\x1e.tessera.v1.RangeReportRequest\x1a\x1f.tessera.v1.RangeReportResponse2h\n" +
+	"\vRangeReport\x12\x1e.tessera.v1.RangeReportRequest\x1a\x1f.tessera.v1.RangeReportResponse2\xc4\x01\n" +
 	"\x13InternalMaintenance\x12Q\n" +
-	"\fRecentWrites\x12\x1f.tessera.v1.RecentWritesRequest\x1a .tessera.v1.RecentWritesResponse2\xac\x02\n" +
+	"\fRecentWrites\x12\x1f.tessera.v1.RecentWritesRequest\x1a .tessera.v1.RecentWritesResponse\x12Z\n" +
+	"\x0fCompactionHolds\x12\".tessera.v1.CompactionHoldsRequest\x1a#.tessera.v1.CompactionHoldsResponse2\xac\x02\n" +
 	"\n" +
 	"Membership\x12K\n" +
 	"\n" +
@@ -5157,7 +5251,7 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 }
 
 var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_tesserapb_tessera_proto_goTypes = []any{
 	(ReplicaType)(0),                 // 0: tessera.v1.ReplicaType
 	(RoutingError_Code)(0),           // 1: tessera.v1.RoutingError.Code
@@ -5230,6 +5324,8 @@ var file_tesserapb_tessera_proto_goTypes = []any{
 	(*RangeReportResponse)(nil),      // 68: tessera.v1.RangeReportResponse
 	(*TsoPart)(nil),                  // 69: tessera.v1.TsoPart
 	(*TsoWriter)(nil),                // 70: tessera.v1.TsoWriter
+	(*CompactionHoldsRequest)(nil),   // 71: tessera.v1.CompactionHoldsRequest
+	(*CompactionHoldsResponse)(nil),  // 72: tessera.v1.CompactionHoldsResponse
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
 	5,  // 0: tessera.v1.RangeDescriptor.replicas:type_name -> tessera.v1.ReplicaDescriptor
@@ -5311,33 +5407,35 @@ var file_tesserapb_tessera_proto_depIdxs = []int32{
 	65, // 76: tessera.v1.Internal.RangeScan:input_type -> tessera.v1.RangeScanRequest
 	67, // 77: tessera.v1.Internal.RangeReport:input_type -> tessera.v1.RangeReportRequest
 	38, // 78: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
-	53, // 79: tessera.v1.Membership.ChangeNode:input_type -> tessera.v1.NodeChangeRequest
-	55, // 80: tessera.v1.Membership.NodeTable:input_type -> tessera.v1.NodeTableRequest
-	58, // 81: tessera.v1.Membership.Heartbeat:input_type -> tessera.v1.NodeHeartbeat
-	60, // 82: tessera.v1.Membership.Nodes:input_type -> tessera.v1.NodesRequest
-	14, // 83: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	16, // 84: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	19, // 85: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	22, // 86: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	24, // 87: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	26, // 88: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	28, // 89: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
-	32, // 90: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
-	42, // 91: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
-	44, // 92: tessera.v1.Internal.SplitRange:output_type -> tessera.v1.SplitRangeResponse
-	46, // 93: tessera.v1.Internal.AllocateRangeIDs:output_type -> tessera.v1.AllocateRangeIDsResponse
-	48, // 94: tessera.v1.Internal.MergeRange:output_type -> tessera.v1.MergeRangeResponse
-	50, // 95: tessera.v1.Internal.FreezeRange:output_type -> tessera.v1.FreezeRangeResponse
-	64, // 96: tessera.v1.Internal.RangeLookup:output_type -> tessera.v1.RangeLookupResponse
-	66, // 97: tessera.v1.Internal.RangeScan:output_type -> tessera.v1.RangeScanResponse
-	68, // 98: tessera.v1.Internal.RangeReport:output_type -> tessera.v1.RangeReportResponse
-	39, // 99: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
-	54, // 100: tessera.v1.Membership.ChangeNode:output_type -> tessera.v1.NodeChangeResponse
-	56, // 101: tessera.v1.Membership.NodeTable:output_type -> tessera.v1.NodeTableResponse
-	59, // 102: tessera.v1.Membership.Heartbeat:output_type -> tessera.v1.NodeHeartbeatResponse
-	62, // 103: tessera.v1.Membership.Nodes:output_type -> tessera.v1.NodesResponse
-	83, // [83:104] is the sub-list for method output_type
-	62, // [62:83] is the sub-list for method input_type
+	71, // 79: tessera.v1.InternalMaintenance.CompactionHolds:input_type -> tessera.v1.CompactionHoldsRequest
+	53, // 80: tessera.v1.Membership.ChangeNode:input_type -> tessera.v1.NodeChangeRequest
+	55, // 81: tessera.v1.Membership.NodeTable:input_type -> tessera.v1.NodeTableRequest
+	58, // 82: tessera.v1.Membership.Heartbeat:input_type -> tessera.v1.NodeHeartbeat
+	60, // 83: tessera.v1.Membership.Nodes:input_type -> tessera.v1.NodesRequest
+	14, // 84: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	16, // 85: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	19, // 86: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	22, // 87: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	24, // 88: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	26, // 89: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	28, // 90: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
+	32, // 91: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
+	42, // 92: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
+	44, // 93: tessera.v1.Internal.SplitRange:output_type -> tessera.v1.SplitRangeResponse
+	46, // 94: tessera.v1.Internal.AllocateRangeIDs:output_type -> tessera.v1.AllocateRangeIDsResponse
+	48, // 95: tessera.v1.Internal.MergeRange:output_type -> tessera.v1.MergeRangeResponse
+	50, // 96: tessera.v1.Internal.FreezeRange:output_type -> tessera.v1.FreezeRangeResponse
+	64, // 97: tessera.v1.Internal.RangeLookup:output_type -> tessera.v1.RangeLookupResponse
+	66, // 98: tessera.v1.Internal.RangeScan:output_type -> tessera.v1.RangeScanResponse
+	68, // 99: tessera.v1.Internal.RangeReport:output_type -> tessera.v1.RangeReportResponse
+	39, // 100: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
+	72, // 101: tessera.v1.InternalMaintenance.CompactionHolds:output_type -> tessera.v1.CompactionHoldsResponse
+	54, // 102: tessera.v1.Membership.ChangeNode:output_type -> tessera.v1.NodeChangeResponse
+	56, // 103: tessera.v1.Membership.NodeTable:output_type -> tessera.v1.NodeTableResponse
+	59, // 104: tessera.v1.Membership.Heartbeat:output_type -> tessera.v1.NodeHeartbeatResponse
+	62, // 105: tessera.v1.Membership.Nodes:output_type -> tessera.v1.NodesResponse
+	84, // [84:106] is the sub-list for method output_type
+	62, // [62:84] is the sub-list for method input_type
 	62, // [62:62] is the sub-list for extension type_name
 	62, // [62:62] is the sub-list for extension extendee
 	0,  // [0:62] is the sub-list for field type_name
@@ -5359,7 +5457,7 @@ func file_tesserapb_tessera_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   67,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

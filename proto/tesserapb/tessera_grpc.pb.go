@@ -751,7 +751,8 @@ var Internal_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	InternalMaintenance_RecentWrites_FullMethodName = "/tessera.v1.InternalMaintenance/RecentWrites"
+	InternalMaintenance_RecentWrites_FullMethodName    = "/tessera.v1.InternalMaintenance/RecentWrites"
+	InternalMaintenance_CompactionHolds_FullMethodName = "/tessera.v1.InternalMaintenance/CompactionHolds"
 )
 
 // InternalMaintenanceClient is the client API for InternalMaintenance service.
@@ -762,6 +763,9 @@ const (
 // ports like Internal).
 type InternalMaintenanceClient interface {
 	RecentWrites(ctx context.Context, in *RecentWritesRequest, opts ...grpc.CallOption) (*RecentWritesResponse, error)
+	// The lowest revision a backup running on the node reads at (issue #17):
+	// a compaction anywhere in the cluster waits while it is below.
+	CompactionHolds(ctx context.Context, in *CompactionHoldsRequest, opts ...grpc.CallOption) (*CompactionHoldsResponse, error)
 }
 
 type internalMaintenanceClient struct {
@@ -782,6 +786,16 @@ func (c *internalMaintenanceClient) RecentWrites(ctx context.Context, in *Recent
 	return out, nil
 }
 
+func (c *internalMaintenanceClient) CompactionHolds(ctx context.Context, in *CompactionHoldsRequest, opts ...grpc.CallOption) (*CompactionHoldsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompactionHoldsResponse)
+	err := c.cc.Invoke(ctx, InternalMaintenance_CompactionHolds_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InternalMaintenanceServer is the server API for InternalMaintenance service.
 // All implementations must embed UnimplementedInternalMaintenanceServer
 // for forward compatibility.
@@ -790,6 +804,9 @@ func (c *internalMaintenanceClient) RecentWrites(ctx context.Context, in *Recent
 // ports like Internal).
 type InternalMaintenanceServer interface {
 	RecentWrites(context.Context, *RecentWritesRequest) (*RecentWritesResponse, error)
+	// The lowest revision a backup running on the node reads at (issue #17):
+	// a compaction anywhere in the cluster waits while it is below.
+	CompactionHolds(context.Context, *CompactionHoldsRequest) (*CompactionHoldsResponse, error)
 	mustEmbedUnimplementedInternalMaintenanceServer()
 }
 
@@ -802,6 +819,9 @@ type UnimplementedInternalMaintenanceServer struct{}
 
 func (UnimplementedInternalMaintenanceServer) RecentWrites(context.Context, *RecentWritesRequest) (*RecentWritesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecentWrites not implemented")
+}
+func (UnimplementedInternalMaintenanceServer) CompactionHolds(context.Context, *CompactionHoldsRequest) (*CompactionHoldsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CompactionHolds not implemented")
 }
 func (UnimplementedInternalMaintenanceServer) mustEmbedUnimplementedInternalMaintenanceServer() {}
 func (UnimplementedInternalMaintenanceServer) testEmbeddedByValue()                             {}
@@ -842,6 +862,24 @@ func _InternalMaintenance_RecentWrites_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InternalMaintenance_CompactionHolds_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompactionHoldsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InternalMaintenanceServer).CompactionHolds(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InternalMaintenance_CompactionHolds_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InternalMaintenanceServer).CompactionHolds(ctx, req.(*CompactionHoldsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // InternalMaintenance_ServiceDesc is the grpc.ServiceDesc for InternalMaintenance service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -852,6 +890,10 @@ var InternalMaintenance_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecentWrites",
 			Handler:    _InternalMaintenance_RecentWrites_Handler,
+		},
+		{
+			MethodName: "CompactionHolds",
+			Handler:    _InternalMaintenance_CompactionHolds_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
