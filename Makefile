@@ -86,3 +86,13 @@ split-long:
 # (tessbench simulate --help).
 simulate:
 	$(GO) run ./cmd/tessbench simulate $(SIMULATE_FLAGS)
+
+# The backup round trip of docs/operations.md "Figures": a 3-node, 8-range
+# cluster loaded with 1 GiB of values, etcdctl snapshot save under writes,
+# tessctl snapshot restore into a new 3-node cluster, which is started and
+# checked against the source at the backup revision. Not part of `make test`
+# (about half an hour, 5 GB of disk). BACKUP_MIB=256 for a smaller run.
+BACKUP_MIB ?= 1024
+.PHONY: backup-1g
+backup-1g:
+	bash scripts/maintenance-figures.sh backup $(BACKUP_MIB)

@@ -27,19 +27,25 @@ type SnapshotConfig struct {
 	MaxPage int64
 	// ChunkBytes is the size of one SnapshotResponse blob (32 KiB, etcd's).
 	ChunkBytes int
+	// Parallel is how many ranges are read at once, ahead of the one
+	// being written (4); each keeps up to ReadAhead pages buffered (2), so
+	// a backup holds about Parallel*ReadAhead*PageBytes in memory. The
+	// file still lists the ranges one after the other, in key order.
+	Parallel  int
+	ReadAhead int
 	// NodeName is written into the header.
 	NodeName string
 }
 
 // DefaultSnapshotConfig returns the defaults.
 func DefaultSnapshotConfig() SnapshotConfig {
-	return SnapshotConfig{PageBytes: 4 << 20, FirstPage: 256, MaxPage: 8192, ChunkBytes: 32 << 10}
+	return SnapshotConfig{PageBytes: 4 << 20, FirstPage: 256, MaxPage: 8192, ChunkBytes: 32 << 10, Parallel: 4, ReadAhead: 2}
 }
 
 // Validate checks the configuration.
 func (c SnapshotConfig) Validate() error {
-	if c.PageBytes <= 0 || c.FirstPage <= 0 || c.MaxPage < c.FirstPage || c.ChunkBytes <= 0 {
-		return fmt.Errorf("router: snapshot config %+v: sizes must be positive and MaxPage >= FirstPage", c)
+	if c.PageBytes <= 0 || c.FirstPage <= 0 || c.MaxPage < c.FirstPage || c.ChunkBytes <= 0 || c.Parallel <= 0 || c.ReadAhead <= 0 {
+		return fmt.Errorf("router: snapshot config %+v: sizes, Parallel and ReadAhead must be positive and MaxPage >= FirstPage", c)
 	}
 	return nil
 }
@@ -98,13 +104,12 @@ func (m *Maintenance) Snapshot(_ *pb.SnapshotRequest, stream pb.Maintenance_Snap
 	defer pm.backupInProgress.Dec()
 	pm.backupRanges.WithLabelValues("total").Set(float64(len(ranges)))
 	pm.backupRanges.WithLabelValues("done").Set(0)
-	for i, d := range ranges {
-		n, err := m.snapshotRange(ctx, cfg, bw, d, rev)
-		if err != nil {
-			return toGRPCError(fmt.Errorf("router: snapshot of range %d at revision %d: %w", d.GetRangeId(), rev, err))
-		}
+	err = m.snapshotRanges(ctx, cfg, bw, ranges, rev, func(i, n int) {
 		keys += n
 		pm.backupRanges.WithLabelValues("done").Set(float64(i + 1))
+	})
+	if err != nil {
+		return toGRPCError(err)
 	}
 	if err := bw.Close(); err != nil {
 		return toGRPCError(err)
@@ -116,9 +121,9 @@ func (m *Maintenance) Snapshot(_ *pb.SnapshotRequest, stream pb.Maintenance_Snap
 	return nil
 }
 
-// snapshotRange writes one range's keys at rev, read in pages sized to
-// about cfg.PageBytes.
-func (m *Maintenance) snapshotRange(ctx context.Context, cfg SnapshotConfig, bw *BackupWriter, d *tesserapb.RangeDescriptor, rev engine.Revision) (int, error) {
+// readRange reads one range's keys at rev in pages sized to about
+// cfg.PageBytes and hands each page to emit, in key order.
+func (m *Maintenance) readRange(ctx context.Context, cfg SnapshotConfig, d *tesserapb.RangeDescriptor, rev engine.Revision, emit func([]*mvccpb.KeyValue) error) error {
 	key := d.GetStartKey()
 	if len(key) == 0 {
 		key = []byte{0} // the smallest key etcd accepts
@@ -127,22 +132,21 @@ func (m *Maintenance) snapshotRange(ctx context.Context, cfg SnapshotConfig, bw 
 	if len(end) == 0 {
 		end = []byte{0} // from key on
 	}
-	limit, n := cfg.FirstPage, 0
+	limit := cfg.FirstPage
 	for {
 		resp, err := m.r.rangeReq(ctx, &pb.RangeRequest{Key: key, RangeEnd: end, Revision: int64(rev), Limit: limit})
 		if err != nil {
-			return n, err
+			return err
 		}
 		kvs := resp.GetKvs()
 		if len(kvs) > 0 {
-			if err := bw.KVs(d.GetRangeId(), kvs); err != nil {
-				return n, err
+			if err := emit(kvs); err != nil {
+				return err
 			}
-			n += len(kvs)
 			limit = nextPage(cfg, kvs)
 		}
 		if !resp.GetMore() || len(kvs) == 0 {
-			return n, nil
+			return nil
 		}
 		last := kvs[len(kvs)-1].GetKey()
 		key = append(append(make([]byte, 0, len(last)+1), last...), 0)

@@ -41,7 +41,7 @@ start3() {
 		if [ "$sys" = etcd ]; then
 			"$bin/etcd" "${args[@]}" --log-level error --quota-backend-bytes $((8<<30)) "$@" >"$work/$prefix$i.log" 2>&1 &
 		else
-			"$work/tessera" "${args[@]}" "$@" >"$work/$prefix$i.log" 2>&1 &
+			"$work/tessera" "${args[@]}" --gossip-addr "127.0.0.1:$(freeport)" "$@" >"$work/$prefix$i.log" 2>&1 &
 		fi
 		pids+=($!)
 		eps+="127.0.0.1:${cps[$i]},"
@@ -96,17 +96,85 @@ backup() {
 	# Writes: the same put run alone, then while saves run back to back.
 	local wr=("$bin/benchmark" --endpoints="$eps" --clients 32 --conns 4 put --total 30000 --key-space-size 100000 --key-size 16 --val-size 256)
 	echo "  puts/s alone:        $("${wr[@]}" 2>&1 | awk '/Requests\/sec/ {print $2}')"
-	( while :; do "$bin/etcdctl" --endpoints="$ep1" snapshot save "$work/loop.db" >/dev/null 2>&1; done ) &
+	( set +e; while :; do
+		rm -f "$work/loop.db"
+		if "$bin/etcdctl" --endpoints="$ep1" snapshot save "$work/loop.db" >"$work/loop.out" 2>&1; then
+			echo ok >>"$work/loops"
+		else
+			echo failed >>"$work/loops"; cat "$work/loop.out" >>"$work/loop.err"
+		fi
+	done ) &
 	local spid=$!
 	echo "  puts/s during saves: $("${wr[@]}" 2>&1 | awk '/Requests\/sec/ {print $2}')"
-	kill "$spid"; wait "$spid" 2>/dev/null || true
+	kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
+	echo "  saves during the puts: $(grep -c ok "$work/loops" || true) done, $(grep -c failed "$work/loops" || true) failed"
+	[ ! -s "$work/loop.err" ] || tail -n 5 "$work/loop.err"
+	# The restored cluster is a new one: its own ports (the source still
+	# runs, holds its ports and answers the reads at the backup revision
+	# the check compares with).
+	local src_eps=$eps rev
+	rev=$("$work/tessctl" snapshot status "$work/backup.db" -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)["revision"])')
+	local cps=() pps=() initial=""
+	for i in 0 1 2; do cps+=("$(freeport)"); pps+=("$(freeport)"); done
+	for i in 0 1 2; do initial+="n$i=http://127.0.0.1:${pps[$i]},"; done
+	initial=${initial%,}
 	local r0
 	r0=$(date +%s.%N)
 	for i in 0 1 2; do
 		"$work/tessctl" snapshot restore "$work/backup.db" --name "n$i" --data-dir "$work/r$i" \
-			--initial-cluster "$initial_cluster" --initial-advertise-peer-urls "http://127.0.0.1:${peer_ports[$i]}"
+			--initial-cluster "$initial" --initial-advertise-peer-urls "http://127.0.0.1:${pps[$i]}"
 	done
 	echo "  restore of 3 members: $(echo "$(date +%s.%N) - $r0" | bc) s"
+	r0=$(date +%s.%N)
+	eps=""
+	for i in 0 1 2; do
+		"$work/tessera" --name "n$i" --data-dir "$work/r$i" --listen-client-urls "http://127.0.0.1:${cps[$i]}" \
+			--advertise-client-urls "http://127.0.0.1:${cps[$i]}" --listen-peer-urls "http://127.0.0.1:${pps[$i]}" \
+			--initial-advertise-peer-urls "http://127.0.0.1:${pps[$i]}" --initial-cluster "$initial" \
+			--initial-cluster-state new --gossip-addr "127.0.0.1:$(freeport)" >"$work/r$i.log" 2>&1 &
+		pids+=($!)
+		eps+="127.0.0.1:${cps[$i]},"
+	done
+	eps=${eps%,}
+	local healthy=""
+	for _ in $(seq 600); do
+		if "$bin/etcdctl" --endpoints="$eps" endpoint health >/dev/null 2>&1; then healthy=1; break; fi
+		sleep 0.2
+	done
+	if [ -z "$healthy" ]; then
+		echo "restored cluster did not become healthy; its logs:" >&2
+		tail -n 20 "$work"/r?.log >&2
+		exit 1
+	fi
+	echo "  restored cluster healthy after: $(echo "$(date +%s.%N) - $r0" | bc) s"
+	# Check: key count at the backup revision, and samples of 1,000 keys
+	# (keys, values, create/mod revisions, versions) from 16 points of the
+	# keyspace, on the source and on every restored member.
+	local e want got
+	want=$("$bin/etcdctl" --endpoints="${src_eps%%,*}" get --from-key '' --rev "$rev" --count-only -w fields | awk '/^"Count"/ {print $3}')
+	for e in ${eps//,/ }; do
+		got=$("$bin/etcdctl" --endpoints="$e" get --from-key '' --rev "$rev" --count-only -w fields | awk '/^"Count"/ {print $3}')
+		[ "$got" = "$want" ] || { echo "CHECK FAILED: $e has $got keys at revision $rev, the source $want" >&2; exit 1; }
+	done
+	local b sampled=0
+	for b in 10 20 30 40 50 60 70 80 90 a0 b0 c0 d0 e0 f0 ff; do
+		local start
+		start=$(printf "\\x$b")
+		"$bin/etcdctl" --endpoints="${src_eps%%,*}" get --from-key "$start" --rev "$rev" --limit 1000 -w json >"$work/want.json"
+		for e in ${eps//,/ }; do
+			"$bin/etcdctl" --endpoints="$e" get --from-key "$start" --rev "$rev" --limit 1000 -w json >"$work/got.json"
+			python3 - "$work/want.json" "$work/got.json" <<'PY' || { echo "CHECK FAILED: $e differs from the source at revision $rev from key 0x$b" >&2; exit 1; }
+import json, sys
+w, g = (json.load(open(f)).get("kvs", []) for f in sys.argv[1:3])
+sys.exit(0 if w == g else 1)
+PY
+		done
+		sampled=$((sampled + $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1])).get("kvs",[])))' "$work/want.json")))
+	done
+	local put
+	put=$("$bin/etcdctl" --endpoints="$eps" put after-restore x -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)["header"]["revision"])')
+	[ "$put" -gt "$rev" ] || { echo "CHECK FAILED: a put after the restore got revision $put, not above $rev" >&2; exit 1; }
+	echo "  check: $want keys at revision $rev on every restored member; $sampled sampled keys equal to the source on each; a new put at revision $put"
 }
 
 case "${1:-}" in
