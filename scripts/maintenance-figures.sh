@@ -91,7 +91,7 @@ backup() {
 	"$bin/etcdctl" --endpoints="$ep1" snapshot save "$work/backup.db" >/dev/null
 	s1=$(date +%s.%N)
 	ls -l "$work/backup.db"
-	"$work/tessctl" snapshot status "$work/backup.db" | head -3
+	"$work/tessctl" snapshot status "$work/backup.db" | sed -n 1,3p
 	echo "  save: $(echo "$s1 - $s0" | bc) s"
 	# Writes: the same put run alone, then while saves run back to back.
 	local wr=("$bin/benchmark" --endpoints="$eps" --clients 32 --conns 4 put --total 30000 --key-space-size 100000 --key-size 16 --val-size 256)
