@@ -25,11 +25,18 @@ type SplitConfig struct {
 	// Timeout bounds one split: the id allocation, the command's commit
 	// and apply (30 s: a few elections of the meta group and the range).
 	Timeout time.Duration
+	// FrozenRecoverAfter: a range its leader has seen frozen for a merge
+	// this long lost its merge's initiator (a crash after the freeze); the
+	// leader asks the left neighbour's leader to run the merge again,
+	// which subsumes or thaws it (30 s: three times a merge's catch-up
+	// wait, so a merge still running is not raced).
+	// --range-merge-recover-after.
+	FrozenRecoverAfter time.Duration
 }
 
 // DefaultSplitConfig returns the defaults.
 func DefaultSplitConfig() SplitConfig {
-	return SplitConfig{RangeMaxBytes: 64 << 20, CheckInterval: 10 * time.Second, Timeout: 30 * time.Second}
+	return SplitConfig{RangeMaxBytes: 64 << 20, CheckInterval: 10 * time.Second, Timeout: 30 * time.Second, FrozenRecoverAfter: 30 * time.Second}
 }
 
 // Validate checks the configuration (zero values take the defaults).
@@ -39,6 +46,9 @@ func (c SplitConfig) Validate() error {
 	}
 	if c.RangeMaxBytes > 0 && c.RangeMaxBytes < 64<<10 {
 		return errors.New("server: --range-max-bytes below 64 KiB would split ranges down to single keys")
+	}
+	if c.FrozenRecoverAfter < 0 {
+		return errors.New("server: --range-merge-recover-after must not be negative")
 	}
 	if c.CheckInterval < 0 || c.Timeout < 0 {
 		return errors.New("server: --range-split-check-interval and the split timeout must not be negative")
@@ -69,6 +79,9 @@ func (s *Server) startSplitLoop() {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultSplitConfig().Timeout
 	}
+	if cfg.FrozenRecoverAfter <= 0 {
+		cfg.FrozenRecoverAfter = DefaultSplitConfig().FrozenRecoverAfter
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &splitLoop{cancel: cancel}
 	s.splits = l
@@ -84,6 +97,7 @@ func (s *Server) startSplitLoop() {
 			case <-t.C:
 			}
 			s.checkSizes(ctx, cfg)
+			s.recoverFrozen(ctx, cfg)
 		}
 	}()
 }
