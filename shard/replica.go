@@ -134,6 +134,9 @@ type Replica struct {
 
 	// load is the decaying request rate of this replica (reads and writes).
 	load loadMeter
+	// loadSplit counts requests per second and samples their keys for
+	// load-based splits (split_load.go).
+	loadSplit loadSplitter
 	// size is the last measurement of the range (split_size.go).
 	size sizeState
 

@@ -32,11 +32,19 @@ type SplitConfig struct {
 	// wait, so a merge still running is not raced).
 	// --range-merge-recover-after.
 	FrozenRecoverAfter time.Duration
+	// RangeSplitQPS: a range that serves at least this many requests in
+	// every second of LoadSplitSustain is split by its leader at a key
+	// with about half the load on each side (split_load.go). 2,500/s for
+	// 10 s, CockroachDB's load-based splitting. 0 turns it off.
+	// --range-split-qps.
+	RangeSplitQPS    float64
+	LoadSplitSustain time.Duration
 }
 
 // DefaultSplitConfig returns the defaults.
 func DefaultSplitConfig() SplitConfig {
-	return SplitConfig{RangeMaxBytes: 64 << 20, CheckInterval: 10 * time.Second, Timeout: 30 * time.Second, FrozenRecoverAfter: 30 * time.Second}
+	return SplitConfig{RangeMaxBytes: 64 << 20, CheckInterval: 10 * time.Second, Timeout: 30 * time.Second, FrozenRecoverAfter: 30 * time.Second,
+		RangeSplitQPS: 2500, LoadSplitSustain: 10 * time.Second}
 }
 
 // Validate checks the configuration (zero values take the defaults).
@@ -46,6 +54,9 @@ func (c SplitConfig) Validate() error {
 	}
 	if c.RangeMaxBytes > 0 && c.RangeMaxBytes < 64<<10 {
 		return errors.New("server: --range-max-bytes below 64 KiB would split ranges down to single keys")
+	}
+	if c.RangeSplitQPS < 0 || c.LoadSplitSustain < 0 || c.LoadSplitSustain > time.Minute {
+		return errors.New("server: --range-split-qps must not be negative and the load-split window must be within a minute")
 	}
 	if c.FrozenRecoverAfter < 0 {
 		return errors.New("server: --range-merge-recover-after must not be negative")
@@ -79,6 +90,9 @@ func (s *Server) startSplitLoop() {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultSplitConfig().Timeout
 	}
+	if cfg.LoadSplitSustain <= 0 {
+		cfg.LoadSplitSustain = DefaultSplitConfig().LoadSplitSustain
+	}
 	if cfg.FrozenRecoverAfter <= 0 {
 		cfg.FrozenRecoverAfter = DefaultSplitConfig().FrozenRecoverAfter
 	}
@@ -98,6 +112,7 @@ func (s *Server) startSplitLoop() {
 			}
 			s.checkSizes(ctx, cfg)
 			s.recoverFrozen(ctx, cfg)
+			s.checkLoad(ctx, cfg)
 		}
 	}()
 }
