@@ -78,8 +78,9 @@ func (s *Server) addRangeSize(rep *shard.Replica, rs *tesserapb.RangeStatus) {
 // splitLoop measures the ranges this node leads and splits those above
 // RangeMaxBytes at their middle key.
 type splitLoop struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	metrics *rangeMetrics // nil if they could not be registered
 }
 
 func (s *Server) startSplitLoop() {
@@ -98,6 +99,11 @@ func (s *Server) startSplitLoop() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &splitLoop{cancel: cancel}
+	if m, err := newRangeMetrics(s.reg); err != nil {
+		s.log.Warn("range size and load metrics not registered", "err", err)
+	} else {
+		l.metrics = m
+	}
 	s.splits = l
 	l.wg.Add(1)
 	go func() {
@@ -110,7 +116,7 @@ func (s *Server) startSplitLoop() {
 				return
 			case <-t.C:
 			}
-			s.checkSizes(ctx, cfg)
+			s.checkSizes(ctx, cfg, l.metrics)
 			s.recoverFrozen(ctx, cfg)
 			s.checkLoad(ctx, cfg)
 		}
@@ -127,7 +133,7 @@ func (l *splitLoop) stop() {
 
 // checkSizes measures every range this node leads (for tessctl ranges) and
 // splits the ones above maxBytes (0: none) at the key that halves them.
-func (s *Server) checkSizes(ctx context.Context, cfg SplitConfig) {
+func (s *Server) checkSizes(ctx context.Context, cfg SplitConfig, metrics *rangeMetrics) {
 	maxBytes := cfg.RangeMaxBytes
 	for _, rep := range s.store.Replicas() {
 		if ctx.Err() != nil {
@@ -143,6 +149,7 @@ func (s *Server) checkSizes(ctx context.Context, cfg SplitConfig) {
 			}
 			continue
 		}
+		metrics.observe(st.Bytes, rep.Load())
 		if maxBytes <= 0 || st.Bytes <= maxBytes || st.MidKey == nil {
 			continue
 		}
