@@ -205,6 +205,7 @@ func (r *Replica) applyMergeLocked(b *engine.Batch, cmd *tesserapb.ShardCommand)
 		moveLeaseIndex(b, g, rg),
 		mergeRevokedLeases(b, g, rg),
 		r.mergeAuthRevisionLocked(b, rg),
+		copyLocalKind(b, rg, g, engine.KindMovedWrite),
 		b.DeleteRange(engine.LocalGroupReplicatedSpan(rg)),
 		b.Set(tombstoneKey(rg), nil),
 	); err != nil {

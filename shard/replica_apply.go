@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -137,7 +138,7 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 			return nil, storageError{err: err}
 		}
 		r.mu.logCut = max(r.mu.logCut, cut)
-		if err := b.DeleteRange(span); err != nil {
+		if err := errors.Join(b.DeleteRange(span), b.DeleteRange(movedWriteSpan(uint64(r.group), 0, c))); err != nil {
 			return nil, storageError{err: err}
 		}
 		return &pb.ResponseOp{}, nil

@@ -231,7 +231,7 @@ func splitChangeLog(b *engine.Batch, group, rg uint64, right *tesserapb.RangeDes
 			return err
 		}
 		if len(l) == 0 {
-			err = b.Delete(changeLogKey(group, e.rev))
+			err = errors.Join(b.Delete(changeLogKey(group, e.rev)), b.Set(movedWriteKey(group, e.rev), nil))
 		} else {
 			err = b.Set(changeLogKey(group, e.rev), encodeChangeLog(l))
 		}
