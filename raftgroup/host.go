@@ -465,6 +465,13 @@ type Status struct {
 	// LeaderChanges counts the changes of the known leader seen by this
 	// replica since it was opened.
 	LeaderChanges uint64
+	// Joint: the configuration is joint (a ConfChangeV2 entered it and
+	// has not left it yet).
+	Joint bool
+	// Match, on a leader, is the highest log index known replicated on
+	// each node's replica (voters and learners); nil on a follower. A new
+	// learner has caught up once its match reaches the leader's commit.
+	Match map[NodeID]uint64
 }
 
 // Status returns a group's status.
@@ -494,6 +501,16 @@ func (h *Host) Status(id GroupID) (Status, error) {
 	}
 	for l := range st.Config.Learners {
 		s.Learners = append(s.Learners, g.nodeOf(l))
+	}
+	for l := range st.Config.LearnersNext {
+		s.Learners = append(s.Learners, g.nodeOf(l))
+	}
+	s.Joint = len(st.Config.Voters[1]) > 0
+	if s.IsLeader {
+		s.Match = make(map[NodeID]uint64, len(st.Progress))
+		for id, pr := range st.Progress {
+			s.Match[g.nodeOf(id)] = pr.Match
+		}
 	}
 	return s, nil
 }

@@ -160,6 +160,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	hcfg.Transport.Resolve = s.nodes.PeerAddr
 	hcfg.Transport.DialOptions = []grpc.DialOption{peerDial}
 	hcfg.Transport.AuthorizePeer = s.authorizePeer
+	hcfg.NewReplica = s.newReplica // moves.go
 	if s.host, err = raftgroup.NewHost(hcfg); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,18 @@
+package server
+
+import (
+	"github.com/tesseradb/tessera/placement"
+	"github.com/tesseradb/tessera/raftgroup"
+)
+
+// newReplica is the raft host's NewReplica hook: a message from a range's
+// leader to a replica this node does not host yet (a learner being added)
+// creates an uninitialized replica in the Store, which opens once its
+// first snapshot applied (shard/store_replicas.go). The meta group is not
+// a Store range: its replicas are created by the meta wiring only.
+func (s *Server) newReplica(id raftgroup.GroupID, self raftgroup.ReplicaID) (raftgroup.StateMachine, bool) {
+	if id == placement.MetaRangeID || s.store == nil {
+		return nil, false
+	}
+	return s.store.NewReplica(id, self)
+}
