@@ -2,7 +2,9 @@ package server
 
 import (
 	"github.com/tesseradb/tessera/placement"
+	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
+	"github.com/tesseradb/tessera/router"
 )
 
 // newReplica is the raft host's NewReplica hook: a message from a range's
@@ -15,4 +17,15 @@ func (s *Server) newReplica(id raftgroup.GroupID, self raftgroup.ReplicaID) (raf
 		return nil, false
 	}
 	return s.store.NewReplica(id, self)
+}
+
+// registerAdmin serves the Admin service (replica moves, one step per
+// call) on the peer port, beside the Internal service tessctl already uses.
+func (s *Server) registerAdmin() error {
+	a, err := router.NewAdmin(router.DefaultAdminConfig(), s.router, s.host, s.store)
+	if err != nil {
+		return err
+	}
+	tesserapb.RegisterAdminServer(s.peerGRPC, a)
+	return nil
 }

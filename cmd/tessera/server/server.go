@@ -356,6 +356,9 @@ func (s *Server) serve() {
 	internal := router.NewInternal(s.router, s.rangeStatus)
 	internal.Self = s.selfInfo
 	tesserapb.RegisterInternalServer(s.peerGRPC, internal)
+	if err := s.registerAdmin(); err != nil { // moves.go
+		s.log.Error("admin service not served", "err", err)
+	}
 	tesserapb.RegisterInternalMaintenanceServer(s.peerGRPC, router.NewInternalMaintenance(s.router))
 	// Alarm requests forwarded to the meta group's nodes (maintenance.go).
 	pb.RegisterMaintenanceServer(s.peerGRPC, router.NewMaintenance(s.router, false, s.dataDirSize))
