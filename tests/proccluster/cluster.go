@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tesseradb/tessera/placement"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -31,6 +32,10 @@ type Config struct {
 	Keep bool
 	// ExtraArgs are appended to every node's flags.
 	ExtraArgs []string
+	// GossipPorts gives every node a free --gossip-addr on 127.0.0.1
+	// (Tessera gossips on a port of its own, 7946 by default: one node per
+	// host). Not for etcd, which has no such flag.
+	GossipPorts bool
 	// NodeName names node i (0-based); nil: "<Name>-<i+1>".
 	NodeName func(i int) string
 	// AdvertisePeer, when set, returns the peer URL node n advertises in
@@ -184,6 +189,13 @@ func start(ctx context.Context, cfg Config, attempt int) (*Cluster, error) {
 			"--initial-cluster", initial,
 			"--initial-cluster-state", "new",
 		}, cfg.ExtraArgs...)
+		if cfg.GossipPorts {
+			addr, err := placement.FreeGossipAddr()
+			if err != nil {
+				return nil, fmt.Errorf("proccluster: gossip address of %s: %w", n.Name, err)
+			}
+			n.Args = append(n.Args, "--gossip-addr", addr)
+		}
 		if cfg.Prepare != nil {
 			if err := cfg.Prepare(n); err != nil {
 				return nil, fmt.Errorf("proccluster: prepare %s: %w", n.Name, err)

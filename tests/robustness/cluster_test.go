@@ -77,6 +77,7 @@ func newCluster(t *testing.T, n int, split []string) *cluster {
 	c.net = NewNetwork(c.log, c.pids)
 	t.Cleanup(c.cleanup)
 	cfg := proccluster.DefaultConfig("node", tesseraBin, filepath.Join(t.TempDir(), "cluster"))
+	cfg.GossipPorts = true
 	cfg.Nodes = n
 	cfg.Keep = true // t.TempDir removes it; failed runs keep logs as artifacts first
 	cfg.NodeName = func(i int) string { return fmt.Sprintf("node%d", i+1) }

@@ -23,7 +23,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/tesseradb/tessera/placement"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/tests/proccluster"
 )
@@ -98,20 +97,12 @@ func newCluster(t *testing.T, cfg clusterConfig) *cluster {
 	pcfg.StartTimeout = startTimeout
 	pcfg.StopGrace = stopTimeout
 	pcfg.ExtraArgs = []string{"--log-level", "warn"}
+	pcfg.GossipPorts = cfg.binary == "" // Tessera's own flag
 	if len(cfg.splitKeys) > 0 {
 		pcfg.ExtraArgs = append(pcfg.ExtraArgs, "--initial-split-keys", strings.Join(cfg.splitKeys, ","))
 	}
 	wrapped := map[int]*node{}
 	pcfg.Prepare = func(pn *proccluster.Node) error {
-		if cfg.binary == "" {
-			// Tessera gossips on a port of its own (default 7946, one
-			// node per host): a free one per node.
-			addr, err := placement.FreeGossipAddr()
-			if err != nil {
-				return err
-			}
-			pn.Args = append(pn.Args, "--gossip-addr", addr)
-		}
 		n := wrapNode(t, pn, cfg)
 		if cfg.prepare != nil {
 			cfg.prepare(n)

@@ -228,6 +228,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	if terr == nil {
 		tinfo.Bin = tbin
 		tcfg := cluster.DefaultConfig(Tessera, tbin, filepath.Join(root, Tessera))
+		tcfg.GossipPorts = true
 		tcfg.Nodes, tcfg.Keep, tcfg.Logger, tcfg.StartTimeout = cfg.Nodes, true, lg, cfg.StartTimeout
 		if len(splitKeys) > 0 {
 			tcfg.ExtraArgs = []string{"--initial-split-keys", strings.Join(splitKeys, ",")}
