@@ -46,7 +46,9 @@ type Host struct {
 	eng       *engine.Engine
 	sched     *scheduler
 	transport *Transport
-	metrics   *hostMetrics
+	// snapshotRate paces every snapshot this host sends (snapshot_rate.go).
+	snapshotRate *rateLimiter
+	metrics      *hostMetrics
 
 	mu struct {
 		sync.RWMutex
@@ -93,12 +95,14 @@ func NewHost(cfg Config) (*Host, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Host{
-		cfg:     cfg,
-		log:     log.With("node_id", cfg.NodeID),
-		eng:     cfg.Engine,
-		sched:   newScheduler(cfg.MaxGroupsPerRound),
-		metrics: newHostMetrics(cfg.Registerer),
-		stopper: make(chan struct{}),
+		cfg:   cfg,
+		log:   log.With("node_id", cfg.NodeID),
+		eng:   cfg.Engine,
+		sched: newScheduler(cfg.MaxGroupsPerRound),
+
+		snapshotRate: newRateLimiter(cfg.SnapshotRate),
+		metrics:      newHostMetrics(cfg.Registerer),
+		stopper:      make(chan struct{}),
 	}
 	h.mu.groups = make(map[GroupID]*group)
 	h.mu.tombstones = make(map[GroupID]ReplicaID)

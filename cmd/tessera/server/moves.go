@@ -1,6 +1,8 @@
 package server
 
 import (
+	"fmt"
+
 	"github.com/tesseradb/tessera/placement"
 	"github.com/tesseradb/tessera/proto/tesserapb"
 	"github.com/tesseradb/tessera/raftgroup"
@@ -28,4 +30,26 @@ func (s *Server) registerAdmin() error {
 	}
 	tesserapb.RegisterAdminServer(s.peerGRPC, a)
 	return nil
+}
+
+// MovesConfig configures replica moves on this node.
+type MovesConfig struct {
+	// SnapshotRate is --snapshot-rate: bytes per second of all snapshots
+	// this node sends (0: raftgroup's default, 32 MiB/s).
+	SnapshotRate int64
+}
+
+// Validate checks the configuration.
+func (c MovesConfig) Validate() error {
+	if c.SnapshotRate < 0 {
+		return fmt.Errorf("server: --snapshot-rate %d must not be negative", c.SnapshotRate)
+	}
+	return nil
+}
+
+// apply puts the moves configuration into the raft host's.
+func (c MovesConfig) apply(h *raftgroup.Config) {
+	if c.SnapshotRate > 0 {
+		h.SnapshotRate = c.SnapshotRate
+	}
 }

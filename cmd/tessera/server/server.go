@@ -161,6 +161,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	hcfg.Transport.DialOptions = []grpc.DialOption{peerDial}
 	hcfg.Transport.AuthorizePeer = s.authorizePeer
 	hcfg.NewReplica = s.newReplica // moves.go
+	cfg.Moves.apply(&hcfg)
 	if s.host, err = raftgroup.NewHost(hcfg); err != nil {
 		return nil, err
 	}
