@@ -564,7 +564,16 @@ func (h *Host) groupForMessage(from NodeID, id GroupID, m *raftpb.Message) (*gro
 	g := h.mu.groups[id]
 	h.mu.RUnlock()
 	if g != nil {
-		return admit(g, from, to, sender)
+		gr, reason, err := admit(g, from, to, sender)
+		if reason == dropUnknownSender && g.storage.appliedState().Index == 0 && isLeaderMessage(m) {
+			// A replica still waiting for its first snapshot knows only
+			// the leader that created it; leadership may have moved on
+			// since. Learn the new leader's replica (the node is the one
+			// the stream authenticated) so the snapshot can come from it.
+			h.learnPeer(g, sender, from)
+			return admit(g, from, to, sender)
+		}
+		return gr, reason, err
 	}
 	if h.closed.Load() {
 		return nil, dropNoGroup, nil
@@ -581,9 +590,7 @@ func (h *Host) groupForMessage(from NodeID, id GroupID, m *raftpb.Message) (*gro
 	if h.cfg.NewReplica == nil || to == 0 || sender == 0 {
 		return nil, dropNoGroup, nil
 	}
-	switch m.GetType() {
-	case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:
-	default:
+	if !isLeaderMessage(m) {
 		return nil, dropNoGroup, nil
 	}
 	sm, ok := h.cfg.NewReplica(id, to)
@@ -601,6 +608,28 @@ func (h *Host) groupForMessage(from NodeID, id GroupID, m *raftpb.Message) (*gro
 		return nil, dropNoGroup, err
 	}
 	return admit(g, from, to, sender)
+}
+
+// isLeaderMessage: only a leader sends these.
+func isLeaderMessage(m *raftpb.Message) bool {
+	switch m.GetType() {
+	case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:
+		return true
+	}
+	return false
+}
+
+// learnPeer adds replica r on node n to an uninitialized group's peer map
+// (the descriptor its snapshot brings replaces the map).
+func (h *Host) learnPeer(g *group, r ReplicaID, n NodeID) {
+	old := g.peers.Load()
+	peers := make([]Peer, 0, len(old.nodes)+1)
+	for rid, nid := range old.nodes {
+		if nid != n {
+			peers = append(peers, Peer{Replica: rid, Node: nid})
+		}
+	}
+	g.peers.Store(newPeerMap(append(peers, Peer{Replica: r, Node: n})))
 }
 
 func admit(g *group, from NodeID, to, sender ReplicaID) (*group, string, error) {

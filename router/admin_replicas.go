@@ -135,12 +135,17 @@ func (a *Admin) ChangeReplicas(ctx context.Context, req *tesserapb.ChangeReplica
 	return &tesserapb.ChangeReplicasResponse{Descriptor_: d, Joint: rs.Joint}, nil
 }
 
-// waitCaughtUp waits until node's learner has the leader's committed log
-// (it applied its snapshot and the entries after it), so that promoting it
+// waitCaughtUp waits until node's learner has the log the leader had
+// committed when the wait began (it applied its snapshot and the entries
+// after it), so that promoting it
 // never leaves a quorum waiting on a replica still receiving a snapshot.
 func (a *Admin) waitCaughtUp(ctx context.Context, id uint64, node raftgroup.NodeID) error {
 	t := time.NewTicker(a.cfg.CatchUpPoll)
 	defer t.Stop()
+	// The target is the commit index when the wait starts: under steady
+	// writes the commit index moves on and a learner's match trails it
+	// by the appends in flight.
+	var target uint64
 	for {
 		st, err := a.raft.Status(raftgroup.GroupID(id))
 		if err != nil {
@@ -149,7 +154,10 @@ func (a *Admin) waitCaughtUp(ctx context.Context, id uint64, node raftgroup.Node
 		if !st.IsLeader {
 			return status.Errorf(codes.Unavailable, "router: range %d: leadership moved while waiting for node %d to catch up", id, node)
 		}
-		if m, ok := st.Match[node]; ok && m >= st.Commit {
+		if target == 0 {
+			target = st.Commit
+		}
+		if m, ok := st.Match[node]; ok && m >= target {
 			return nil
 		}
 		select {

@@ -185,6 +185,19 @@ func (r *Replica) ChangeReplicas(ctx context.Context, c ReplicaChange) (*tessera
 		}
 		return nil, fmt.Errorf("shard: range %d is not in a joint configuration: %w", r.group, ErrChangeInProgress)
 	}
+	// A new leader refuses conf changes (raft turns them into empty
+	// entries) until it applied its log as of its election: wait for an
+	// entry of its own term to apply.
+	r.mu.Lock()
+	err = r.waitLocked(ctx, func() bool { return !r.mu.isLeader || r.mu.cl.appliedTerm >= r.mu.term })
+	isLeader := r.mu.isLeader
+	if err == nil && !isLeader {
+		err = r.notLeaderLocked()
+	}
+	r.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("shard: range %d: wait for the leader's own entry: %w", r.group, err)
+	}
 	desc := r.Descriptor()
 	cc, want, err := buildConfChange(desc, c)
 	if err != nil {

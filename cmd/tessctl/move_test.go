@@ -171,6 +171,32 @@ func TestRangeMove(t *testing.T) {
 	if code == 0 || !strings.Contains(stderr, "holds no replica") {
 		t.Fatalf("moving from a node without a replica: exit %d: %s", code, stderr)
 	}
+
+	// And back: the old node is tombstoned below a new replica id, so it
+	// hosts the range again as a new replica (table output).
+	var oldID uint64
+	for _, r := range r2.Replicas {
+		if r.Node == from {
+			oldID = r.Replica
+		}
+	}
+	out, stderr, code = tc.tessctl(t, "range", "move", "2", "--from", fmt.Sprint(to), "--to", fmt.Sprint(from))
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("moved range 2 from node %d to node %d", to, from)) {
+		t.Fatalf("moving back: exit %d: %s%s", code, out, stderr)
+	}
+	t.Logf("move back:\n%s%s", stderr, out)
+	eventually(t, 30*time.Second, func() error {
+		rep := tc.Node(int(from - 1)).Replica(2)
+		if rep == nil {
+			return fmt.Errorf("node %d has no replica of range 2 again", from)
+		}
+		for _, r := range rep.Descriptor().GetReplicas() {
+			if r.GetNodeId() == from && r.GetReplicaId() <= oldID {
+				return fmt.Errorf("node %d's new replica id %d, want above %d", from, r.GetReplicaId(), oldID)
+			}
+		}
+		return nil
+	})
 }
 
 func decodeRange(t *testing.T, out string) rangeInfo {
