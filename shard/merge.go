@@ -148,6 +148,7 @@ func (s *routeState) frozenError() error {
 // applyFreezeLocked applies a freeze or an unfreeze.
 func (r *Replica) applyFreezeLocked(cmd *tesserapb.ShardCommand) (*pb.ResponseOp, error) {
 	r.mu.frozen = cmd.GetFreeze()
+	r.noteFrozenLocked()
 	r.publishRouteLocked()
 	return &pb.ResponseOp{}, nil
 }

@@ -123,6 +123,9 @@ type Replica struct {
 		merges []mergeApplied
 		// frozen: the range is frozen for a merge (replicated, merge.go).
 		frozen bool
+		// frozenSince: when this replica applied the freeze or opened
+		// the range frozen (zero when not frozen; merge_queue.go).
+		frozenSince time.Time
 		// mergedInto: this replica's range was merged into that one; it
 		// sends every request there (set by the Store, merge.go).
 		mergedInto *tesserapb.RangeDescriptor
@@ -140,6 +143,9 @@ type Replica struct {
 
 	// load is the decaying request rate of this replica (reads and writes).
 	load loadMeter
+	// loadSplit counts requests per second and samples their keys for
+	// load-based splits (split_load.go).
+	loadSplit loadSplitter
 	// size is the last measurement of the range (split_size.go).
 	size sizeState
 
@@ -309,6 +315,7 @@ func (r *Replica) loadLocked() error {
 			return fmt.Errorf("shard: range %d: %w", g, err)
 		}
 		r.mu.compactRev, r.mu.appliedRev, r.mu.logCut, r.mu.frozen = st.compact, st.applied, st.logCut, st.frozen
+		r.noteFrozenLocked()
 	}
 	if err := r.loadAuthRevisionLocked(); err != nil {
 		return err

@@ -92,6 +92,7 @@ func (r *Replica) Split(ctx context.Context, generation uint64, key []byte, righ
 	}
 	start := time.Now()
 	r.batches.Add(p, p.done)
+	CrashPoint(CrashSplitAfterPropose)
 	select {
 	case <-p.done:
 	case <-ctx.Done():

@@ -210,6 +210,7 @@ func (s *Store) open(id raftgroup.GroupID) error {
 // splitApplied opens the right half of a split a local replica applied
 // (its batch committed).
 func (s *Store) splitApplied(res SplitResult, trigger string) {
+	CrashPoint(CrashSplitAfterApply)
 	if k := s.cfg.Knobs; k != nil && k.SkipSplitOpen != nil && k.SkipSplitOpen(res) {
 		return
 	}
@@ -305,6 +306,7 @@ func (s *Store) mergeApplied(merged *tesserapb.RangeDescriptor, rightID uint64) 
 	// Called from the left's apply callback: the raft host must not be
 	// asked to remove a group from there (it waits for the worker that may
 	// hold the right's group in this very round).
+	CrashPoint(CrashMergeAfterApply)
 	s.mu.Lock()
 	if s.mu.closed {
 		s.mu.Unlock()
