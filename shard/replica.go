@@ -70,6 +70,9 @@ type Config struct {
 	// OnMerge is called once the batch that applied a merge into this
 	// range committed (the Store destroys the right's replica).
 	OnMerge func(merged *tesserapb.RangeDescriptor, rightID uint64)
+	// OnRemoved is called once the batch that applied a replica change
+	// removing this node's replica committed (the Store destroys it).
+	OnRemoved func(desc *tesserapb.RangeDescriptor)
 	// AuthRevision returns the auth revision this node has applied, 0 when
 	// auth is disabled (shard/auth_revision.go); nil: writes are not
 	// stamped.
@@ -130,6 +133,12 @@ type Replica struct {
 		// record may be forgotten (0: not known; lease_gc.go).
 		leaseGCNext engine.Revision
 		authRev     uint64 // highest auth revision applied (auth_revision.go)
+		// removed: an applied replica change left this node out of the
+		// descriptor (replica_confchange.go); the Store destroys it.
+		removed bool
+		// peersChanged: the descriptor's replicas changed in the current
+		// apply round; the raft host's peer map is replaced after it.
+		peersChanged bool
 	}
 
 	// load is the decaying request rate of this replica (reads and writes).

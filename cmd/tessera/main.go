@@ -81,6 +81,7 @@ Flags follow etcd's names and meanings.`,
 	addTLSFlags(f, &cfg.TLS)
 	addAuthFlags(f, &cfg.Auth)
 	addMembersFlags(f, &cfg.Members)
+	addMovesFlags(f, &cfg.Moves) // movesflags.go
 	f.BoolVar(&cfg.EnableGRPCGateway, "enable-grpc-gateway", cfg.EnableGRPCGateway, "serve etcd's HTTP/JSON gateway under /v3/ on the client port")
 	f.DurationVar(&cfg.CorruptCheckTime, "corrupt-check-time", cfg.CorruptCheckTime, "duration between corruption check passes (compare range replicas, raise CORRUPT); 0 disables")
 	f.DurationVar(&cfg.CorruptCheckTime, "experimental-corrupt-check-time", cfg.CorruptCheckTime, "deprecated name of --corrupt-check-time")
