@@ -35,6 +35,7 @@ const (
 	KindLeaseKey     byte = 'k' // a live key attached to a lease; followed by lease id(8), user key
 	KindRevokedGC    byte = 'g' // when a revoked lease may be forgotten; followed by revision(8), lease id(8)
 	KindAuthRevision byte = 'p' // highest auth revision the range has applied (shard/auth_revision.go)
+	KindMovedWrite   byte = 'm' // a revision whose writes a split moved wholly to the right half; followed by revision(8)
 
 	// Unreplicated (section 'u').
 	KindHardState byte = 'h' // raft HardState
@@ -49,7 +50,7 @@ const (
 
 func sectionOf(kind byte) byte {
 	switch kind {
-	case KindAppliedState, KindDescriptor, KindRangeState, KindChangeLog, KindRevokedLease, KindLeaseKey, KindRevokedGC, KindAuthRevision:
+	case KindAppliedState, KindDescriptor, KindRangeState, KindChangeLog, KindRevokedLease, KindLeaseKey, KindRevokedGC, KindAuthRevision, KindMovedWrite:
 		return sectionReplicated
 	}
 	return sectionUnreplicated

@@ -19,6 +19,10 @@ type Config struct {
 	Engine *engine.Engine
 	// SnapshotDir holds snapshots being received before they are ingested.
 	SnapshotDir string
+	// SnapshotRate bounds the bytes per second of all snapshots this host
+	// sends together (32 MiB/s, --snapshot-rate): a replica move's
+	// snapshot leaves disk and network to foreground writes.
+	SnapshotRate int64
 
 	// TickInterval is the period of the one ticker that drives all groups.
 	// 100 ms as etcd's default heartbeat interval.
@@ -108,6 +112,7 @@ func DefaultConfig() Config {
 		EntryCacheSize:             256,
 		DisableProposalForwarding:  true,
 		Transport:                  DefaultTransportConfig(),
+		SnapshotRate:               32 << 20,
 	}
 }
 
@@ -130,6 +135,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("raftgroup: LogKeepEntries (%d) must be below LogTruncateThreshold (%d)", c.LogKeepEntries, c.LogTruncateThreshold)
 	case c.EntryCacheSize <= 0:
 		return errors.New("raftgroup: EntryCacheSize must be positive")
+	case c.SnapshotRate <= 0:
+		return fmt.Errorf("raftgroup: SnapshotRate %d bytes/s must be positive", c.SnapshotRate)
 	}
 	return nil
 }

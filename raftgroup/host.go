@@ -46,7 +46,9 @@ type Host struct {
 	eng       *engine.Engine
 	sched     *scheduler
 	transport *Transport
-	metrics   *hostMetrics
+	// snapshotRate paces every snapshot this host sends (snapshot_rate.go).
+	snapshotRate *rateLimiter
+	metrics      *hostMetrics
 
 	mu struct {
 		sync.RWMutex
@@ -93,12 +95,14 @@ func NewHost(cfg Config) (*Host, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Host{
-		cfg:     cfg,
-		log:     log.With("node_id", cfg.NodeID),
-		eng:     cfg.Engine,
-		sched:   newScheduler(cfg.MaxGroupsPerRound),
-		metrics: newHostMetrics(cfg.Registerer),
-		stopper: make(chan struct{}),
+		cfg:   cfg,
+		log:   log.With("node_id", cfg.NodeID),
+		eng:   cfg.Engine,
+		sched: newScheduler(cfg.MaxGroupsPerRound),
+
+		snapshotRate: newRateLimiter(cfg.SnapshotRate),
+		metrics:      newHostMetrics(cfg.Registerer),
+		stopper:      make(chan struct{}),
 	}
 	h.mu.groups = make(map[GroupID]*group)
 	h.mu.tombstones = make(map[GroupID]ReplicaID)
@@ -465,6 +469,13 @@ type Status struct {
 	// LeaderChanges counts the changes of the known leader seen by this
 	// replica since it was opened.
 	LeaderChanges uint64
+	// Joint: the configuration is joint (a ConfChangeV2 entered it and
+	// has not left it yet).
+	Joint bool
+	// Match, on a leader, is the highest log index known replicated on
+	// each node's replica (voters and learners); nil on a follower. A new
+	// learner has caught up once its match reaches the leader's commit.
+	Match map[NodeID]uint64
 }
 
 // Status returns a group's status.
@@ -494,6 +505,16 @@ func (h *Host) Status(id GroupID) (Status, error) {
 	}
 	for l := range st.Config.Learners {
 		s.Learners = append(s.Learners, g.nodeOf(l))
+	}
+	for l := range st.Config.LearnersNext {
+		s.Learners = append(s.Learners, g.nodeOf(l))
+	}
+	s.Joint = len(st.Config.Voters[1]) > 0
+	if s.IsLeader {
+		s.Match = make(map[NodeID]uint64, len(st.Progress))
+		for id, pr := range st.Progress {
+			s.Match[g.nodeOf(id)] = pr.Match
+		}
 	}
 	return s, nil
 }
@@ -543,7 +564,16 @@ func (h *Host) groupForMessage(from NodeID, id GroupID, m *raftpb.Message) (*gro
 	g := h.mu.groups[id]
 	h.mu.RUnlock()
 	if g != nil {
-		return admit(g, from, to, sender)
+		gr, reason, err := admit(g, from, to, sender)
+		if reason == dropUnknownSender && g.storage.appliedState().Index == 0 && isLeaderMessage(m) {
+			// A replica still waiting for its first snapshot knows only
+			// the leader that created it; leadership may have moved on
+			// since. Learn the new leader's replica (the node is the one
+			// the stream authenticated) so the snapshot can come from it.
+			h.learnPeer(g, sender, from)
+			return admit(g, from, to, sender)
+		}
+		return gr, reason, err
 	}
 	if h.closed.Load() {
 		return nil, dropNoGroup, nil
@@ -560,9 +590,7 @@ func (h *Host) groupForMessage(from NodeID, id GroupID, m *raftpb.Message) (*gro
 	if h.cfg.NewReplica == nil || to == 0 || sender == 0 {
 		return nil, dropNoGroup, nil
 	}
-	switch m.GetType() {
-	case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:
-	default:
+	if !isLeaderMessage(m) {
 		return nil, dropNoGroup, nil
 	}
 	sm, ok := h.cfg.NewReplica(id, to)
@@ -580,6 +608,28 @@ func (h *Host) groupForMessage(from NodeID, id GroupID, m *raftpb.Message) (*gro
 		return nil, dropNoGroup, err
 	}
 	return admit(g, from, to, sender)
+}
+
+// isLeaderMessage: only a leader sends these.
+func isLeaderMessage(m *raftpb.Message) bool {
+	switch m.GetType() {
+	case raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgSnap:
+		return true
+	}
+	return false
+}
+
+// learnPeer adds replica r on node n to an uninitialized group's peer map
+// (the descriptor its snapshot brings replaces the map).
+func (h *Host) learnPeer(g *group, r ReplicaID, n NodeID) {
+	old := g.peers.Load()
+	peers := make([]Peer, 0, len(old.nodes)+1)
+	for rid, nid := range old.nodes {
+		if nid != n {
+			peers = append(peers, Peer{Replica: rid, Node: nid})
+		}
+	}
+	g.peers.Store(newPeerMap(append(peers, Peer{Replica: r, Node: n})))
 }
 
 func admit(g *group, from NodeID, to, sender ReplicaID) (*group, string, error) {

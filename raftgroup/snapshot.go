@@ -104,7 +104,7 @@ func (h *Host) streamSnapshot(ctx context.Context, g *group, m *raftpb.Message) 
 		h.metrics.dropped(dropUnknownReplica)
 		return fmt.Errorf("raftgroup: %s: snapshot for unknown replica %s", g.id, ReplicaID(m.GetTo()))
 	}
-	return h.transport.SendSnapshot(ctx, node, SnapshotHeader{Group: g.id, Message: msg}, io.MultiReader(readers...))
+	return h.transport.SendSnapshot(ctx, node, SnapshotHeader{Group: g.id, Message: msg}, &limitedReader{ctx: ctx, l: h.snapshotRate, r: io.MultiReader(readers...)})
 }
 
 type bytesReaderT struct {

@@ -97,6 +97,7 @@ func (r *Router) Merge(ctx context.Context, leftID uint64, trigger string) (*tes
 	if err != nil {
 		return nil, fmt.Errorf("router: merge %d and %d: freeze range %d: %w", leftID, right.GetRangeId(), right.GetRangeId(), err)
 	}
+	shard.CrashPoint(shard.CrashMergeAfterFreeze)
 	merged, err := r.mergeFrozen(ctx, rep, left, frozen, frozenIdx, trigger)
 	if err != nil {
 		uctx, cancel := context.WithTimeout(context.Background(), mergeUnfreezeTimeout)
@@ -106,6 +107,7 @@ func (r *Router) Merge(ctx context.Context, leftID uint64, trigger string) (*tes
 		cancel()
 		return nil, err
 	}
+	shard.CrashPoint(shard.CrashMergeBeforeDirectory)
 	r.cache.Insert(merged)
 	if err := r.directoryChanged(ctx, merged); err != nil {
 		r.log.Warn("directory not updated after a merge", "range", leftID, "err", err)

@@ -137,6 +137,7 @@ func (r *Router) Split(ctx context.Context, rangeID uint64, key []byte, trigger 
 	if err != nil {
 		return shard.SplitResult{}, fmt.Errorf("router: split range %d at %q: %w", rangeID, key, err)
 	}
+	shard.CrashPoint(shard.CrashSplitBeforeDirectory)
 	r.cache.Insert(res.Left)
 	r.cache.Insert(res.Right)
 	if err := r.directoryChanged(ctx, res.Left, res.Right); err != nil {

@@ -24,6 +24,14 @@ func latestWriteAt(snap engine.Reader, group uint64, at, compactRev engine.Revis
 	if err != nil {
 		return 0, fmt.Errorf("shard: range %d: latest write at %d: %w", group, at, err)
 	}
+	// Writes granted to this range that a split moved to a right half
+	// still count: the TSO names this range, not the half, as their writer
+	// (see movedWriteKey).
+	m, err := lastChangeLogRev(snap, movedWriteSpan(group, 0, at+1))
+	if err != nil {
+		return 0, fmt.Errorf("shard: range %d: latest moved write at %d: %w", group, at, err)
+	}
+	w = max(w, m)
 	if compactRev <= at {
 		w = max(w, compactRev)
 	}
@@ -43,4 +51,20 @@ func (r *Replica) writeTimestamps(ctx context.Context, n int) (engine.Revision, 
 		return wc.WriteTimestamps(ctx, uint64(r.group), n)
 	}
 	return r.cfg.Clock.Timestamps(ctx, n)
+}
+
+// movedWriteKey marks a revision whose writes a split moved wholly to the
+// right half (the left's change-log entry went with them). The TSO records
+// a write's range id when it grants the timestamp, so a linearizable read
+// that covers the left (and so does not ask it separately) or asks it as a
+// writer must still learn of that write from the left: its latest write
+// counts these marks. Compaction cuts them with the change log; a merge
+// hands the right's marks to the left.
+func movedWriteKey(group uint64, rev engine.Revision) []byte {
+	return engine.LocalGroupIndexKey(group, engine.KindMovedWrite, uint64(rev))
+}
+
+// movedWriteSpan covers the marks of revisions in [from, to).
+func movedWriteSpan(group uint64, from, to engine.Revision) engine.Span {
+	return engine.Span{Start: movedWriteKey(group, from), End: movedWriteKey(group, to)}
 }

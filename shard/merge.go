@@ -148,6 +148,7 @@ func (s *routeState) frozenError() error {
 // applyFreezeLocked applies a freeze or an unfreeze.
 func (r *Replica) applyFreezeLocked(cmd *tesserapb.ShardCommand) (*pb.ResponseOp, error) {
 	r.mu.frozen = cmd.GetFreeze()
+	r.noteFrozenLocked()
 	r.publishRouteLocked()
 	return &pb.ResponseOp{}, nil
 }
@@ -204,6 +205,7 @@ func (r *Replica) applyMergeLocked(b *engine.Batch, cmd *tesserapb.ShardCommand)
 		moveLeaseIndex(b, g, rg),
 		mergeRevokedLeases(b, g, rg),
 		r.mergeAuthRevisionLocked(b, rg),
+		copyLocalKind(b, rg, g, engine.KindMovedWrite),
 		b.DeleteRange(engine.LocalGroupReplicatedSpan(rg)),
 		b.Set(tombstoneKey(rg), nil),
 	); err != nil {

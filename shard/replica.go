@@ -70,6 +70,9 @@ type Config struct {
 	// OnMerge is called once the batch that applied a merge into this
 	// range committed (the Store destroys the right's replica).
 	OnMerge func(merged *tesserapb.RangeDescriptor, rightID uint64)
+	// OnRemoved is called once the batch that applied a replica change
+	// removing this node's replica committed (the Store destroys it).
+	OnRemoved func(desc *tesserapb.RangeDescriptor)
 	// AuthRevision returns the auth revision this node has applied, 0 when
 	// auth is disabled (shard/auth_revision.go); nil: writes are not
 	// stamped.
@@ -120,6 +123,9 @@ type Replica struct {
 		merges []mergeApplied
 		// frozen: the range is frozen for a merge (replicated, merge.go).
 		frozen bool
+		// frozenSince: when this replica applied the freeze or opened
+		// the range frozen (zero when not frozen; merge_queue.go).
+		frozenSince time.Time
 		// mergedInto: this replica's range was merged into that one; it
 		// sends every request there (set by the Store, merge.go).
 		mergedInto *tesserapb.RangeDescriptor
@@ -127,10 +133,19 @@ type Replica struct {
 		// record may be forgotten (0: not known; lease_gc.go).
 		leaseGCNext engine.Revision
 		authRev     uint64 // highest auth revision applied (auth_revision.go)
+		// removed: an applied replica change left this node out of the
+		// descriptor (replica_confchange.go); the Store destroys it.
+		removed bool
+		// peersChanged: the descriptor's replicas changed in the current
+		// apply round; the raft host's peer map is replaced after it.
+		peersChanged bool
 	}
 
 	// load is the decaying request rate of this replica (reads and writes).
 	load loadMeter
+	// loadSplit counts requests per second and samples their keys for
+	// load-based splits (split_load.go).
+	loadSplit loadSplitter
 	// size is the last measurement of the range (split_size.go).
 	size sizeState
 
@@ -300,6 +315,7 @@ func (r *Replica) loadLocked() error {
 			return fmt.Errorf("shard: range %d: %w", g, err)
 		}
 		r.mu.compactRev, r.mu.appliedRev, r.mu.logCut, r.mu.frozen = st.compact, st.applied, st.logCut, st.frozen
+		r.noteFrozenLocked()
 	}
 	if err := r.loadAuthRevisionLocked(); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -31,11 +32,19 @@ type applyResult struct {
 func (r *Replica) Apply(b *engine.Batch, ents []*raftpb.Entry) error {
 	start := time.Now()
 	defer func() { r.cfg.Metrics.applyDuration.Observe(time.Since(start).Seconds()) }()
+	defer r.setPeersAfterApply()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	touched := false
 	for _, e := range ents {
 		r.mu.cl.appliedTerm = e.GetTerm()
+		if t := e.GetType(); t == raftpb.EntryConfChange || t == raftpb.EntryConfChangeV2 {
+			if _, err := r.applyConfChangeLocked(b, e); err != nil {
+				return err
+			}
+			r.mu.peersChanged = true
+			continue
+		}
 		if e.GetType() != raftpb.EntryNormal || len(e.GetData()) == 0 {
 			continue
 		}
@@ -137,7 +146,7 @@ func (r *Replica) applyCommandLocked(b *engine.Batch, cmd *tesserapb.ShardComman
 			return nil, storageError{err: err}
 		}
 		r.mu.logCut = max(r.mu.logCut, cut)
-		if err := b.DeleteRange(span); err != nil {
+		if err := errors.Join(b.DeleteRange(span), b.DeleteRange(movedWriteSpan(uint64(r.group), 0, c))); err != nil {
 			return nil, storageError{err: err}
 		}
 		return &pb.ResponseOp{}, nil
@@ -257,6 +266,13 @@ func (r *Replica) Applied(index uint64) {
 		if h := r.cfg.OnSplit; h != nil {
 			h(s.res, s.trigger)
 		}
+	}
+	r.mu.Lock()
+	removed := r.mu.removed
+	desc := r.mu.desc
+	r.mu.Unlock()
+	if removed && r.cfg.OnRemoved != nil {
+		r.cfg.OnRemoved(desc)
 	}
 	r.mu.Lock()
 	r.mu.applied = index

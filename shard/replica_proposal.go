@@ -95,7 +95,7 @@ func (r *Replica) write(ctx context.Context, generation uint64, op *pb.RequestOp
 	}
 	p := &proposal{id: r.nextID.Add(1), op: opb, compactRev: compactRev, generation: rt.desc.GetGeneration(), leases: leases.Attach, revoke: leases.Revoke, authRev: opAuthRevision(ctx, op), done: make(chan struct{})}
 	r.cfg.Metrics.writes.Inc()
-	r.load.add(start, 1)
+	r.noteLoad(start, op)
 	r.batches.Add(p, p.done)
 	select {
 	case <-p.done:

@@ -32,7 +32,7 @@ func (r *Replica) Read(ctx context.Context, generation uint64, op *pb.RequestOp,
 		return nil, 0, err
 	}
 	r.cfg.Metrics.reads.Inc()
-	r.load.add(time.Now(), 1)
+	r.noteLoad(time.Now(), op)
 	if serializable {
 		r.mu.Unlock()
 		return r.readSerializable(ctx, op, readRev)

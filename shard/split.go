@@ -92,6 +92,7 @@ func (r *Replica) Split(ctx context.Context, generation uint64, key []byte, righ
 	}
 	start := time.Now()
 	r.batches.Add(p, p.done)
+	CrashPoint(CrashSplitAfterPropose)
 	select {
 	case <-p.done:
 	case <-ctx.Done():
@@ -230,7 +231,7 @@ func splitChangeLog(b *engine.Batch, group, rg uint64, right *tesserapb.RangeDes
 			return err
 		}
 		if len(l) == 0 {
-			err = b.Delete(changeLogKey(group, e.rev))
+			err = errors.Join(b.Delete(changeLogKey(group, e.rev)), b.Set(movedWriteKey(group, e.rev), nil))
 		} else {
 			err = b.Set(changeLogKey(group, e.rev), encodeChangeLog(l))
 		}

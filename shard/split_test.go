@@ -186,6 +186,15 @@ func TestSplitApply(t *testing.T) {
 		if want := []string{"2:h", "4:i", "5:k", "6:h", "7:j", "8:j"}; !slices.Equal(r, want) {
 			t.Fatalf("replica %d: right change log %q, want %q (before %q)", i, r, want, logBefore)
 		}
+		// The left still names the writes the split moved wholly to the
+		// right as its own latest writes (the TSO recorded them as
+		// granted to the left: a read covering the left asks it alone).
+		for _, tc := range []struct{ at, want engine.Revision }{{baseRev + 8, baseRev + 8}, {baseRev + 7, baseRev + 7}, {baseRev + 6, baseRev + 6}, {baseRev + 5, baseRev + 5}, {baseRev + 4, baseRev + 4}} {
+			w, err := latestWriteAt(h.e, 2, tc.at, h.r.Status().CompactRev)
+			if err != nil || w != tc.want {
+				t.Fatalf("replica %d: left's latest write at %d: %d %v, want %d", i, tc.at-baseRev, w-baseRev, err, tc.want-baseRev)
+			}
+		}
 		// The lease index: c stays left, i goes right (j was revoked).
 		if got := h.leaseIndex(); !slices.Equal(got, []string{"5:c"}) {
 			t.Fatalf("replica %d: left lease index %q", i, got)

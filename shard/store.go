@@ -91,7 +91,10 @@ type Store struct {
 		// retired: replicas of ranges merged away, closed, kept so that
 		// requests for them learn where their keys went (until restart).
 		retired map[raftgroup.GroupID]*Replica
-		closed  bool
+		// removing: replicas being destroyed after their removal
+		// (store_replicas.go).
+		removing map[raftgroup.GroupID]bool
+		closed   bool
 	}
 }
 
@@ -106,6 +109,7 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 	s := &Store{cfg: cfg, log: cfg.Logger}
 	s.mu.replicas = make(map[raftgroup.GroupID]*Replica)
 	s.mu.retired = make(map[raftgroup.GroupID]*Replica)
+	s.mu.removing = make(map[raftgroup.GroupID]bool)
 	return s, nil
 }
 
@@ -180,13 +184,9 @@ func (s *Store) open(id raftgroup.GroupID) error {
 	if _, ok := s.mu.replicas[id]; ok {
 		return nil
 	}
-	cfg := s.cfg.Replica
-	cfg.Engine, cfg.Raft = s.cfg.Engine, s.cfg.Host
-	cfg.OnSplit = s.splitApplied
-	cfg.OnMerge = s.mergeApplied
-	rep, err := Open(cfg, id)
+	rep, err := s.newReplica(id) // store_replicas.go
 	if err != nil {
-		return fmt.Errorf("shard: store: open range %d: %w", id, err)
+		return err
 	}
 	desc := rep.Descriptor()
 	self := ReplicaOn(desc, s.cfg.Replica.NodeID)
@@ -196,6 +196,11 @@ func (s *Store) open(id raftgroup.GroupID) error {
 	}
 	if err := s.cfg.Host.CreateGroup(id, raftgroup.ReplicaID(self.GetReplicaId()), RaftPeers(desc), rep); err != nil {
 		rep.Close()
+		if errors.Is(err, raftgroup.ErrTombstoned) {
+			// A crash in the middle of destroying a removed replica:
+			// finish it (store_replicas.go).
+			return s.finishDestroyLocked(id, desc)
+		}
 		return fmt.Errorf("shard: store: start raft group of range %d: %w", id, err)
 	}
 	s.mu.replicas[id] = rep
@@ -205,6 +210,7 @@ func (s *Store) open(id raftgroup.GroupID) error {
 // splitApplied opens the right half of a split a local replica applied
 // (its batch committed).
 func (s *Store) splitApplied(res SplitResult, trigger string) {
+	CrashPoint(CrashSplitAfterApply)
 	if k := s.cfg.Knobs; k != nil && k.SkipSplitOpen != nil && k.SkipSplitOpen(res) {
 		return
 	}
@@ -300,6 +306,7 @@ func (s *Store) mergeApplied(merged *tesserapb.RangeDescriptor, rightID uint64) 
 	// Called from the left's apply callback: the raft host must not be
 	// asked to remove a group from there (it waits for the worker that may
 	// hold the right's group in this very round).
+	CrashPoint(CrashMergeAfterApply)
 	s.mu.Lock()
 	if s.mu.closed {
 		s.mu.Unlock()

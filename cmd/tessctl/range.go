@@ -19,7 +19,7 @@ func rangeCmd(g *globalFlags) *cobra.Command {
 		Use:   "range",
 		Short: "Split or merge ranges",
 	}
-	cmd.AddCommand(rangeSplitCmd(g), rangeMergeCmd(g))
+	cmd.AddCommand(rangeSplitCmd(g), rangeMergeCmd(g), rangeMoveCmd(g)) // move.go
 	return cmd
 }
 

@@ -63,6 +63,8 @@ Flags follow etcd's names and meanings.`,
 	f.StringVar(&cfg.InitialClusterState, "initial-cluster-state", cfg.InitialClusterState, "initial cluster state ('new' or 'existing')")
 	f.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", cfg.MaxRequestBytes, "maximum client request size in bytes the server will accept")
 	f.Int64Var(&cfg.Split.RangeMaxBytes, "range-max-bytes", cfg.Split.RangeMaxBytes, "a range whose data (live and history) passes this many bytes is split in two by its leader (0: no size-based splits)")
+	f.Float64Var(&cfg.Split.RangeSplitQPS, "range-split-qps", cfg.Split.RangeSplitQPS, "a range serving at least this many requests/s for 10 s is split by its leader at a key chosen from its load (0: no load-based splits)")
+	f.DurationVar(&cfg.Split.FrozenRecoverAfter, "range-merge-recover-after", cfg.Split.FrozenRecoverAfter, "a range frozen this long for a merge whose initiator died is merged again (or thawed) by its left neighbour's leader")
 	f.DurationVar(&cfg.Split.CheckInterval, "range-split-check-interval", cfg.Split.CheckInterval, "how often range leaders measure their ranges for --range-max-bytes")
 	f.DurationVar(&cfg.ClosedRevisionInterval, "closed-revision-interval", cfg.ClosedRevisionInterval, "how often range leaders close the revisions of idle ranges (serializable reads on followers wait up to about twice this for a write they must show)")
 	f.DurationVar(&cfg.WatchProgressNotifyInterval, "experimental-watch-progress-notify-interval", cfg.WatchProgressNotifyInterval, "duration of periodic watch progress notifications")
@@ -79,6 +81,7 @@ Flags follow etcd's names and meanings.`,
 	addTLSFlags(f, &cfg.TLS)
 	addAuthFlags(f, &cfg.Auth)
 	addMembersFlags(f, &cfg.Members)
+	addMovesFlags(f, &cfg.Moves) // movesflags.go
 	f.BoolVar(&cfg.EnableGRPCGateway, "enable-grpc-gateway", cfg.EnableGRPCGateway, "serve etcd's HTTP/JSON gateway under /v3/ on the client port")
 	f.DurationVar(&cfg.CorruptCheckTime, "corrupt-check-time", cfg.CorruptCheckTime, "duration between corruption check passes (compare range replicas, raise CORRUPT); 0 disables")
 	f.DurationVar(&cfg.CorruptCheckTime, "experimental-corrupt-check-time", cfg.CorruptCheckTime, "deprecated name of --corrupt-check-time")

@@ -4742,6 +4742,175 @@ func (x *TsoWriter) GetLowest() int64 {
 	return 0
 }
 
+// ChangeReplicasRequest is one step of a replica move (shard.ReplicaChange),
+// done by the range's leader through the range's log. Exactly one of the
+// step fields is set, or gc_descriptor alone: then the receiving node
+// destroys its replica of the range if that descriptor (newer than its own)
+// leaves it out.
+type ChangeReplicasRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	AddLearner    uint64                 `protobuf:"varint,2,opt,name=add_learner,json=addLearner,proto3" json:"add_learner,omitempty"`
+	Promote       uint64                 `protobuf:"varint,3,opt,name=promote,proto3" json:"promote,omitempty"`
+	Demote        uint64                 `protobuf:"varint,4,opt,name=demote,proto3" json:"demote,omitempty"`
+	LeaveJoint    bool                   `protobuf:"varint,5,opt,name=leave_joint,json=leaveJoint,proto3" json:"leave_joint,omitempty"`
+	RemoveLearner uint64                 `protobuf:"varint,6,opt,name=remove_learner,json=removeLearner,proto3" json:"remove_learner,omitempty"`
+	GcDescriptor  *RangeDescriptor       `protobuf:"bytes,7,opt,name=gc_descriptor,json=gcDescriptor,proto3" json:"gc_descriptor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeReplicasRequest) Reset() {
+	*x = ChangeReplicasRequest{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeReplicasRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeReplicasRequest) ProtoMessage() {}
+
+func (x *ChangeReplicasRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeReplicasRequest.ProtoReflect.Descriptor instead.
+func (*ChangeReplicasRequest) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *ChangeReplicasRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *ChangeReplicasRequest) GetAddLearner() uint64 {
+	if x != nil {
+		return x.AddLearner
+	}
+	return 0
+}
+
+func (x *ChangeReplicasRequest) GetPromote() uint64 {
+	if x != nil {
+		return x.Promote
+	}
+	return 0
+}
+
+func (x *ChangeReplicasRequest) GetDemote() uint64 {
+	if x != nil {
+		return x.Demote
+	}
+	return 0
+}
+
+func (x *ChangeReplicasRequest) GetLeaveJoint() bool {
+	if x != nil {
+		return x.LeaveJoint
+	}
+	return false
+}
+
+func (x *ChangeReplicasRequest) GetRemoveLearner() uint64 {
+	if x != nil {
+		return x.RemoveLearner
+	}
+	return 0
+}
+
+func (x *ChangeReplicasRequest) GetGcDescriptor() *RangeDescriptor {
+	if x != nil {
+		return x.GcDescriptor
+	}
+	return nil
+}
+
+type ChangeReplicasResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The range's descriptor after the step.
+	Descriptor_ *RangeDescriptor `protobuf:"bytes,1,opt,name=descriptor,proto3" json:"descriptor,omitempty"`
+	// Set when this node does not lead the range (leader_node: a hint).
+	RoutingError *RoutingError `protobuf:"bytes,2,opt,name=routing_error,json=routingError,proto3" json:"routing_error,omitempty"`
+	// The range's raft configuration is joint after the step.
+	Joint bool `protobuf:"varint,3,opt,name=joint,proto3" json:"joint,omitempty"`
+	// gc_descriptor: the local replica was destroyed.
+	Destroyed     bool `protobuf:"varint,4,opt,name=destroyed,proto3" json:"destroyed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeReplicasResponse) Reset() {
+	*x = ChangeReplicasResponse{}
+	mi := &file_tesserapb_tessera_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeReplicasResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeReplicasResponse) ProtoMessage() {}
+
+func (x *ChangeReplicasResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tesserapb_tessera_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeReplicasResponse.ProtoReflect.Descriptor instead.
+func (*ChangeReplicasResponse) Descriptor() ([]byte, []int) {
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *ChangeReplicasResponse) GetDescriptor_() *RangeDescriptor {
+	if x != nil {
+		return x.Descriptor_
+	}
+	return nil
+}
+
+func (x *ChangeReplicasResponse) GetRoutingError() *RoutingError {
+	if x != nil {
+		return x.RoutingError
+	}
+	return nil
+}
+
+func (x *ChangeReplicasResponse) GetJoint() bool {
+	if x != nil {
+		return x.Joint
+	}
+	return false
+}
+
+func (x *ChangeReplicasResponse) GetDestroyed() bool {
+	if x != nil {
+		return x.Destroyed
+	}
+	return false
+}
+
 type CompactionHoldsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -4750,7 +4919,7 @@ type CompactionHoldsRequest struct {
 
 func (x *CompactionHoldsRequest) Reset() {
 	*x = CompactionHoldsRequest{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[67]
+	mi := &file_tesserapb_tessera_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4762,7 +4931,7 @@ func (x *CompactionHoldsRequest) String() string {
 func (*CompactionHoldsRequest) ProtoMessage() {}
 
 func (x *CompactionHoldsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[67]
+	mi := &file_tesserapb_tessera_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4775,7 +4944,7 @@ func (x *CompactionHoldsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactionHoldsRequest.ProtoReflect.Descriptor instead.
 func (*CompactionHoldsRequest) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{67}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{69}
 }
 
 type CompactionHoldsResponse struct {
@@ -4789,7 +4958,7 @@ type CompactionHoldsResponse struct {
 
 func (x *CompactionHoldsResponse) Reset() {
 	*x = CompactionHoldsResponse{}
-	mi := &file_tesserapb_tessera_proto_msgTypes[68]
+	mi := &file_tesserapb_tessera_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4801,7 +4970,7 @@ func (x *CompactionHoldsResponse) String() string {
 func (*CompactionHoldsResponse) ProtoMessage() {}
 
 func (x *CompactionHoldsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tesserapb_tessera_proto_msgTypes[68]
+	mi := &file_tesserapb_tessera_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4814,7 +4983,7 @@ func (x *CompactionHoldsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompactionHoldsResponse.ProtoReflect.Descriptor instead.
 func (*CompactionHoldsResponse) Descriptor() ([]byte, []int) {
-	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{68}
+	return file_tesserapb_tessera_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *CompactionHoldsResponse) GetHeld() bool {
@@ -5200,7 +5369,24 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"\x05count\x18\x02 \x01(\rR\x05count\">\n" +
 	"\tTsoWriter\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x16\n" +
-	"\x06lowest\x18\x02 \x01(\x03R\x06lowest\"\x18\n" +
+	"\x06lowest\x18\x02 \x01(\x03R\x06lowest\"\x8f\x02\n" +
+	"\x15ChangeReplicasRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1f\n" +
+	"\vadd_learner\x18\x02 \x01(\x04R\n" +
+	"addLearner\x12\x18\n" +
+	"\apromote\x18\x03 \x01(\x04R\apromote\x12\x16\n" +
+	"\x06demote\x18\x04 \x01(\x04R\x06demote\x12\x1f\n" +
+	"\vleave_joint\x18\x05 \x01(\bR\n" +
+	"leaveJoint\x12%\n" +
+	"\x0eremove_learner\x18\x06 \x01(\x04R\rremoveLearner\x12@\n" +
+	"\rgc_descriptor\x18\a \x01(\v2\x1b.tessera.v1.RangeDescriptorR\fgcDescriptor\"\xc8\x01\n" +
+	"\x16ChangeReplicasResponse\x12;\n" +
+	"\n" +
+	"descriptor\x18\x01 \x01(\v2\x1b.tessera.v1.RangeDescriptorR\n" +
+	"descriptor\x12=\n" +
+	"\rrouting_error\x18\x02 \x01(\v2\x18.tessera.v1.RoutingErrorR\froutingError\x12\x14\n" +
+	"\x05joint\x18\x03 \x01(\bR\x05joint\x12\x1c\n" +
+	"\tdestroyed\x18\x04 \x01(\bR\tdestroyed\"\x18\n" +
 	"\x16CompactionHoldsRequest\"C\n" +
 	"\x17CompactionHoldsResponse\x12\x12\n" +
 	"\x04held\x18\x01 \x01(\bR\x04held\x12\x14\n" +
@@ -5236,7 +5422,9 @@ const file_tesserapb_tessera_proto_rawDesc = "" +
 	"ChangeNode\x12\x1d.tessera.v1.NodeChangeRequest\x1a\x1e.tessera.v1.NodeChangeResponse\x12H\n" +
 	"\tNodeTable\x12\x1c.tessera.v1.NodeTableRequest\x1a\x1d.tessera.v1.NodeTableResponse\x12I\n" +
 	"\tHeartbeat\x12\x19.tessera.v1.NodeHeartbeat\x1a!.tessera.v1.NodeHeartbeatResponse\x12<\n" +
-	"\x05Nodes\x12\x18.tessera.v1.NodesRequest\x1a\x19.tessera.v1.NodesResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
+	"\x05Nodes\x12\x18.tessera.v1.NodesRequest\x1a\x19.tessera.v1.NodesResponse2`\n" +
+	"\x05Admin\x12W\n" +
+	"\x0eChangeReplicas\x12!.tessera.v1.ChangeReplicasRequest\x1a\".tessera.v1.ChangeReplicasResponseB.Z,github.com/tesseradb/tessera/proto/tesserapbb\x06proto3"
 
 var (
 	file_tesserapb_tessera_proto_rawDescOnce sync.Once
@@ -5251,7 +5439,7 @@ func file_tesserapb_tessera_proto_rawDescGZIP() []byte {
 }
 
 var file_tesserapb_tessera_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
+var file_tesserapb_tessera_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
 var file_tesserapb_tessera_proto_goTypes = []any{
 	(ReplicaType)(0),                 // 0: tessera.v1.ReplicaType
 	(RoutingError_Code)(0),           // 1: tessera.v1.RoutingError.Code
@@ -5324,8 +5512,10 @@ var file_tesserapb_tessera_proto_goTypes = []any{
 	(*RangeReportResponse)(nil),      // 68: tessera.v1.RangeReportResponse
 	(*TsoPart)(nil),                  // 69: tessera.v1.TsoPart
 	(*TsoWriter)(nil),                // 70: tessera.v1.TsoWriter
-	(*CompactionHoldsRequest)(nil),   // 71: tessera.v1.CompactionHoldsRequest
-	(*CompactionHoldsResponse)(nil),  // 72: tessera.v1.CompactionHoldsResponse
+	(*ChangeReplicasRequest)(nil),    // 71: tessera.v1.ChangeReplicasRequest
+	(*ChangeReplicasResponse)(nil),   // 72: tessera.v1.ChangeReplicasResponse
+	(*CompactionHoldsRequest)(nil),   // 73: tessera.v1.CompactionHoldsRequest
+	(*CompactionHoldsResponse)(nil),  // 74: tessera.v1.CompactionHoldsResponse
 }
 var file_tesserapb_tessera_proto_depIdxs = []int32{
 	5,  // 0: tessera.v1.RangeDescriptor.replicas:type_name -> tessera.v1.ReplicaDescriptor
@@ -5390,55 +5580,60 @@ var file_tesserapb_tessera_proto_depIdxs = []int32{
 	12, // 59: tessera.v1.RangeScanResponse.routing_error:type_name -> tessera.v1.RoutingError
 	4,  // 60: tessera.v1.RangeReportRequest.ranges:type_name -> tessera.v1.RangeDescriptor
 	12, // 61: tessera.v1.RangeReportResponse.routing_error:type_name -> tessera.v1.RoutingError
-	13, // 62: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
-	15, // 63: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
-	17, // 64: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
-	20, // 65: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
-	23, // 66: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
-	25, // 67: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
-	27, // 68: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
-	33, // 69: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
-	41, // 70: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
-	43, // 71: tessera.v1.Internal.SplitRange:input_type -> tessera.v1.SplitRangeRequest
-	45, // 72: tessera.v1.Internal.AllocateRangeIDs:input_type -> tessera.v1.AllocateRangeIDsRequest
-	47, // 73: tessera.v1.Internal.MergeRange:input_type -> tessera.v1.MergeRangeRequest
-	49, // 74: tessera.v1.Internal.FreezeRange:input_type -> tessera.v1.FreezeRangeRequest
-	63, // 75: tessera.v1.Internal.RangeLookup:input_type -> tessera.v1.RangeLookupRequest
-	65, // 76: tessera.v1.Internal.RangeScan:input_type -> tessera.v1.RangeScanRequest
-	67, // 77: tessera.v1.Internal.RangeReport:input_type -> tessera.v1.RangeReportRequest
-	38, // 78: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
-	71, // 79: tessera.v1.InternalMaintenance.CompactionHolds:input_type -> tessera.v1.CompactionHoldsRequest
-	53, // 80: tessera.v1.Membership.ChangeNode:input_type -> tessera.v1.NodeChangeRequest
-	55, // 81: tessera.v1.Membership.NodeTable:input_type -> tessera.v1.NodeTableRequest
-	58, // 82: tessera.v1.Membership.Heartbeat:input_type -> tessera.v1.NodeHeartbeat
-	60, // 83: tessera.v1.Membership.Nodes:input_type -> tessera.v1.NodesRequest
-	14, // 84: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
-	16, // 85: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
-	19, // 86: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
-	22, // 87: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
-	24, // 88: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
-	26, // 89: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
-	28, // 90: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
-	32, // 91: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
-	42, // 92: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
-	44, // 93: tessera.v1.Internal.SplitRange:output_type -> tessera.v1.SplitRangeResponse
-	46, // 94: tessera.v1.Internal.AllocateRangeIDs:output_type -> tessera.v1.AllocateRangeIDsResponse
-	48, // 95: tessera.v1.Internal.MergeRange:output_type -> tessera.v1.MergeRangeResponse
-	50, // 96: tessera.v1.Internal.FreezeRange:output_type -> tessera.v1.FreezeRangeResponse
-	64, // 97: tessera.v1.Internal.RangeLookup:output_type -> tessera.v1.RangeLookupResponse
-	66, // 98: tessera.v1.Internal.RangeScan:output_type -> tessera.v1.RangeScanResponse
-	68, // 99: tessera.v1.Internal.RangeReport:output_type -> tessera.v1.RangeReportResponse
-	39, // 100: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
-	72, // 101: tessera.v1.InternalMaintenance.CompactionHolds:output_type -> tessera.v1.CompactionHoldsResponse
-	54, // 102: tessera.v1.Membership.ChangeNode:output_type -> tessera.v1.NodeChangeResponse
-	56, // 103: tessera.v1.Membership.NodeTable:output_type -> tessera.v1.NodeTableResponse
-	59, // 104: tessera.v1.Membership.Heartbeat:output_type -> tessera.v1.NodeHeartbeatResponse
-	62, // 105: tessera.v1.Membership.Nodes:output_type -> tessera.v1.NodesResponse
-	84, // [84:106] is the sub-list for method output_type
-	62, // [62:84] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	4,  // 62: tessera.v1.ChangeReplicasRequest.gc_descriptor:type_name -> tessera.v1.RangeDescriptor
+	4,  // 63: tessera.v1.ChangeReplicasResponse.descriptor:type_name -> tessera.v1.RangeDescriptor
+	12, // 64: tessera.v1.ChangeReplicasResponse.routing_error:type_name -> tessera.v1.RoutingError
+	13, // 65: tessera.v1.Internal.Execute:input_type -> tessera.v1.ExecuteRequest
+	15, // 66: tessera.v1.Internal.Tso:input_type -> tessera.v1.TsoRequest
+	17, // 67: tessera.v1.Internal.Ranges:input_type -> tessera.v1.RangesRequest
+	20, // 68: tessera.v1.Internal.Feed:input_type -> tessera.v1.FeedRequest
+	23, // 69: tessera.v1.Internal.Hash:input_type -> tessera.v1.HashRequest
+	25, // 70: tessera.v1.Internal.TransferLeader:input_type -> tessera.v1.TransferLeaderRequest
+	27, // 71: tessera.v1.Internal.LeaseLookup:input_type -> tessera.v1.LeaseLookupRequest
+	33, // 72: tessera.v1.Internal.AuthState:input_type -> tessera.v1.AuthStateRequest
+	41, // 73: tessera.v1.Internal.CloseRevisions:input_type -> tessera.v1.CloseRevisionsRequest
+	43, // 74: tessera.v1.Internal.SplitRange:input_type -> tessera.v1.SplitRangeRequest
+	45, // 75: tessera.v1.Internal.AllocateRangeIDs:input_type -> tessera.v1.AllocateRangeIDsRequest
+	47, // 76: tessera.v1.Internal.MergeRange:input_type -> tessera.v1.MergeRangeRequest
+	49, // 77: tessera.v1.Internal.FreezeRange:input_type -> tessera.v1.FreezeRangeRequest
+	63, // 78: tessera.v1.Internal.RangeLookup:input_type -> tessera.v1.RangeLookupRequest
+	65, // 79: tessera.v1.Internal.RangeScan:input_type -> tessera.v1.RangeScanRequest
+	67, // 80: tessera.v1.Internal.RangeReport:input_type -> tessera.v1.RangeReportRequest
+	38, // 81: tessera.v1.InternalMaintenance.RecentWrites:input_type -> tessera.v1.RecentWritesRequest
+	73, // 82: tessera.v1.InternalMaintenance.CompactionHolds:input_type -> tessera.v1.CompactionHoldsRequest
+	53, // 83: tessera.v1.Membership.ChangeNode:input_type -> tessera.v1.NodeChangeRequest
+	55, // 84: tessera.v1.Membership.NodeTable:input_type -> tessera.v1.NodeTableRequest
+	58, // 85: tessera.v1.Membership.Heartbeat:input_type -> tessera.v1.NodeHeartbeat
+	60, // 86: tessera.v1.Membership.Nodes:input_type -> tessera.v1.NodesRequest
+	71, // 87: tessera.v1.Admin.ChangeReplicas:input_type -> tessera.v1.ChangeReplicasRequest
+	14, // 88: tessera.v1.Internal.Execute:output_type -> tessera.v1.ExecuteResponse
+	16, // 89: tessera.v1.Internal.Tso:output_type -> tessera.v1.TsoResponse
+	19, // 90: tessera.v1.Internal.Ranges:output_type -> tessera.v1.RangesResponse
+	22, // 91: tessera.v1.Internal.Feed:output_type -> tessera.v1.FeedResponse
+	24, // 92: tessera.v1.Internal.Hash:output_type -> tessera.v1.HashResponse
+	26, // 93: tessera.v1.Internal.TransferLeader:output_type -> tessera.v1.TransferLeaderResponse
+	28, // 94: tessera.v1.Internal.LeaseLookup:output_type -> tessera.v1.LeaseLookupResponse
+	32, // 95: tessera.v1.Internal.AuthState:output_type -> tessera.v1.AuthRecord
+	42, // 96: tessera.v1.Internal.CloseRevisions:output_type -> tessera.v1.CloseRevisionsResponse
+	44, // 97: tessera.v1.Internal.SplitRange:output_type -> tessera.v1.SplitRangeResponse
+	46, // 98: tessera.v1.Internal.AllocateRangeIDs:output_type -> tessera.v1.AllocateRangeIDsResponse
+	48, // 99: tessera.v1.Internal.MergeRange:output_type -> tessera.v1.MergeRangeResponse
+	50, // 100: tessera.v1.Internal.FreezeRange:output_type -> tessera.v1.FreezeRangeResponse
+	64, // 101: tessera.v1.Internal.RangeLookup:output_type -> tessera.v1.RangeLookupResponse
+	66, // 102: tessera.v1.Internal.RangeScan:output_type -> tessera.v1.RangeScanResponse
+	68, // 103: tessera.v1.Internal.RangeReport:output_type -> tessera.v1.RangeReportResponse
+	39, // 104: tessera.v1.InternalMaintenance.RecentWrites:output_type -> tessera.v1.RecentWritesResponse
+	74, // 105: tessera.v1.InternalMaintenance.CompactionHolds:output_type -> tessera.v1.CompactionHoldsResponse
+	54, // 106: tessera.v1.Membership.ChangeNode:output_type -> tessera.v1.NodeChangeResponse
+	56, // 107: tessera.v1.Membership.NodeTable:output_type -> tessera.v1.NodeTableResponse
+	59, // 108: tessera.v1.Membership.Heartbeat:output_type -> tessera.v1.NodeHeartbeatResponse
+	62, // 109: tessera.v1.Membership.Nodes:output_type -> tessera.v1.NodesResponse
+	72, // 110: tessera.v1.Admin.ChangeReplicas:output_type -> tessera.v1.ChangeReplicasResponse
+	88, // [88:111] is the sub-list for method output_type
+	65, // [65:88] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_tesserapb_tessera_proto_init() }
@@ -5457,9 +5652,9 @@ func file_tesserapb_tessera_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tesserapb_tessera_proto_rawDesc), len(file_tesserapb_tessera_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   69,
+			NumMessages:   71,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_tesserapb_tessera_proto_goTypes,
 		DependencyIndexes: file_tesserapb_tessera_proto_depIdxs,

@@ -35,6 +35,7 @@ var faults = []fault{
 	{name: "stop", inject: stopContinue, pause: time.Second},
 	{name: "partition", inject: partition, pause: time.Second},
 	{name: "transfer-leader", inject: transferLeader, pause: 300 * time.Millisecond},
+	{name: "reshape", inject: reshape, pause: time.Second}, // reshape_test.go
 }
 
 // target picks the node to fault: the meta group's leader on even

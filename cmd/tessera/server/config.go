@@ -31,6 +31,8 @@ type Config struct {
 	InitialClusterState string
 	// Members: gossip, heartbeats, liveness and joining (members.go).
 	Members MembersConfig
+	// Moves configures replica moves (moves.go).
+	Moves MovesConfig
 	// InitialSplitKeys cut the keyspace into initial ranges.
 	InitialSplitKeys []string
 	// MaxRequestBytes is etcd's --max-request-bytes (1.5 MiB).
@@ -192,6 +194,8 @@ func (c *Config) Validate() error {
 		return c.Keepalive.Validate()
 	case c.Members.Validate() != nil:
 		return c.Members.Validate()
+	case c.Moves.Validate() != nil:
+		return c.Moves.Validate()
 	case c.DefragIdleRatio < 0:
 		return fmt.Errorf("server: DefragIdleRatio %v is negative", c.DefragIdleRatio)
 	case c.CorruptCheckTime < 0:

@@ -160,6 +160,8 @@ func Start(cfg Config) (_ *Server, err error) {
 	hcfg.Transport.Resolve = s.nodes.PeerAddr
 	hcfg.Transport.DialOptions = []grpc.DialOption{peerDial}
 	hcfg.Transport.AuthorizePeer = s.authorizePeer
+	hcfg.NewReplica = s.newReplica // moves.go
+	cfg.Moves.apply(&hcfg)
 	if s.host, err = raftgroup.NewHost(hcfg); err != nil {
 		return nil, err
 	}
@@ -355,6 +357,9 @@ func (s *Server) serve() {
 	internal := router.NewInternal(s.router, s.rangeStatus)
 	internal.Self = s.selfInfo
 	tesserapb.RegisterInternalServer(s.peerGRPC, internal)
+	if err := s.registerAdmin(); err != nil { // moves.go
+		s.log.Error("admin service not served", "err", err)
+	}
 	tesserapb.RegisterInternalMaintenanceServer(s.peerGRPC, router.NewInternalMaintenance(s.router))
 	// Alarm requests forwarded to the meta group's nodes (maintenance.go).
 	pb.RegisterMaintenanceServer(s.peerGRPC, router.NewMaintenance(s.router, false, s.dataDirSize))

@@ -25,11 +25,26 @@ type SplitConfig struct {
 	// Timeout bounds one split: the id allocation, the command's commit
 	// and apply (30 s: a few elections of the meta group and the range).
 	Timeout time.Duration
+	// FrozenRecoverAfter: a range its leader has seen frozen for a merge
+	// this long lost its merge's initiator (a crash after the freeze); the
+	// leader asks the left neighbour's leader to run the merge again,
+	// which subsumes or thaws it (30 s: three times a merge's catch-up
+	// wait, so a merge still running is not raced).
+	// --range-merge-recover-after.
+	FrozenRecoverAfter time.Duration
+	// RangeSplitQPS: a range that serves at least this many requests in
+	// every second of LoadSplitSustain is split by its leader at a key
+	// with about half the load on each side (split_load.go). 2,500/s for
+	// 10 s, CockroachDB's load-based splitting. 0 turns it off.
+	// --range-split-qps.
+	RangeSplitQPS    float64
+	LoadSplitSustain time.Duration
 }
 
 // DefaultSplitConfig returns the defaults.
 func DefaultSplitConfig() SplitConfig {
-	return SplitConfig{RangeMaxBytes: 64 << 20, CheckInterval: 10 * time.Second, Timeout: 30 * time.Second}
+	return SplitConfig{RangeMaxBytes: 64 << 20, CheckInterval: 10 * time.Second, Timeout: 30 * time.Second, FrozenRecoverAfter: 30 * time.Second,
+		RangeSplitQPS: 2500, LoadSplitSustain: 10 * time.Second}
 }
 
 // Validate checks the configuration (zero values take the defaults).
@@ -39,6 +54,12 @@ func (c SplitConfig) Validate() error {
 	}
 	if c.RangeMaxBytes > 0 && c.RangeMaxBytes < 64<<10 {
 		return errors.New("server: --range-max-bytes below 64 KiB would split ranges down to single keys")
+	}
+	if c.RangeSplitQPS < 0 || c.LoadSplitSustain < 0 || c.LoadSplitSustain > time.Minute {
+		return errors.New("server: --range-split-qps must not be negative and the load-split window must be within a minute")
+	}
+	if c.FrozenRecoverAfter < 0 {
+		return errors.New("server: --range-merge-recover-after must not be negative")
 	}
 	if c.CheckInterval < 0 || c.Timeout < 0 {
 		return errors.New("server: --range-split-check-interval and the split timeout must not be negative")
@@ -57,8 +78,9 @@ func (s *Server) addRangeSize(rep *shard.Replica, rs *tesserapb.RangeStatus) {
 // splitLoop measures the ranges this node leads and splits those above
 // RangeMaxBytes at their middle key.
 type splitLoop struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	metrics *rangeMetrics // nil if they could not be registered
 }
 
 func (s *Server) startSplitLoop() {
@@ -69,8 +91,19 @@ func (s *Server) startSplitLoop() {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultSplitConfig().Timeout
 	}
+	if cfg.LoadSplitSustain <= 0 {
+		cfg.LoadSplitSustain = DefaultSplitConfig().LoadSplitSustain
+	}
+	if cfg.FrozenRecoverAfter <= 0 {
+		cfg.FrozenRecoverAfter = DefaultSplitConfig().FrozenRecoverAfter
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &splitLoop{cancel: cancel}
+	if m, err := newRangeMetrics(s.reg); err != nil {
+		s.log.Warn("range size and load metrics not registered", "err", err)
+	} else {
+		l.metrics = m
+	}
 	s.splits = l
 	l.wg.Add(1)
 	go func() {
@@ -83,7 +116,9 @@ func (s *Server) startSplitLoop() {
 				return
 			case <-t.C:
 			}
-			s.checkSizes(ctx, cfg)
+			s.checkSizes(ctx, cfg, l.metrics)
+			s.recoverFrozen(ctx, cfg)
+			s.checkLoad(ctx, cfg)
 		}
 	}()
 }
@@ -98,7 +133,7 @@ func (l *splitLoop) stop() {
 
 // checkSizes measures every range this node leads (for tessctl ranges) and
 // splits the ones above maxBytes (0: none) at the key that halves them.
-func (s *Server) checkSizes(ctx context.Context, cfg SplitConfig) {
+func (s *Server) checkSizes(ctx context.Context, cfg SplitConfig, metrics *rangeMetrics) {
 	maxBytes := cfg.RangeMaxBytes
 	for _, rep := range s.store.Replicas() {
 		if ctx.Err() != nil {
@@ -114,6 +149,7 @@ func (s *Server) checkSizes(ctx context.Context, cfg SplitConfig) {
 			}
 			continue
 		}
+		metrics.observe(st.Bytes, rep.Load())
 		if maxBytes <= 0 || st.Bytes <= maxBytes || st.MidKey == nil {
 			continue
 		}
