@@ -75,3 +75,10 @@ func Version(ctx context.Context, bin string) string {
 	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
 	return strings.TrimSpace(line)
 }
+
+// HasFlag reports whether `bin --help` lists flag (so a harness can pass
+// Tessera's own flags only to a binary that takes them).
+func HasFlag(ctx context.Context, bin, flag string) bool {
+	out, _ := exec.CommandContext(ctx, bin, "--help").CombinedOutput()
+	return bytes.Contains(out, []byte(flag+" ")) || bytes.Contains(out, []byte(flag+"="))
+}

@@ -228,7 +228,9 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	if terr == nil {
 		tinfo.Bin = tbin
 		tcfg := cluster.DefaultConfig(Tessera, tbin, filepath.Join(root, Tessera))
-		tcfg.GossipPorts = true
+		// A free gossip port per node (the default 7946 fits one node per
+		// host); the tests stand etcd in for tessera, which has no such flag.
+		tcfg.GossipPorts = cluster.HasFlag(ctx, tbin, "--gossip-addr")
 		tcfg.Nodes, tcfg.Keep, tcfg.Logger, tcfg.StartTimeout = cfg.Nodes, true, lg, cfg.StartTimeout
 		if len(splitKeys) > 0 {
 			tcfg.ExtraArgs = []string{"--initial-split-keys", strings.Join(splitKeys, ",")}
