@@ -45,6 +45,14 @@ func (s *Store) NewReplica(id raftgroup.GroupID, self raftgroup.ReplicaID) (raft
 	if _, ok := s.mu.replicas[id]; ok {
 		return nil, false
 	}
+	// The engine already holds the range (a split's right half this node
+	// applied and has not opened yet, or whose open a crash skipped): it
+	// is opened from there (splitApplied, or Start after a restart), never
+	// as an uninitialized replica, which would refuse the log entries the
+	// split's initial state expects (a storage failure).
+	if d, err := ReadDescriptor(s.cfg.Engine, id); err != nil || d != nil {
+		return nil, false
+	}
 	return &uninitReplica{s: s, id: id, self: self}, true
 }
 
