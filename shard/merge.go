@@ -235,29 +235,8 @@ func readRangeState(rd engine.Reader, group uint64) (rangeState, error) {
 // mergeChangeLog moves the right's change-log entries to the left (an
 // entry at a revision both have gets both key lists).
 func mergeChangeLog(b *engine.Batch, left, right uint64) error {
-	type entry struct {
-		rev engine.Revision
-		v   []byte
-	}
-	var ents []entry
-	it, err := b.NewIter(engine.LocalGroupKindSpan(right, engine.KindChangeLog))
+	ents, err := readChangeLogEntries(b, right)
 	if err != nil {
-		return err
-	}
-	for ok := it.First(); ok; ok = it.Next() {
-		idx, err := engine.DecodeLocalGroupIndexKey(it.Key())
-		if err != nil {
-			it.Close()
-			return err
-		}
-		v, err := it.Value()
-		if err != nil {
-			it.Close()
-			return err
-		}
-		ents = append(ents, entry{rev: engine.Revision(idx), v: bytes.Clone(v)})
-	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return err
 	}
 	for _, e := range ents {
@@ -412,4 +391,37 @@ func (r *Replica) mergeAuthRevisionLocked(b *engine.Batch, right uint64) error {
 		return b.Set(engine.LocalGroupKey(uint64(r.group), engine.KindAuthRevision), v)
 	}
 	return nil
+}
+
+// changeLogEntry is one change-log entry as stored (its encoded keys).
+type changeLogEntry struct {
+	rev engine.Revision
+	v   []byte
+}
+
+// readChangeLogEntries reads every change-log entry of a group, in
+// revision order (splits and merges rewrite them in the same batch).
+func readChangeLogEntries(rd engine.Reader, group uint64) ([]changeLogEntry, error) {
+	var ents []changeLogEntry
+	it, err := rd.NewIter(engine.LocalGroupKindSpan(group, engine.KindChangeLog))
+	if err != nil {
+		return nil, err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		idx, err := engine.DecodeLocalGroupIndexKey(it.Key())
+		if err != nil {
+			it.Close()
+			return nil, err
+		}
+		v, err := it.Value()
+		if err != nil {
+			it.Close()
+			return nil, err
+		}
+		ents = append(ents, changeLogEntry{rev: engine.Revision(idx), v: bytes.Clone(v)})
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, err
+	}
+	return ents, nil
 }

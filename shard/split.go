@@ -185,39 +185,17 @@ func writeSplitState(b *engine.Batch, group uint64, left, right *tesserapb.Range
 // splitChangeLog moves the right's keys of every change-log entry of the
 // left to an entry of the right at the same revision.
 func splitChangeLog(b *engine.Batch, group, rg uint64, right *tesserapb.RangeDescriptor) error {
-	type entry struct {
-		rev  engine.Revision
-		keys [][]byte
-	}
-	var ents []entry
-	it, err := b.NewIter(engine.LocalGroupKindSpan(group, engine.KindChangeLog))
+	ents, err := readChangeLogEntries(b, group)
 	if err != nil {
 		return err
 	}
-	for ok := it.First(); ok; ok = it.Next() {
-		idx, err := engine.DecodeLocalGroupIndexKey(it.Key())
-		if err != nil {
-			it.Close()
-			return err
-		}
-		v, err := it.Value()
-		if err != nil {
-			it.Close()
-			return err
-		}
-		keys, err := decodeChangeLog(bytes.Clone(v))
-		if err != nil {
-			it.Close()
-			return err
-		}
-		ents = append(ents, entry{rev: engine.Revision(idx), keys: keys})
-	}
-	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return err
-	}
 	for _, e := range ents {
+		keys, err := decodeChangeLog(e.v)
+		if err != nil {
+			return err
+		}
 		var l, rk [][]byte
-		for _, k := range e.keys {
+		for _, k := range keys {
 			if ContainsKey(right, k) {
 				rk = append(rk, k)
 			} else {
